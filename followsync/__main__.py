@@ -1,0 +1,7 @@
+"""`python -m followsync` runs the command line."""
+
+import sys
+
+from followsync.cli import main
+
+sys.exit(main())

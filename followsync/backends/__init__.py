@@ -1,0 +1,1 @@
+"""Targets behind one small protocol: the engine never knows which kind it talks to."""

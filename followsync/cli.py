@@ -1,0 +1,229 @@
+"""The command line (SPEC §4): one function per command, one error handler for exit codes.
+
+Heavy modules (pydantic, icalendar, caldav) are imported inside the commands that need them,
+so `followsync --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+from followsync import __version__
+from followsync.errors import EXIT_USAGE, ConfigError, FollowsyncError
+
+if TYPE_CHECKING:
+    from followsync.config import Config
+
+log = logging.getLogger("followsync")
+EXIT_BUG = 70
+
+
+@dataclass
+class Context:
+    config_path: str | None
+    now_text: str | None
+    verbose: int
+    quiet: bool
+
+    def config(self) -> Config:
+        from followsync.config import find_config, load_config
+
+        config = load_config(find_config(self.config_path))
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        return config
+
+    def now(self, config: Config) -> datetime:
+        """--now / $FOLLOWSYNC_NOW, else the clock; naive times are in the config's zone."""
+        text = self.now_text or os.environ.get("FOLLOWSYNC_NOW")
+        if not text:
+            return datetime.now(config.timezone)
+        try:
+            value = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+        except ValueError:
+            raise click.UsageError(f"--now {text!r} is not an ISO date or date-time "
+                                   "(e.g. 2027-01-11 or 2027-01-11T08:30)") from None
+        return value if value.tzinfo else value.replace(tzinfo=config.timezone)
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(text)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("followsync")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH",
+              help="Config file (default: $FOLLOWSYNC_CONFIG, else "
+                   "$XDG_CONFIG_HOME/followsync/config.yaml).")
+@click.option("--now", "now_text", metavar="ISO-DATETIME",
+              help="Act as if it were then (also $FOLLOWSYNC_NOW).")
+@click.option("-v", "--verbose", count=True, help="Say more, including debugging detail.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.version_option(__version__, prog_name="followsync")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, now_text: str | None, verbose: int,
+        quiet: bool) -> None:
+    """Keep the next follow-up with everyone you are chasing in your calendar.
+
+    Edit one YAML file of leads; followsync writes each lead's next follow-up, with alarms,
+    into a CalDAV calendar or an .ics file and keeps it right.
+    """
+    _setup_logging(verbose, quiet)
+    ctx.obj = Context(config_path, now_text, verbose, quiet)
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.pass_obj
+def init(obj: Context, directory: str) -> None:
+    """Write a starter config.yaml and leads.yaml (with comments) in DIRECTORY."""
+    from followsync.commands.init import write_starter
+
+    for line in write_starter(Path(directory)):
+        obj.say(line)
+
+
+@cli.command()
+@click.pass_obj
+def validate(obj: Context) -> None:
+    """Check the config and lead files; report every problem as FILE:LINE:COL."""
+    from followsync.leads import load_leads
+
+    config = obj.config()
+    book = load_leads(list(config.lead_paths))
+    files = ", ".join(str(p) for p in config.lead_paths)
+    obj.say(f"ok: {config.path} and {len(book.leads)} leads in {files}")
+
+
+@cli.command()
+@click.pass_obj
+def plan(obj: Context) -> None:
+    """Show what a sync would create, update and delete, and why; write nothing."""
+    from followsync.commands.show import print_plan
+    from followsync.engine import run
+
+    config = obj.config()
+    outcome = run(config, obj.now(config), dry_run=True)
+    print_plan(outcome, obj.say)
+    _exit(outcome.exit_code)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Go on even past safety.max_deletes.")
+@click.option("--target", "only", metavar="NAME", help="Sync only this target.")
+@click.pass_obj
+def sync(obj: Context, force: bool, only: str | None) -> None:
+    """Reconcile every target once, then exit."""
+    from followsync.commands.show import Progress, print_outcome
+    from followsync.engine import run
+
+    config = obj.config()
+    if only and only not in {t.name for t in config.targets}:
+        raise click.UsageError(f"no target named {only!r} in {config.path}")
+    progress = Progress() if sys.stderr.isatty() and not obj.quiet else None
+    try:
+        outcome = run(config, obj.now(config), force=force, only=only, progress=progress)
+    finally:
+        if progress:
+            progress.done()
+    print_outcome(outcome, obj.say)
+    _exit(outcome.exit_code)
+
+
+@cli.command()
+@click.option("--days", default=14, show_default=True, type=click.IntRange(0, 36500),
+              help="How far ahead to look.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
+@click.pass_obj
+def agenda(obj: Context, days: int, as_json: bool) -> None:
+    """Upcoming and overdue follow-ups, and the leads gone cold."""
+    import json
+
+    from followsync import agenda as ag
+    from followsync.engine import make_plans, today_in
+    from followsync.leads import load_leads
+    from followsync.state import State
+
+    config = obj.config()
+    book = load_leads(list(config.lead_paths))
+    today = today_in(config, obj.now(config))
+    state = State(config.state_dir, readonly=True)
+    try:
+        plans, _ = make_plans(book, today, state.memories())
+    finally:
+        state.close()
+    result = ag.build(plans, today, days)
+    if as_json:
+        click.echo(json.dumps(ag.to_json(result), indent=2, ensure_ascii=False))
+    else:
+        obj.say(ag.to_text(result))
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the lead file (for editors' completion and checks)."""
+    import json
+
+    from followsync.leads import schema as lead_schema
+
+    click.echo(json.dumps(lead_schema(), indent=2))
+
+
+def _exit(code: int) -> None:
+    if code:
+        raise SystemExit(code)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(message, err=True)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every error a user can cause maps to an exit code, never a traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cli.main(args=args, prog_name="followsync", standalone_mode=False)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        return exc.exit_code
+    except FollowsyncError as exc:
+        click.echo(f"followsync: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # a bug: say so briefly, the traceback only with -v
+        if any(a in ("-v", "--verbose", "-vv") for a in args):
+            raise
+        click.echo(f"followsync: internal error: {type(exc).__name__}: {exc}\n"
+                   "  this is a bug; run again with -v for details and report it", err=True)
+        return EXIT_BUG
+    return 0
+
+

@@ -1,0 +1,1 @@
+"""Command helpers too big for cli.py: output and file writing."""

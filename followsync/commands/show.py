@@ -1,0 +1,94 @@
+"""How `plan` and `sync` present their outcome: one line per action or per target."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+from followsync import diff as d
+from followsync.engine import Outcome, TargetReport
+
+log = logging.getLogger("followsync")
+
+
+def _when(want: d.Want) -> str:
+    item = want.item
+    when = item.due.isoformat() + (f" {item.at.strftime('%H:%M')}" if item.at else " all day")
+    return f"{when} {want.kind}"
+
+
+def describe(action: d.Action) -> str | None:
+    """One line for a planned action; None for bookkeeping the user need not see."""
+    if isinstance(action, d.Create):
+        w = action.want
+        return f"  create  {w.item.lead_id} {w.item.rule}: {_when(w)} — {w.item.reason}"
+    if isinstance(action, d.Update):
+        w = action.want
+        return f"  update  {w.item.lead_id} {w.item.rule}: {_when(w)} — {w.item.reason}"
+    if isinstance(action, d.Adopt):
+        w = action.want
+        return f"  check   {w.item.lead_id} {w.item.rule}: found in the calendar, not in the " \
+               f"state; compared and updated if needed"
+    if isinstance(action, d.Delete):
+        why = "no longer due (done, closed, or removed from the lead file)"
+        who = f"{action.row.lead} {action.row.rule}" if action.row else action.uid
+        return f"  delete  {who}: {why}"
+    if isinstance(action, d.Accept):
+        return f"  keep    {action.want.item.lead_id} {action.want.item.rule}: edited in the " \
+               "calendar; kept until the lead file changes it"
+    if isinstance(action, d.Gone):
+        return f"  skip    {action.want.item.lead_id} {action.want.item.rule}: deleted in the " \
+               "calendar; not recreated until the lead file changes it"
+    return None
+
+
+def _report_problems(report: TargetReport) -> None:
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    if report.error:
+        log.error("%s: %s", report.name, report.error)
+        if report.hint:
+            log.error("  hint: %s", report.hint)
+
+
+def print_plan(outcome: Outcome, say: Callable[[str], None]) -> None:
+    for report in outcome.targets:
+        _report_problems(report)
+        lines = [line for line in map(describe, report.actions) if line]
+        if report.error:
+            continue
+        say(f"{report.name}: {report.created} to create, {report.updated} to update, "
+            f"{report.deleted} to delete, {report.unchanged} unchanged")
+        for line in lines:
+            say(line)
+
+
+def print_outcome(outcome: Outcome, say: Callable[[str], None]) -> None:
+    for report in outcome.targets:
+        _report_problems(report)
+        if not report.error:
+            say(report.summary())
+
+
+class Progress:
+    """A one-line progress counter on a terminal, redrawn at most ten times a second."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, target: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if total < 20 or (now - self.last < 0.1 and done != total):
+            return
+        self.last = now
+        sys.stderr.write(f"\r{target}: {done}/{total} written")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()

@@ -1,0 +1,244 @@
+"""The config file (SPEC §2) → a frozen Config with absolute paths and a real time zone."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from followsync.durations import Duration
+from followsync.errors import ConfigError, Problem
+from followsync.validation import DurationT, Text, validate
+from followsync.yamlsrc import Source, load
+
+TARGET_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class TargetModel(_Model):
+    """One calendar to keep in step: a CalDAV calendar or a local .ics file."""
+
+    name: Annotated[str, Field(pattern=TARGET_NAME)]
+    type: Literal["caldav", "ics"]
+    as_: Literal["event", "todo"] | None = Field(default=None, alias="as")
+    path: Text | None = None
+    url: Text | None = None
+    calendar: Text | None = None
+    username: Text | None = None
+    password: Text | None = None
+    password_command: Text | list[Text] | None = None
+    password_env: Text | None = None
+    keyring: bool = False
+    verify: bool | Text = True
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> TargetModel:
+        if self.type == "ics":
+            if not self.path:
+                raise ValueError("an ics target needs `path:` (the .ics file to write)")
+            extra = [k for k in ("url", "calendar", "username", "password", "password_command",
+                                 "password_env") if getattr(self, k)]
+            if extra:
+                raise ValueError(f"an ics target does not take {', '.join(extra)}")
+        else:
+            if not self.url:
+                raise ValueError("a caldav target needs `url:` (server, principal or calendar URL)")
+            secrets = [k for k in ("password", "password_command", "password_env")
+                       if getattr(self, k)] + (["keyring"] if self.keyring else [])
+            if len(secrets) > 1:
+                raise ValueError(f"give only one of {', '.join(secrets)}")
+        return self
+
+
+class DaemonModel(_Model):
+    interval: DurationT = Duration(15, "m")
+    watch: bool = True
+
+
+class SafetyModel(_Model):
+    max_deletes: Annotated[int, Field(ge=0)] = 20
+
+
+class ConfigModel(_Model):
+    leads: Text | Annotated[list[Text], Field(min_length=1)] = "leads.yaml"
+    timezone: Text | None = None
+    state_dir: Text | None = None
+    targets: list[TargetModel] | None = None
+    daemon: DaemonModel = DaemonModel()
+    safety: SafetyModel = SafetyModel()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}; use an IANA name such as "
+                                 "Europe/Berlin or America/New_York") from None
+        return value
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_names(cls, value: list[TargetModel] | None) -> list[TargetModel] | None:
+        names = [t.name for t in value or []]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"target names must be unique: {', '.join(dupes)}")
+        return value
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target with paths resolved; `key` tells its state apart from other configs' targets."""
+
+    name: str
+    type: Literal["caldav", "ics"]
+    kind: Literal["event", "todo"] | None
+    path: Path | None = None
+    url: str | None = None
+    calendar: str | None = None
+    username: str | None = None
+    password: str | None = None
+    password_command: tuple[str, ...] | str | None = None
+    password_env: str | None = None
+    keyring: bool = False
+    verify: bool | str = True
+    timeout: float = 30.0
+
+    @property
+    def key(self) -> str:
+        where = str(self.path) if self.type == "ics" else f"{self.url}#{self.calendar or ''}"
+        return f"{self.name}|{self.type}|{where}"
+
+    def __repr__(self) -> str:  # never show a password, even in a debugger or a traceback
+        return f"Target(name={self.name!r}, type={self.type!r})"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the config file says, ready to use."""
+
+    path: Path
+    lead_paths: tuple[Path, ...]
+    timezone: ZoneInfo
+    state_dir: Path
+    targets: tuple[Target, ...]
+    interval: timedelta
+    watch: bool
+    max_deletes: int
+    warnings: tuple[str, ...] = ()
+
+
+def find_config(explicit: str | None) -> Path:
+    """--config, else $FOLLOWSYNC_CONFIG, else $XDG_CONFIG_HOME/followsync/config.yaml."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("FOLLOWSYNC_CONFIG"):
+        return Path(os.environ["FOLLOWSYNC_CONFIG"]).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "followsync" / "config.yaml"
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "followsync"
+
+
+def system_zone() -> ZoneInfo:
+    """The machine's zone: $TZ, /etc/timezone, the /etc/localtime link, else UTC."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    try:
+        link = os.readlink("/etc/localtime")
+        if "zoneinfo/" in link:
+            candidates.append(link.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for name in candidates:
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+def load_config(path: Path) -> Config:
+    """Read and check the config file; ConfigError lists every problem at once."""
+    shown = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([Problem(shown, 1, 1, "config file not found",
+                                   "create one with `followsync init`, or pass --config PATH")]) from None
+    except IsADirectoryError:
+        raise ConfigError([Problem(shown, 1, 1, "the config path is a folder, not a file")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(shown, 1, 1, f"cannot read the config: {exc.strerror}")]) from None
+    source = load(shown, data)
+    if source.value is not None and not isinstance(source.value, dict):
+        raise ConfigError([source.problem((), "the config is a mapping of `key: value` lines")])
+    model = validate(ConfigModel, source)
+    return _resolve(path, model, source)
+
+
+def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
+    base = path.parent.resolve()
+
+    def at(value: str) -> Path:
+        return (base / Path(value).expanduser()).resolve()
+
+    lead_list = [model.leads] if isinstance(model.leads, str) else list(model.leads)
+    warnings: list[str] = []
+    problems: list[Problem] = []
+    targets = []
+    for index, tm in enumerate(model.targets or [TargetModel(name="file", type="ics",
+                                                              path="followups.ics")]):
+        if tm.password:
+            mode = path.stat().st_mode
+            if mode & (stat.S_IRGRP | stat.S_IROTH):
+                problems.append(source.problem(
+                    ("targets", index, "password"),
+                    f"target {tm.name!r} has a password in a config file others can read",
+                    f"run `chmod 600 {path}`, or better use password_command or password_env"))
+            else:
+                warnings.append(f"target {tm.name!r}: the password is written in the config; "
+                                "password_command or password_env keep it out of the file")
+        command = tm.password_command
+        targets.append(Target(
+            name=tm.name, type=tm.type, kind=tm.as_,
+            path=at(tm.path) if tm.path else None,
+            url=tm.url, calendar=tm.calendar, username=tm.username, password=tm.password,
+            password_command=tuple(command) if isinstance(command, list) else command,
+            password_env=tm.password_env, keyring=tm.keyring,
+            verify=at(tm.verify).as_posix() if isinstance(tm.verify, str) else tm.verify,
+            timeout=tm.timeout,
+        ))
+    if problems:
+        raise ConfigError(problems)
+    interval = model.daemon.interval.as_timedelta()
+    return Config(
+        path=path,
+        lead_paths=tuple(at(p) for p in lead_list),
+        timezone=ZoneInfo(model.timezone) if model.timezone else system_zone(),
+        state_dir=at(model.state_dir) if model.state_dir else default_state_dir(),
+        targets=tuple(targets),
+        interval=interval if interval > timedelta(0) else timedelta(minutes=15),
+        watch=model.daemon.watch,
+        max_deletes=model.safety.max_deletes,
+        warnings=tuple(warnings),
+    )

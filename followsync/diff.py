@@ -1,0 +1,128 @@
+"""PURE: desired items + what the target holds + the state → actions (plain data).
+
+Decisions are made here, before anything is written; the engine only carries them out.
+Rules (SPEC §3): only items with followsync's marks are listed, so only those can be changed;
+an item edited in the calendar app is kept until the lead file changes that follow-up; one
+deleted by hand is not recreated until then; nothing unchanged is rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from followsync.backends.base import Remote
+from followsync.rules import FollowUp
+from followsync.state import Row
+
+Kind = Literal["event", "todo"]
+
+
+@dataclass(frozen=True)
+class Want:
+    """One item the target should hold."""
+
+    uid: str
+    item: FollowUp
+    kind: Kind
+    hash: str
+
+
+@dataclass(frozen=True)
+class Create:
+    want: Want
+
+
+@dataclass(frozen=True)
+class Update:
+    want: Want
+    remote: Remote
+    row: Row | None
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """The target holds an item of ours that the state does not know: compare, then decide."""
+
+    want: Want
+    remote: Remote
+
+
+@dataclass(frozen=True)
+class Delete:
+    uid: str
+    remote: Remote
+    row: Row | None
+
+
+@dataclass(frozen=True)
+class Accept:
+    """Edited in the calendar while the lead file did not change it: keep the user's version."""
+
+    want: Want
+    remote: Remote
+    row: Row
+
+
+@dataclass(frozen=True)
+class Gone:
+    """Deleted in the calendar while the lead file did not change it: do not recreate."""
+
+    want: Want
+    row: Row
+
+
+@dataclass(frozen=True)
+class Forget:
+    uid: str
+
+
+Action = Create | Update | Adopt | Delete | Accept | Gone | Forget
+
+
+@dataclass(frozen=True)
+class Diff:
+    actions: tuple[Action, ...]
+    unchanged: int
+
+    def count(self, kind: type) -> int:
+        return sum(1 for a in self.actions if isinstance(a, kind))
+
+    @property
+    def deletes(self) -> int:
+        return self.count(Delete)
+
+
+def diff(
+    wants: Mapping[str, Want], remote: Mapping[str, Remote], rows: Mapping[str, Row],
+    allow_deletes: bool = True,
+) -> Diff:
+    """The actions that make the target hold `wants`, touching nothing else."""
+    actions: list[Action] = []
+    unchanged = 0
+    for uid, want in wants.items():
+        row, have = rows.get(uid), remote.get(uid)
+        if have is None:
+            if row is None:
+                actions.append(Create(want))
+            elif row.hash == want.hash:
+                if not row.gone:
+                    actions.append(Gone(want, row))
+            else:
+                actions.append(Create(want))  # the lead file changed it: it comes back
+        elif row is None or row.gone:
+            actions.append(Adopt(want, have))
+        elif row.etag == have.etag and row.hash == want.hash:
+            unchanged += 1
+        elif row.hash == want.hash:
+            actions.append(Accept(want, have, row))
+        else:
+            actions.append(Update(want, have, row))
+    for uid, have in remote.items():
+        if uid not in wants and allow_deletes:
+            actions.append(Delete(uid, have, rows.get(uid)))
+    for uid in rows:
+        if uid not in wants and uid not in remote:
+            actions.append(Forget(uid))
+    return Diff(tuple(actions), unchanged)

@@ -1,0 +1,324 @@
+"""The one place where I/O meets the core: load → plan → list → diff → apply → remember.
+
+Everything it decides comes from the pure modules; here we only read files, talk to targets,
+keep the state and count what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+from followsync import diff as d
+from followsync.backends.base import Backend, Remote, is_owned
+from followsync.config import Config, Target
+from followsync.errors import (
+    EXIT_OK,
+    EXIT_SAFETY,
+    EXIT_TARGET,
+    Conflict,
+    FollowsyncError,
+    SafetyStop,
+    TargetError,
+)
+from followsync.leads import LeadBook, load_leads
+from followsync.render import input_hash, normalise, render, uid_for
+from followsync.rules import LeadPlan, Memory, plan, remember
+from followsync.state import Lock, Row, State
+
+log = logging.getLogger("followsync")
+Progress = Callable[[str, int, int], None]
+_SEQUENCE = re.compile(r"^SEQUENCE:(\d+)", re.MULTILINE)
+STATE_BATCH = 50  # commit the state this often while writing to a server
+
+
+@dataclass
+class TargetReport:
+    """What one target's sync did (or, for `plan`, would do)."""
+
+    name: str
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    kept: int = 0  # user edits and deletions respected
+    conflicts: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    hint: str = ""
+    exit_code: int = EXIT_OK
+    actions: tuple[d.Action, ...] = ()
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.name}: FAILED: {self.error}"
+        text = (f"{self.name}: {self.created} created, {self.updated} updated, "
+                f"{self.deleted} deleted, {self.unchanged} unchanged")
+        if self.kept:
+            text += f", {self.kept} calendar edits kept"
+        if self.conflicts:
+            text += f", {self.conflicts} changed meanwhile (left for the next sync)"
+        return f"{text} ({self.seconds:.2f} s)"
+
+
+@dataclass
+class Outcome:
+    """A whole sync or plan: the plans the rules made and a report per target."""
+
+    today: date
+    plans: list[LeadPlan]
+    targets: list[TargetReport]
+
+    @property
+    def exit_code(self) -> int:
+        return max([EXIT_OK, *(t.exit_code for t in self.targets)])
+
+
+def open_backend(target: Target, config: Config) -> Backend:
+    """The backend for a target (the CalDAV one is imported only when used)."""
+    if target.type == "ics":
+        from followsync.backends.icsfile import IcsFileBackend
+
+        assert target.path is not None
+        return IcsFileBackend(target.path, label=target.name)
+    from followsync.backends.caldav import CaldavBackend
+
+    return CaldavBackend(target)
+
+
+def today_in(config: Config, now: datetime) -> date:
+    return now.astimezone(config.timezone).date()
+
+
+def make_plans(
+    book: LeadBook, today: date, known: dict[str, Memory]
+) -> tuple[list[LeadPlan], list[tuple[str, Memory]]]:
+    """The rules' answer for every lead, and the lead memories that changed."""
+    memory: dict[str, Memory] = {}
+    changed: list[tuple[str, Memory]] = []
+    for lead_id, item in book.leads.items():
+        before = known.get(lead_id)
+        after = remember(before, item.lead, today)
+        memory[lead_id] = after
+        if after != before:
+            changed.append((lead_id, after))
+    return plan(book.leads.values(), today, memory), changed
+
+
+def wants_for(
+    plans: Iterable[LeadPlan], target: Target, zone: str, todo_ok: bool = True
+) -> dict[str, d.Want]:
+    """The items a target should hold, by UID."""
+    wants: dict[str, d.Want] = {}
+    for lead_plan in plans:
+        for item in lead_plan.follow_ups:
+            kind = target.kind or item.kind
+            if kind == "todo" and not todo_ok:
+                kind = "event"
+            uid = uid_for(target.name, item.lead_id, item.rule)
+            wants[uid] = d.Want(uid, item, kind, input_hash(item, kind, zone, uid))
+    return wants
+
+
+def run(
+    config: Config, now: datetime, *, dry_run: bool = False, force: bool = False,
+    only: str | None = None, progress: Progress | None = None,
+    backends: dict[str, Backend] | None = None,
+) -> Outcome:
+    """One reconcile (or, with dry_run, a plan) of every target. ConfigError leaves all as is."""
+    book = load_leads(list(config.lead_paths))
+    today = today_in(config, now)
+    lock = Lock(config.state_dir)
+    if not dry_run:
+        lock.acquire()
+    try:
+        state = State(config.state_dir, readonly=dry_run)
+        try:
+            plans, changed = make_plans(book, today, state.memories())
+            if not dry_run:
+                with state.transaction():
+                    state.remember(changed)
+            reports = []
+            for target in config.targets:
+                if only and target.name != only:
+                    continue
+                backend = (backends or {}).get(target.name)
+                reports.append(_one_target(config, target, plans, state, now, backend,
+                                           dry_run=dry_run, force=force,
+                                           allow_deletes=bool(book.leads), progress=progress))
+            return Outcome(today, plans, reports)
+        finally:
+            state.close()
+    finally:
+        lock.release()
+
+
+def _one_target(
+    config: Config, target: Target, plans: list[LeadPlan], state: State, now: datetime,
+    backend: Backend | None, *, dry_run: bool, force: bool, allow_deletes: bool,
+    progress: Progress | None,
+) -> TargetReport:
+    started = time.monotonic()
+    report = TargetReport(target.name)
+    own = backend is None
+    try:
+        if backend is None:
+            backend = open_backend(target, config)
+        try:
+            _sync_target(config, target, plans, state, now, backend, report, dry_run=dry_run,
+                         force=force, allow_deletes=allow_deletes, progress=progress)
+        finally:
+            if own:
+                backend.close()
+    except SafetyStop as exc:
+        report.error, report.hint, report.exit_code = exc.message, exc.hint, EXIT_SAFETY
+    except FollowsyncError as exc:
+        report.error, report.hint, report.exit_code = exc.message, exc.hint, EXIT_TARGET
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _sync_target(
+    config: Config, target: Target, plans: list[LeadPlan], state: State, now: datetime,
+    backend: Backend, report: TargetReport, *, dry_run: bool, force: bool,
+    allow_deletes: bool, progress: Progress | None,
+) -> None:
+    key = target.key
+    rows = state.rows(key)
+    known = {uid: Remote(r.href, r.etag) for uid, r in rows.items() if not r.gone}
+    listing = backend.listing(known, state.cursor(key))
+    report.warnings.extend(listing.warnings)
+    todo_ok = backend.supports("VTODO")
+    wants = wants_for(plans, target, config.timezone.key, todo_ok)
+    if not todo_ok and any(w.item.kind == "todo" or target.kind == "todo"
+                           for w in wants.values()):
+        report.warnings.append(f"{target.name}: the calendar does not take to-dos (VTODO); "
+                               "writing events instead")
+    result = d.diff(wants, listing.items, rows, allow_deletes=allow_deletes)
+    report.actions = result.actions
+    report.unchanged = result.unchanged
+    if not allow_deletes and any(uid not in wants for uid in listing.items):
+        report.warnings.append(f"{target.name}: the lead files hold no leads; nothing is deleted")
+    if result.deletes > config.max_deletes and not force:
+        raise SafetyStop(
+            f"this sync would delete {result.deletes} items from {target.name} "
+            f"(safety.max_deletes is {config.max_deletes}); nothing was changed there",
+            "check the lead file; if the deletions are right, run `followsync sync --force`")
+    if dry_run:
+        _count_planned(report, result)
+        return
+    _apply(target, state, now, backend, report, result, config, progress)
+
+
+def _count_planned(report: TargetReport, result: d.Diff) -> None:
+    for action in result.actions:
+        if isinstance(action, d.Create):
+            report.created += 1
+        elif isinstance(action, d.Update):
+            report.updated += 1
+        elif isinstance(action, d.Delete):
+            report.deleted += 1
+        elif isinstance(action, d.Accept | d.Gone):
+            report.kept += 1
+
+
+def _apply(
+    target: Target, state: State, now: datetime, backend: Backend, report: TargetReport,
+    result: d.Diff, config: Config, progress: Progress | None,
+) -> None:
+    key = target.key
+    zone = config.timezone
+    writes = [a for a in result.actions if isinstance(a, d.Create | d.Update | d.Adopt | d.Delete)]
+    done = 0
+
+    def text_for(want: d.Want, sequence: int) -> str:
+        return render(want.item, uid=want.uid, kind=want.kind, zone=zone, stamp=now,
+                      sequence=sequence)
+
+    def row_for(want: d.Want, remote: Remote, sequence: int) -> Row:
+        return Row(want.uid, remote.href, remote.etag, want.hash, sequence,
+                   want.item.lead_id, want.item.rule)
+
+    def update(want: d.Want, remote: Remote, sequence: int) -> None:
+        try:
+            state.put(key, row_for(want, backend.update(remote, text_for(want, sequence)),
+                                   sequence))
+            report.updated += 1
+        except Conflict:
+            report.conflicts += 1
+            log.warning("%s: %s changed in the calendar meanwhile; left as it is", target.name,
+                        want.uid)
+
+    def adopt(want: d.Want, remote: Remote) -> None:
+        text = backend.get(remote)
+        if not is_owned(text):
+            report.warnings.append(f"{target.name}: {want.uid} exists without followsync's "
+                                   "marks; it is left alone")
+            return
+        found = _SEQUENCE.search(text.replace("\r\n", "\n"))
+        sequence = int(found.group(1)) if found else 0
+        if normalise(text) == normalise(text_for(want, sequence)):
+            state.put(key, row_for(want, remote, sequence))
+            report.unchanged += 1
+        else:
+            update(want, remote, sequence + 1)
+
+    state.db.execute("BEGIN")
+    try:
+        for action in result.actions:
+            if isinstance(action, d.Create):
+                try:
+                    remote = backend.create(action.want.uid, text_for(action.want, 0))
+                    state.put(key, row_for(action.want, remote, 0))
+                    report.created += 1
+                except Conflict:
+                    found = backend.find(action.want.uid)
+                    if found is None:
+                        raise
+                    adopt(action.want, found)
+            elif isinstance(action, d.Update):
+                sequence = (action.row.sequence if action.row else 0) + 1
+                update(action.want, action.remote, sequence)
+            elif isinstance(action, d.Adopt):
+                adopt(action.want, action.remote)
+            elif isinstance(action, d.Delete):
+                try:
+                    backend.delete(action.remote)
+                    state.forget(key, action.uid)
+                    report.deleted += 1
+                except Conflict:
+                    report.conflicts += 1
+                    log.warning("%s: %s changed in the calendar meanwhile; not deleted",
+                                target.name, action.uid)
+            elif isinstance(action, d.Accept):
+                state.put(key, Row(**{**action.row.__dict__, "etag": action.remote.etag}))
+                report.kept += 1
+            elif isinstance(action, d.Gone):
+                state.put(key, Row(**{**action.row.__dict__, "gone": True}))
+                report.kept += 1
+            elif isinstance(action, d.Forget):
+                state.forget(key, action.uid)
+            if isinstance(action, d.Create | d.Update | d.Adopt | d.Delete):
+                done += 1
+                if progress is not None:
+                    progress(target.name, done, len(writes))
+                if getattr(backend, "immediate", False) and done % STATE_BATCH == 0:
+                    state.db.execute("COMMIT")
+                    state.db.execute("BEGIN")
+        state.set_cursor(key, backend.commit())
+        state.db.execute("COMMIT")
+    except BaseException:
+        if getattr(backend, "immediate", False):
+            state.db.execute("COMMIT")  # what reached the server is remembered
+        else:
+            state.db.execute("ROLLBACK")
+        raise
+
+
+TargetKind = Literal["ics", "caldav"]

@@ -1,0 +1,282 @@
+"""The lead file (SPEC §1): pydantic models, loading with located errors, effective settings.
+
+Models stay close to what the user writes; `Policy` is the flattened result of built-in
+defaults, the file's `defaults:` and the lead's own overrides, which is what the rules use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from followsync.durations import Duration
+from followsync.errors import ConfigError, Problem
+from followsync.validation import DateT, DurationT, Text, TimeT, validate
+from followsync.yamlsrc import Source, load
+
+LEAD_ID = r"^[a-z0-9][a-z0-9._-]*$"
+PLACEHOLDERS = ("name", "org", "role", "email")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_TOUCH_LINE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:\s+(.*))?$", re.DOTALL)
+By = Literal["me", "them", "both"]
+Kind = Literal["event", "todo"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _touch_from_line(value: Any) -> Any:
+    """`2013-06-03 emailed: thanks` is a touch by me on that date with that note."""
+    if isinstance(value, str):
+        match = _TOUCH_LINE.match(value)
+        if not match:
+            raise ValueError(
+                f"not a log entry: {value!r}; expected 'YYYY-MM-DD what happened' "
+                "or {date: YYYY-MM-DD, by: me|them|both, note: ...}")
+        return {"date": match.group(1), "by": "me", "note": (match.group(2) or "").strip()}
+    return value
+
+
+def _template(value: Any) -> Any:
+    if isinstance(value, str):
+        for name in _PLACEHOLDER.findall(value):
+            if name not in PLACEHOLDERS:
+                close = difflib.get_close_matches(name, PLACEHOLDERS, n=1)
+                hint = f"; did you mean {{{close[0]}}}?" if close else ""
+                raise ValueError(
+                    f"unknown placeholder {{{name}}} in {value!r}; use {{name}} {{org}} "
+                    f"{{role}} or {{email}}{hint}")
+    return value
+
+
+Template = Annotated[str, BeforeValidator(_template)]
+
+
+class Touch(_Model):
+    """One contact with the lead: `me` reached out, `them` answered, `both` met or called."""
+
+    date: DateT
+    by: By = "me"
+    note: Text = ""
+
+
+LogEntry = Annotated[Touch, BeforeValidator(_touch_from_line)]
+
+
+class Trigger(_Model):
+    """A one-off follow-up `after` a status is entered, doing `do`."""
+
+    after: DurationT = Duration(0, "d")
+    do: Template
+    at: TimeT | None = None
+
+
+class OneOff(_Model):
+    """A follow-up on a fixed date (`follow_ups:` item)."""
+
+    on: DateT
+    do: Template
+    id: Annotated[str, Field(pattern=LEAD_ID)] | None = None
+    at: TimeT | None = None
+    all_day: bool | None = None
+    done: bool = False
+
+
+class Settings(_Model):
+    """The keys `defaults:` holds and every lead may override; unset means inherited."""
+
+    cadence: Annotated[list[DurationT], Field(min_length=1)] | None = None
+    give_up_after: Annotated[int, Field(ge=1)] | None = None
+    at: TimeT | None = None
+    all_day: bool | None = None
+    duration: DurationT | None = None
+    alarms: list[DurationT] | None = None
+    as_: Kind | None = Field(default=None, alias="as")
+    overdue: Literal["roll", "keep"] | None = None
+    closed: list[Text] | None = None
+    action: Template | None = None
+    on_status: dict[str, Trigger] | None = None
+    on_other_status: dict[str, Trigger] | None = None
+
+
+class Lead(Settings):
+    """One person being chased."""
+
+    name: Annotated[Text, Field(min_length=1)]
+    org: Text | None = None
+    role: Text | None = None
+    email: Text | None = None
+    phone: Text | None = None
+    url: Text | None = None
+    tags: list[Text] = []
+    status: Text | None = None
+    status_since: DateT | None = None
+    notes: Text | None = None
+    last_contact: DateT | None = None
+    log: list[LogEntry] = []
+    next: DateT | None = None
+    snooze_until: DateT | None = None
+    follow_ups: list[OneOff] = []
+
+    @field_validator("follow_ups")
+    @classmethod
+    def _unique_one_offs(cls, items: list[OneOff]) -> list[OneOff]:
+        seen: set[str] = set()
+        for item in items:
+            key = item.id or item.on.isoformat()
+            if key in seen:
+                raise ValueError(f"two follow_ups share {key!r}; give each an `id:`")
+            seen.add(key)
+        return items
+
+
+class LeadFile(_Model):
+    """The whole lead file."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True,
+        json_schema_extra={"title": "followsync lead file"},
+    )
+    version: Literal[1] = 1
+    defaults: Settings = Settings()
+    leads: dict[Annotated[str, Field(pattern=LEAD_ID)], Lead] | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Effective settings for one lead after defaults and overrides."""
+
+    cadence: tuple[Duration, ...] = (Duration(1, "w"), Duration(2, "w"), Duration(1, "mo"))
+    give_up_after: int | None = None
+    at: time = time(9, 0)
+    all_day: bool = False
+    duration: Duration = Duration(15, "m")
+    alarms: tuple[Duration, ...] = (Duration(0, "m"),)
+    kind: Kind = "event"
+    overdue: Literal["roll", "keep"] = "roll"
+    closed: frozenset[str] = frozenset({"closed", "hired", "declined", "lost", "won", "dead"})
+    action: str = "Follow up with {name}"
+    on_status: tuple[tuple[str, Trigger], ...] = ()
+    on_other_status: tuple[tuple[str, Trigger], ...] = ()
+
+    def apply(self, settings: Settings) -> Policy:
+        """These settings on top of this policy (only the keys the user wrote count)."""
+        given = settings.model_fields_set
+        changes: dict[str, Any] = {}
+        for name in ("give_up_after", "overdue", "action", "duration", "at"):
+            if name in given:
+                value = getattr(settings, name)
+                if value is not None or name == "give_up_after":
+                    changes[name] = value
+        if "at" in given and settings.at is not None and "all_day" not in given:
+            changes["all_day"] = False
+        if "all_day" in given and settings.all_day is not None:
+            changes["all_day"] = settings.all_day
+        for name in ("cadence", "alarms"):
+            value = getattr(settings, name)
+            if value is not None:
+                changes[name] = tuple(value)
+        if settings.as_ is not None:
+            changes["kind"] = settings.as_
+        if settings.closed is not None:
+            changes["closed"] = frozenset(settings.closed)
+        for name in ("on_status", "on_other_status"):
+            value = getattr(settings, name)
+            if value is not None:
+                merged = dict(getattr(self, name)) | value
+                changes[name] = tuple(sorted(merged.items()))
+        return _replace(self, changes)
+
+
+def _replace(policy: Policy, changes: dict[str, Any]) -> Policy:
+    from dataclasses import replace
+
+    return replace(policy, **changes) if changes else policy
+
+
+@dataclass(frozen=True)
+class LoadedLead:
+    """A lead with its id, effective policy and the file it came from."""
+
+    id: str
+    lead: Lead
+    policy: Policy
+    file: str
+
+
+@dataclass
+class LeadBook:
+    """Every lead of every lead file, by id, plus what is needed to locate them again."""
+
+    leads: dict[str, LoadedLead] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
+
+
+def parse_lead_file(file: str, data: bytes) -> tuple[LeadFile, Source]:
+    """Parse one lead file's bytes; ConfigError lists every problem found."""
+    source = load(file, data)
+    if source.value is not None and not isinstance(source.value, dict):
+        raise ConfigError([source.problem((), "a lead file is a mapping with `leads:` in it",
+                                          "start from `followsync init` or the README's example")])
+    return validate(LeadFile, source), source
+
+
+def load_leads(paths: list[Path], display: dict[Path, str] | None = None) -> LeadBook:
+    """Load every lead file; ids must be unique across them. All problems are reported at once."""
+    book = LeadBook()
+    problems: list[Problem] = []
+    for path in paths:
+        name = (display or {}).get(path, str(path))
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            problems.append(Problem(name, 1, 1, "lead file not found",
+                                    "check `leads:` in the config, or run `followsync init`"))
+            continue
+        except OSError as exc:
+            problems.append(Problem(name, 1, 1, f"cannot read the lead file: {exc.strerror}"))
+            continue
+        try:
+            parsed, source = parse_lead_file(name, data)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        book.sources[name] = source
+        base = Policy().apply(parsed.defaults)
+        for lead_id, lead in (parsed.leads or {}).items():
+            if lead_id in book.leads:
+                other = book.leads[lead_id].file
+                problems.append(source.problem(("leads", lead_id), f"lead id {lead_id!r} is "
+                                               f"already used in {other}",
+                                               "lead ids must be unique across lead files",
+                                               key=True))
+                continue
+            book.leads[lead_id] = LoadedLead(lead_id, lead, base.apply(lead), name)
+    if problems:
+        raise ConfigError(problems)
+    return book
+
+
+def expand(template: str, lead: Lead) -> str:
+    """Fill {name} {org} {role} {email} in one pass, so text inside them is never expanded."""
+    values = {"name": lead.name, "org": lead.org or "", "role": lead.role or "",
+              "email": lead.email or ""}
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of the lead file, for editors."""
+    result = LeadFile.model_json_schema(by_alias=True)
+    result["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return result
+
+
+__all__ = ["Lead", "LeadBook", "LeadFile", "LoadedLead", "OneOff", "Policy", "Touch", "Trigger",
+           "date", "expand", "load_leads", "parse_lead_file", "schema"]

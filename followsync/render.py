@@ -1,0 +1,174 @@
+"""PURE: a follow-up → the iCalendar item the calendar shows (SPEC §3).
+
+Each item is rendered as a standalone VCALENDAR (what a CalDAV resource is); the .ics target
+merges them into one file. `input_hash` lets a sync skip rendering anything whose inputs have
+not changed, and `normalise` compares items while ignoring what servers and clocks rewrite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from followsync import __version__
+from followsync.rules import FollowUp
+
+RENDER_VERSION = "1"  # bump when the output changes, so every item is rewritten once
+PRODID = f"-//followsync//followsync {__version__}//EN"
+CATEGORY = "followsync"
+LEAD_MARK = "X-FOLLOWSYNC-LEAD"
+RULE_MARK = "X-FOLLOWSYNC-RULE"
+VOLATILE = {"DTSTAMP", "LAST-MODIFIED", "SEQUENCE", "PRODID", "CREATED"}
+Kind = Literal["event", "todo"]
+
+
+def uid_for(target: str, lead_id: str, rule: str) -> str:
+    """Stable per target, lead and rule: a moved or re-worded follow-up keeps its UID.
+
+    The target is part of it because some servers (Cyrus, iCloud) refuse one UID in two
+    calendars of the same account.
+    """
+    return f"followsync-{lead_id}-{rule}-{target}".lower()
+
+
+def input_hash(item: FollowUp, kind: Kind, zone: str, uid: str) -> str:
+    """A digest of everything that shapes the rendered item (but not the clock)."""
+    text = repr((RENDER_VERSION, uid, kind, zone, item))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def summary(item: FollowUp) -> str:
+    """`Follow up: Dana Whitfield (Acme Corp) — Ask about the role`, overdue ones say so."""
+    person = item.person
+    who = f"{person.name} ({person.org})" if person.org else person.name
+    text = f"Follow up: {who} — {item.action}"
+    if item.overdue_days:
+        days = item.overdue_days
+        text += f" (overdue {days} day{'s' if days != 1 else ''})"
+    return _one_line(text)
+
+
+def _was(item: FollowUp) -> date:
+    """The date a rolled item was really due."""
+    return item.due - timedelta(days=item.overdue_days)
+
+
+def description(item: FollowUp) -> str:
+    """The action, why it is due then, and everything needed to act on it."""
+    person = item.person
+    lines = [item.action, "", f"Why this date: {item.reason}"]
+    if item.overdue_days:
+        lines.append(f"Overdue: was due {_was(item).isoformat()}.")
+    if item.unanswered:
+        n = item.unanswered
+        lines.append(f"Unanswered so far: {n} follow-up{'s' if n != 1 else ''}.")
+    lines.append("")
+    if person.role and person.org:
+        lines.append(f"{person.role}, {person.org}")
+    elif person.role or person.org:
+        lines.append(person.role or person.org or "")
+    for label, value in (("Email", person.email), ("Phone", person.phone),
+                         ("Link", person.url), ("Status", person.status)):
+        if value:
+            lines.append(f"{label}: {value}")
+    if person.notes:
+        lines += ["", "Notes:", person.notes.strip()]
+    return "\n".join(line.rstrip() for line in lines).strip()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def render(
+    item: FollowUp, *, uid: str, kind: Kind, zone: ZoneInfo, stamp: datetime, sequence: int = 0
+) -> str:
+    """The item as a standalone VCALENDAR text (CRLF line ends, folded at 75 octets)."""
+    from icalendar import Alarm, Calendar, Event, Todo
+
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    comp = Todo() if kind == "todo" else Event()
+    comp.add("uid", uid)
+    comp.add("dtstamp", stamp.astimezone(ZoneInfo("UTC")).replace(microsecond=0))
+    comp.add("sequence", sequence)
+    comp.add("summary", summary(item))
+    comp.add("description", description(item))
+    comp.add("categories", [CATEGORY])
+    start: date | datetime
+    if item.at is None:
+        start, end = item.due, item.due + timedelta(days=1)
+    else:
+        start = datetime.combine(item.due, item.at, tzinfo=zone)
+        end = start + item.duration.as_timedelta()
+    if kind == "todo":
+        comp.add("dtstart", start)
+        comp.add("due", start)
+        comp.add("status", "NEEDS-ACTION")
+    else:
+        comp.add("dtstart", start)
+        comp.add("dtend", end)
+        comp.add("transp", "TRANSPARENT")
+    comp.add(LEAD_MARK, item.lead_id)
+    comp.add(RULE_MARK, item.rule)
+    for before in item.alarms:
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", summary(item))
+        alarm.add("trigger", -before.as_timedelta())
+        comp.add_component(alarm)
+    if item.at is not None and zone.key != "UTC":
+        cal.add_component(vtimezone(zone.key, item.due.year))
+    cal.add_component(comp)
+    return str(cal.to_ical().decode("utf-8"))
+
+
+@lru_cache(maxsize=64)
+def _vtimezone_text(zone: str, first: int, last: int) -> bytes:
+    from icalendar import Timezone
+
+    tz = Timezone.from_tzid(zone, first_date=date(first, 1, 1), last_date=date(last, 1, 1))
+    return bytes(tz.to_ical())
+
+
+def vtimezone(zone: str, year: int | None = None):  # type: ignore[no-untyped-def]
+    """A VTIMEZONE for `zone`: around `year` for one item, or 1970–2038 for a whole file."""
+    from icalendar import Timezone
+
+    first, last = (year - 1, year + 3) if year else (1970, 2038)
+    return Timezone.from_ical(_vtimezone_text(zone, first, last))
+
+
+def normalise(text: str) -> str:
+    """A canonical form for comparing items: volatile properties, VTIMEZONEs and trailing
+    spaces (Radicale strips them) removed, parameters and properties sorted."""
+    from icalendar import Calendar
+
+    cal = Calendar.from_ical(text)
+    out: list[str] = []
+    for comp in cal.walk():
+        if comp.name in ("VCALENDAR", "VTIMEZONE", "STANDARD", "DAYLIGHT"):
+            continue
+        props = []
+        for name, value in comp.property_items(recursive=False):
+            if name in VOLATILE or name in ("BEGIN", "END"):
+                continue
+            props.append(f"{name}{_params(value)}:{_strip_spaces(value)}")
+        out.append(comp.name + "\n" + "\n".join(sorted(props)))
+    return "\n\n".join(out)
+
+
+def _params(value: object) -> str:
+    params = getattr(value, "params", None) or {}
+    return "".join(f";{key.upper()}={params[key]}" for key in sorted(params))
+
+
+def _strip_spaces(value: object) -> str:
+    raw = value.to_ical() if hasattr(value, "to_ical") else value
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return re.sub(r"[ \t]+(\\n|$)", r"\1", text)

@@ -1,0 +1,217 @@
+"""PURE: when is each lead's next follow-up due? (SPEC §1 "When is the next follow-up due?")
+
+No clock, no files: `today` and what followsync remembers of each lead are arguments, so the
+rules can be tested exhaustively. The output is plain data for `render` and `agenda`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import date, time
+from typing import Literal
+
+from followsync.durations import Duration
+from followsync.leads import Lead, LoadedLead, Policy, Touch, expand
+
+ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What followsync remembers of a lead between runs (kept in the state)."""
+
+    first_seen: date
+    status: str | None = None
+    status_changed: date | None = None  # None: the status is as first seen, no trigger fires
+
+
+@dataclass(frozen=True)
+class Person:
+    """The lead's details that appear in every item of that lead."""
+
+    name: str
+    org: str | None = None
+    role: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    url: str | None = None
+    status: str | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """One pending follow-up: what to do, when, and why then."""
+
+    lead_id: str
+    rule: str
+    due: date
+    at: time | None  # None: an all-day item
+    duration: Duration
+    alarms: tuple[Duration, ...]
+    kind: Literal["event", "todo"]
+    action: str
+    reason: str
+    person: Person
+    overdue_days: int = 0  # > 0 only when rolled to today
+    unanswered: int | None = None  # cadence items only
+
+
+@dataclass(frozen=True)
+class LeadPlan:
+    """A lead's standing (for `agenda`) and its pending follow-ups."""
+
+    lead_id: str
+    person: Person
+    closed: bool
+    cold: bool
+    unanswered: int
+    last_touch: Touch | None
+    follow_ups: tuple[FollowUp, ...]
+
+
+def remember(previous: Memory | None, lead: Lead, today: date) -> Memory:
+    """The memory after seeing `lead` today: a status change is dated the day it is first seen."""
+    if previous is None:
+        return Memory(first_seen=today, status=lead.status, status_changed=None)
+    if lead.status != previous.status:
+        return replace(previous, status=lead.status, status_changed=today)
+    return previous
+
+
+def touches(lead: Lead) -> list[Touch]:
+    """All touches in SPEC order: by date; on one date `last_contact` first, then the log."""
+    found: list[tuple[date, int, int, Touch]] = []
+    if lead.last_contact is not None:
+        found.append((lead.last_contact, 0, 0,
+                      Touch(date=lead.last_contact, by="both", note="last contact")))
+    found.extend((t.date, 1, i, t) for i, t in enumerate(lead.log))
+    return [t for *_, t in sorted(found, key=lambda item: item[:3])]
+
+
+def unanswered_count(ordered: list[Touch]) -> int:
+    """How many `me` touches follow the latest `them`/`both` touch."""
+    count = 0
+    for touch in ordered:
+        count = count + 1 if touch.by == "me" else 0
+    return count
+
+
+def plan(
+    leads: Iterable[LoadedLead], today: date, memory: Mapping[str, Memory]
+) -> list[LeadPlan]:
+    """Every lead's plan. `memory` must hold an entry per lead (see `remember`)."""
+    loaded = list(leads)
+    entered = _status_entries(loaded, memory)
+    return [_plan_lead(item, today, memory[item.id], entered) for item in loaded]
+
+
+def _status_entries(
+    leads: list[LoadedLead], memory: Mapping[str, Memory]
+) -> list[tuple[str, str, date]]:
+    """(lead id, status, day entered) for every lead whose status change is known."""
+    result = []
+    for item in leads:
+        day = status_day(item.lead, memory[item.id])
+        if day is not None and item.lead.status:
+            result.append((item.id, item.lead.status, day))
+    return result
+
+
+def status_day(lead: Lead, memory: Memory) -> date | None:
+    """When the lead entered its current status, if known (`status_since` wins)."""
+    if lead.status_since is not None:
+        return lead.status_since
+    return memory.status_changed if memory.status == lead.status else None
+
+
+def _plan_lead(
+    item: LoadedLead, today: date, memory: Memory, entered: list[tuple[str, str, date]]
+) -> LeadPlan:
+    lead, policy = item.lead, item.policy
+    ordered = touches(lead)
+    unanswered = unanswered_count(ordered)
+    person = Person(lead.name, lead.org, lead.role, lead.email, lead.phone, lead.url,
+                    lead.status, lead.notes)
+    closed = lead.status is not None and lead.status in policy.closed
+    cold = policy.give_up_after is not None and unanswered >= policy.give_up_after
+    last = ordered[-1] if ordered else None
+    if closed:
+        return LeadPlan(item.id, person, True, cold, unanswered, last, ())
+    make = _Maker(item.id, policy, person, today)
+    found: list[FollowUp] = []
+    cadence = _cadence(lead, policy, ordered, unanswered, cold, memory, make)
+    if cadence is not None:
+        found.append(cadence)
+    latest = ordered[-1].date if ordered else None
+    for one in lead.follow_ups:
+        if one.done or (latest is not None and latest >= one.on):
+            continue
+        key = one.id or one.on.isoformat()
+        all_day = one.all_day if one.all_day is not None else (
+            False if one.at is not None else policy.all_day)
+        found.append(make(f"once-{key}", one.on, expand(one.do, lead),
+                          f"one-off follow-up set for {one.on.isoformat()}",
+                          at=one.at, all_day=all_day))
+    for lead_id, status, day in entered:
+        own = lead_id == item.id
+        triggers = policy.on_status if own else policy.on_other_status
+        for name, trigger in triggers:
+            if name != status or (latest is not None and latest >= day):
+                continue
+            rule = f"status-{status}" if own else f"status-{status}-{lead_id}"
+            who = "" if own else f"{lead_id} "
+            found.append(make(rule, trigger.after.after(day), expand(trigger.do, lead),
+                              f"{who}entered status {status!r} on {day.isoformat()}"
+                              f" + {trigger.after}", at=trigger.at))
+    return LeadPlan(item.id, person, False, cold, unanswered, last, tuple(found))
+
+
+def _cadence(
+    lead: Lead, policy: Policy, ordered: list[Touch], unanswered: int, cold: bool,
+    memory: Memory, make: _Maker,
+) -> FollowUp | None:
+    action = expand(policy.action, lead)
+    anchor = ordered[-1].date if ordered else None
+    if lead.next is not None and (anchor is None or lead.next > anchor):
+        due, reason = lead.next, f"hand-set next date {lead.next.isoformat()}"
+    elif anchor is None:
+        due, reason = memory.first_seen, f"new lead: reach out (first seen {memory.first_seen})"
+    elif cold:
+        return None
+    else:
+        gap = policy.cadence[min(unanswered, len(policy.cadence) - 1)]
+        last = ordered[-1]
+        what = f" ({last.note})" if last.note else ""
+        nth = ORDINALS.get(unanswered + 1, f"{unanswered + 1}th")
+        due = gap.after(anchor)
+        reason = f"{nth} follow-up: last touch {anchor.isoformat()}{what} + {gap}"
+    if lead.snooze_until is not None and lead.snooze_until > due:
+        due, reason = lead.snooze_until, f"{reason}, snoozed until {lead.snooze_until}"
+    return make("cadence", due, action, reason, unanswered=unanswered)
+
+
+class _Maker:
+    """Builds FollowUps of one lead, applying the overdue rule in one place."""
+
+    def __init__(self, lead_id: str, policy: Policy, person: Person, today: date) -> None:
+        self.lead_id, self.policy, self.person, self.today = lead_id, policy, person, today
+
+    def __call__(
+        self, rule: str, due: date, action: str, reason: str, *, at: time | None = None,
+        all_day: bool | None = None, unanswered: int | None = None,
+    ) -> FollowUp:
+        policy = self.policy
+        whole_day = policy.all_day if all_day is None else all_day
+        # Only a rolled item says how late it is: a kept one stays put and unchanged.
+        overdue = max(0, (self.today - due).days) if policy.overdue == "roll" else 0
+        if overdue:
+            due = self.today
+        return FollowUp(
+            lead_id=self.lead_id, rule=rule, due=due,
+            at=None if whole_day else (at or policy.at),
+            duration=policy.duration, alarms=policy.alarms, kind=policy.kind,
+            action=action, reason=reason, person=self.person, overdue_days=overdue,
+            unanswered=unanswered,
+        )

@@ -1,0 +1,163 @@
+"""What followsync remembers between runs, in SQLite under `state_dir`.
+
+Per target and UID: where the item is (href), its ETag and the input hash last written, so a
+sync knows what it owns and what changed without re-reading everything; per lead: when it was
+first seen and the status seen last (for status triggers). One lock per state dir keeps two
+processes from syncing at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from followsync.errors import FollowsyncError, LockBusy
+from followsync.rules import Memory
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    target TEXT NOT NULL, uid TEXT NOT NULL, href TEXT NOT NULL, etag TEXT NOT NULL,
+    hash TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0, gone INTEGER NOT NULL DEFAULT 0,
+    lead TEXT NOT NULL, rule TEXT NOT NULL,
+    PRIMARY KEY (target, uid)
+);
+CREATE TABLE IF NOT EXISTS cursors (target TEXT PRIMARY KEY, cursor TEXT);
+CREATE TABLE IF NOT EXISTS leads (
+    lead TEXT PRIMARY KEY, first_seen TEXT NOT NULL, status TEXT, status_changed TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    """The state of one item we wrote: `gone` means the user deleted it in the calendar."""
+
+    uid: str
+    href: str
+    etag: str
+    hash: str
+    sequence: int
+    lead: str
+    rule: str
+    gone: bool = False
+
+
+class State:
+    """An open state database. Writes are grouped in transactions by the caller."""
+
+    def __init__(self, folder: Path, readonly: bool = False) -> None:
+        self.folder = folder
+        path = folder / "state.sqlite"
+        if readonly and not path.exists():
+            self.db = sqlite3.connect(":memory:")
+        else:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with contextlib.suppress(OSError):
+                os.chmod(folder, 0o700)
+            self.db = sqlite3.connect(path, timeout=10, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.db.executescript(_SCHEMA)
+            found = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise FollowsyncError(f"the state database {path} is damaged ({exc})",
+                                  "move it away; the next sync rebuilds it from the calendars")\
+                from None
+        if found is None:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(found[0]) > SCHEMA_VERSION:
+            raise FollowsyncError(f"the state in {folder} is from a newer followsync "
+                                  f"(schema {found[0]})", "upgrade followsync")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # items -------------------------------------------------------------------
+    def rows(self, target: str) -> dict[str, Row]:
+        cur = self.db.execute(
+            "SELECT uid, href, etag, hash, sequence, lead, rule, gone FROM items WHERE target=?",
+            (target,))
+        return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in cur}
+
+    def put(self, target: str, row: Row) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?)",
+            (target, row.uid, row.href, row.etag, row.hash, row.sequence, int(row.gone),
+             row.lead, row.rule))
+
+    def forget(self, target: str, uid: str) -> None:
+        self.db.execute("DELETE FROM items WHERE target=? AND uid=?", (target, uid))
+
+    def cursor(self, target: str) -> str | None:
+        found = self.db.execute("SELECT cursor FROM cursors WHERE target=?", (target,)).fetchone()
+        return found[0] if found else None
+
+    def set_cursor(self, target: str, cursor: str | None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (target, cursor))
+
+    # leads -------------------------------------------------------------------
+    def memories(self) -> dict[str, Memory]:
+        cur = self.db.execute("SELECT lead, first_seen, status, status_changed FROM leads")
+        return {r[0]: Memory(date.fromisoformat(r[1]), r[2],
+                             date.fromisoformat(r[3]) if r[3] else None) for r in cur}
+
+    def remember(self, changed: Iterable[tuple[str, Memory]]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO leads VALUES (?,?,?,?)",
+            [(lead, m.first_seen.isoformat(), m.status,
+              m.status_changed.isoformat() if m.status_changed else None) for lead, m in changed])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Lock:
+    """An exclusive lock on a state dir, naming its holder's PID when busy."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "lock"
+        self.fd: int | None = None
+
+    def acquire(self, wait: float = 10.0, what: str = "sync") -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise LockBusy(
+                        f"another followsync (PID {holder}) is using {self.path.parent}",
+                        "wait for it to finish, or stop the running daemon") from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+            os.close(self.fd)
+            self.fd = None
