@@ -1,0 +1,179 @@
+"""A small keep-alive HTTP session for CalDAV requests, with retries and clear errors.
+
+The sync's hot path (one REPORT for a no-op, one PUT per change) goes through here rather
+than python-caldav: it gives exact control of preconditions (If-Match / If-None-Match on
+every write), never follows a redirect (a password is never sent to another host), costs no
+import time, and counts requests. Discovery and MKCALENDAR use python-caldav.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+from followsync.errors import TargetError
+
+log = logging.getLogger("followsync")
+MAX_BODY = 64 * 1024 * 1024  # a server's answer larger than this is refused, not read
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+class DavSession:
+    """One connection to one server; requests are retried on network errors, 5xx and 429."""
+
+    def __init__(
+        self, base_url: str, username: str | None, password: str | None, *,
+        verify: bool | str = True, timeout: float = 30.0, retries: int = 4,
+        retry_budget: float = 60.0, sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise TargetError(f"not an http(s) URL: {base_url}")
+        self.base_url = base_url
+        self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
+        self.username = username
+        self._auth = None
+        if username is not None and password is not None:
+            token = base64.b64encode(f"{username}:{password}".encode()).decode()
+            self._auth = f"Basic {token}"
+        self.verify, self.timeout = verify, timeout
+        self.retries, self.retry_budget, self.sleep = retries, retry_budget, sleep
+        self.conn: http.client.HTTPConnection | None = None
+        self.count = 0  # requests sent, for tests and the log
+
+    def __repr__(self) -> str:
+        return f"DavSession({self.base_url!r}, user={self.username!r})"
+
+    def url(self, href: str) -> str:
+        return urljoin(self.base_url, href)
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.conn is None:
+            if self.scheme == "https":
+                context = ssl.create_default_context(
+                    cafile=self.verify if isinstance(self.verify, str) else None)
+                if self.verify is False:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                self.conn = http.client.HTTPSConnection(self.host, self.port,
+                                                        timeout=self.timeout, context=context)
+            else:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def request(
+        self, method: str, href: str, body: bytes | str = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Send one request (retrying what is safe to retry); 401 and 3xx become TargetErrors."""
+        target = urlsplit(self.url(href))
+        if (target.hostname, target.port) != (self.host, self.port):
+            raise TargetError(f"refusing to send a request to another host: {target.hostname}")
+        path = target.path + (f"?{target.query}" if target.query else "")
+        data = body.encode() if isinstance(body, str) else body
+        sent = {"User-Agent": "followsync", **(headers or {})}
+        if self._auth:
+            sent["Authorization"] = self._auth
+        if data:
+            sent.setdefault("Content-Type", "application/xml; charset=utf-8")
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._once(method, path, data, sent)
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                reason = _network_reason(exc)
+                if not isinstance(exc, ssl.SSLError) and self._may_retry(attempt, started):
+                    self._pause(attempt, None, f"{method} {path}: {reason}")
+                    continue
+                raise TargetError(f"{self.host} is unreachable: {reason}",
+                                  "check the URL and your connection; the next sync retries")\
+                    from None
+            if response.status in RETRY_STATUSES and self._may_retry(attempt, started):
+                self._pause(attempt, response.header("Retry-After"),
+                            f"{method} {path}: HTTP {response.status}")
+                continue
+            break
+        if response.status == 401:
+            who = f"user {self.username}" if self.username else "no user name given"
+            raise TargetError(f"authentication refused for {who} at {self.base_url}",
+                              "check username and password (iCloud and Fastmail need an "
+                              "app-specific password)")
+        if 300 <= response.status < 400:
+            where = response.header("Location") or "?"
+            raise TargetError(f"the server redirected {path} to {where}; followsync does not "
+                              "follow redirects", "put the final URL in the config")
+        if response.status in RETRY_STATUSES:
+            raise TargetError(f"the server keeps failing: HTTP {response.status} for "
+                              f"{method} {path}", "the next sync retries")
+        return response
+
+    def _once(self, method: str, path: str, data: bytes, headers: dict[str, str]) -> Response:
+        conn = self._connect()
+        self.count += 1
+        conn.request(method, path, body=data or None, headers=headers)
+        raw = conn.getresponse()
+        length = raw.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > MAX_BODY:
+            self.close()
+            raise TargetError(f"the server's answer to {method} {path} is too large "
+                              f"({int(length) // 1_000_000} MB)")
+        body = raw.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            self.close()
+            raise TargetError(f"the server's answer to {method} {path} is too large")
+        if raw.getheader("Connection", "").lower() == "close":
+            self.close()
+        return Response(raw.status, dict(raw.getheaders()), body)
+
+    def _may_retry(self, attempt: int, started: float) -> bool:
+        return attempt <= self.retries and time.monotonic() - started < self.retry_budget
+
+    def _pause(self, attempt: int, retry_after: str | None, why: str) -> None:
+        delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        if retry_after and retry_after.strip().isdigit():
+            delay = min(float(retry_after.strip()), 60.0)
+        log.info("retrying in %.1f s after %s", delay, why)
+        self.sleep(delay)
+
+
+def _network_reason(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted ({exc.verify_message})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return "host name not found"
+    if isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
+        return "the connection was dropped"
+    return type(exc).__name__ + (f": {exc.strerror}" if getattr(exc, "strerror", None) else "")
