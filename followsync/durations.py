@@ -26,8 +26,10 @@ class Duration:
 
     def delta(self) -> timedelta | relativedelta:
         """The offset to add to a date or datetime."""
-        if self.unit in ("mo", "y"):
-            return relativedelta(**{UNITS[self.unit]: self.amount})
+        if self.unit == "mo":
+            return relativedelta(months=self.amount)
+        if self.unit == "y":
+            return relativedelta(years=self.amount)
         return timedelta(**{UNITS[self.unit]: self.amount})
 
     def after(self, day: date) -> date:

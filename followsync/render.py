@@ -159,7 +159,7 @@ def normalise(text: str) -> str:
             if name in VOLATILE or name in ("BEGIN", "END"):
                 continue
             props.append(f"{name}{_params(value)}:{_strip_spaces(value)}")
-        out.append(comp.name + "\n" + "\n".join(sorted(props)))
+        out.append(f"{comp.name}\n" + "\n".join(sorted(props)))
     return "\n\n".join(out)
 
 

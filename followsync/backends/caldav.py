@@ -139,7 +139,7 @@ class CaldavBackend:
         answer = self._propfind(url, depth=0)
         if not answer:
             raise TargetError(f"{url} did not answer a PROPFIND")
-        href, props = next(iter(answer.items()))
+        props = next(iter(answer.values()))
         if not props.get("calendar"):
             raise TargetError(f"{url} is not a calendar", "use `followsync calendars` to list them")
         return Cursor(url, props.get("components") or ("VEVENT", "VTODO"), None)
@@ -191,7 +191,8 @@ class CaldavBackend:
             raise TargetError("CalDAV targets need the caldav package",
                               "pip install 'followsync[caldav]'") from None
         target = self.target
-        return caldav.DAVClient(
+        client: Any = caldav.DAVClient
+        return client(
             url=target.url, username=target.username, password=self._secret(),
             ssl_verify_cert=target.verify, timeout=int(target.timeout),
             auth_type="basic" if target.username else None, enable_rfc6764=False)

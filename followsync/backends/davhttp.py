@@ -176,4 +176,5 @@ def _network_reason(exc: BaseException) -> str:
         return "host name not found"
     if isinstance(exc, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError):
         return "the connection was dropped"
-    return type(exc).__name__ + (f": {exc.strerror}" if getattr(exc, "strerror", None) else "")
+    detail = getattr(exc, "strerror", None)
+    return type(exc).__name__ + (f": {detail}" if detail else "")
