@@ -107,7 +107,7 @@ def validate(obj: Context) -> None:
     from followsync.leads import load_leads
 
     config = obj.config()
-    book = load_leads(list(config.lead_paths))
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
     files = ", ".join(str(p) for p in config.lead_paths)
     obj.say(f"ok: {config.path} and {len(book.leads)} leads in {files}")
 
@@ -162,7 +162,7 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
     from followsync.state import State
 
     config = obj.config()
-    book = load_leads(list(config.lead_paths))
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
     today = today_in(config, obj.now(config))
     state = State(config.state_dir, readonly=True)
     try:
@@ -174,6 +174,40 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
         click.echo(json.dumps(ag.to_json(result), indent=2, ensure_ascii=False))
     else:
         obj.say(ag.to_text(result))
+
+
+@cli.command()
+@click.pass_obj
+def calendars(obj: Context) -> None:
+    """List the calendars each CalDAV target's account can see, and which one it uses."""
+    from followsync.backends.caldav import CaldavBackend
+
+    config = obj.config()
+    targets = [t for t in config.targets if t.type == "caldav"]
+    if not targets:
+        raise click.UsageError(f"{config.path} has no caldav target")
+    failed = False
+    for target in targets:
+        backend = CaldavBackend(target)
+        try:
+            found = backend.calendars()
+        except FollowsyncError as exc:
+            click.echo(f"{target.name}: {exc}", err=True)
+            failed = True
+            continue
+        finally:
+            backend.close()
+        obj.say(f"{target.name} ({target.username or 'no user'} at {target.url}):")
+        for cal in found:
+            used = (cal["name"] == target.calendar) if target.calendar else \
+                cal["url"].rstrip("/") == (target.url or "").rstrip("/")
+            mark = "*" if used else " "
+            comps = "/".join(cal["components"]) or "?"
+            obj.say(f" {mark} {cal['name'] or '(no name)':<28} {comps:<14} {cal['url']}")
+        if target.calendar and not any(c["name"] == target.calendar for c in found):
+            obj.say(f"   {target.calendar!r} does not exist yet: the next sync creates it")
+    if failed:
+        raise SystemExit(3)
 
 
 @cli.command()

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
-from followsync.validation import DurationT, Text, validate
+from followsync.validation import DurationT, Invalid, Text, validate
 from followsync.yamlsrc import Source, load
 
 TARGET_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -45,18 +46,23 @@ class TargetModel(_Model):
     def _fields_for_type(self) -> TargetModel:
         if self.type == "ics":
             if not self.path:
-                raise ValueError("an ics target needs `path:` (the .ics file to write)")
+                raise Invalid("an ics target needs `path:`",
+                              "add `path: followups.ics` (the .ics file to write)")
             extra = [k for k in ("url", "calendar", "username", "password", "password_command",
                                  "password_env") if getattr(self, k)]
             if extra:
-                raise ValueError(f"an ics target does not take {', '.join(extra)}")
+                raise Invalid(f"an ics target does not take {', '.join(extra)}",
+                              "remove them, or use `type: caldav` for a CalDAV calendar")
         else:
             if not self.url:
-                raise ValueError("a caldav target needs `url:` (server, principal or calendar URL)")
+                raise Invalid("a caldav target needs `url:`",
+                              "add the server, principal or calendar URL, e.g. "
+                              "`url: https://dav.example.com/`")
             secrets = [k for k in ("password", "password_command", "password_env")
                        if getattr(self, k)] + (["keyring"] if self.keyring else [])
             if len(secrets) > 1:
-                raise ValueError(f"give only one of {', '.join(secrets)}")
+                raise Invalid(f"give only one of {', '.join(secrets)}",
+                              "keep one way to get the password and remove the others")
         return self
 
 
@@ -84,8 +90,11 @@ class ConfigModel(_Model):
             try:
                 ZoneInfo(value)
             except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {value!r}; use an IANA name such as "
-                                 "Europe/Berlin or America/New_York") from None
+                close = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
+                raise Invalid(f"unknown time zone {value!r}",
+                              f"did you mean {close[0]!r}?" if close else
+                              "use an IANA name such as Europe/Berlin or America/New_York")\
+                    from None
         return value
 
     @field_validator("targets")
@@ -94,7 +103,8 @@ class ConfigModel(_Model):
         names = [t.name for t in value or []]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"target names must be unique: {', '.join(dupes)}")
+            raise Invalid(f"target names must be unique: {', '.join(dupes)}",
+                          "rename one; the name keeps each target's state apart")
         return value
 
 
@@ -138,6 +148,13 @@ class Config:
     watch: bool
     max_deletes: int
     warnings: tuple[str, ...] = ()
+    # where the config names each lead file, as (config file, line, col): a missing lead
+    # file is reported there, where the user has to fix it
+    lead_origins: tuple[tuple[Path, str, int, int], ...] = ()
+
+    @property
+    def lead_named_at(self) -> dict[Path, tuple[str, int, int]]:
+        return {path: (file, line, col) for path, file, line, col in self.lead_origins}
 
 
 def find_config(explicit: str | None) -> Path:
@@ -191,7 +208,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError([Problem(shown, 1, 1, f"cannot read the config: {exc.strerror}")]) from None
     source = load(shown, data)
     if source.value is not None and not isinstance(source.value, dict):
-        raise ConfigError([source.problem((), "the config is a mapping of `key: value` lines")])
+        raise ConfigError([source.problem((), "the config is a mapping of `key: value` lines",
+                                          'see the README, section "The config file"')])
     model = validate(ConfigModel, source)
     return _resolve(path, model, source)
 
@@ -203,6 +221,8 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
         return (base / Path(value).expanduser()).resolve()
 
     lead_list = [model.leads] if isinstance(model.leads, str) else list(model.leads)
+    lead_where = [source.where(("leads",) if isinstance(model.leads, str) else ("leads", i))
+                  for i in range(len(lead_list))]
     warnings: list[str] = []
     problems: list[Problem] = []
     targets = []
@@ -241,4 +261,6 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
         watch=model.daemon.watch,
         max_deletes=model.safety.max_deletes,
         warnings=tuple(warnings),
+        lead_origins=tuple((at(p), str(path), line, col)
+                           for p, (line, col) in zip(lead_list, lead_where, strict=True)),
     )

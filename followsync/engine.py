@@ -21,10 +21,10 @@ from followsync.errors import (
     EXIT_OK,
     EXIT_SAFETY,
     EXIT_TARGET,
+    ComponentRefused,
     Conflict,
     FollowsyncError,
     SafetyStop,
-    TargetError,
 )
 from followsync.leads import LeadBook, load_leads
 from followsync.render import input_hash, normalise, render, uid_for
@@ -129,13 +129,16 @@ def wants_for(
 def run(
     config: Config, now: datetime, *, dry_run: bool = False, force: bool = False,
     only: str | None = None, progress: Progress | None = None,
-    backends: dict[str, Backend] | None = None,
+    backends: dict[str, Backend] | None = None, locked: bool = False,
 ) -> Outcome:
-    """One reconcile (or, with dry_run, a plan) of every target. ConfigError leaves all as is."""
-    book = load_leads(list(config.lead_paths))
+    """One reconcile (or, with dry_run, a plan) of every target. ConfigError leaves all as is.
+
+    `locked`: the caller already holds the state dir's lock (the daemon holds it for its life).
+    """
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
     today = today_in(config, now)
     lock = Lock(config.state_dir)
-    if not dry_run:
+    if not dry_run and not locked:
         lock.acquire()
     try:
         state = State(config.state_dir, readonly=dry_run)
@@ -171,8 +174,20 @@ def _one_target(
         if backend is None:
             backend = open_backend(target, config)
         try:
-            _sync_target(config, target, plans, state, now, backend, report, dry_run=dry_run,
-                         force=force, allow_deletes=allow_deletes, progress=progress)
+            try:
+                _sync_target(config, target, plans, state, now, backend, report,
+                             dry_run=dry_run, force=force, allow_deletes=allow_deletes,
+                             progress=progress)
+            except ComponentRefused as exc:
+                # The server said no to a VTODO: the backend now reports no VTODO support, so
+                # a second pass writes events; what the first pass wrote is in the state.
+                log.warning("%s; writing events instead", exc.message)
+                report.warnings.append(f"{target.name}: to-dos refused by the server; "
+                                       "events written instead")
+                report.created = report.updated = report.deleted = report.unchanged = 0
+                _sync_target(config, target, plans, state, now, backend, report,
+                             dry_run=dry_run, force=force, allow_deletes=allow_deletes,
+                             progress=progress)
         finally:
             if own:
                 backend.close()
@@ -205,13 +220,14 @@ def _sync_target(
     report.unchanged = result.unchanged
     if not allow_deletes and any(uid not in wants for uid in listing.items):
         report.warnings.append(f"{target.name}: the lead files hold no leads; nothing is deleted")
+    if dry_run:
+        _count_planned(report, result)  # a plan shows the deletions even past the limit
     if result.deletes > config.max_deletes and not force:
         raise SafetyStop(
             f"this sync would delete {result.deletes} items from {target.name} "
             f"(safety.max_deletes is {config.max_deletes}); nothing was changed there",
             "check the lead file; if the deletions are right, run `followsync sync --force`")
     if dry_run:
-        _count_planned(report, result)
         return
     _apply(target, state, now, backend, report, result, config, progress)
 
@@ -246,11 +262,17 @@ def _apply(
                    want.item.lead_id, want.item.rule)
 
     def update(want: d.Want, remote: Remote, sequence: int) -> None:
+        text = text_for(want, sequence)
         try:
-            state.put(key, row_for(want, backend.update(remote, text_for(want, sequence)),
-                                   sequence))
+            state.put(key, row_for(want, backend.update(remote, text), sequence))
             report.updated += 1
         except Conflict:
+            # Re-read: a retried PUT that had already landed looks like this too.
+            now_there = backend.find(want.uid)
+            if now_there is not None and normalise(backend.get(now_there)) == normalise(text):
+                state.put(key, row_for(want, now_there, sequence))
+                report.updated += 1
+                return
             report.conflicts += 1
             log.warning("%s: %s changed in the calendar meanwhile; left as it is", target.name,
                         want.uid)

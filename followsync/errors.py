@@ -68,6 +68,10 @@ class TargetError(FollowsyncError):
     exit_code = EXIT_TARGET
 
 
+class ComponentRefused(TargetError):
+    """The calendar refused an item's component type (a VTODO); events will be written instead."""
+
+
 class SafetyStop(FollowsyncError):
     """A sync would delete more than `safety.max_deletes`; nothing was written to that target."""
 

@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
-from followsync.validation import DateT, DurationT, Text, TimeT, validate
+from followsync.validation import DateT, DurationT, Invalid, Text, TimeT, validate
 from followsync.yamlsrc import Source, load
 
 LEAD_ID = r"^[a-z0-9][a-z0-9._-]*$"
@@ -34,14 +44,25 @@ class _Model(BaseModel):
 
 def _touch_from_line(value: Any) -> Any:
     """`2013-06-03 emailed: thanks` is a touch by me on that date with that note."""
+    if isinstance(value, dict) and len(value) == 1:
+        # YAML reads `- 2013-06-03 emailed: thanks` as a one-key mapping; it is still a line.
+        ((key, rest),) = value.items()
+        if _TOUCH_LINE.match(key) and (rest is None or not isinstance(rest, dict | list)):
+            value = key if rest is None else f"{key}: {_scalar_text(rest)}"
     if isinstance(value, str):
         match = _TOUCH_LINE.match(value)
         if not match:
-            raise ValueError(
-                f"not a log entry: {value!r}; expected 'YYYY-MM-DD what happened' "
-                "or {date: YYYY-MM-DD, by: me|them|both, note: ...}")
+            raise Invalid(f"not a log entry: {value!r}",
+                          "start it with the date, e.g. '2026-01-05 emailed her', or write "
+                          "{date: 2026-01-05, by: me|them|both, note: ...}")
         return {"date": match.group(1), "by": "me", "note": (match.group(2) or "").strip()}
     return value
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _template(value: Any) -> Any:
@@ -49,10 +70,9 @@ def _template(value: Any) -> Any:
         for name in _PLACEHOLDER.findall(value):
             if name not in PLACEHOLDERS:
                 close = difflib.get_close_matches(name, PLACEHOLDERS, n=1)
-                hint = f"; did you mean {{{close[0]}}}?" if close else ""
-                raise ValueError(
-                    f"unknown placeholder {{{name}}} in {value!r}; use {{name}} {{org}} "
-                    f"{{role}} or {{email}}{hint}")
+                known = "use {name}, {org}, {role} or {email}"
+                raise Invalid(f"unknown placeholder {{{name}}} in {value!r}",
+                              f"did you mean {{{close[0]}}}?" if close else known)
     return value
 
 
@@ -67,7 +87,23 @@ class Touch(_Model):
     note: Text = ""
 
 
-LogEntry = Annotated[Touch, BeforeValidator(_touch_from_line)]
+class _LogLineToo:
+    """JSON Schema: a log entry may also be written as a `DATE text` line (editors accept it)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        line = {"type": "string", "pattern": r"^\s*\d{4}-\d{2}-\d{2}(\s|$)",
+                "description": "'YYYY-MM-DD what happened': a touch by me on that date"}
+        # `- 2013-06-03 emailed: thanks` is read by YAML as a one-key mapping
+        colon = {"type": "object", "minProperties": 1, "maxProperties": 1,
+                 "patternProperties": {r"^\s*\d{4}-\d{2}-\d{2}(\s|$)": {"type": "string"}},
+                 "additionalProperties": False}
+        return {"anyOf": [line, colon, handler(core)]}
+
+
+LogEntry = Annotated[Touch, BeforeValidator(_touch_from_line), _LogLineToo]
 
 
 class Trigger(_Model):
@@ -132,7 +168,8 @@ class Lead(Settings):
         for item in items:
             key = item.id or item.on.isoformat()
             if key in seen:
-                raise ValueError(f"two follow_ups share {key!r}; give each an `id:`")
+                raise Invalid(f"two follow_ups share {key!r}",
+                              "give each of them its own `id:` (lowercase letters, digits, -)")
             seen.add(key)
         return items
 
@@ -222,26 +259,44 @@ class LeadBook:
 def parse_lead_file(file: str, data: bytes) -> tuple[LeadFile, Source]:
     """Parse one lead file's bytes; ConfigError lists every problem found."""
     source = load(file, data)
-    if source.value is not None and not isinstance(source.value, dict):
+    if source.value is None:
+        # An empty file is far more often a failed save than a wish to drop every lead.
+        raise ConfigError([Problem(file, 1, 1, "the lead file is empty",
+                                   "write `version: 1` and your `leads:` (an empty list is "
+                                   "`leads: {}`), or start from `followsync init`")])
+    if not isinstance(source.value, dict):
         raise ConfigError([source.problem((), "a lead file is a mapping with `leads:` in it",
                                           "start from `followsync init` or the README's example")])
     return validate(LeadFile, source), source
 
 
-def load_leads(paths: list[Path], display: dict[Path, str] | None = None) -> LeadBook:
-    """Load every lead file; ids must be unique across them. All problems are reported at once."""
+def load_leads(
+    paths: list[Path], display: dict[Path, str] | None = None,
+    named_at: Mapping[Path, tuple[str, int, int]] | None = None,
+) -> LeadBook:
+    """Load every lead file; ids must be unique across them. All problems are reported at once.
+
+    `named_at` says where the config names each file, so a missing one is reported there.
+    """
     book = LeadBook()
     problems: list[Problem] = []
     for path in paths:
         name = (display or {}).get(path, str(path))
+        origin = (named_at or {}).get(path, (name, 1, 1))
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            problems.append(Problem(name, 1, 1, "lead file not found",
+            what = "lead file not found" + (f": {name}" if origin[0] != name else "")
+            problems.append(Problem(*origin, what,
                                     "check `leads:` in the config, or run `followsync init`"))
             continue
+        except IsADirectoryError:
+            problems.append(Problem(*origin, f"the lead file {name} is a folder",
+                                    "point `leads:` in the config at a .yaml file"))
+            continue
         except OSError as exc:
-            problems.append(Problem(name, 1, 1, f"cannot read the lead file: {exc.strerror}"))
+            problems.append(Problem(name, 1, 1, f"cannot read the lead file: {exc.strerror}",
+                                    "check the file's permissions"))
             continue
         try:
             parsed, source = parse_lead_file(name, data)

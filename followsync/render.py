@@ -63,7 +63,7 @@ def description(item: FollowUp) -> str:
     lines = [item.action, "", f"Why this date: {item.reason}"]
     if item.overdue_days:
         lines.append(f"Overdue: was due {_was(item).isoformat()}.")
-    if item.unanswered:
+    if item.unanswered is not None:  # a cadence item says so even when none is unanswered
         n = item.unanswered
         lines.append(f"Unanswered so far: {n} follow-up{'s' if n != 1 else ''}.")
     lines.append("")

@@ -14,7 +14,13 @@ from typing import Literal
 from followsync.durations import Duration
 from followsync.leads import Lead, LoadedLead, Policy, Touch, expand
 
-ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
+ORDINALS = {1: "st", 2: "nd", 3: "rd"}
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st, 22nd, 23rd."""
+    suffix = "th" if n % 100 in (11, 12, 13) else ORDINALS.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -184,7 +190,7 @@ def _cadence(
         gap = policy.cadence[min(unanswered, len(policy.cadence) - 1)]
         last = ordered[-1]
         what = f" ({last.note})" if last.note else ""
-        nth = ORDINALS.get(unanswered + 1, f"{unanswered + 1}th")
+        nth = ordinal(unanswered + 1)
         due = gap.after(anchor)
         reason = f"{nth} follow-up: last touch {anchor.isoformat()}{what} + {gap}"
     if lead.snooze_until is not None and lead.snooze_until > due:

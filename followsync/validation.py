@@ -6,6 +6,7 @@ Shared by the lead file and the config so both report problems the same way.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from datetime import date, time
@@ -19,30 +20,56 @@ from followsync.errors import ConfigError, Problem
 from followsync.yamlsrc import Source
 
 
+class Invalid(ValueError):
+    """A value the user wrote wrong: the message names it, the hint says what to write."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+DATE_HINT = "write YYYY-MM-DD, e.g. 2026-01-06"
+TIME_HINT = 'write HH:MM on a 24-hour clock, e.g. "09:00" or "17:30"'
+
+
+def _plain(exc: ValueError) -> str:
+    # The parsers say what they expected; the hint says that now, so keep only the complaint.
+    return str(exc).split("; expected", 1)[0]
+
+
 def _duration(value: Any) -> Any:
     if isinstance(value, Duration):
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value == 0:
         return Duration(0, "m")
     if not isinstance(value, str):
-        raise ValueError(f"not a duration: {value!r}; expected {DURATION_FORM}")
-    return parse_duration(value)
+        raise Invalid(f"not a duration: {value!r}", f"write {DURATION_FORM}")
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise Invalid(_plain(exc), f"write {DURATION_FORM}") from None
 
 
 def _date(value: Any) -> Any:
     if isinstance(value, date):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"not a date: {value!r}; expected YYYY-MM-DD, e.g. 2026-01-06")
-    return parse_date(value)
+        raise Invalid(f"not a date: {value!r}", DATE_HINT)
+    try:
+        return parse_date(value)
+    except ValueError as exc:
+        raise Invalid(_plain(exc), DATE_HINT) from None
 
 
 def _time(value: Any) -> Any:
     if isinstance(value, time):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"not a time of day: {value!r}; expected HH:MM in quotes, e.g. \"09:00\"")
-    return parse_time(value)
+        raise Invalid(f"not a time of day: {value!r}", TIME_HINT)
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise Invalid(_plain(exc), TIME_HINT) from None
 
 
 def _text(value: Any) -> Any:
@@ -75,16 +102,87 @@ def validate(model: type[M], source: Source, path: tuple[str | int, ...] = ()) -
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        raise ConfigError([to_problem(model, source, err, path) for err in exc.errors()]) from None
+        errors = exc.errors()
+    groups: dict[tuple[str | int, ...], list[ErrorDetails]] = {}
+    for err in errors:
+        loc = _clean_loc(value, err["loc"], keep_last=err["type"] == "missing")
+        groups.setdefault(loc, []).append({**err, "loc": loc + _key_mark(err)})
+    problems: list[Problem] = []
+    for loc, group in groups.items():
+        merged = _merge_alternatives(source, path + loc, group)
+        if merged is not None:
+            problems.append(merged)
+            continue
+        for err in group:
+            problem = to_problem(model, source, err, path)
+            if problem not in problems:
+                problems.append(problem)
+    raise ConfigError(problems)
+
+
+_NOUNS = {"string_type": "text", "list_type": "a list", "bool_type": "true/false",
+          "bool_parsing": "true/false", "int_type": "a whole number",
+          "int_parsing": "a whole number", "float_type": "a number", "float_parsing": "a number",
+          "dict_type": "a mapping", "model_type": "a mapping"}
+
+
+def _merge_alternatives(
+    source: Source, full: tuple[str | int, ...], group: list[ErrorDetails]
+) -> Problem | None:
+    """A value that fits none of a key's alternatives (text or a list, ...) is one problem."""
+    if len(group) < 2 or not all(err["type"] in _NOUNS for err in group):
+        return None
+    nouns = list(dict.fromkeys(_NOUNS[err["type"]] for err in group))
+    shown = ".".join(str(x) for x in full)
+    return source.problem(full, f"{shown}: expected {' or '.join(nouns)}, got "
+                                f"{_kind_of(group[0]['input'])}",
+                          f"write {' or '.join(nouns)}")
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _key_mark(err: ErrorDetails) -> tuple[str, ...]:
+    return ("[key]",) if "[key]" in err["loc"] else ()
+
+
+def _clean_loc(
+    value: Any, loc: tuple[str | int, ...], keep_last: bool
+) -> tuple[str | int, ...]:
+    """The error's path in the file: pydantic's own steps (union members, validators) dropped.
+
+    A step is kept only if the file has it, so a union member named like a type is never
+    mistaken for a key; a missing key, the one step the file cannot have, is kept.
+    """
+    out: list[str | int] = []
+    current = value
+    for index, item in enumerate(loc):
+        if _is_internal(item):
+            continue
+        in_dict = isinstance(current, dict) and isinstance(item, str) and item in current
+        in_list = isinstance(current, list) and isinstance(item, int) and 0 <= item < len(current)
+        if in_dict or in_list:
+            current = current[item]
+        elif not (keep_last and index == len(loc) - 1):
+            continue
+        out.append(item)
+    return tuple(out)
 
 
 def to_problem(
     model: type[BaseModel], source: Source, err: ErrorDetails, prefix: tuple[str | int, ...] = ()
 ) -> Problem:
     """Turn one pydantic error into a user's message with a hint."""
+    on_key = "[key]" in err["loc"]  # the mapping's key itself is wrong (a lead id)
     loc = tuple(item for item in err["loc"] if not _is_internal(item))
     full = prefix + loc
     kind = err["type"]
+    shown = ".".join(str(x) for x in loc)
     if kind == "extra_forbidden":
         name = str(loc[-1])
         allowed = sorted(keys_at(model, loc[:-1]))
@@ -92,17 +190,47 @@ def to_problem(
         hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
         return source.problem(full, f"unknown key {name!r}", hint, key=True)
     if kind == "missing":
-        where = " ".join(str(x) for x in loc[:-1]) or "the file"
-        return source.problem(full, f"missing required key {loc[-1]!r} in {where}",
-                              f"add `{loc[-1]}: ...`")
-    message = err["msg"].removeprefix("Value error, ")
-    shown = ".".join(str(x) for x in loc)
-    hint = _hint_for(kind, err)
+        where = ".".join(str(x) for x in loc[:-1])
+        message = f"missing required key {loc[-1]!r}" + (f" in {where}" if where else "")
+        return source.problem(full, message, f"add `{loc[-1]}: ...`")
+    if kind == "string_pattern_mismatch":
+        text = str(err["input"])
+        if on_key:
+            what = "lead id" if len(loc) == 2 and loc[0] == "leads" else "key"
+            return source.problem(full, f"bad {what} {text!r}", _id_hint(err, text), key=True)
+        return source.problem(full, f"{shown}: {text!r} is not a valid {loc[-1]}",
+                              _id_hint(err, text))
     if kind.startswith("literal_error"):
-        message = f"{shown}: got {err['input']!r}; {message[0].lower()}{message[1:]}"
-    elif not message.startswith("not a") and shown:
+        expected = str((err.get("ctx") or {}).get("expected", ""))
+        choices = re.findall(r"'([^']*)'", expected)
+        close = difflib.get_close_matches(str(err["input"]), choices, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"write {expected}"
+        return source.problem(full, f"{shown}: got {err['input']!r}; expected {expected}", hint)
+    if kind in ("too_short", "string_too_short"):
+        return source.problem(full, f"{shown} is empty", _hint_for(kind, err))
+    if kind in _NOUNS:
+        return source.problem(full, f"{shown}: expected {_NOUNS[kind]}, got "
+                                    f"{_kind_of(err['input'])}", _hint_for(kind, err))
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        size = "small" if kind.startswith("greater") else "large"
+        return source.problem(full, f"{shown}: {err['input']!r} is too {size}",
+                              _hint_for(kind, err))
+    error = (err.get("ctx") or {}).get("error")
+    message = str(error) if isinstance(error, Exception) else err["msg"]
+    message = message.removeprefix("Value error, ")
+    hint = getattr(error, "hint", "") or _hint_for(kind, err)
+    if shown:
         message = f"{shown}: {message[0].lower()}{message[1:]}"
     return source.problem(full, message, hint)
+
+
+def _id_hint(err: ErrorDetails, text: str) -> str:
+    pattern = str((err.get("ctx") or {}).get("pattern", ""))
+    upper = "A-Z" in pattern
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text if upper else text.lower()).strip("-._")
+    letters = "letters" if upper else "lowercase letters"
+    example = f", e.g. {slug!r}" if slug else ""
+    return f"use {letters}, digits, '.', '_' and '-', starting with a letter or digit{example}"
 
 
 def _is_internal(item: str | int) -> bool:
@@ -111,17 +239,27 @@ def _is_internal(item: str | int) -> bool:
 
 
 def _hint_for(kind: str, err: ErrorDetails) -> str:
+    ctx = err.get("ctx") or {}
     if kind in ("list_type", "tuple_type"):
-        return "write a list, e.g. [1w, 2w] or one '- item' per line"
+        return "write a list: [a, b] or one '- item' per line"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return "write a mapping of 'key: value' lines indented under this key"
+    bounds = {"greater_than_equal": ("ge", "of at least"), "greater_than": ("gt", "above"),
+              "less_than_equal": ("le", "of at most"), "less_than": ("lt", "below")}
+    if kind in bounds:
+        name, words = bounds[kind]
+        return f"write a number {words} {ctx.get(name)}"
     if kind.startswith("int"):
         return "write a whole number"
+    if kind.startswith("float"):
+        return "write a number"
     if kind.startswith("bool"):
         return "write true or false"
+    if kind in ("too_short", "string_too_short"):
+        return "give at least one entry" if isinstance(err["input"], list) else "write a value"
     if kind.startswith("string"):
         return "write text (quote it if it starts with a special character)"
-    return ""
+    return "see the README (or `followsync schema`) for what this key takes"
 
 
 def keys_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> set[str]:

@@ -70,9 +70,8 @@ def _child(node: yaml.Node, item: PathItem) -> tuple[yaml.Node, yaml.Node] | Non
         for key_node, value_node in reversed(list(_merged_pairs(node))):
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(item):
                 return key_node, value_node
-    elif isinstance(node, yaml.SequenceNode) and isinstance(item, int):
-        if 0 <= item < len(node.value):
-            return node.value[item], node.value[item]
+    elif isinstance(node, yaml.SequenceNode) and isinstance(item, int) and 0 <= item < len(node.value):
+        return node.value[item], node.value[item]
     return None
 
 
@@ -118,7 +117,7 @@ class _Builder:
     def _mapping(self, node: yaml.MappingNode, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         own_keys: dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
+        for key_node, _value in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == "<<" and not key_node.style:
                 continue
             mark = key_node.start_mark
@@ -156,6 +155,11 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     return text
 
 
+def _char_at(text: str, line: int, col: int) -> str:
+    lines = text.split("\n")
+    return lines[line][col : col + 1] if 0 <= line < len(lines) else ""
+
+
 def load(file: str, data: bytes) -> Source:
     """Parse YAML bytes; every syntax or structure problem becomes a ConfigError."""
     try:
@@ -178,7 +182,8 @@ def load(file: str, data: bytes) -> Source:
         if exc.context and exc.problem:
             message += f" ({exc.context})"
         hint = "check the indentation and that every ':' in a value is inside quotes"
-        if "\t" in text and "tab" in (exc.problem or ""):
+        if (mark and _char_at(text, mark.line, mark.column) == "\t") or "'\\t'" in message:
+            message = "YAML syntax error: a tab character where YAML allows only spaces"
             hint = "YAML does not allow tabs for indentation; use spaces"
         raise ConfigError([Problem(file, line, col, message, hint)]) from None
     except yaml.YAMLError as exc:

@@ -16,17 +16,18 @@ import os
 import shlex
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from followsync.backends.base import Listing, Remote, is_owned, uid_of
 from followsync.backends.davhttp import DavSession, Response
 from followsync.config import Target
-from followsync.errors import Conflict, TargetError
+from followsync.errors import ComponentRefused, Conflict, TargetError
 
 log = logging.getLogger("followsync")
+T = TypeVar("T")
 NS = {"d": "DAV:", "c": "urn:ietf:params:xml:ns:caldav", "cs": "http://calendarserver.org/ns/"}
 MULTIGET_BATCH = 100
 _PROPFIND = """<?xml version="1.0" encoding="utf-8"?>
@@ -125,6 +126,7 @@ class CaldavBackend:
                                              self._secret(), verify=target.verify,
                                              timeout=target.timeout)
         self.cursor: Cursor | None = None
+        self._wrote: dict[str, str | None] = {}  # href → ETag written (None: deleted)
 
     def _secret(self) -> str | None:
         if self._password is None:
@@ -151,6 +153,24 @@ class CaldavBackend:
         assert target.url is not None
         if not target.calendar:
             return target.url if target.url.endswith("/") else target.url + "/"
+        return self._retrying(self._find_or_make)
+
+    def _retrying(self, work: Callable[[], T]) -> T:
+        """python-caldav does not retry: do it here for network errors, 5xx and 429."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return work()
+            except TargetError:
+                raise
+            except Exception as exc:
+                if attempt > self.session.retries or not _transient(exc):
+                    raise _library_error(exc, self.target, self._password) from None
+                self.session.pause(attempt, None, f"discovery: {type(exc).__name__}")
+
+    def _find_or_make(self) -> str:
+        target = self.target
         client = self._client()
         try:
             principal = client.get_principal()
@@ -162,13 +182,14 @@ class CaldavBackend:
             made = principal.make_calendar(name=target.calendar,
                                            supported_calendar_component_set=components)
             return str(made.url)
-        except TargetError:
-            raise
-        except Exception as exc:
-            raise _library_error(exc, self.target) from None
+        finally:
+            client.close()
 
     def calendars(self) -> list[dict[str, Any]]:
         """Every calendar the account sees: name, URL, components."""
+        return self._retrying(self._list_calendars)
+
+    def _list_calendars(self) -> list[dict[str, Any]]:
         client = self._client()
         try:
             principal = client.get_principal()
@@ -181,8 +202,8 @@ class CaldavBackend:
                 found.append({"name": calendar.get_display_name() or "", "url": str(calendar.url),
                               "components": components})
             return found
-        except Exception as exc:
-            raise _library_error(exc, self.target) from None
+        finally:
+            client.close()
 
     def _client(self) -> Any:
         try:
@@ -383,26 +404,33 @@ class CaldavBackend:
         response = self._put(href, text, {"If-None-Match": "*"})
         if response.status in (412, 409):
             raise Conflict(uid)
-        if response.status == 403 and _refuses_component(response):
-            raise TargetError(f"{self.label}: the calendar refused the item's component type",
-                              "set `as: event` for this target")
+        if response.status in (403, 415) and _refuses_component(response, text):
+            assert self.cursor is not None
+            self.cursor = Cursor(self.cursor.url,
+                                 tuple(c for c in self.cursor.components if c != "VTODO"),
+                                 self.cursor.token)
+            raise ComponentRefused(f"{self.label}: the calendar refused a to-do (VTODO)")
         _expect(response, (201, 204, 200), "PUT", href)
-        return self._written(href, response)
+        return self._note(self._written(href, response))
 
     def update(self, remote: Remote, text: str) -> Remote:
         response = self._put(remote.href, text, {"If-Match": remote.etag})
         if response.status in (412, 404, 409):
             raise Conflict(remote.href)
         _expect(response, (200, 201, 204), "PUT", remote.href)
-        return self._written(remote.href, response)
+        return self._note(self._written(remote.href, response))
 
     def delete(self, remote: Remote) -> None:
         response = self.session.request("DELETE", remote.href, b"", {"If-Match": remote.etag})
         if response.status == 412:
             raise Conflict(remote.href)
-        if response.status == 404:
-            return
-        _expect(response, (200, 204), "DELETE", remote.href)
+        if response.status != 404:
+            _expect(response, (200, 204), "DELETE", remote.href)
+        self._wrote[remote.href] = None
+
+    def _note(self, remote: Remote) -> Remote:
+        self._wrote[remote.href] = remote.etag
+        return remote
 
     def _put(self, href: str, text: str, headers: dict[str, str]) -> Response:
         return self.session.request("PUT", href, text.encode("utf-8"),
@@ -421,7 +449,42 @@ class CaldavBackend:
         raise TargetError(f"the server gave no ETag for {href}")
 
     def commit(self) -> str | None:
-        return self.cursor.dump() if self.cursor else None
+        """The cursor for the next sync. After writes, move the token past them — but only if
+        the changes since the old token are exactly ours, so nobody else's edit is skipped.
+        (Some servers' tokens name content: after a create and a delete by someone else, the
+        old token would say "nothing changed".)"""
+        if self.cursor is None:
+            return None
+        if self._wrote and self.cursor.token:
+            newer = self._token_after_own_writes(self.cursor)
+            if newer:
+                self.cursor = Cursor(self.cursor.url, self.cursor.components, newer)
+        self._wrote = {}
+        return self.cursor.dump()
+
+    def _token_after_own_writes(self, found: Cursor) -> str | None:
+        body = _SYNC.format(token=_xml_escape(found.token or ""))
+        try:
+            response = self.session.request("REPORT", found.url, body, {"Depth": "0"})
+        except TargetError:
+            return None
+        if response.status != 207:
+            return None
+        try:
+            root = _parse_xml(response.body, found.url)
+        except TargetError:
+            return None
+        for resp in root.findall("d:response", NS):
+            href = _href(resp)
+            if href is None:
+                continue
+            status = resp.find("d:status", NS)
+            gone = (status is not None and " 404 " in f"{status.text} ") or \
+                _first_text(resp, ".//d:getetag") is None
+            seen = None if gone else _first_text(resp, ".//d:getetag")
+            if href not in self._wrote or self._wrote[href] != seen:
+                return None
+        return _first_text(root, "d:sync-token")
 
     def close(self) -> None:
         self.session.close()
@@ -438,8 +501,10 @@ def _expect(response: Response, ok: tuple[int, ...], what: str, url: str) -> Non
     raise TargetError(f"{what} {url} failed: HTTP {response.status}")
 
 
-def _refuses_component(response: Response) -> bool:
-    return b"supported-calendar-component" in response.body
+def _refuses_component(response: Response, text: str) -> bool:
+    """A refusal of a VTODO because of its type (RFC 4791 supported-calendar-component)."""
+    return "BEGIN:VTODO" in text and (b"supported-calendar-component" in response.body
+                                      or b"VTODO" in response.body or response.status == 415)
 
 
 def _parse_xml(body: bytes, url: str) -> ET.Element:
@@ -469,7 +534,19 @@ def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _library_error(exc: Exception, target: Target) -> TargetError:
+def _transient(exc: Exception) -> bool:
+    """Whether a python-caldav / niquests error is worth retrying."""
+    status = str(getattr(exc, "status", "") or "")
+    text = str(exc)[:300]
+    if status.startswith("5") or status == "429" or any(
+            f"{code} " in text or f"'{code}" in text for code in (500, 502, 503, 504, 429)):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout",
+                         "OSError", "RemoteDisconnected", "ProtocolError"})
+
+
+def _library_error(exc: Exception, target: Target, secret: str | None = None) -> TargetError:
     """python-caldav's exceptions as one clear line (never with a password in it)."""
     name = type(exc).__name__
     status = getattr(exc, "status", None) or ""
@@ -480,7 +557,11 @@ def _library_error(exc: Exception, target: Target) -> TargetError:
     if "NotFound" in name or str(status) == "404":
         return TargetError(f"nothing found at {target.url} (HTTP 404)",
                            "use the server's CalDAV URL; see the README's provider notes")
+    if _transient(exc):
+        return TargetError(f"{target.url} is unreachable or failing: {name}",
+                           "the next sync retries")
     reason = str(exc).splitlines()[0][:200] if str(exc) else name
-    if target.password:
-        reason = reason.replace(target.password, "***")
+    for hidden in (secret, target.password):
+        if hidden:
+            reason = reason.replace(hidden, "***")
     return TargetError(f"{target.url}: {reason}")

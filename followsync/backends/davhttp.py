@@ -112,13 +112,13 @@ class DavSession:
                 self.close()
                 reason = _network_reason(exc)
                 if not isinstance(exc, ssl.SSLError) and self._may_retry(attempt, started):
-                    self._pause(attempt, None, f"{method} {path}: {reason}")
+                    self.pause(attempt, None, f"{method} {path}: {reason}")
                     continue
                 raise TargetError(f"{self.host} is unreachable: {reason}",
                                   "check the URL and your connection; the next sync retries")\
                     from None
             if response.status in RETRY_STATUSES and self._may_retry(attempt, started):
-                self._pause(attempt, response.header("Retry-After"),
+                self.pause(attempt, response.header("Retry-After"),
                             f"{method} {path}: HTTP {response.status}")
                 continue
             break
@@ -157,7 +157,7 @@ class DavSession:
     def _may_retry(self, attempt: int, started: float) -> bool:
         return attempt <= self.retries and time.monotonic() - started < self.retry_budget
 
-    def _pause(self, attempt: int, retry_after: str | None, why: str) -> None:
+    def pause(self, attempt: int, retry_after: str | None, why: str) -> None:
         delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
         if retry_after and retry_after.strip().isdigit():
             delay = min(float(retry_after.strip()), 60.0)

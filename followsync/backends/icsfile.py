@@ -57,6 +57,7 @@ class IcsError(ValueError):
     def __init__(self, line: int, message: str) -> None:
         super().__init__(f"line {line}: {message}")
         self.line = line
+        self.reason = message
 
 
 def parse(text: str) -> list[str | Block]:
@@ -147,7 +148,7 @@ class IcsFileBackend:
         if self._entries is not None:
             return self._entries
         data = self.original
-        if data is None:
+        if data is None or not data.strip():  # absent, or empty (`touch followups.ics`)
             self._entries = ["VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN",
                              "X-WR-CALNAME:Follow-ups"]
         else:
@@ -160,8 +161,8 @@ class IcsFileBackend:
             try:
                 self._entries = parse(text)
             except IcsError as exc:
-                raise TargetError(f"{self.path}:{exc.line}: not a valid iCalendar file ({exc}); "
-                                  "it was left as it is",
+                raise TargetError(f"{self.path}:{exc.line}: not a valid iCalendar file "
+                                  f"({exc.reason}); it was left as it is",
                                   "fix or move the file, or point the target elsewhere") from None
         self._owned = {}
         for entry in self._entries:

@@ -20,7 +20,8 @@ def write_starter(folder: Path) -> list[str]:
     }
     existing = [name for name in ("config.yaml", "leads.yaml") if (folder / name).exists()]
     if existing:
-        raise UsageError(f"{', '.join(str(folder / n) for n in existing)} already exists; "
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise UsageError(f"{' and '.join(str(folder / n) for n in existing)} already {verb}; "
                          "nothing was written", "pick an empty folder: followsync init DIR")
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():

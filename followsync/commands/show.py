@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from followsync import diff as d
 from followsync.engine import Outcome, TargetReport
+from followsync.errors import EXIT_SAFETY
 
 log = logging.getLogger("followsync")
 
@@ -57,7 +58,7 @@ def print_plan(outcome: Outcome, say: Callable[[str], None]) -> None:
     for report in outcome.targets:
         _report_problems(report)
         lines = [line for line in map(describe, report.actions) if line]
-        if report.error:
+        if report.error and report.exit_code != EXIT_SAFETY:
             continue
         say(f"{report.name}: {report.created} to create, {report.updated} to update, "
             f"{report.deleted} to delete, {report.unchanged} unchanged")
