@@ -109,7 +109,8 @@ def validate(obj: Context) -> None:
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
     files = ", ".join(str(p) for p in config.lead_paths)
-    obj.say(f"ok: {config.path} and {len(book.leads)} leads in {files}")
+    count = len(book.leads)
+    obj.say(f"ok: {config.path} and {count} lead{'' if count == 1 else 's'} in {files}")
 
 
 @cli.command()
@@ -147,6 +148,19 @@ def sync(obj: Context, force: bool, only: str | None) -> None:
     _exit(outcome.exit_code)
 
 
+@cli.command("run")
+@click.pass_obj
+def run_daemon(obj: Context) -> None:
+    """The daemon: sync now, on every save, every daemon.interval and after each midnight."""
+    from followsync.config import find_config
+    from followsync.daemon import serve
+
+    if obj.now_text or os.environ.get("FOLLOWSYNC_NOW"):
+        raise click.UsageError("--now and $FOLLOWSYNC_NOW do not apply to `run`: the daemon "
+                               "follows the real clock (use `sync --now` to try a date)")
+    _exit(serve(find_config(obj.config_path), verbose=obj.verbose, quiet=obj.quiet))
+
+
 @cli.command()
 @click.option("--days", default=14, show_default=True, type=click.IntRange(0, 36500),
               help="How far ahead to look.")
@@ -157,14 +171,13 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
     import json
 
     from followsync import agenda as ag
-    from followsync.engine import make_plans, today_in
+    from followsync.engine import make_plans, open_state, today_in
     from followsync.leads import load_leads
-    from followsync.state import State
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
     today = today_in(config, obj.now(config))
-    state = State(config.state_dir, readonly=True)
+    state = open_state(config.state_dir, readonly=True)
     try:
         plans, _ = make_plans(book, today, state.memories())
     finally:

@@ -225,6 +225,12 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
                   for i in range(len(lead_list))]
     warnings: list[str] = []
     problems: list[Problem] = []
+    seen: set[Path] = set()
+    for value, (line, col) in zip(lead_list, lead_where, strict=True):
+        if at(value) in seen:
+            problems.append(Problem(str(path), line, col, f"{value} is listed twice in `leads:`",
+                                    "remove one of them"))
+        seen.add(at(value))
     targets = []
     for index, tm in enumerate(model.targets or [TargetModel(name="file", type="ics",
                                                               path="followups.ics")]):

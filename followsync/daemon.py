@@ -326,6 +326,8 @@ class Daemon:
         codes = {r.name: r.exit_code for r in outcome.targets}
         self._failures, retries = next_retries(self._failures, codes, config.interval)
         for name in codes:
+            if not self.scheduler.running:  # stopping: no more timers
+                break
             if name in retries:
                 delay = retries[name]
                 log.info("%s: retrying in %s", name, span(delay))

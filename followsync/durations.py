@@ -12,6 +12,8 @@ UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks", "mo": "months"
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*(mo|m|h|d|w|y)\s*$")
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 DURATION_FORM = "an integer and a unit: 30m, 2h, 3d, 2w, 1mo or 1y"
+# At most 100 years: anything longer is a typo, and would run past the last date Python knows.
+MAX_AMOUNT = {"m": 52_596_000, "h": 876_600, "d": 36_525, "w": 5_217, "mo": 1_200, "y": 100}
 
 
 @dataclass(frozen=True, order=True)
@@ -56,7 +58,11 @@ def parse_duration(text: str) -> Duration:
     match = _DURATION.match(text)
     if not match:
         raise ValueError(f"not a duration: {text!r}; expected {DURATION_FORM}")
-    return Duration(int(match.group(1)), match.group(2))
+    amount, unit = int(match.group(1)), match.group(2)
+    if amount > MAX_AMOUNT[unit]:
+        raise ValueError(f"too long a duration: {text!r} (at most 100 years); "
+                         f"expected {DURATION_FORM}")
+    return Duration(amount, unit)
 
 
 def parse_time(text: str) -> time:

@@ -6,12 +6,15 @@ keep the state and count what happened.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Literal
 
 from followsync import diff as d
@@ -139,9 +142,10 @@ def run(
     today = today_in(config, now)
     lock = Lock(config.state_dir)
     if not dry_run and not locked:
-        lock.acquire()
+        with _state_folder_errors(config.state_dir):
+            lock.acquire()
     try:
-        state = State(config.state_dir, readonly=dry_run)
+        state = open_state(config.state_dir, readonly=dry_run)
         try:
             plans, changed = make_plans(book, today, state.memories())
             if not dry_run:
@@ -160,6 +164,28 @@ def run(
             state.close()
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def _state_folder_errors(folder: Path) -> Iterator[None]:
+    """A state folder that cannot be used (a file, no permission, a damaged database) is a
+    user's problem with a hint, not a crash."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise FollowsyncError(f"the state database {folder / 'state.sqlite'} is damaged ({exc})",
+                              "move it away; the next sync rebuilds it from the calendars")\
+            from None
+    except OSError as exc:
+        why = "it is a file" if folder.exists() and not folder.is_dir() else exc.strerror
+        raise FollowsyncError(f"cannot use the state folder {folder}: {why}",
+                              "check `state_dir:` in the config") from None
+
+
+def open_state(folder: Path, readonly: bool = False) -> State:
+    """The state in `folder`; see `_state_folder_errors` for what can go wrong."""
+    with _state_folder_errors(folder):
+        return State(folder, readonly=readonly)
 
 
 def _one_target(

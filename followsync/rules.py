@@ -170,7 +170,8 @@ def _plan_lead(
             who = "" if own else f"{lead_id} "
             found.append(make(rule, trigger.after.after(day), expand(trigger.do, lead),
                               f"{who}entered status {status!r} on {day.isoformat()}"
-                              f" + {trigger.after}", at=trigger.at))
+                              f" + {trigger.after}", at=trigger.at,
+                              all_day=False if trigger.at is not None else None))
     return LeadPlan(item.id, person, False, cold, unanswered, last, tuple(found))
 
 

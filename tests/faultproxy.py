@@ -19,8 +19,9 @@ Actions of a Fault (checked in list order; the first one that fires wins):
 `skip` lets that many matching requests through untouched before the fault fires; `times`
 is how often it fires (None = every time). `match(req)` sees a `ProxyRequest`.
 
-Every request is recorded in `proxy.requests` as Seen(method, path, status, fault); status
-is None for dropped connections, fault is the action of the fault that fired (or None).
+Every request is recorded in `proxy.requests` as Seen(method, path, status, fault, body,
+headers); status is None for dropped connections, fault is the action of the fault that
+fired (or None), body and headers are the request's.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class ProxyRequest:
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
+    def seen(self, status: int | None, fault: str | None) -> Seen:
+        return Seen(self.method, self.path, status, fault, self.body, self.headers)
+
 
 @dataclass
 class Fault:
@@ -84,6 +88,8 @@ class Seen:
     path: str
     status: int | None  # None: the connection was dropped
     fault: str | None = None  # the action of the fault that fired, if any
+    body: bytes = field(default=b"", repr=False, compare=False)  # the request body
+    headers: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 # --- matchers ---------------------------------------------------------------------------
@@ -167,26 +173,26 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if action == "drop":
-            proxy._record(Seen(req.method, req.path, None, action))
+            proxy._record(req.seen(None, action))
             self._drop()
             return
         if action == "status":
             assert fault is not None
-            proxy._record(Seen(req.method, req.path, fault.status, action))
+            proxy._record(req.seen(fault.status, action))
             self._answer(fault.status, list(fault.headers.items()), fault.body)
             return
         try:
             status, reason, out_headers, out_body = proxy._forward(self.command, self.path,
                                                                    headers, body)
         except OSError as exc:
-            proxy._record(Seen(req.method, req.path, 502, "upstream-error"))
+            proxy._record(req.seen(502, "upstream-error"))
             self._answer(502, [], f"proxy: upstream failed: {exc}".encode())
             return
         if action == "drop_response":
-            proxy._record(Seen(req.method, req.path, None, action))
+            proxy._record(req.seen(None, action))
             self._drop()
             return
-        proxy._record(Seen(req.method, req.path, status, action))
+        proxy._record(req.seen(status, action))
         self._answer(status, out_headers, out_body, reason, head=self.command == "HEAD")
 
     def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes,

@@ -131,6 +131,7 @@ class IcsFileBackend:
         self.original: bytes | None = None
         self._entries: list[str | Block] | None = None
         self._owned: dict[str, Block] = {}
+        self._foreign: dict[str, Block] = {}  # others' items by UID: never written, only read
 
     # reading ---------------------------------------------------------------
     def _read(self) -> bytes | None:
@@ -165,11 +166,14 @@ class IcsFileBackend:
                                   f"({exc.reason}); it was left as it is",
                                   "fix or move the file, or point the target elsewhere") from None
         self._owned = {}
+        self._foreign = {}
         for entry in self._entries:
             if isinstance(entry, Block):
                 uid = owned_uid(entry)
                 if uid is not None:
                     self._owned[uid] = entry
+                elif entry.name in _ITEMS and (other := uid_of(entry.text)):
+                    self._foreign.setdefault(other, entry)
         return self._entries
 
     def listing(self, known: Mapping[str, Remote], cursor: str | None) -> Listing:
@@ -188,7 +192,7 @@ class IcsFileBackend:
 
     def get(self, remote: Remote) -> str:
         self._load()
-        block = self._owned.get(remote.href)
+        block = self._owned.get(remote.href) or self._foreign.get(remote.href)
         if block is None:
             raise Conflict(remote.href)
         return self.newline.join(["BEGIN:VCALENDAR", "VERSION:2.0", *block.lines,
@@ -196,13 +200,13 @@ class IcsFileBackend:
 
     def find(self, uid: str) -> Remote | None:
         self._load()
-        block = self._owned.get(uid)
+        block = self._owned.get(uid) or self._foreign.get(uid)
         return Remote(uid, block.etag) if block else None
 
     # writing ---------------------------------------------------------------
     def create(self, uid: str, text: str) -> Remote:
         entries = self._load()
-        if uid in self._owned:
+        if uid in self._owned or uid in self._foreign:  # one UID, one item, whoever's it is
             raise Conflict(uid)
         block = self._adopt_text(text)
         entries.append(block)
@@ -263,6 +267,10 @@ class IcsFileBackend:
         lines.append("END:VCALENDAR")
         data = (self.newline.join(lines) + self.newline).encode("utf-8")
         if data != self.original:
+            if self._read() != self.original:
+                # a calendar app saved the file since we read it: writing would lose its change
+                raise TargetError(f"{self.path} changed while followsync was updating it; it "
+                                  "was left as it is", "sync again (the daemon retries by itself)")
             self._write(data)
             self.original = data
         return _digest(data)

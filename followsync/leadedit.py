@@ -1,0 +1,155 @@
+"""`followsync done`: append a touch to a lead's `log`, changing nothing else in the file.
+
+The new entry is inserted as text at the place the YAML node marks point to, so every other
+byte (comments, key order, quoting, blank lines) stays as it was. The result is parsed and
+checked before it is written, atomically, and only if nobody changed the file meanwhile.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from followsync.atomic import write_atomic
+from followsync.errors import ConfigError, FollowsyncError, UsageError
+from followsync.leads import Touch, parse_lead_file
+from followsync.yamlsrc import Source, load
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Where the new entry goes: `text` inserted at character `index`."""
+
+    index: int
+    text: str
+
+
+def entry_text(touch: Touch) -> str:
+    """The shortest log entry that reads back as `touch`: `DATE note`, else a flow mapping."""
+    day = touch.date.isoformat()
+    if touch.by == "me":
+        plain = f"{day} {touch.note}".strip()
+        if _reads_back(plain, touch):
+            return plain
+    note = f", note: {json.dumps(touch.note, ensure_ascii=False)}" if touch.note else ""
+    return f"{{date: {day}, by: {touch.by}{note}}}"
+
+
+def _reads_back(entry: str, touch: Touch) -> bool:
+    text = f"version: 1\nleads:\n  x:\n    name: x\n    log:\n      - {entry}\n"
+    try:
+        parsed, _ = parse_lead_file("entry", text.encode())
+    except ConfigError:
+        return False
+    leads = parsed.leads or {}
+    return "x" in leads and list(leads["x"].log) == [touch]
+
+
+def plan_edit(source: Source, text: str, lead_id: str, entry: str) -> Edit:
+    """Where and what to insert to append `entry` to the lead's log."""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    root = source.root
+    leads = _value(root, "leads")
+    lead = _value(leads, lead_id) if leads is not None else None
+    if not isinstance(lead, yaml.MappingNode):
+        raise UsageError(f"lead {lead_id!r} is not in {source.file}")
+    if lead.flow_style:
+        raise UsageError(f"lead {lead_id!r} is written in flow style {{...}}; add the log entry "
+                         "by hand")
+    log = _value(lead, "log")
+    if isinstance(log, yaml.SequenceNode) and log.flow_style:
+        close = text.rindex("]", 0, log.end_mark.index)
+        sep = ", " if log.value else ""
+        return Edit(close, f"{sep}{_quoted_for_flow(entry)}")
+    if isinstance(log, yaml.SequenceNode) and log.value:
+        first, last = log.value[0], log.value[-1]
+        line_start = text.rfind("\n", 0, first.start_mark.index) + 1
+        dash = text.rindex("-", line_start, first.start_mark.index)
+        indent = text[line_start:dash]
+        after = _end_of_line(text, _content_end(last))
+        return Edit(after, f"{indent}- {entry}{newline}")
+    if log is not None and not (isinstance(log, yaml.ScalarNode) and log.value in ("", "~", "null")):
+        raise UsageError(f"the log of lead {lead_id!r} is not a list; fix it first")
+    key_col = lead.value[0][0].start_mark.column
+    indent = " " * key_col
+    if log is not None:  # `log:` with nothing after it
+        key = next(k for k, v in lead.value if v is log)
+        after = _end_of_line(text, key.end_mark.index)
+        return Edit(after, f"{indent}  - {entry}{newline}")
+    after = _end_of_line(text, _content_end(lead))
+    return Edit(after, f"{indent}log:{newline}{indent}  - {entry}{newline}")
+
+
+def _content_end(node: yaml.Node) -> int:
+    """Where a node's own text ends. A block collection's end mark lies at the next token,
+    possibly lines further down past blank lines and comments, so use its last scalar."""
+    if isinstance(node, yaml.ScalarNode) or getattr(node, "flow_style", False):
+        return int(node.end_mark.index)
+    if isinstance(node, yaml.MappingNode) and node.value:
+        key, value = node.value[-1]
+        end = _content_end(value)
+        return end if end > key.end_mark.index else int(key.end_mark.index)
+    if isinstance(node, yaml.SequenceNode) and node.value:
+        return _content_end(node.value[-1])
+    return int(node.start_mark.index)
+
+
+def _quoted_for_flow(entry: str) -> str:
+    return entry if entry.startswith("{") else json.dumps(entry, ensure_ascii=False)
+
+
+def _end_of_line(text: str, index: int) -> int:
+    """The index just after the newline ending the line that holds `index - 1`."""
+    end = text.find("\n", max(index - 1, 0))
+    return len(text) if end == -1 else end + 1
+
+
+def _value(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+            return value_node  # type: ignore[no-any-return]
+    return None
+
+
+def log_touch(path: Path, lead_id: str, touch: Touch, shown: str | None = None) -> str:
+    """Append the touch to the lead's log in `path`; returns the entry written."""
+    name = shown or str(path)
+    data = path.read_bytes()
+    parsed, _ = parse_lead_file(name, data)  # a broken file is reported, never edited
+    before = (parsed.leads or {}).get(lead_id)
+    if before is None:
+        raise UsageError(f"lead {lead_id!r} is not in {name}")
+    text = data.decode("utf-8-sig")
+    bom = data.startswith(b"\xef\xbb\xbf")
+    entry = entry_text(touch)
+    edit = plan_edit(load(name, data), text, lead_id, entry)
+    if edit.index > 0 and text[edit.index - 1] not in "\n[, " and not edit.text.startswith(","):
+        edit = Edit(edit.index, ("\r\n" if "\r\n" in text else "\n") + edit.text)
+    new_text = text[: edit.index] + edit.text + text[edit.index :]
+    new_data = (b"\xef\xbb\xbf" if bom else b"") + new_text.encode("utf-8")
+    after_file, _ = parse_lead_file(name, new_data)
+    after = (after_file.leads or {}).get(lead_id)
+    if after is None or list(after.log) != [*before.log, touch]:
+        raise FollowsyncError(f"could not add the entry to {name} safely; nothing was written",
+                              f"add it by hand under `log:` of {lead_id}: - {entry}")
+    if path.read_bytes() != data:
+        raise FollowsyncError(f"{name} changed while followsync was editing it; nothing was "
+                              "written", "run the command again")
+    try:
+        write_atomic(path, new_data)
+    except OSError as exc:
+        raise FollowsyncError(f"cannot write {name}: {exc.strerror}; it was left as it was")\
+            from None
+    return entry
+
+
+def unknown_lead(lead_id: str, known: list[str]) -> UsageError:
+    close = difflib.get_close_matches(lead_id, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "`followsync agenda` lists the leads"
+    return UsageError(f"no lead {lead_id!r} in the lead files", hint)

@@ -1,0 +1,512 @@
+"""The command line, called in-process (SPEC §4): output, exit codes, what is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+import icalendar
+import pytest
+
+from followsync.cli import cli, main
+from followsync.yamlsrc import load
+
+NOW = "2026-12-01T08:00"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "job-search.yaml"
+LEADS = """\
+version: 1
+defaults:
+  cadence: [1w, 2w]
+  give_up_after: 2
+  at: "09:00"
+leads:
+  dana-acme:
+    name: Dana Whitfield
+    org: Acme Corp
+    last_contact: 2026-11-20
+  sam-beta:
+    name: Sam Beta
+    last_contact: 2026-11-25
+    follow_ups:
+      - {on: 2026-12-10, do: "Ask about the budget"}
+  cold-one:
+    name: Cole Dunn
+    org: Frost Inc
+    log:
+      - 2026-10-01 sent CV
+      - 2026-10-08 asked again
+"""
+SUMMARY = re.compile(r"^(\S+): (\d+) created, (\d+) updated, (\d+) deleted, (\d+) unchanged"
+                     r" \(\d+\.\d\d s\)$")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
+    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
+
+
+class Project:
+    """A config, a lead file and an .ics target in a temporary folder."""
+
+    def __init__(self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        self.dir = folder
+        self.capsys = capsys
+        self.config = folder / "config.yaml"
+        self.leads = folder / "leads.yaml"
+        self.ics = folder / "out.ics"
+        self.state = folder / "state"
+        self.write_config()
+        self.leads.write_text(LEADS)
+
+    def write_config(self, extra: str = "", targets: str = "") -> None:
+        targets = targets or "  - {name: file, type: ics, path: out.ics}\n"
+        self.config.write_text("leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
+                               f"targets:\n{targets}{textwrap.dedent(extra)}")
+
+    def run(self, *args: str, now: str | None = NOW) -> tuple[int, str, str]:
+        argv = ["--config", str(self.config)] + (["--now", now] if now else []) + list(args)
+        code = main(argv)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def sync(self, *args: str, now: str = NOW) -> list[tuple[str, int, int, int, int]]:
+        code, out, err = self.run("sync", *args, now=now)
+        assert (code, err) == (0, ""), err
+        return summaries(out)
+
+    def edit(self, old: str, new: str) -> None:
+        text = self.leads.read_text()
+        assert old in text
+        self.leads.write_text(text.replace(old, new, 1))
+
+    def items(self) -> dict[str, icalendar.cal.Component]:
+        cal = icalendar.Calendar.from_ical(self.ics.read_bytes())
+        return {str(c["UID"]): c for c in cal.walk() if c.name in ("VEVENT", "VTODO")}
+
+    def snapshot(self) -> tuple[bytes, int]:
+        return self.ics.read_bytes(), self.ics.stat().st_mtime_ns
+
+
+def summaries(out: str) -> list[tuple[str, int, int, int, int]]:
+    result = []
+    for line in out.splitlines():
+        match = SUMMARY.match(line)
+        assert match, f"not a summary line: {line!r}"
+        name, *counts = match.groups()
+        result.append((name, *map(int, counts)))  # type: ignore[arg-type]
+    return result
+
+
+@pytest.fixture
+def proj(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Project:
+    folder = tmp_path.resolve() / "proj"
+    folder.mkdir()
+    return Project(folder, capsys)
+
+
+# --- init ----------------------------------------------------------------------------------
+
+def test_init_writes_a_starter_that_validates_and_syncs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "new"
+    assert main(["init", str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.splitlines()[:3] == [f"wrote {folder / n}" for n in
+                                    ("config.yaml", "leads.yaml", "followsync.schema.json")]
+    leads = (folder / "leads.yaml").read_text()
+    assert leads.splitlines()[0] == "# yaml-language-server: $schema=./followsync.schema.json"
+    schema = json.loads((folder / "followsync.schema.json").read_text())
+    assert {"leads", "defaults"} <= set(schema["properties"])
+
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert main(["init", str(folder)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"followsync: {folder / 'config.yaml'} and {folder / 'leads.yaml'} already "
+                   "exist; nothing was written\n  hint: pick an empty folder: followsync init DIR\n")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+    config = str(folder / "config.yaml")
+    assert main(["--config", config, "--now", "2026-11-20T08:00", "validate"]) == 0
+    out, err = capsys.readouterr()
+    assert (out, err) == (f"ok: {config} and 1 lead in {folder.resolve() / 'leads.yaml'}\n", "")
+    assert main(["--config", config, "--now", "2026-11-20T08:00", "sync"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert summaries(out) == [("file", 2, 0, 0, 0)]
+    assert (folder / "followups.ics").exists()
+    # the starter names no state_dir: the state goes to $XDG_STATE_HOME, here inside tmp_path
+    assert (tmp_path / "xdg-state" / "followsync" / "state.sqlite").exists()
+
+
+def test_init_refuses_when_only_the_lead_file_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "leads.yaml").write_text("mine\n")
+    assert main(["init", str(tmp_path)]) == 2
+    _, err = capsys.readouterr()
+    assert err.splitlines()[0] == (f"followsync: {tmp_path / 'leads.yaml'} already exists; "
+                                   "nothing was written")
+    assert (tmp_path / "leads.yaml").read_text() == "mine\n"
+    assert not (tmp_path / "config.yaml").exists()
+
+
+# --- validate and plan ---------------------------------------------------------------------
+
+def test_validate_ok_and_failing(proj: Project) -> None:
+    assert proj.run("validate") == (0, f"ok: {proj.config} and 3 leads in {proj.leads}\n", "")
+    proj.edit("    org: Frost Inc\n", "    org: Frost Inc\n    orgg: x\n")
+    assert proj.run("validate") == (1, "", f"{proj.leads}:19:5: unknown key 'orgg'\n"
+                                           "  hint: did you mean 'org'?\n")
+    assert not proj.state.exists()
+
+
+def test_plan_shows_creates_with_reasons_and_writes_nothing(proj: Project) -> None:
+    code, out, err = proj.run("plan")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "file: 3 to create, 0 to update, 0 to delete, 0 unchanged",
+        "  create  dana-acme cadence: 2026-12-01 09:00 event — 1st follow-up: last touch "
+        "2026-11-20 (last contact) + 1w",
+        "  create  sam-beta cadence: 2026-12-02 09:00 event — 1st follow-up: last touch "
+        "2026-11-25 (last contact) + 1w",
+        "  create  sam-beta once-2026-12-10: 2026-12-10 09:00 event — one-off follow-up set for "
+        "2026-12-10",
+    ]
+    assert not proj.ics.exists()
+    assert not proj.state.exists()
+    assert sorted(p.name for p in proj.dir.iterdir()) == ["config.yaml", "leads.yaml"]
+
+
+def test_plan_after_a_sync_shows_updates_and_deletes(proj: Project) -> None:
+    proj.sync()
+    before = proj.snapshot()
+    proj.edit("  sam-beta:\n    name: Sam Beta\n", "  sam-beta:\n    name: Sam Beta\n"
+              "    status: hired\n")
+    proj.edit("    last_contact: 2026-11-20\n", "    last_contact: 2026-11-20\n    log:\n"
+              "      - 2026-12-01 emailed\n")
+    code, out, err = proj.run("plan")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "file: 0 to create, 1 to update, 2 to delete, 0 unchanged",
+        "  update  dana-acme cadence: 2026-12-15 09:00 event — 2nd follow-up: last touch "
+        "2026-12-01 (emailed) + 2w",
+        "  delete  sam-beta cadence: no longer due (done, closed, or removed from the lead file)",
+        "  delete  sam-beta once-2026-12-10: no longer due (done, closed, or removed from the "
+        "lead file)",
+    ]
+    assert proj.snapshot() == before
+
+
+# --- sync ----------------------------------------------------------------------------------
+
+def test_sync_writes_the_file_and_a_second_sync_changes_nothing(proj: Project) -> None:
+    assert proj.sync() == [("file", 3, 0, 0, 0)]
+    items = proj.items()
+    assert sorted(items) == ["followsync-dana-acme-cadence-file",
+                             "followsync-sam-beta-cadence-file",
+                             "followsync-sam-beta-once-2026-12-10-file"]
+    assert (proj.state / "state.sqlite").exists()
+    before = proj.snapshot()
+    assert proj.sync() == [("file", 0, 0, 0, 3)]
+    assert proj.snapshot() == before
+    # an hour later, nothing moved either
+    assert proj.sync(now="2026-12-01T09:30") == [("file", 0, 0, 0, 3)]
+    assert proj.snapshot() == before
+
+
+def test_one_summary_line_per_target(proj: Project) -> None:
+    proj.write_config(targets="  - {name: file, type: ics, path: out.ics}\n"
+                              "  - {name: phone, type: ics, path: phone.ics, as: todo}\n")
+    assert proj.sync() == [("file", 3, 0, 0, 0), ("phone", 3, 0, 0, 0)]
+    phone = icalendar.Calendar.from_ical((proj.dir / "phone.ics").read_bytes())
+    assert sorted(c.name for c in phone.walk() if c.name.startswith("VT")) == \
+        ["VTIMEZONE", "VTODO", "VTODO", "VTODO"]
+    code, out, err = proj.run("sync", "--target", "phone")
+    assert (code, err) == (0, "")
+    assert summaries(out) == [("phone", 0, 0, 0, 3)]
+    code, out, err = proj.run("sync", "--target", "nope")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1] == f"Error: no target named 'nope' in {proj.config}"
+
+
+def test_changing_one_lead_updates_exactly_one_item_and_keeps_its_uid(proj: Project) -> None:
+    proj.sync()
+    before = proj.items()
+    proj.edit("    last_contact: 2026-11-20\n", "    last_contact: 2026-11-20\n    log:\n"
+              "      - 2026-12-01 emailed\n")
+    assert proj.sync() == [("file", 0, 1, 0, 2)]
+    after = proj.items()
+    assert sorted(after) == sorted(before)
+    dana = after["followsync-dana-acme-cadence-file"]
+    assert dana.decoded("DTSTART").isoformat() == "2026-12-15T09:00:00+01:00"
+    assert int(dana["SEQUENCE"]) == 1
+    for uid in ("followsync-sam-beta-cadence-file", "followsync-sam-beta-once-2026-12-10-file"):
+        assert after[uid].to_ical() == before[uid].to_ical()
+
+
+def test_a_new_day_moves_only_the_rolled_overdue_item(proj: Project) -> None:
+    proj.sync()
+    assert proj.sync(now="2026-12-02T08:00") == [("file", 0, 1, 0, 2)]
+    dana = proj.items()["followsync-dana-acme-cadence-file"]
+    assert dana.decoded("DTSTART").isoformat() == "2026-12-02T09:00:00+01:00"
+    assert "overdue 5 days" in str(dana["SUMMARY"])
+
+
+def test_removing_a_lead_deletes_its_items(proj: Project) -> None:
+    proj.sync()
+    text = proj.leads.read_text()
+    proj.leads.write_text(text[: text.index("  sam-beta:")] + text[text.index("  cold-one:"):])
+    assert proj.sync() == [("file", 0, 0, 2, 1)]
+    assert sorted(proj.items()) == ["followsync-dana-acme-cadence-file"]
+
+
+def test_safety_max_deletes_stops_then_force_goes_on(proj: Project) -> None:
+    proj.write_config("safety: {max_deletes: 1}\n")
+    proj.sync()
+    before = proj.snapshot()
+    text = proj.leads.read_text()
+    proj.leads.write_text(text[: text.index("  sam-beta:")] + text[text.index("  cold-one:"):])
+    stop = ("file: this sync would delete 2 items from file (safety.max_deletes is 1); nothing "
+            "was changed there\n"
+            "  hint: check the lead file; if the deletions are right, run `followsync sync "
+            "--force`\n")
+    assert proj.run("sync") == (4, "", stop)
+    assert proj.snapshot() == before
+    code, out, err = proj.run("plan")  # the plan shows what would stop the sync
+    assert (code, err) == (4, stop)
+    assert out.splitlines()[0] == "file: 0 to create, 0 to update, 2 to delete, 1 unchanged"
+    assert proj.snapshot() == before
+    assert proj.sync("--force") == [("file", 0, 0, 2, 1)]
+    assert sorted(proj.items()) == ["followsync-dana-acme-cadence-file"]
+
+
+def test_a_lead_file_with_no_leads_never_deletes(proj: Project) -> None:
+    proj.sync()
+    before = proj.snapshot()
+    for empty in ("version: 1\nleads: {}\n", "version: 1\nleads:\n"):
+        proj.leads.write_text(empty)
+        code, out, err = proj.run("sync", "--force")
+        assert code == 0
+        assert summaries(out) == [("file", 0, 0, 0, 0)]
+        assert err == "file: the lead files hold no leads; nothing is deleted\n"
+        assert proj.snapshot() == before
+
+
+def test_a_state_dir_that_is_a_file_is_reported_not_a_crash(proj: Project) -> None:
+    (proj.dir / "state").write_text("not a folder\n")
+    assert proj.run("sync") == (1, "", f"followsync: cannot use the state folder {proj.state}: "
+                                       "it is a file\n  hint: check `state_dir:` in the config\n")
+    assert not proj.ics.exists()
+
+
+def test_a_damaged_state_database_is_reported_not_a_crash(proj: Project) -> None:
+    proj.state.mkdir()
+    (proj.state / "state.sqlite").write_bytes(b"garbage, not SQLite" * 100)
+    expected = (f"followsync: the state database {proj.state / 'state.sqlite'} is damaged "
+                "(file is not a database)\n"
+                "  hint: move it away; the next sync rebuilds it from the calendars\n")
+    for command in ("sync", "plan", "agenda"):
+        assert proj.run(command) == (1, "", expected)
+    assert not proj.ics.exists()
+
+
+def test_the_state_is_rebuilt_from_the_calendar(proj: Project) -> None:
+    """With the state gone, items already in the file are adopted, not duplicated."""
+    proj.sync()
+    before = proj.snapshot()
+    for path in proj.state.iterdir():
+        path.unlink()
+    assert proj.sync() == [("file", 0, 0, 0, 3)]
+    assert proj.snapshot()[0] == before[0]
+
+
+# --- agenda --------------------------------------------------------------------------------
+
+def test_agenda_text(proj: Project) -> None:
+    code, out, err = proj.run("agenda")
+    assert (code, err) == (0, "")
+    assert out == textwrap.dedent("""\
+        Overdue
+          Tue 2026-12-01 09:00  Dana Whitfield (Acme Corp)          Follow up with Dana Whitfield  [4 days overdue]
+        Upcoming
+          Wed 2026-12-02 09:00  Sam Beta                            Follow up with Sam Beta
+          Thu 2026-12-10 09:00  Sam Beta                            Ask about the budget
+        Gone cold (no answer; not chased any more)
+          Cole Dunn (Frost Inc)               2 unanswered, last touch 2026-10-08
+        """)  # noqa: E501
+    code, out, _ = proj.run("agenda", "--days", "3")
+    assert "  ... and 1 later (use --days to see further)" in out.splitlines()
+    assert not proj.state.exists()
+
+
+def test_agenda_json(proj: Project) -> None:
+    code, out, err = proj.run("agenda", "--json")
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    assert list(data) == ["version", "today", "overdue", "upcoming", "cold", "later"]
+    assert (data["version"], data["today"], data["later"]) == (1, "2026-12-01", 0)
+    keys = ["lead", "name", "org", "rule", "due", "at", "was_due", "overdue_days", "action",
+            "reason", "as"]
+    assert all(list(item) == keys for item in data["overdue"] + data["upcoming"])
+    assert data["overdue"] == [{
+        "lead": "dana-acme", "name": "Dana Whitfield", "org": "Acme Corp", "rule": "cadence",
+        "due": "2026-12-01", "at": "09:00", "was_due": "2026-11-27", "overdue_days": 4,
+        "action": "Follow up with Dana Whitfield",
+        "reason": "1st follow-up: last touch 2026-11-20 (last contact) + 1w", "as": "event",
+    }]
+    assert [(i["lead"], i["rule"], i["due"], i["overdue_days"]) for i in data["upcoming"]] == [
+        ("sam-beta", "cadence", "2026-12-02", 0), ("sam-beta", "once-2026-12-10", "2026-12-10", 0)]
+    assert data["cold"] == [{"lead": "cold-one", "name": "Cole Dunn", "org": "Frost Inc",
+                             "unanswered": 2, "last_touch": "2026-10-08"}]
+
+
+def test_now_with_an_offset_is_read_in_the_configured_zone(proj: Project) -> None:
+    code, out, _ = proj.run("agenda", "--json", now="2026-12-01T23:30:00+00:00")
+    assert code == 0
+    assert json.loads(out)["today"] == "2026-12-02"  # 00:30 in Berlin
+
+
+# --- schema --------------------------------------------------------------------------------
+
+def test_schema_is_json_and_accepts_the_example(proj: Project) -> None:
+    code, out, err = proj.run("schema")
+    assert (code, err) == (0, "")
+    schema = json.loads(out)
+    assert {"version", "leads", "defaults"} <= set(schema["properties"])
+    assert schema["additionalProperties"] is False
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(schema)
+    for text in (EXAMPLE.read_bytes(), LEADS.encode()):
+        value = load("leads.yaml", text).value  # read as followsync reads it (YAML 1.2-like)
+        assert [e.message for e in validator.iter_errors(value)] == []
+    broken = load("x", b"version: 1\nleads:\n  dana: {name: Dana, cadense: [1w]}\n").value
+    assert not validator.is_valid(broken)
+
+
+# --- global options ------------------------------------------------------------------------
+
+def test_invalid_now_is_a_usage_error(proj: Project) -> None:
+    code, out, err = proj.run("plan", now="garbage")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1] == ("Error: --now 'garbage' is not an ISO date or date-time "
+                                    "(e.g. 2027-01-11 or 2027-01-11T08:30)")
+    assert not proj.state.exists()
+
+
+def test_quiet_prints_nothing_on_success(proj: Project) -> None:
+    code = main(["--config", str(proj.config), "--now", NOW, "--quiet", "sync"])
+    assert code == 0
+    assert proj.capsys.readouterr() == ("", "")
+    assert proj.ics.exists()
+    code = main(["-q", "--config", str(proj.config), "--now", NOW, "validate"])
+    assert (code, *proj.capsys.readouterr()) == (0, "", "")
+
+
+def test_quiet_still_prints_errors(proj: Project) -> None:
+    proj.edit("    org: Acme Corp\n", "    org: Acme Corp\n    orgg: x\n")
+    code = main(["-q", "--config", str(proj.config), "--now", NOW, "sync"])
+    out, err = proj.capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert err.startswith(f"{proj.leads}:10:5: unknown key 'orgg'")
+
+
+def test_environment_gives_now_and_config(
+    proj: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FOLLOWSYNC_CONFIG", str(proj.config))
+    monkeypatch.setenv("FOLLOWSYNC_NOW", "2026-12-05T10:00")
+    assert main(["agenda", "--json"]) == 0
+    out, err = proj.capsys.readouterr()
+    assert err == ""
+    data = json.loads(out)
+    assert data["today"] == "2026-12-05"
+    assert data["overdue"][0]["overdue_days"] == 8
+    # --now wins over $FOLLOWSYNC_NOW
+    assert main(["--now", "2026-12-03", "agenda", "--json"]) == 0
+    assert json.loads(proj.capsys.readouterr().out)["today"] == "2026-12-03"
+    monkeypatch.setenv("FOLLOWSYNC_NOW", "not a date")
+    assert main(["agenda"]) == 2
+
+
+def test_xdg_config_home_is_the_last_resort(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = tmp_path / "xdg-config" / "followsync" / "config.yaml"
+    assert main(["--now", NOW, "validate"]) == 1
+    assert capsys.readouterr().err == (f"{expected}:1:1: config file not found\n"
+                                       "  hint: create one with `followsync init`, or pass "
+                                       "--config PATH\n")
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    assert "No such command 'frobnicate'" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from followsync import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"followsync, version {__version__}\n"
+
+
+def test_every_command_and_option_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    assert cli.commands, "no commands registered"
+    for name, command in cli.commands.items():
+        assert command.help and command.help.strip(), f"`{name}` has no help text"
+        first = command.help.strip().splitlines()[0]
+        assert first.endswith("."), f"`{name}`: the first line of its help is not a sentence"
+        assert re.search(rf"^  {name}\s+\S", top, re.MULTILINE), f"`{name}` missing in --help"
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"`{name} {param.opts[0]}` has no help text"
+        assert main([name, "--help"]) == 0
+        assert first in " ".join(capsys.readouterr().out.split())
+    for param in cli.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"global option {param.opts[0]} has no help text"
+
+
+# --- as a program --------------------------------------------------------------------------
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+
+
+def test_python_dash_m_help() -> None:
+    done = subprocess.run([sys.executable, "-m", "followsync", "--help"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: followsync [OPTIONS] COMMAND [ARGS]...")
+    for name in ("init", "validate", "plan", "sync", "agenda", "schema"):
+        assert re.search(rf"^  {name}\s", done.stdout, re.MULTILINE)
+
+
+def test_help_imports_neither_pydantic_nor_icalendar() -> None:
+    code = textwrap.dedent("""\
+        import sys
+        from followsync.cli import main
+        assert main(["--help"]) == 0
+        assert main(["sync", "--help"]) == 0
+        heavy = sorted(m for m in ("pydantic", "icalendar", "caldav", "yaml") if m in sys.modules)
+        print("HEAVY:" + ",".join(heavy), file=sys.stderr)
+        """)
+    done = _python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "HEAVY:"
