@@ -26,7 +26,8 @@ class Want:
     uid: str
     item: FollowUp
     kind: Kind
-    hash: str
+    hash: str  # everything that shapes the item today (render.input_hash)
+    source: str = ""  # the follow-up as the lead file defines it (render.source_hash)
 
 
 @dataclass(frozen=True)
@@ -98,25 +99,29 @@ def diff(
     wants: Mapping[str, Want], remote: Mapping[str, Remote], rows: Mapping[str, Row],
     allow_deletes: bool = True,
 ) -> Diff:
-    """The actions that make the target hold `wants`, touching nothing else."""
+    """The actions that make the target hold `wants`, touching nothing else.
+
+    `row.source == want.source` means the lead file has not changed that follow-up since we
+    last wrote it: then a calendar edit or deletion stands, and the daily overdue roll does
+    not override it.
+    """
     actions: list[Action] = []
     unchanged = 0
     for uid, want in wants.items():
         row, have = rows.get(uid), remote.get(uid)
+        same_source = row is not None and row.source == want.source
         if have is None:
-            if row is None:
-                actions.append(Create(want))
-            elif row.hash == want.hash:
+            if row is not None and same_source:
                 if not row.gone:
                     actions.append(Gone(want, row))
-            else:
-                actions.append(Create(want))  # the lead file changed it: it comes back
+            else:  # new, or the lead file changed it: it comes (back)
+                actions.append(Create(want))
         elif row is None or row.gone:
             actions.append(Adopt(want, have))
-        elif row.etag == have.etag and row.hash == want.hash:
+        elif row.etag != have.etag:  # edited in the calendar since we wrote it
+            actions.append(Accept(want, have, row) if same_source else Update(want, have, row))
+        elif row.hash == want.hash or (row.edited and same_source):
             unchanged += 1
-        elif row.hash == want.hash:
-            actions.append(Accept(want, have, row))
         else:
             actions.append(Update(want, have, row))
     for uid, have in remote.items():

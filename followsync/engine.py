@@ -12,13 +12,13 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
 from followsync import diff as d
-from followsync.backends.base import Backend, Remote, is_owned
+from followsync.backends.base import Backend, Listing, Remote, is_owned
 from followsync.config import Config, Target
 from followsync.errors import (
     EXIT_OK,
@@ -29,8 +29,9 @@ from followsync.errors import (
     FollowsyncError,
     SafetyStop,
 )
-from followsync.leads import LeadBook, load_leads
-from followsync.render import input_hash, normalise, render, uid_for
+from followsync.leads import LeadBook, Touch, load_leads
+from followsync.readback import completed_on
+from followsync.render import input_hash, normalise, render, source_hash, uid_for
 from followsync.rules import LeadPlan, Memory, plan, remember
 from followsync.state import Lock, Row, State
 
@@ -77,6 +78,7 @@ class Outcome:
     today: date
     plans: list[LeadPlan]
     targets: list[TargetReport]
+    touches: list[Touch] = field(default_factory=list)  # to-dos completed in a calendar
 
     @property
     def exit_code(self) -> int:
@@ -125,7 +127,8 @@ def wants_for(
             if kind == "todo" and not todo_ok:
                 kind = "event"
             uid = uid_for(target.name, item.lead_id, item.rule)
-            wants[uid] = d.Want(uid, item, kind, input_hash(item, kind, zone, uid))
+            wants[uid] = d.Want(uid, item, kind, input_hash(item, kind, zone, uid),
+                                source_hash(item, kind, zone, uid))
     return wants
 
 
@@ -147,23 +150,114 @@ def run(
     try:
         state = open_state(config.state_dir, readonly=dry_run)
         try:
-            plans, changed = make_plans(book, today, state.memories())
-            if not dry_run:
-                with state.transaction():
-                    state.remember(changed)
-            reports = []
-            for target in config.targets:
-                if only and target.name != only:
-                    continue
-                backend = (backends or {}).get(target.name)
-                reports.append(_one_target(config, target, plans, state, now, backend,
-                                           dry_run=dry_run, force=force,
-                                           allow_deletes=bool(book.leads), progress=progress))
-            return Outcome(today, plans, reports)
+            return _run_locked(config, book, state, now, today, dry_run=dry_run, force=force,
+                               only=only, progress=progress, backends=backends or {})
         finally:
             state.close()
     finally:
         lock.release()
+
+
+@dataclass
+class _Open:
+    """A target being synced: its backend, what the state and the target hold."""
+
+    target: Target
+    backend: Backend
+    own: bool
+    report: TargetReport
+    started: float
+    listing: Listing | None = None
+
+
+def _run_locked(
+    config: Config, book: LeadBook, state: State, now: datetime, today: date, *,
+    dry_run: bool, force: bool, only: str | None, progress: Progress | None,
+    backends: dict[str, Backend],
+) -> Outcome:
+    """List every target, take in to-dos completed there, plan, then reconcile each target."""
+    opened: list[_Open] = []
+    reports: list[TargetReport] = []
+    touches: list[tuple[str, str, str, Touch]] = []
+    try:
+        for target in config.targets:
+            if only and target.name != only:
+                continue
+            report = TargetReport(target.name)
+            reports.append(report)
+            started = time.monotonic()
+            with _target_errors(report):
+                backend = backends.get(target.name) or open_backend(target, config)
+                one = _Open(target, backend, target.name not in backends, report, started)
+                opened.append(one)
+                one.listing = _list(one, state)
+                touches.extend(_completions(one, state, config, today))
+            report.seconds = time.monotonic() - started
+        memories = state.memories()
+        for _key, _uid, lead, touch in touches:
+            if lead in memories:
+                known = memories[lead]
+                if touch not in known.touches:
+                    memories[lead] = replace(known, touches=(*known.touches, touch))
+        plans, changed = make_plans(book, today, memories)
+        if not dry_run:
+            with state.transaction():
+                state.remember(changed)
+                for target_key, uid, lead, touch in touches:
+                    state.add_touch(target_key, uid, lead, touch)
+        for one in opened:
+            if one.listing is None:
+                continue
+            with _target_errors(one.report):
+                _reconcile(config, one, plans, state, now, dry_run=dry_run, force=force,
+                           allow_deletes=bool(book.leads), progress=progress)
+            one.report.seconds = time.monotonic() - one.started
+        return Outcome(today, plans, reports, touches=[t for *_, t in touches])
+    finally:
+        for one in opened:
+            if one.own:
+                one.backend.close()
+
+
+@contextlib.contextmanager
+def _target_errors(report: TargetReport) -> Iterator[None]:
+    """A target's failure is its own: reported, and the other targets go on."""
+    try:
+        yield
+    except SafetyStop as exc:
+        report.error, report.hint, report.exit_code = exc.message, exc.hint, EXIT_SAFETY
+    except FollowsyncError as exc:
+        report.error, report.hint, report.exit_code = exc.message, exc.hint, EXIT_TARGET
+
+
+def _list(one: _Open, state: State) -> Listing:
+    rows = state.rows(one.target.key)
+    known = {uid: Remote(r.href, r.etag) for uid, r in rows.items() if not r.gone}
+    listing = one.backend.listing(known, state.cursor(one.target.key))
+    one.report.warnings.extend(listing.warnings)
+    return listing
+
+
+def _completions(
+    one: _Open, state: State, config: Config, today: date
+) -> list[tuple[str, str, str, Touch]]:
+    """To-dos of ours ticked off in the calendar since we wrote them: touches by me."""
+    assert one.listing is not None
+    found = []
+    rows = state.rows(one.target.key)
+    for uid, remote in one.listing.items.items():
+        row = rows.get(uid)
+        if row is None or row.gone or row.etag == remote.etag:
+            continue
+        try:
+            text = one.backend.get(remote)
+        except Conflict:
+            continue
+        day = completed_on(text, config.timezone, today)
+        if day is not None:
+            note = f"completed in the calendar ({one.target.name})"
+            found.append((one.target.key, uid, row.lead, Touch(date=day, by="me", note=note)))
+    return found
 
 
 @contextlib.contextmanager
@@ -188,53 +282,35 @@ def open_state(folder: Path, readonly: bool = False) -> State:
         return State(folder, readonly=readonly)
 
 
-def _one_target(
-    config: Config, target: Target, plans: list[LeadPlan], state: State, now: datetime,
-    backend: Backend | None, *, dry_run: bool, force: bool, allow_deletes: bool,
-    progress: Progress | None,
-) -> TargetReport:
-    started = time.monotonic()
-    report = TargetReport(target.name)
-    own = backend is None
-    try:
-        if backend is None:
-            backend = open_backend(target, config)
-        try:
-            try:
-                _sync_target(config, target, plans, state, now, backend, report,
-                             dry_run=dry_run, force=force, allow_deletes=allow_deletes,
-                             progress=progress)
-            except ComponentRefused as exc:
-                # The server said no to a VTODO: the backend now reports no VTODO support, so
-                # a second pass writes events; what the first pass wrote is in the state.
-                log.warning("%s; writing events instead", exc.message)
-                report.warnings.append(f"{target.name}: to-dos refused by the server; "
-                                       "events written instead")
-                report.created = report.updated = report.deleted = report.unchanged = 0
-                _sync_target(config, target, plans, state, now, backend, report,
-                             dry_run=dry_run, force=force, allow_deletes=allow_deletes,
-                             progress=progress)
-        finally:
-            if own:
-                backend.close()
-    except SafetyStop as exc:
-        report.error, report.hint, report.exit_code = exc.message, exc.hint, EXIT_SAFETY
-    except FollowsyncError as exc:
-        report.error, report.hint, report.exit_code = exc.message, exc.hint, EXIT_TARGET
-    report.seconds = time.monotonic() - started
-    return report
-
-
-def _sync_target(
-    config: Config, target: Target, plans: list[LeadPlan], state: State, now: datetime,
-    backend: Backend, report: TargetReport, *, dry_run: bool, force: bool,
-    allow_deletes: bool, progress: Progress | None,
+def _reconcile(
+    config: Config, one: _Open, plans: list[LeadPlan], state: State, now: datetime, *,
+    dry_run: bool, force: bool, allow_deletes: bool, progress: Progress | None,
 ) -> None:
-    key = target.key
-    rows = state.rows(key)
-    known = {uid: Remote(r.href, r.etag) for uid, r in rows.items() if not r.gone}
-    listing = backend.listing(known, state.cursor(key))
-    report.warnings.extend(listing.warnings)
+    try:
+        _reconcile_once(config, one, plans, state, now, dry_run=dry_run, force=force,
+                        allow_deletes=allow_deletes, progress=progress)
+    except ComponentRefused as exc:
+        # The server said no to a VTODO: the backend now reports no VTODO support, so a
+        # second pass writes events; what the first pass wrote is in the state.
+        log.warning("%s; writing events instead", exc.message)
+        report = one.report
+        report.warnings.append(f"{one.target.name}: to-dos refused by the server; "
+                               "events written instead")
+        report.created = report.updated = report.deleted = report.unchanged = 0
+        one.listing = _list(one, state)
+        _reconcile_once(config, one, plans, state, now, dry_run=dry_run, force=force,
+                        allow_deletes=allow_deletes, progress=progress)
+
+
+def _reconcile_once(
+    config: Config, one: _Open, plans: list[LeadPlan], state: State, now: datetime, *,
+    dry_run: bool, force: bool, allow_deletes: bool, progress: Progress | None,
+) -> None:
+    target, backend, report, listing = one.target, one.backend, one.report, one.listing
+    assert listing is not None
+    rows = state.rows(target.key)
+    if listing.fresh:  # the whole target was emptied or is new: nothing "deleted by hand"
+        rows = {uid: row for uid, row in rows.items() if not row.gone}
     todo_ok = backend.supports("VTODO")
     wants = wants_for(plans, target, config.timezone.key, todo_ok)
     if not todo_ok and any(w.item.kind == "todo" or target.kind == "todo"
@@ -285,7 +361,7 @@ def _apply(
 
     def row_for(want: d.Want, remote: Remote, sequence: int) -> Row:
         return Row(want.uid, remote.href, remote.etag, want.hash, sequence,
-                   want.item.lead_id, want.item.rule)
+                   want.item.lead_id, want.item.rule, source=want.source)
 
     def update(want: d.Want, remote: Remote, sequence: int) -> None:
         text = text_for(want, sequence)
@@ -327,9 +403,12 @@ def _apply(
                     report.created += 1
                 except Conflict:
                     found = backend.find(action.want.uid)
-                    if found is None:
-                        raise
-                    adopt(action.want, found)
+                    if found is None:  # refused, yet not there: a lost race; try next time
+                        report.conflicts += 1
+                        log.warning("%s: %s could not be created (changed meanwhile); left "
+                                    "for the next sync", target.name, action.want.uid)
+                    else:
+                        adopt(action.want, found)
             elif isinstance(action, d.Update):
                 sequence = (action.row.sequence if action.row else 0) + 1
                 update(action.want, action.remote, sequence)
@@ -345,10 +424,10 @@ def _apply(
                     log.warning("%s: %s changed in the calendar meanwhile; not deleted",
                                 target.name, action.uid)
             elif isinstance(action, d.Accept):
-                state.put(key, Row(**{**action.row.__dict__, "etag": action.remote.etag}))
+                state.put(key, replace(action.row, etag=action.remote.etag, edited=True))
                 report.kept += 1
             elif isinstance(action, d.Gone):
-                state.put(key, Row(**{**action.row.__dict__, "gone": True}))
+                state.put(key, replace(action.row, gone=True))
                 report.kept += 1
             elif isinstance(action, d.Forget):
                 state.forget(key, action.uid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Literal
@@ -30,15 +31,33 @@ def uid_for(target: str, lead_id: str, rule: str) -> str:
     """Stable per target, lead and rule: a moved or re-worded follow-up keeps its UID.
 
     The target is part of it because some servers (Cyrus, iCloud) refuse one UID in two
-    calendars of the same account.
+    calendars of the same account. Lead ids, one-off ids and statuses may contain '-', so
+    every rule but `cadence` carries a digest of the exact (target, lead, rule): without it
+    lead `dana` with one-off `acme-cadence` and lead `dana-once-acme` would share a UID.
     """
-    return f"followsync-{lead_id}-{rule}-{target}".lower()
+    readable = f"followsync-{lead_id}-{_slug(rule)}-{target}".lower()
+    if rule == "cadence":
+        return readable
+    digest = hashlib.sha256(f"{target}\0{lead_id}\0{rule}".encode()).hexdigest()[:8]
+    return f"{readable}-{digest}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "x"
 
 
 def input_hash(item: FollowUp, kind: Kind, zone: str, uid: str) -> str:
     """A digest of everything that shapes the rendered item (but not the clock)."""
     text = repr((RENDER_VERSION, uid, kind, zone, item))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def source_hash(item: FollowUp, kind: Kind, zone: str, uid: str) -> str:
+    """Like `input_hash`, but blind to the daily overdue roll: it changes only when the lead
+    file (or a calendar touch) changes the follow-up. Calendar edits are kept until then."""
+    if item.overdue_days:
+        item = replace(item, due=_was(item), overdue_days=0)
+    return input_hash(item, kind, zone, uid)
 
 
 def summary(item: FollowUp) -> str:

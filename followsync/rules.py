@@ -30,6 +30,7 @@ class Memory:
     first_seen: date
     status: str | None = None
     status_changed: date | None = None  # None: the status is as first seen, no trigger fires
+    touches: tuple[Touch, ...] = ()  # to-dos completed in a calendar: touches by me
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,15 @@ def remember(previous: Memory | None, lead: Lead, today: date) -> Memory:
     return previous
 
 
-def touches(lead: Lead) -> list[Touch]:
-    """All touches in SPEC order: by date; on one date `last_contact` first, then the log."""
+def touches(lead: Lead, calendar: tuple[Touch, ...] = ()) -> list[Touch]:
+    """All touches in SPEC order: by date; on one date `last_contact` first, then the log,
+    then to-dos completed in a calendar."""
     found: list[tuple[date, int, int, Touch]] = []
     if lead.last_contact is not None:
         found.append((lead.last_contact, 0, 0,
                       Touch(date=lead.last_contact, by="both", note="last contact")))
     found.extend((t.date, 1, i, t) for i, t in enumerate(lead.log))
+    found.extend((t.date, 2, i, t) for i, t in enumerate(calendar))
     return [t for *_, t in sorted(found, key=lambda item: item[:3])]
 
 
@@ -136,7 +139,7 @@ def _plan_lead(
     item: LoadedLead, today: date, memory: Memory, entered: list[tuple[str, str, date]]
 ) -> LeadPlan:
     lead, policy = item.lead, item.policy
-    ordered = touches(lead)
+    ordered = touches(lead, memory.touches)
     unanswered = unanswered_count(ordered)
     person = Person(lead.name, lead.org, lead.role, lead.email, lead.phone, lead.url,
                     lead.status, lead.notes)

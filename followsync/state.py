@@ -19,16 +19,22 @@ from datetime import date
 from pathlib import Path
 
 from followsync.errors import FollowsyncError, LockBusy
+from followsync.leads import Touch
 from followsync.rules import Memory
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
     target TEXT NOT NULL, uid TEXT NOT NULL, href TEXT NOT NULL, etag TEXT NOT NULL,
     hash TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0, gone INTEGER NOT NULL DEFAULT 0,
     lead TEXT NOT NULL, rule TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '', edited INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (target, uid)
+);
+CREATE TABLE IF NOT EXISTS touches (
+    target TEXT NOT NULL, uid TEXT NOT NULL, lead TEXT NOT NULL, day TEXT NOT NULL,
+    note TEXT NOT NULL, PRIMARY KEY (target, uid, day)
 );
 CREATE TABLE IF NOT EXISTS cursors (target TEXT PRIMARY KEY, cursor TEXT);
 CREATE TABLE IF NOT EXISTS leads (
@@ -49,6 +55,8 @@ class Row:
     lead: str
     rule: str
     gone: bool = False
+    source: str = ""  # the follow-up as the lead file defines it (see render.source_hash)
+    edited: bool = False  # changed in the calendar app; kept until the lead file changes it
 
 
 class State:
@@ -78,6 +86,18 @@ class State:
         elif int(found[0]) > SCHEMA_VERSION:
             raise FollowsyncError(f"the state in {folder} is from a newer followsync "
                                   f"(schema {found[0]})", "upgrade followsync")
+        elif int(found[0]) < SCHEMA_VERSION:
+            self._migrate(int(found[0]))
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older state up to date in place (1 → 2: source hash and edited flag)."""
+        if version < 2:
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
+            if "source" not in columns:
+                self.db.execute("ALTER TABLE items ADD COLUMN source TEXT NOT NULL DEFAULT ''")
+            if "edited" not in columns:
+                self.db.execute("ALTER TABLE items ADD COLUMN edited INTEGER NOT NULL DEFAULT 0")
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -92,15 +112,17 @@ class State:
     # items -------------------------------------------------------------------
     def rows(self, target: str) -> dict[str, Row]:
         cur = self.db.execute(
-            "SELECT uid, href, etag, hash, sequence, lead, rule, gone FROM items WHERE target=?",
-            (target,))
-        return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in cur}
+            "SELECT uid, href, etag, hash, sequence, lead, rule, gone, source, edited FROM items"
+            " WHERE target=?", (target,))
+        return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]))
+                for r in cur}
 
     def put(self, target: str, row: Row) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO items (target, uid, href, etag, hash, sequence, gone, lead,"
+            " rule, source, edited) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (target, row.uid, row.href, row.etag, row.hash, row.sequence, int(row.gone),
-             row.lead, row.rule))
+             row.lead, row.rule, row.source, int(row.edited)))
 
     def forget(self, target: str, uid: str) -> None:
         self.db.execute("DELETE FROM items WHERE target=? AND uid=?", (target, uid))
@@ -114,9 +136,21 @@ class State:
 
     # leads -------------------------------------------------------------------
     def memories(self) -> dict[str, Memory]:
+        """Every lead's memory, with the touches that came from calendars."""
+        found: dict[str, list[Touch]] = {}
+        for lead, day, note in self.db.execute(
+                "SELECT lead, day, note FROM touches ORDER BY day, target, uid"):
+            found.setdefault(lead, []).append(Touch(date=date.fromisoformat(day), note=note))
         cur = self.db.execute("SELECT lead, first_seen, status, status_changed FROM leads")
         return {r[0]: Memory(date.fromisoformat(r[1]), r[2],
-                             date.fromisoformat(r[3]) if r[3] else None) for r in cur}
+                             date.fromisoformat(r[3]) if r[3] else None,
+                             tuple(found.get(r[0], ()))) for r in cur}
+
+    def add_touch(self, target: str, uid: str, lead: str, touch: Touch) -> bool:
+        """Remember a to-do completed in a calendar; False if it was already known."""
+        cur = self.db.execute("INSERT OR IGNORE INTO touches VALUES (?,?,?,?,?)",
+                              (target, uid, lead, touch.date.isoformat(), touch.note))
+        return cur.rowcount > 0
 
     def remember(self, changed: Iterable[tuple[str, Memory]]) -> None:
         self.db.executemany(

@@ -216,7 +216,7 @@ def test_sync_writes_the_file_and_a_second_sync_changes_nothing(proj: Project) -
     items = proj.items()
     assert sorted(items) == ["followsync-dana-acme-cadence-file",
                              "followsync-sam-beta-cadence-file",
-                             "followsync-sam-beta-once-2026-12-10-file"]
+                             "followsync-sam-beta-once-2026-12-10-file-510254dc"]
     assert (proj.state / "state.sqlite").exists()
     before = proj.snapshot()
     assert proj.sync() == [("file", 0, 0, 0, 3)]
@@ -252,7 +252,7 @@ def test_changing_one_lead_updates_exactly_one_item_and_keeps_its_uid(proj: Proj
     dana = after["followsync-dana-acme-cadence-file"]
     assert dana.decoded("DTSTART").isoformat() == "2026-12-15T09:00:00+01:00"
     assert int(dana["SEQUENCE"]) == 1
-    for uid in ("followsync-sam-beta-cadence-file", "followsync-sam-beta-once-2026-12-10-file"):
+    for uid in ("followsync-sam-beta-cadence-file", "followsync-sam-beta-once-2026-12-10-file-510254dc"):
         assert after[uid].to_ical() == before[uid].to_ical()
 
 

@@ -598,7 +598,7 @@ def test_the_daemon_unit_is_a_hardened_notify_service() -> None:
     for key, value in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"),
                        ("PrivateTmp", "yes"), ("ProtectHome", "read-only"), ("UMask", "0077")):
         assert service[key] == [value], key
-    writable = " ".join(service["ReadWritePaths"]).split()
+    writable = [path.lstrip("-") for path in " ".join(service["ReadWritePaths"]).split()]
     assert {"%h/.local/state/followsync", "%h/.config/followsync"} <= set(writable)
     timer = unit("followsync-sync.timer")["Timer"]
     assert timer["Persistent"] == ["true"]

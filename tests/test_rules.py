@@ -173,7 +173,7 @@ def test_anchor_is_the_latest_touch_of_any_kind(lead: dict[str, Any], due: date)
     ],
 )
 def test_unanswered_count(sequence: str, count: int) -> None:
-    ordered = [Touch(date=D("2020-01-01"), by=by) for by in sequence.split()]  # type: ignore[arg-type]
+    ordered = [Touch(date=D("2020-01-01"), by=by) for by in sequence.split()]
     assert unanswered_count(ordered) == count
 
 

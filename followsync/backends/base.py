@@ -35,6 +35,7 @@ class Listing:
     items: dict[str, Remote]
     cursor: str | None = None
     unchanged: bool = False
+    fresh: bool = False  # the target is new or was emptied as a whole (an .ics file deleted)
     foreign: int = 0
     warnings: list[str] = field(default_factory=list)
 
