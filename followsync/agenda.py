@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from followsync.leads import Touch
 from followsync.rules import FollowUp, LeadPlan
+
+RECENT_DAYS = 30  # how far back `agenda` lists touches that came from a calendar
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,7 @@ class Agenda:
     upcoming: list[FollowUp]
     cold: list[LeadPlan]
     later: int  # pending follow-ups beyond the window
+    from_calendar: list[tuple[LeadPlan, Touch]]  # recent to-dos ticked off in a calendar
 
 
 def build(plans: list[LeadPlan], today: date, days: int) -> Agenda:
@@ -27,7 +31,10 @@ def build(plans: list[LeadPlan], today: date, days: int) -> Agenda:
     upcoming = [f for f in items if f not in overdue and f.due <= horizon]
     later = len(items) - len(overdue) - len(upcoming)
     cold = sorted((p for p in plans if p.cold and not p.closed), key=lambda p: p.lead_id)
-    return Agenda(today, overdue, upcoming, cold, later)
+    since = today - timedelta(days=RECENT_DAYS)
+    recent = sorted(((p, t) for p in plans for t in p.calendar_touches if t.date >= since),
+                    key=lambda pt: (pt[1].date, pt[0].lead_id), reverse=True)
+    return Agenda(today, overdue, upcoming, cold, later, recent)
 
 
 def _item(f: FollowUp, today: date) -> dict[str, Any]:
@@ -52,6 +59,8 @@ def to_json(agenda: Agenda) -> dict[str, Any]:
                   "last_touch": p.last_touch.date.isoformat() if p.last_touch else None}
                  for p in agenda.cold],
         "later": agenda.later,
+        "from_calendar": [{"lead": p.lead_id, "name": p.person.name, "date": t.date.isoformat(),
+                           "by": t.by, "note": t.note} for p, t in agenda.from_calendar],
     }
 
 
@@ -81,4 +90,9 @@ def to_text(agenda: Agenda) -> str:
             last = p.last_touch.date.isoformat() if p.last_touch else "never"
             who = p.person.name + (f" ({p.person.org})" if p.person.org else "")
             lines.append(f"  {who:<34.34}  {p.unanswered} unanswered, last touch {last}")
+    if agenda.from_calendar:
+        lines.append(f"Ticked off in a calendar (last {RECENT_DAYS} days; not in the lead file)")
+        for p, t in agenda.from_calendar:
+            who = p.person.name + (f" ({p.person.org})" if p.person.org else "")
+            lines.append(f"  {t.date.strftime('%a %Y-%m-%d')}        {who:<34.34}  {t.note}")
     return "\n".join(lines)

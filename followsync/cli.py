@@ -162,6 +162,34 @@ def run_daemon(obj: Context) -> None:
 
 
 @cli.command()
+@click.argument("lead")
+@click.option("--on", "on_text", metavar="DATE", help="The touch's date (default: today).")
+@click.option("--by", type=click.Choice(["me", "them", "both"]), default="me", show_default=True,
+              help="me: I reached out; them: they did or replied; both: a call or meeting.")
+@click.option("--note", default="", help="What happened, e.g. 'emailed the portfolio'.")
+@click.pass_obj
+def done(obj: Context, lead: str, on_text: str | None, by: str, note: str) -> None:
+    """Log a touch with LEAD in the lead file, keeping its comments and layout."""
+    from followsync.durations import parse_date
+    from followsync.engine import today_in
+    from followsync.leadedit import log_touch, unknown_lead
+    from followsync.leads import Touch, load_leads
+
+    config = obj.config()
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    if lead not in book.leads:
+        raise unknown_lead(lead, sorted(book.leads))
+    try:
+        day = parse_date(on_text) if on_text else today_in(config, obj.now(config))
+    except ValueError as exc:
+        raise click.UsageError(f"--on: {exc}") from None
+    touch = Touch(date=day, by=by, note=" ".join(note.split()))
+    file = book.leads[lead].file
+    entry = log_touch(Path(file), lead, touch)
+    obj.say(f"{file}: logged for {lead}: - {entry}")
+
+
+@cli.command()
 @click.option("--days", default=14, show_default=True, type=click.IntRange(0, 36500),
               help="How far ahead to look.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")

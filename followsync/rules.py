@@ -76,6 +76,7 @@ class LeadPlan:
     unanswered: int
     last_touch: Touch | None
     follow_ups: tuple[FollowUp, ...]
+    calendar_touches: tuple[Touch, ...] = ()  # to-dos ticked off in a calendar
 
 
 def remember(previous: Memory | None, lead: Lead, today: date) -> Memory:
@@ -147,7 +148,7 @@ def _plan_lead(
     cold = policy.give_up_after is not None and unanswered >= policy.give_up_after
     last = ordered[-1] if ordered else None
     if closed:
-        return LeadPlan(item.id, person, True, cold, unanswered, last, ())
+        return LeadPlan(item.id, person, True, cold, unanswered, last, (), memory.touches)
     make = _Maker(item.id, policy, person, today)
     found: list[FollowUp] = []
     cadence = _cadence(lead, policy, ordered, unanswered, cold, memory, make)
@@ -175,7 +176,8 @@ def _plan_lead(
                               f"{who}entered status {status!r} on {day.isoformat()}"
                               f" + {trigger.after}", at=trigger.at,
                               all_day=False if trigger.at is not None else None))
-    return LeadPlan(item.id, person, False, cold, unanswered, last, tuple(found))
+    return LeadPlan(item.id, person, False, cold, unanswered, last, tuple(found),
+                    memory.touches)
 
 
 def _cadence(

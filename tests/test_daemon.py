@@ -297,6 +297,38 @@ def test_jobs_follow_the_config_and_its_reload(tmp_path: Path) -> None:
         daemon.scheduler.shutdown(wait=False)
 
 
+def test_a_reload_to_another_state_dir_moves_the_lock(tmp_path: Path) -> None:
+    from followsync.errors import LockBusy
+
+    config_path = write_files(tmp_path, watch=False)
+    config = load_config(config_path)
+    lock = Lock(config.state_dir)
+    lock.acquire(wait=0, what="daemon")
+    daemon = Daemon(config_path, config, lock, Notifier(None))
+    daemon.scheduler.start(paused=True)
+    try:
+        busy = Lock(tmp_path / "busy")
+        busy.acquire(wait=0)
+        config_path.write_text(config_path.read_text().replace("state_dir: state",
+                                                               "state_dir: busy"))
+        daemon.reload("test")  # another followsync holds that state: keep the running config
+        assert daemon.config.state_dir == tmp_path / "state"
+        busy.release()
+        config_path.write_text(config_path.read_text().replace("state_dir: busy",
+                                                               "state_dir: moved"))
+        daemon.reload("test")
+        assert daemon.config.state_dir == tmp_path / "moved"
+        assert (tmp_path / "moved" / "lock").read_text().startswith(f"{os.getpid()} daemon")
+        with pytest.raises(LockBusy):
+            Lock(tmp_path / "moved").acquire(wait=0)
+        free = Lock(tmp_path / "state")
+        free.acquire(wait=0)  # the old state dir was let go
+        free.release()
+    finally:
+        daemon.scheduler.shutdown(wait=False)
+        daemon.lock.release()
+
+
 # =========================================================================== the real daemon
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout

@@ -185,7 +185,10 @@ class IcsFileBackend:
         foreign = sum(1 for e in entries if isinstance(e, Block) and e.name in _ITEMS) - len(
             self._owned)
         items = {uid: Remote(uid, block.etag) for uid, block in self._owned.items()}
-        return Listing(items, cursor=digest, foreign=foreign)
+        # A missing or empty file was removed or replaced as a whole: that is not the user
+        # deleting each item by hand, so everything is written again.
+        fresh = not (self.original or b"").strip()
+        return Listing(items, cursor=digest, foreign=foreign, fresh=fresh)
 
     def supports(self, component: str) -> bool:
         return True
