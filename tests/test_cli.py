@@ -355,7 +355,8 @@ def test_agenda_json(proj: Project) -> None:
     code, out, err = proj.run("agenda", "--json")
     assert (code, err) == (0, "")
     data = json.loads(out)
-    assert list(data) == ["version", "today", "overdue", "upcoming", "cold", "later"]
+    assert list(data) == ["version", "today", "overdue", "upcoming", "cold", "later",
+                          "from_calendar"]
     assert (data["version"], data["today"], data["later"]) == (1, "2026-12-01", 0)
     keys = ["lead", "name", "org", "rule", "due", "at", "was_due", "overdue_days", "action",
             "reason", "as"]
