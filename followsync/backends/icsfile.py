@@ -251,11 +251,11 @@ class IcsFileBackend:
         return items[0]
 
     def _add_timezone(self, tzid: str) -> None:
-        from followsync.render import vtimezone
+        from followsync.render import vtimezone_text
 
         entries = self._entries
         assert entries is not None
-        text = vtimezone(tzid).to_ical().decode()
+        text = vtimezone_text(tzid)
         block = next(b for b in parse(f"BEGIN:VCALENDAR\r\n{text}END:VCALENDAR\r\n")
                      if isinstance(b, Block))
         first_block = next((i for i, e in enumerate(entries) if isinstance(e, Block)), len(entries))
