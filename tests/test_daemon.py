@@ -347,8 +347,9 @@ class Notifications:
         self.sock.bind(b"\0" + self.name[1:].encode())
         self.sock.settimeout(0.05)
         self.messages: list[list[str]] = []
+        self.context: Callable[[], str] = str  # more to show when a wait times out
 
-    def wait(self, field: str, timeout: float = 10.0, after: int = 0) -> int:
+    def wait(self, field: str, timeout: float = 20.0, after: int = 0) -> int:
         """Wait for a message with a line starting with `field`, at index `after` or later;
         its index."""
         deadline = time.monotonic() + timeout
@@ -357,7 +358,8 @@ class Notifications:
                 if any(f.startswith(field) for f in self.messages[i]):
                     return i
             if time.monotonic() > deadline:
-                raise AssertionError(f"no {field} within {timeout} s; got {self.messages}")
+                raise AssertionError(f"no {field} within {timeout} s; got {self.messages}\n"
+                                     f"{self.context()}")
             try:
                 self.messages.append(self.sock.recv(4096).decode().split("\n"))
             except TimeoutError:
@@ -376,6 +378,7 @@ class Running:
         self.ics = self.folder / "followups.ics"
         self.err_path = self.folder / f"stderr-{uuid.uuid4().hex[:6]}.txt"
         self.notify = Notifications()
+        self.notify.context = lambda: self.stderr
         self._err = open(self.err_path, "wb")  # noqa: SIM115  (closed in stop)
         base = {k: v for k, v in os.environ.items()
                 if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM",
@@ -402,9 +405,15 @@ class Running:
     def wait_calendar(self, text: str, timeout: float = 2.0) -> None:
         wait_for(lambda: text in self.calendar(), timeout, f"{text!r} in the .ics\n{self.stderr}")
 
-    def wait_log(self, pattern: str, timeout: float = 5.0, count: int = 1) -> None:
+    def wait_log(self, pattern: str, timeout: float = 10.0, count: int = 1) -> None:
         wait_for(lambda: len(re.findall(pattern, self.stderr)) >= count, timeout,
                  f"{pattern!r} in stderr:\n{self.stderr}")
+
+    def exit_code(self, within: float = 5.0) -> int:
+        try:
+            return self.proc.wait(within)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running {within} s later\n{self.stderr}") from None
 
     def syncs(self) -> int:
         return len(re.findall(r"file: \d+ created", self.stderr))
@@ -534,7 +543,7 @@ def test_sighup_reloads_and_sigterm_stops_cleanly(tmp_path: Path,
     assert sum(m == ["WATCHDOG=1"] for m in daemon.notify.messages) > pings
     asked = time.monotonic()
     daemon.proc.send_signal(signal.SIGTERM)
-    assert daemon.proc.wait(5) == 0
+    assert daemon.exit_code(5) == 0, daemon.stderr
     assert time.monotonic() - asked < 5
     daemon.notify.wait("STOPPING=1", timeout=1)
     assert "stopping (SIGTERM)" in daemon.stderr
@@ -548,7 +557,7 @@ def test_a_saved_config_is_reloaded(tmp_path: Path, start: Callable[..., Running
     save_by_rename(config, config.read_text().replace("15m", "1h"))
     daemon.wait_log("reloaded: every 1h", timeout=2)
     daemon.proc.send_signal(signal.SIGINT)
-    assert daemon.proc.wait(5) == 0
+    assert daemon.exit_code(5) == 0, daemon.stderr
 
 
 def test_a_second_daemon_on_the_same_state_refuses(tmp_path: Path,
@@ -557,7 +566,7 @@ def test_a_second_daemon_on_the_same_state_refuses(tmp_path: Path,
     first = start(config)
     first.notify.wait("READY=1")
     second = start(config)
-    assert second.proc.wait(10) == 3
+    assert second.exit_code(10) == 3, second.stderr
     assert f"PID {first.proc.pid}" in second.stderr
     assert "not started" in second.stderr
     assert first.proc.poll() is None
@@ -568,7 +577,7 @@ def test_a_config_that_cannot_be_loaded_at_start_ends_it(tmp_path: Path,
     config = write_files(tmp_path)
     config.write_text(config.read_text().replace("daemon:", "deamon:"))
     daemon = start(config)
-    assert daemon.proc.wait(10) == 1
+    assert daemon.exit_code(10) == 1, daemon.stderr
     assert "not started: the config cannot be loaded" in daemon.stderr
     assert re.search(rf"{re.escape(str(config))}:\d+:\d+: ", daemon.stderr)
     assert not daemon.notify.messages
@@ -589,7 +598,7 @@ def test_an_unreachable_server_is_retried_and_the_daemon_goes_on(
     assert "file: 1 created" in daemon.stderr
     assert daemon.proc.poll() is None
     daemon.proc.send_signal(signal.SIGTERM)
-    assert daemon.proc.wait(5) == 0
+    assert daemon.exit_code(5) == 0, daemon.stderr
 
 
 def test_run_refuses_now(capsys: pytest.CaptureFixture[str]) -> None:
