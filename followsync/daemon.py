@@ -8,7 +8,8 @@ Threads, and who does what:
             arrive meanwhile are merged into one more run
   scheduler APScheduler's timers (interval, midnight, retries); its jobs only ask for syncs
   watchdog  the inotify observer; its handler only puts events on the main queue
-The daemon holds the state dir's lock for its whole life, so a second one refuses to start.
+The daemon holds the state dir's daemon lock for its whole life, so a second one refuses to
+start; each sync takes the sync lock like `followsync sync` does, so the two take turns.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ from followsync.schedule import (
 )
 from followsync.state import Lock
 
+DAEMON_LOCK = "daemon.lock"  # held for the daemon's life; "lock" is held per sync
+
 log = logging.getLogger("followsync")
 STOP_GRACE = 3.0  # seconds a running sync gets to finish after SIGTERM
 EVENT_TYPES: list[type[FileSystemEvent]] = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
@@ -75,7 +78,7 @@ def serve(config_path: Path, *, verbose: int = 0, quiet: bool = False) -> int:
         return EXIT_INVALID
     for warning in config.warnings:
         log.warning("%s", warning)
-    lock = Lock(config.state_dir)
+    lock = Lock(config.state_dir, DAEMON_LOCK)
     try:
         lock.acquire(wait=0, what="daemon")
     except LockBusy as exc:
@@ -275,7 +278,7 @@ class Daemon:
 
     def _move_lock(self, new: Config) -> None:
         """Switch to a config with another state dir, and to that dir's lock."""
-        lock = Lock(new.state_dir)
+        lock = Lock(new.state_dir, DAEMON_LOCK)
         lock.acquire(wait=0, what="daemon")  # LockBusy: another followsync uses it
         with self._syncing:  # not under a running sync of the old state
             old, self.lock, self.config = self.lock, lock, new
@@ -296,8 +299,7 @@ class Daemon:
                 continue
             try:
                 with self._syncing:
-                    outcome = engine.run(config, datetime.now(config.timezone), only=only,
-                                         locked=True)
+                    outcome = engine.run(config, datetime.now(config.timezone), only=only)
             except ConfigError as exc:
                 self._problem(str(exc), pending.saved)
                 return

@@ -140,7 +140,10 @@ class State:
         found: dict[str, list[Touch]] = {}
         for lead, day, note in self.db.execute(
                 "SELECT lead, day, note FROM touches ORDER BY day, target, uid"):
-            found.setdefault(lead, []).append(Touch(date=date.fromisoformat(day), note=note))
+            touch = Touch(date=date.fromisoformat(day), note=note)
+            known = found.setdefault(lead, [])
+            if touch not in known:  # two to-dos of a lead ticked off one day in one calendar
+                known.append(touch)  # are one touch, as in the sync that first saw them
         cur = self.db.execute("SELECT lead, first_seen, status, status_changed FROM leads")
         return {r[0]: Memory(date.fromisoformat(r[1]), r[2],
                              date.fromisoformat(r[3]) if r[3] else None,
@@ -165,8 +168,8 @@ class State:
 class Lock:
     """An exclusive lock on a state dir, naming its holder's PID when busy."""
 
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "lock"
+    def __init__(self, folder: Path, name: str = "lock") -> None:
+        self.path = folder / name
         self.fd: int | None = None
 
     def acquire(self, wait: float = 10.0, what: str = "sync") -> None:

@@ -29,7 +29,7 @@ import pytest
 
 from followsync import logs
 from followsync.config import load_config
-from followsync.daemon import Daemon, SyncWorker, span
+from followsync.daemon import DAEMON_LOCK, Daemon, SyncWorker, span
 from followsync.errors import EXIT_OK, EXIT_SAFETY, EXIT_TARGET
 from followsync.notify import Notifier
 from followsync.schedule import (
@@ -302,12 +302,12 @@ def test_a_reload_to_another_state_dir_moves_the_lock(tmp_path: Path) -> None:
 
     config_path = write_files(tmp_path, watch=False)
     config = load_config(config_path)
-    lock = Lock(config.state_dir)
+    lock = Lock(config.state_dir, DAEMON_LOCK)
     lock.acquire(wait=0, what="daemon")
     daemon = Daemon(config_path, config, lock, Notifier(None))
     daemon.scheduler.start(paused=True)
     try:
-        busy = Lock(tmp_path / "busy")
+        busy = Lock(tmp_path / "busy", DAEMON_LOCK)  # another daemon runs on that state
         busy.acquire(wait=0)
         config_path.write_text(config_path.read_text().replace("state_dir: state",
                                                                "state_dir: busy"))
@@ -318,10 +318,10 @@ def test_a_reload_to_another_state_dir_moves_the_lock(tmp_path: Path) -> None:
                                                                "state_dir: moved"))
         daemon.reload("test")
         assert daemon.config.state_dir == tmp_path / "moved"
-        assert (tmp_path / "moved" / "lock").read_text().startswith(f"{os.getpid()} daemon")
+        assert (tmp_path / "moved" / DAEMON_LOCK).read_text().startswith(f"{os.getpid()} daemon")
         with pytest.raises(LockBusy):
-            Lock(tmp_path / "moved").acquire(wait=0)
-        free = Lock(tmp_path / "state")
+            Lock(tmp_path / "moved", DAEMON_LOCK).acquire(wait=0)
+        free = Lock(tmp_path / "state", DAEMON_LOCK)
         free.acquire(wait=0)  # the old state dir was let go
         free.release()
     finally:
@@ -569,6 +569,18 @@ def test_a_second_daemon_on_the_same_state_refuses(tmp_path: Path,
     assert second.exit_code(10) == 3, second.stderr
     assert f"PID {first.proc.pid}" in second.stderr
     assert "not started" in second.stderr
+    assert first.proc.poll() is None
+
+
+def test_a_manual_sync_takes_turns_with_the_running_daemon(
+        tmp_path: Path, start: Callable[..., Running], capsys: pytest.CaptureFixture[str]) -> None:
+    from followsync.cli import main
+
+    config = write_files(tmp_path)
+    first = start(config)
+    first.notify.wait("READY=1")
+    assert main(["--config", str(config), "sync"]) == 0, capsys.readouterr()
+    assert "unchanged" in capsys.readouterr().out
     assert first.proc.poll() is None
 
 
