@@ -7,6 +7,7 @@ keep the state and count what happened.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 import sqlite3
@@ -17,6 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
+from followsync import __version__
 from followsync import diff as d
 from followsync.backends.base import Backend, Listing, Remote, is_owned
 from followsync.config import Config, Target
@@ -135,27 +137,87 @@ def wants_for(
 def run(
     config: Config, now: datetime, *, dry_run: bool = False, force: bool = False,
     only: str | None = None, progress: Progress | None = None,
-    backends: dict[str, Backend] | None = None, locked: bool = False,
+    backends: dict[str, Backend] | None = None,
 ) -> Outcome:
-    """One reconcile (or, with dry_run, a plan) of every target. ConfigError leaves all as is.
-
-    `locked`: the caller already holds the state dir's lock (the daemon holds it for its life).
-    """
-    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    """One reconcile (or, with dry_run, a plan) of every target. ConfigError leaves all as is."""
     today = today_in(config, now)
+    digest = inputs_digest(config, today)
     lock = Lock(config.state_dir)
-    if not dry_run and not locked:
+    if not dry_run:
         with _state_folder_errors(config.state_dir):
             lock.acquire()
     try:
         state = open_state(config.state_dir, readonly=dry_run)
         try:
-            return _run_locked(config, book, state, now, today, dry_run=dry_run, force=force,
-                               only=only, progress=progress, backends=backends or {})
+            if not dry_run and not backends:
+                quick = _nothing_changed(config, state, today, digest, only)
+                if quick is not None:
+                    return quick
+            book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+            outcome = _run_locked(config, book, state, now, today, dry_run=dry_run,
+                                  force=force, only=only, progress=progress,
+                                  backends=backends or {})
+            if not dry_run:
+                _remember_clean(config, state, outcome, digest)
+            return outcome
         finally:
             state.close()
     finally:
         lock.release()
+
+
+def inputs_digest(config: Config, today: date) -> str:
+    """A digest of everything a plan depends on besides the state and the calendars: the
+    config and lead files' bytes, the day, and this followsync's version."""
+    from followsync.render import RENDER_VERSION
+
+    digest = hashlib.sha256(f"{__version__}|{RENDER_VERSION}|{today.isoformat()}".encode())
+    for path in (config.path, *config.lead_paths):
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"\0missing")
+        digest.update(b"\0" + str(path).encode())
+    return digest.hexdigest()
+
+
+def _nothing_changed(
+    config: Config, state: State, today: date, digest: str, only: str | None
+) -> Outcome | None:
+    """The no-op sync, cheaply: when the files and the day are as at the last clean sync of
+    every target and each target reports no change since (one request for CalDAV, a digest
+    of the file for .ics), nothing can have changed — no need to load and plan 10,000 leads.
+    None means: do the full sync."""
+    targets = [t for t in config.targets if not only or t.name == only]
+    if not targets or any(state.clean_digest(t.key) != digest for t in targets):
+        return None
+    reports = []
+    for target in targets:
+        started = time.monotonic()
+        rows = state.rows(target.key)
+        known = {uid: Remote(r.href, r.etag) for uid, r in rows.items() if not r.gone}
+        try:
+            backend = open_backend(target, config)
+            try:
+                listing = backend.listing(known, state.cursor(target.key))
+            finally:
+                backend.close()
+        except FollowsyncError:
+            return None  # the full sync reports it properly
+        if not listing.unchanged or listing.warnings:
+            return None
+        reports.append(TargetReport(target.name, unchanged=len(known),
+                                    seconds=time.monotonic() - started))
+    return Outcome(today, [], reports)
+
+
+def _remember_clean(config: Config, state: State, outcome: Outcome, digest: str) -> None:
+    """Mark the targets that are now exactly as planned, for `_nothing_changed`."""
+    with state.transaction():
+        for report in outcome.targets:
+            target = next(t for t in config.targets if t.name == report.name)
+            clean = not (report.error or report.conflicts or report.warnings)
+            state.set_clean_digest(target.key, digest if clean else None)
 
 
 @dataclass
@@ -346,6 +408,18 @@ def _count_planned(report: TargetReport, result: d.Diff) -> None:
             report.kept += 1
 
 
+def _same(there: str, ours: str, target: str, href: str) -> bool:
+    """Whether an item read from a target says what we would write. An item that is not
+    valid iCalendar (a broken server or app) is not the same: ours replaces it."""
+    try:
+        return normalise(there) == normalise(ours)
+    except Exception as exc:  # icalendar raises ValueError, and worse on some input
+        why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        log.warning("%s: %s is not valid iCalendar (%s); followsync's version replaces it",
+                    target, href, why)
+        return False
+
+
 def _apply(
     target: Target, state: State, now: datetime, backend: Backend, report: TargetReport,
     result: d.Diff, config: Config, progress: Progress | None,
@@ -371,7 +445,8 @@ def _apply(
         except Conflict:
             # Re-read: a retried PUT that had already landed looks like this too.
             now_there = backend.find(want.uid)
-            if now_there is not None and normalise(backend.get(now_there)) == normalise(text):
+            if now_there is not None and _same(backend.get(now_there), text, target.name,
+                                               now_there.href):
                 state.put(key, row_for(want, now_there, sequence))
                 report.updated += 1
                 return
@@ -387,7 +462,7 @@ def _apply(
             return
         found = _SEQUENCE.search(text.replace("\r\n", "\n"))
         sequence = int(found.group(1)) if found else 0
-        if normalise(text) == normalise(text_for(want, sequence)):
+        if _same(text, text_for(want, sequence), target.name, remote.href):
             state.put(key, row_for(want, remote, sequence))
             report.unchanged += 1
         else:

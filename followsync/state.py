@@ -127,6 +127,18 @@ class State:
     def forget(self, target: str, uid: str) -> None:
         self.db.execute("DELETE FROM items WHERE target=? AND uid=?", (target, uid))
 
+    def clean_digest(self, target: str) -> str | None:
+        """The inputs digest of the target's last clean sync (see engine._nothing_changed)."""
+        found = self.db.execute("SELECT value FROM meta WHERE key=?",
+                                (f"clean:{target}",)).fetchone()
+        return str(found[0]) if found else None
+
+    def set_clean_digest(self, target: str, digest: str | None) -> None:
+        if digest is None:
+            self.db.execute("DELETE FROM meta WHERE key=?", (f"clean:{target}",))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"clean:{target}", digest))
+
     def cursor(self, target: str) -> str | None:
         found = self.db.execute("SELECT cursor FROM cursors WHERE target=?", (target,)).fetchone()
         return found[0] if found else None
