@@ -9,13 +9,12 @@ file, fsync, rename, mode kept). A file that is not iCalendar is never overwritt
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from followsync.atomic import write_atomic
 from followsync.backends.base import Listing, Remote, is_owned, uid_of
 from followsync.errors import Conflict, TargetError
 from followsync.render import PRODID
@@ -132,6 +131,7 @@ class IcsFileBackend:
         self._entries: list[str | Block] | None = None
         self._owned: dict[str, Block] = {}
         self._foreign: dict[str, Block] = {}  # others' items by UID: never written, only read
+        self._tzids: set[str | None] | None = None  # the VTIMEZONEs the file holds
 
     # reading ---------------------------------------------------------------
     def _read(self) -> bytes | None:
@@ -167,6 +167,7 @@ class IcsFileBackend:
                                   "fix or move the file, or point the target elsewhere") from None
         self._owned = {}
         self._foreign = {}
+        self._tzids = None
         for entry in self._entries:
             if isinstance(entry, Block):
                 uid = owned_uid(entry)
@@ -217,17 +218,16 @@ class IcsFileBackend:
         return Remote(uid, block.etag)
 
     def update(self, remote: Remote, text: str) -> Remote:
-        entries = self._load()
+        self._load()
         old = self._current(remote)
         block = self._adopt_text(text)
-        entries[entries.index(old)] = block
-        self._owned[remote.href] = block
-        return Remote(remote.href, block.etag)
+        old.name, old.lines = block.name, block.lines  # in place: no search of the file
+        return Remote(remote.href, old.etag)
 
     def delete(self, remote: Remote) -> None:
-        entries = self._load()
+        self._load()
         old = self._current(remote)
-        entries.remove(old)
+        old.lines = []  # left out when the file is written
         del self._owned[remote.href]
 
     def _current(self, remote: Remote) -> Block:
@@ -240,11 +240,12 @@ class IcsFileBackend:
         """Our rendered VCALENDAR → its item block; its time zone joins the file once."""
         entries = self._load()
         blocks = [e for e in parse(text) if isinstance(e, Block)]
-        have = {e.tzid for e in entries if isinstance(e, Block) and e.name == "VTIMEZONE"}
+        if self._tzids is None:
+            self._tzids = {e.tzid for e in entries if isinstance(e, Block) and e.name == "VTIMEZONE"}
         for tz in (b for b in blocks if b.name == "VTIMEZONE"):
-            if tz.tzid and tz.tzid not in have:
+            if tz.tzid and tz.tzid not in self._tzids:
                 self._add_timezone(tz.tzid)
-                have.add(tz.tzid)
+                self._tzids.add(tz.tzid)
         items = [b for b in blocks if b.name in _ITEMS]
         if len(items) != 1:
             raise ValueError("a rendered item must hold exactly one component")
@@ -267,6 +268,7 @@ class IcsFileBackend:
         lines = ["BEGIN:VCALENDAR"]
         for entry in self._entries:
             lines.extend(entry.lines if isinstance(entry, Block) else entry.split("\n"))
+        # (a deleted item is a Block with no lines)
         lines.append("END:VCALENDAR")
         data = (self.newline.join(lines) + self.newline).encode("utf-8")
         if data != self.original:
@@ -279,44 +281,11 @@ class IcsFileBackend:
         return _digest(data)
 
     def _write(self, data: bytes) -> None:
-        folder = self.path.parent
         try:
-            mode = self.path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = None
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+            write_atomic(self.path, data)
         except OSError as exc:
             raise TargetError(f"cannot write {self.path}: {exc.strerror}; the old file is kept")\
                 from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if mode is not None:
-                os.chmod(tmp, mode)
-            else:
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise TargetError(f"cannot write {self.path}: {exc.strerror}; the old file is kept")\
-                from None
-        try:
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass
 
     def close(self) -> None:
         self._entries = None
