@@ -96,8 +96,13 @@ def touches(lead: Lead, calendar: tuple[Touch, ...] = ()) -> list[Touch]:
         found.append((lead.last_contact, 0, 0,
                       Touch(date=lead.last_contact, by="both", note="last contact")))
     found.extend((t.date, 1, i, t) for i, t in enumerate(lead.log))
-    found.extend((t.date, 2, i, t) for i, t in enumerate(calendar))
+    # calendar touches in an order that does not depend on how they were found or loaded
+    found.extend((t.date, 2, i, t) for i, t in enumerate(sorted(calendar, key=_by_day_note)))
     return [t for *_, t in sorted(found, key=lambda item: item[:3])]
+
+
+def _by_day_note(touch: Touch) -> tuple[date, str]:
+    return touch.date, touch.note
 
 
 def unanswered_count(ordered: list[Touch]) -> int:
@@ -117,15 +122,17 @@ def plan(
     return [_plan_lead(item, today, memory[item.id], entered) for item in loaded]
 
 
-def _status_entries(
-    leads: list[LoadedLead], memory: Mapping[str, Memory]
-) -> list[tuple[str, str, date]]:
-    """(lead id, status, day entered) for every lead whose status change is known."""
-    result = []
-    for item in leads:
+Entered = dict[str, list[tuple[int, str, date]]]  # status → (file order, lead id, day)
+
+
+def _status_entries(leads: list[LoadedLead], memory: Mapping[str, Memory]) -> Entered:
+    """The leads whose status change is known, by status (so each lead looks up only the
+    statuses it has triggers for: planning stays linear in the number of leads)."""
+    result: Entered = {}
+    for index, item in enumerate(leads):
         day = status_day(item.lead, memory[item.id])
         if day is not None and item.lead.status:
-            result.append((item.id, item.lead.status, day))
+            result.setdefault(item.lead.status, []).append((index, item.id, day))
     return result
 
 
@@ -137,7 +144,7 @@ def status_day(lead: Lead, memory: Memory) -> date | None:
 
 
 def _plan_lead(
-    item: LoadedLead, today: date, memory: Memory, entered: list[tuple[str, str, date]]
+    item: LoadedLead, today: date, memory: Memory, entered: Entered
 ) -> LeadPlan:
     lead, policy = item.lead, item.policy
     ordered = touches(lead, memory.touches)
@@ -164,18 +171,22 @@ def _plan_lead(
         found.append(make(f"once-{key}", one.on, expand(one.do, lead),
                           f"one-off follow-up set for {one.on.isoformat()}",
                           at=one.at, all_day=all_day))
-    for lead_id, status, day in entered:
+    fired = [(index, lead_id, name, day, trigger)
+             for name, trigger in policy.on_status
+             for index, lead_id, day in entered.get(name, ()) if lead_id == item.id]
+    fired += [(index, lead_id, name, day, trigger)
+              for name, trigger in policy.on_other_status
+              for index, lead_id, day in entered.get(name, ()) if lead_id != item.id]
+    for _index, lead_id, status, day, trigger in sorted(fired, key=lambda f: f[0]):
         own = lead_id == item.id
-        triggers = policy.on_status if own else policy.on_other_status
-        for name, trigger in triggers:
-            if name != status or (latest is not None and latest >= day):
-                continue
-            rule = f"status-{status}" if own else f"status-{status}-{lead_id}"
-            who = "" if own else f"{lead_id} "
-            found.append(make(rule, trigger.after.after(day), expand(trigger.do, lead),
-                              f"{who}entered status {status!r} on {day.isoformat()}"
-                              f" + {trigger.after}", at=trigger.at,
-                              all_day=False if trigger.at is not None else None))
+        if latest is not None and latest >= day:
+            continue
+        rule = f"status-{status}" if own else f"status-{status}-{lead_id}"
+        who = "" if own else f"{lead_id} "
+        found.append(make(rule, trigger.after.after(day), expand(trigger.do, lead),
+                          f"{who}entered status {status!r} on {day.isoformat()}"
+                          f" + {trigger.after}", at=trigger.at,
+                          all_day=False if trigger.at is not None else None))
     return LeadPlan(item.id, person, False, cold, unanswered, last, tuple(found),
                     memory.touches)
 
