@@ -31,6 +31,7 @@ from followsync.errors import (
     FollowsyncError,
     SafetyStop,
 )
+from followsync.gcpause import paused_gc
 from followsync.leads import LeadBook, Touch, load_leads
 from followsync.readback import completed_on
 from followsync.render import input_hash, normalise, render, source_hash, uid_for
@@ -129,8 +130,9 @@ def wants_for(
             if kind == "todo" and not todo_ok:
                 kind = "event"
             uid = uid_for(target.name, item.lead_id, item.rule)
-            wants[uid] = d.Want(uid, item, kind, input_hash(item, kind, zone, uid),
-                                source_hash(item, kind, zone, uid))
+            digest = input_hash(item, kind, zone, uid)
+            source = source_hash(item, kind, zone, uid) if item.overdue_days else digest
+            wants[uid] = d.Want(uid, item, kind, digest, source)
     return wants
 
 
@@ -153,10 +155,11 @@ def run(
                 quick = _nothing_changed(config, state, today, digest, only)
                 if quick is not None:
                     return quick
-            book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
-            outcome = _run_locked(config, book, state, now, today, dry_run=dry_run,
-                                  force=force, only=only, progress=progress,
-                                  backends=backends or {})
+            with paused_gc():  # see gcpause: planning 10,000 leads makes millions of objects
+                book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+                outcome = _run_locked(config, book, state, now, today, dry_run=dry_run,
+                                      force=force, only=only, progress=progress,
+                                      backends=backends or {})
             if not dry_run:
                 _remember_clean(config, state, outcome, digest)
             return outcome
@@ -408,12 +411,14 @@ def _count_planned(report: TargetReport, result: d.Diff) -> None:
             report.kept += 1
 
 
-def _same(there: str, ours: str, target: str, href: str) -> bool:
+def _same(there: str, ours: str, target: str, href: str, quiet: bool = False) -> bool:
     """Whether an item read from a target says what we would write. An item that is not
     valid iCalendar (a broken server or app) is not the same: ours replaces it."""
     try:
         return normalise(there) == normalise(ours)
     except Exception as exc:  # icalendar raises ValueError, and worse on some input
+        if quiet:
+            return False
         why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         log.warning("%s: %s is not valid iCalendar (%s); followsync's version replaces it",
                     target, href, why)
@@ -468,6 +473,17 @@ def _apply(
         else:
             update(want, remote, sequence + 1)
 
+    def landed(action: d.Accept) -> bool:
+        """Whether an item that changed since the state's ETag is what this sync would
+        write: then it is a write of ours that landed but was never recorded (the process
+        was killed after the server or the file had it), not the user's edit."""
+        try:
+            there = backend.get(action.remote)
+        except Conflict:
+            return False
+        return _same(there, text_for(action.want, action.row.sequence + 1), target.name,
+                     action.remote.href, quiet=True)
+
     state.db.execute("BEGIN")
     try:
         for action in result.actions:
@@ -499,8 +515,12 @@ def _apply(
                     log.warning("%s: %s changed in the calendar meanwhile; not deleted",
                                 target.name, action.uid)
             elif isinstance(action, d.Accept):
-                state.put(key, replace(action.row, etag=action.remote.etag, edited=True))
-                report.kept += 1
+                if landed(action):  # our own write, kept out of the state by a crash
+                    state.put(key, row_for(action.want, action.remote, action.row.sequence + 1))
+                    report.unchanged += 1
+                else:
+                    state.put(key, replace(action.row, etag=action.remote.etag, edited=True))
+                    report.kept += 1
             elif isinstance(action, d.Gone):
                 state.put(key, replace(action.row, gone=True))
                 report.kept += 1

@@ -27,6 +27,7 @@ from pydantic_core import CoreSchema
 
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
+from followsync.gcpause import paused_gc
 from followsync.validation import DateT, DurationT, Invalid, Text, TimeT, validate
 from followsync.yamlsrc import Source, load
 
@@ -278,6 +279,14 @@ def load_leads(
 
     `named_at` says where the config names each file, so a missing one is reported there.
     """
+    with paused_gc():
+        return _load_leads(paths, display, named_at)
+
+
+def _load_leads(
+    paths: list[Path], display: dict[Path, str] | None,
+    named_at: Mapping[Path, tuple[str, int, int]] | None,
+) -> LeadBook:
     book = LeadBook()
     problems: list[Problem] = []
     for path in paths:
