@@ -119,7 +119,8 @@ def plan(
     """Every lead's plan. `memory` must hold an entry per lead (see `remember`)."""
     loaded = list(leads)
     entered = _status_entries(loaded, memory)
-    return [_plan_lead(item, today, memory[item.id], entered) for item in loaded]
+    return [_plan_lead(item, today, memory[item.id], entered, index)
+            for index, item in enumerate(loaded)]
 
 
 Entered = dict[str, list[tuple[int, str, date]]]  # status → (file order, lead id, day)
@@ -144,7 +145,7 @@ def status_day(lead: Lead, memory: Memory) -> date | None:
 
 
 def _plan_lead(
-    item: LoadedLead, today: date, memory: Memory, entered: Entered
+    item: LoadedLead, today: date, memory: Memory, entered: Entered, index: int
 ) -> LeadPlan:
     lead, policy = item.lead, item.policy
     ordered = touches(lead, memory.touches)
@@ -171,9 +172,9 @@ def _plan_lead(
         found.append(make(f"once-{key}", one.on, expand(one.do, lead),
                           f"one-off follow-up set for {one.on.isoformat()}",
                           at=one.at, all_day=all_day))
-    fired = [(index, lead_id, name, day, trigger)
-             for name, trigger in policy.on_status
-             for index, lead_id, day in entered.get(name, ()) if lead_id == item.id]
+    own_day = status_day(lead, memory) if lead.status else None
+    fired = [(index, item.id, name, own_day, trigger) for name, trigger in policy.on_status
+             if own_day is not None and name == lead.status]
     fired += [(index, lead_id, name, day, trigger)
               for name, trigger in policy.on_other_status
               for index, lead_id, day in entered.get(name, ()) if lead_id != item.id]
