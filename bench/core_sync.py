@@ -52,6 +52,8 @@ MB = 1024.0  # ru_maxrss is in KiB on Linux
 
 # Goals from the issue, at 10,000 leads. The first-sync goal is our reading of "a first write
 # is icalendar-bound": its whole process within 1.5x of what icalendar alone needs.
+SNAPSHOT: Path | None = None  # a copy of followsync/ the children import (see --live)
+REF: str | None = None  # the git ref it was taken from (--ref), else the working tree
 GOAL_N = 10_000
 GOAL_RULES_S = 1.0
 GOAL_SYNC_S = 1.5
@@ -384,6 +386,9 @@ def run_child(argv: list[str], cwd: Path, timeout: float = 1800.0) -> Run:
     """Run argv as a fresh process; wall time around it, peak RSS from os.wait4 on its pid."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         env = dict(os.environ)
+        if SNAPSHOT is not None:  # the frozen copy of followsync/ comes first on sys.path
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(SNAPSHOT), *filter(None, [os.environ.get("PYTHONPATH")])])
         env.pop("FOLLOWSYNC_NOW", None)
         env.pop("FOLLOWSYNC_CONFIG", None)
         started = time.perf_counter()
@@ -413,6 +418,36 @@ def followsync_cmd() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "followsync"]
+
+
+def code_fingerprint() -> dict[str, Any]:
+    """Which followsync was measured: HEAD, whether the tree is dirty, a digest of its sources.
+
+    The working tree may change while a long run goes on; a digest taken before and after
+    each N shows whether it did. Only read-only git commands are used.
+    """
+    import hashlib
+
+    def digest_of(folder: Path) -> str:
+        digest = hashlib.sha256()
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0"
+                          + path.read_bytes())
+        return digest.hexdigest()[:16]
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
+                                  text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "followsync")
+    measured = SNAPSHOT / "followsync" if SNAPSHOT is not None else ROOT / "followsync"
+    return {"head": git("rev-parse", "HEAD"), "followsync_dirty": bool(dirty),
+            "followsync_sha256": digest_of(measured),
+            "working_tree_sha256": digest_of(ROOT / "followsync"),
+            "snapshot": str(SNAPSHOT) if SNAPSHOT is not None else None, "ref": REF}
 
 
 _SUMMARY = re.compile(r"(\d+) created, (\d+) updated, (\d+) deleted, (\d+) unchanged")
@@ -620,6 +655,40 @@ class Bench:
         return steps
 
 
+    def profile(self, out_dir: Path) -> list[Path]:
+        """One extra run of each step under cProfile: N-step.prof and a readable N-step.txt."""
+        import io
+        import pstats
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        child = self.folder / "rules_child.py"
+        child.write_text(RULES_CHILD, encoding="utf-8")
+        sync = ["-m", "followsync", "--config", str(self.folder / "config.yaml"), "--now", NOW,
+                "sync"]
+        plans = [("rules", [str(child), str(self.leads_path), NOW[:10]], None),
+                 ("first", sync, self.reset_target), ("noop", sync, None),
+                 ("one", sync, self.change_one_lead)]
+        written = []
+        for key, argv, before in plans:
+            if before is not None:
+                before()
+            prof = out_dir / f"{self.n}-{key}.prof"
+            self.log(f"profiling {key} → {prof}")
+            run = run_child([sys.executable, "-m", "cProfile", "-o", str(prof), *argv],
+                            self.folder)
+            if run.rc != 0:
+                raise RuntimeError(f"profiling {key} failed: {run.stdout}{run.stderr}")
+            text = io.StringIO()
+            stats = pstats.Stats(str(prof), stream=text)
+            text.write(f"# {self.n} leads, step {key}: {run.stdout.strip()}\n")
+            stats.sort_stats("cumulative").print_stats(35)
+            stats.sort_stats("tottime").print_stats(20)
+            txt = prof.with_suffix(".txt")
+            txt.write_text(text.getvalue(), encoding="utf-8")
+            written.append(txt)
+        return written
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
@@ -701,22 +770,85 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a "
                         "temporary folder, removed afterwards)")
+    parser.add_argument("--profile", metavar="DIR", nargs="?", const=str(HERE / "out" / "prof"),
+                        help="after measuring, run each step once more under cProfile and "
+                        "write N-step.prof / N-step.txt to DIR (default bench/out/prof)")
+    parser.add_argument("--live", action="store_true", help="import followsync/ as it is at "
+                        "each step (default: a copy taken at the start, so a working tree "
+                        "edited during a long run does not mix versions)")
+    parser.add_argument("--ref", metavar="GIT-REF", help="measure followsync/ as committed "
+                        "at this ref (e.g. HEAD), extracted with `git archive`, instead of a "
+                        "copy of the working tree")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args()
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
 
+    global SNAPSHOT, REF
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="followsync-bench-"))
+    if args.live and args.ref:
+        parser.error("--ref and --live exclude each other")
+    if not args.live:
+        REF = args.ref
+        SNAPSHOT = base / "snapshot"
+        shutil.rmtree(SNAPSHOT, ignore_errors=True)
+        if args.ref:  # a committed version, read with `git archive` (changes nothing)
+            import io
+            import tarfile
+
+            blob = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", args.ref,
+                                   "followsync"], capture_output=True, check=True).stdout
+            with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+                tar.extractall(SNAPSHOT, filter="data")
+        else:
+            shutil.copytree(ROOT / "followsync", SNAPSHOT / "followsync",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        probe = run_child([sys.executable, "-c", "import followsync; print(followsync.__file__)"],
+                          base)
+        if not probe.stdout.strip().startswith(str(SNAPSHOT)):
+            raise SystemExit(f"the snapshot is not what the children import: {probe.stdout}"
+                             f"{probe.stderr}; run with --live")
     steps: list[Step] = []
+    code: list[dict[str, Any]] = []
+    loads: list[dict[str, Any]] = []
     try:
         for n in sizes:
             print(f"N = {n:,} in {base / str(n)}", file=sys.stderr, flush=True)
+            before, load_before = code_fingerprint(), os.getloadavg()
             bench = Bench(n, base / str(n), args.repeat, args.seed, not args.quiet)
             steps += bench.measure()
+            after, load_after = code_fingerprint(), os.getloadavg()
+            code.append({"n": n, "before": before, "after": after})
+            loads.append({"n": n, "before": load_before, "after": load_after})
+            if before["followsync_sha256"] != after["followsync_sha256"]:
+                print(f"WARNING: followsync/ changed while N = {n:,} was measured",
+                      file=sys.stderr)
+            if args.profile:
+                try:
+                    for path in bench.profile(Path(args.profile).resolve()):
+                        print(f"profile: {path}", file=sys.stderr)
+                except RuntimeError as exc:  # a profile is a bonus: keep the measurements
+                    print(f"WARNING: {exc}", file=sys.stderr)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 
     table, rows, ratios = report(steps)
+    if REF:
+        measured = f"followsync/ as committed at {REF} = {code[0]['before']['head'][:7]}"
+    elif SNAPSHOT:
+        dirty = " + local changes" if code[0]["before"]["followsync_dirty"] else ""
+        measured = f"a copy of the working tree at HEAD {code[0]['before']['head'][:7]}{dirty}"
+    else:
+        measured = "the live working tree"
+    versions = ", ".join(
+        c["before"]["followsync_sha256"]
+        + ("" if c["before"]["followsync_sha256"] == c["after"]["followsync_sha256"]
+           else f" → {c['after']['followsync_sha256']} (CHANGED during the run)")
+        for c in code)
+    table += ("\n\nload average (1 min) before → after each N: "
+              + "; ".join(f"N={x['n']:,}: {x['before'][0]:.1f} → {x['after'][0]:.1f}"
+                          for x in loads)
+              + f" on {os.cpu_count()} CPUs. followsync measured: {versions} ({measured}).")
     print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -724,11 +856,13 @@ def main() -> int:
         "when": datetime.now().isoformat(timespec="seconds"), "now": NOW, "timezone": TIMEZONE,
         "python": sys.version.split()[0], "platform": platform.platform(),
         "cpus": os.cpu_count(), "repeat": args.repeat, "seed": args.seed,
-        "command": followsync_cmd(), "steps": rows, "first_sync_vs_floor": ratios,
+        "command": followsync_cmd(), "code": code, "loadavg": loads, "steps": rows,
+        "first_sync_vs_floor": ratios,
         "goals": {"n": GOAL_N, "rules_s": GOAL_RULES_S, "sync_s": GOAL_SYNC_S,
                   "rss_mb": GOAL_RSS_MB, "first_sync_floor_ratio": GOAL_FIRST_RATIO},
     }, indent=2, ensure_ascii=False), encoding="utf-8")
-    print(f"\nJSON: {out}", file=sys.stderr)
+    out.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
+    print(f"\nJSON: {out} (table: {out.with_suffix('.md')})", file=sys.stderr)
     return 0
 
 

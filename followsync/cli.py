@@ -51,6 +51,11 @@ class Context:
         except ValueError:
             raise click.UsageError(f"--now {text!r} is not an ISO date or date-time "
                                    "(e.g. 2027-01-11 or 2027-01-11T08:30)") from None
+        from followsync.durations import MAX_YEAR, MIN_YEAR
+
+        if not MIN_YEAR <= value.year <= MAX_YEAR:
+            raise click.UsageError(f"--now {text!r} is out of range: followsync takes years "
+                                   f"{MIN_YEAR} to {MAX_YEAR}")
         return value if value.tzinfo else value.replace(tzinfo=config.timezone)
 
     def say(self, text: str) -> None:

@@ -14,6 +14,9 @@ _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 DURATION_FORM = "an integer and a unit: 30m, 2h, 3d, 2w, 1mo or 1y"
 # At most 100 years: anything longer is a typo, and would run past the last date Python knows.
 MAX_AMOUNT = {"m": 52_596_000, "h": 876_600, "d": 36_525, "w": 5_217, "mo": 1_200, "y": 100}
+# Dates keep clear of Python's year 1 and 9999 by more than two such durations (a due date
+# plus an event's length; a start minus an alarm), so no date arithmetic can overflow.
+MIN_YEAR, MAX_YEAR = 1000, 8999
 
 
 @dataclass(frozen=True, order=True)
@@ -78,6 +81,10 @@ def parse_date(text: str) -> date:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
         raise ValueError(f"not a date: {text!r}; expected YYYY-MM-DD, e.g. 2026-01-06")
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError as exc:
         raise ValueError(f"not a valid date: {text!r} ({exc})") from None
+    if not MIN_YEAR <= day.year <= MAX_YEAR:
+        raise ValueError(f"a date out of range: {text!r}; followsync takes years "
+                         f"{MIN_YEAR} to {MAX_YEAR}")
+    return day

@@ -7,8 +7,13 @@ checked before it is written, atomically, and only if nobody changed the file me
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import fcntl
 import json
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +62,24 @@ def plan_edit(source: Source, text: str, lead_id: str, entry: str) -> Edit:
     lead = _value(leads, lead_id) if leads is not None else None
     if not isinstance(lead, yaml.MappingNode):
         raise UsageError(f"lead {lead_id!r} is not in {source.file}")
-    if lead.flow_style:
-        raise UsageError(f"lead {lead_id!r} is written in flow style {{...}}; add the log entry "
-                         "by hand")
     log = _value(lead, "log")
+    if lead.flow_style and log is None:  # `dana: {name: Dana}` gets `, log: [entry]`
+        close = text.rindex("}", 0, lead.end_mark.index)
+        if not lead.value:
+            sep = ""
+        elif _has_comma(text[_content_end(lead.value[-1][1]) : close]):
+            sep = "" if text[close - 1].isspace() else " "
+        else:
+            sep = ", "
+        return Edit(close, f"{sep}log: [{_quoted_for_flow(entry)}]")
     if isinstance(log, yaml.SequenceNode) and log.flow_style:
         close = text.rindex("]", 0, log.end_mark.index)
-        sep = ", " if log.value else ""
+        if not log.value:
+            sep = ""
+        elif _has_comma(text[_content_end(log.value[-1]) : close]):  # `[a, b, ]`
+            sep = "" if text[close - 1].isspace() else " "
+        else:
+            sep = ", "
         return Edit(close, f"{sep}{_quoted_for_flow(entry)}")
     if isinstance(log, yaml.SequenceNode) and log.value:
         first, last = log.value[0], log.value[-1]
@@ -98,6 +114,12 @@ def _content_end(node: yaml.Node) -> int:
     return int(node.start_mark.index)
 
 
+def _has_comma(between: str) -> bool:
+    """Whether the text between a flow list's last item and its `]` holds a trailing comma
+    (only blanks, commas and comments can be there)."""
+    return any("," in line.split("#", 1)[0] for line in between.splitlines())
+
+
 def _quoted_for_flow(entry: str) -> str:
     return entry if entry.startswith("{") else json.dumps(entry, ensure_ascii=False)
 
@@ -119,6 +141,49 @@ def _value(node: yaml.Node | None, key: str) -> yaml.Node | None:
 
 def log_touch(path: Path, lead_id: str, touch: Touch, shown: str | None = None) -> str:
     """Append the touch to the lead's log in `path`; returns the entry written."""
+    with _editing(path, shown or str(path)):
+        return _log_touch(path, lead_id, touch, shown)
+
+
+@contextlib.contextmanager
+def _editing(path: Path, name: str, wait: float = 10.0) -> Iterator[None]:
+    """An exclusive lock on the lead file while it is read, edited and replaced, so two
+    `followsync done` at once take turns instead of the second undoing the first (the check
+    for a changed file cannot see a write that lands between it and the rename). The lock
+    is on the file itself; as each edit replaces the file, a waiter that gets the lock on a
+    file that is no longer the one at `path` tries again on the new one."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield  # missing or unreadable: reading it reports that properly
+            return
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise FollowsyncError(f"{name} is being edited by another "
+                                              "`followsync done`", "run the command again") \
+                            from None
+                    time.sleep(0.02)
+            try:
+                current = os.stat(path)
+            except OSError:
+                current = None
+            held = os.fstat(fd)
+            if current is not None and (current.st_dev, current.st_ino) == \
+                    (held.st_dev, held.st_ino):
+                yield
+                return
+        finally:
+            os.close(fd)
+
+
+def _log_touch(path: Path, lead_id: str, touch: Touch, shown: str | None = None) -> str:
     name = shown or str(path)
     data = path.read_bytes()
     parsed, _ = parse_lead_file(name, data)  # a broken file is reported, never edited
@@ -133,9 +198,16 @@ def log_touch(path: Path, lead_id: str, touch: Touch, shown: str | None = None) 
         edit = Edit(edit.index, ("\r\n" if "\r\n" in text else "\n") + edit.text)
     new_text = text[: edit.index] + edit.text + text[edit.index :]
     new_data = (b"\xef\xbb\xbf" if bom else b"") + new_text.encode("utf-8")
-    after_file, _ = parse_lead_file(name, new_data)
-    after = (after_file.leads or {}).get(lead_id)
-    if after is None or list(after.log) != [*before.log, touch]:
+    try:
+        after_file, _ = parse_lead_file(name, new_data)
+    except ConfigError:  # the edit broke the file: say so, never blame the user's file
+        after_file = None
+    # the file must read back as before with the touch added to that lead, and nothing else
+    # changed (an alias `other: *lead` would otherwise get the entry too)
+    expected = {**(parsed.leads or {}), lead_id: before.model_copy(
+        update={"log": [*before.log, touch]})}
+    if after_file is None or after_file.leads != expected or \
+            after_file.defaults != parsed.defaults or after_file.version != parsed.version:
         raise FollowsyncError(f"could not add the entry to {name} safely; nothing was written",
                               f"add it by hand under `log:` of {lead_id}: - {entry}")
     if path.read_bytes() != data:

@@ -13,7 +13,7 @@ def completed_on(text: str, zone: ZoneInfo, today: date) -> date | None:
 
     try:
         cal = Calendar.from_ical(text)
-    except ValueError:
+    except Exception:  # ValueError mostly; icalendar raises others on some broken input
         return None
     for todo in cal.walk("VTODO"):
         status = str(todo.get("STATUS", "")).upper()

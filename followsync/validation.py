@@ -107,17 +107,15 @@ def validate(model: type[M], source: Source, path: tuple[str | int, ...] = ()) -
     for err in errors:
         loc = _clean_loc(value, err["loc"], keep_last=err["type"] == "missing")
         groups.setdefault(loc, []).append({**err, "loc": loc + _key_mark(err)})
-    problems: list[Problem] = []
+    problems: dict[Problem, None] = {}  # in order, each once (a set: no quadratic search)
     for loc, group in groups.items():
         merged = _merge_alternatives(source, path + loc, group)
         if merged is not None:
-            problems.append(merged)
+            problems[merged] = None
             continue
         for err in group:
-            problem = to_problem(model, source, err, path)
-            if problem not in problems:
-                problems.append(problem)
-    raise ConfigError(problems)
+            problems[to_problem(model, source, err, path)] = None
+    raise ConfigError(list(problems))
 
 
 _NOUNS = {"string_type": "text", "list_type": "a list", "bool_type": "true/false",
@@ -133,10 +131,16 @@ def _merge_alternatives(
     if len(group) < 2 or not all(err["type"] in _NOUNS for err in group):
         return None
     nouns = list(dict.fromkeys(_NOUNS[err["type"]] for err in group))
-    shown = ".".join(str(x) for x in full)
+    shown = _dotted(full)
     return source.problem(full, f"{shown}: expected {' or '.join(nouns)}, got "
                                 f"{_kind_of(group[0]['input'])}",
                           f"write {' or '.join(nouns)}")
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    """A path for a message, `leads.dana.log.0`; a key with a line break or another
+    unprintable character is quoted, so no message ever spans two lines."""
+    return ".".join(str(x) if str(x).isprintable() else repr(x) for x in loc)
 
 
 def _kind_of(value: Any) -> str:
@@ -162,9 +166,9 @@ def _clean_loc(
     out: list[str | int] = []
     current = value
     for index, item in enumerate(loc):
-        if _is_internal(item):
-            continue
         in_dict = isinstance(current, dict) and isinstance(item, str) and item in current
+        if _is_internal(item) and not in_dict:  # a user's key may hold "[" too: `v[ersion:`
+            continue
         in_list = isinstance(current, list) and isinstance(item, int) and 0 <= item < len(current)
         if in_dict or in_list:
             current = current[item]
@@ -179,10 +183,10 @@ def to_problem(
 ) -> Problem:
     """Turn one pydantic error into a user's message with a hint."""
     on_key = "[key]" in err["loc"]  # the mapping's key itself is wrong (a lead id)
-    loc = tuple(item for item in err["loc"] if not _is_internal(item))
+    loc = tuple(item for item in err["loc"] if item != "[key]")  # cleaned by _clean_loc
     full = prefix + loc
     kind = err["type"]
-    shown = ".".join(str(x) for x in loc)
+    shown = _dotted(loc)
     if kind == "extra_forbidden":
         name = str(loc[-1])
         allowed = sorted(keys_at(model, loc[:-1]))
@@ -190,7 +194,7 @@ def to_problem(
         hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}"
         return source.problem(full, f"unknown key {name!r}", hint, key=True)
     if kind == "missing":
-        where = ".".join(str(x) for x in loc[:-1])
+        where = _dotted(loc[:-1])
         message = f"missing required key {loc[-1]!r}" + (f" in {where}" if where else "")
         return source.problem(full, message, f"add `{loc[-1]}: ...`")
     if kind == "string_pattern_mismatch":

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
 
 from followsync.errors import ConfigError, Problem
 
@@ -25,10 +26,12 @@ except AttributeError:  # pragma: no cover - libyaml is in every PyYAML wheel
 
 MAX_NODES = 2_000_000  # stops alias bombs ("billion laughs") long before memory runs out
 MAX_DEPTH = 200
+MAX_BYTES = 10 * 2**20  # ~60,000 leads; a bigger file is a wrong path, and would take minutes
 PathItem = str | int
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+\.[0-9]*)([eE][-+]?[0-9]+)?$|^[-+]?[0-9]+[eE][-+]?[0-9]+$")
 _NULLS = {"", "~", "null", "Null", "NULL"}
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 
 
@@ -39,6 +42,10 @@ class Source:
     file: str
     value: Any
     root: yaml.Node | None
+    # per mapping node, its keys (merges expanded): locating thousands of problems in a
+    # big mapping must not cost a scan of the mapping each
+    _keys: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def where(self, path: Sequence[PathItem], key: bool = False) -> tuple[int, int]:
         """1-based (line, col) of the value at `path`, or of its key when `key` is true.
@@ -51,12 +58,23 @@ class Source:
             return (1, 1)
         mark = node.start_mark
         for item in path:
-            found = _child(node, item)
+            found = self._child(node, item)
             if found is None:
                 break
             key_node, node = found
             mark = key_node.start_mark if key and item == path[-1] else node.start_mark
         return (mark.line + 1, mark.column + 1)
+
+    def _child(self, node: yaml.Node, item: PathItem) -> tuple[yaml.Node, yaml.Node] | None:
+        if not isinstance(node, yaml.MappingNode):
+            return _child(node, item)
+        keys = self._keys.get(id(node))
+        if keys is None:
+            keys = {key_node.value: (key_node, value_node)
+                    for key_node, value_node in _merged_pairs(node)
+                    if isinstance(key_node, yaml.ScalarNode)}
+            self._keys[id(node)] = keys
+        return keys.get(str(item))
 
     def problem(
         self, path: Sequence[PathItem], message: str, hint: str = "", key: bool = False
@@ -75,19 +93,44 @@ def _child(node: yaml.Node, item: PathItem) -> tuple[yaml.Node, yaml.Node] | Non
     return None
 
 
-def _merged_pairs(node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
-    """The mapping's pairs with YAML merge keys (`<<: *base`) expanded, own keys last."""
+def _merged_pairs(
+    node: yaml.MappingNode, _done: dict[int, list[tuple[yaml.Node, yaml.Node]]] | None = None,
+) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The mapping's pairs with YAML merge keys (`<<: *base`) expanded, own keys last.
+
+    A key met again keeps its first place and takes its last value (what a dict built from
+    all the pairs would hold), and each merged mapping is expanded once: a "merge bomb" (each
+    level merging the one before ten times) costs its distinct keys, not 10**levels pairs.
+    """
+    done = {} if _done is None else _done
+    if id(node) in done:
+        return done[id(node)]
+    done[id(node)] = []  # a mapping merged into itself adds nothing more
     pairs: list[tuple[yaml.Node, yaml.Node]] = []
+    place: dict[object, int] = {}
+
+    def add(pair: tuple[yaml.Node, yaml.Node]) -> None:
+        key = pair[0].value if isinstance(pair[0], yaml.ScalarNode) else id(pair[0])
+        if key in place:
+            pairs[place[key]] = pair
+        else:
+            place[key] = len(pairs)
+            pairs.append(pair)
+
     own: list[tuple[yaml.Node, yaml.Node]] = []
     for key_node, value_node in node.value:
         if isinstance(key_node, yaml.ScalarNode) and key_node.value == "<<" and not key_node.style:
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
             for source in sources:
                 if isinstance(source, yaml.MappingNode):
-                    pairs.extend(_merged_pairs(source))
+                    for pair in _merged_pairs(source, done):
+                        add(pair)
         else:
             own.append((key_node, value_node))
-    return pairs + own
+    for pair in own:
+        add(pair)
+    done[id(node)] = pairs
+    return pairs
 
 
 class _Builder:
@@ -160,8 +203,122 @@ def _char_at(text: str, line: int, col: int) -> str:
     return lines[line][col : col + 1] if 0 <= line < len(lines) else ""
 
 
+def _too_large(root: yaml.Node, limit: int = MAX_NODES) -> yaml.Node | None:
+    """The first node whose value, with every alias expanded, holds more than `limit`
+    nodes (or that contains itself), else None. Each distinct node is counted once, so a
+    "billion laughs" is found at the cost of its own few lines, before anything is built."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    merged: dict[int, list[tuple[yaml.Node, yaml.Node]]] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):  # what the builder builds: merged values
+            children = [value for _, value in _merged_pairs(node, merged)]
+        if children_done:
+            sizes[key] = min(limit + 1, 1 + sum(sizes[id(child)] for child in children))
+            if sizes[key] > limit:
+                return node
+            continue
+        if key in sizes:
+            continue
+        if key in visiting:  # an alias to one of its own ancestors: endless
+            return node
+        visiting.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    return None
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: Any) -> None:
+        super().__init__("too deeply nested")
+        self.mark = mark
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The node tree of a one-document stream, like `yaml.compose`, built with a loop.
+
+    libyaml's composer recurses in C: a few hundred kB of `[[[[` or `- - - -` overflow the C
+    stack and kill the process (SIGSEGV) before any Python check can run. Here nesting deeper
+    than MAX_DEPTH stops at once. Tags are not resolved: the builder types scalars itself.
+    """
+    parser = _Loader(text)
+    try:
+        parser.get_event()  # StreamStart
+        if parser.check_event(yaml.StreamEndEvent):
+            return None
+        document = parser.get_event()  # DocumentStart
+        anchors: dict[str, yaml.Node] = {}
+        stack: list[list[Any]] = []  # per open collection: [node, pending mapping key or None]
+        root: yaml.Node | None = None
+        while root is None:
+            event = parser.get_event()
+            kind = type(event)
+            node: Any
+            if kind is yaml.ScalarEvent:
+                node = yaml.ScalarNode(_STR, event.value, event.start_mark, event.end_mark,
+                                       style=event.style)
+            elif kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
+                node = stack.pop()[0]
+                node.end_mark = event.end_mark
+            elif kind is yaml.AliasEvent:
+                if event.anchor not in anchors:
+                    raise ComposerError(None, None, "found undefined alias", event.start_mark)
+                node = anchors[event.anchor]
+            elif kind is yaml.SequenceStartEvent:
+                node = yaml.SequenceNode(_SEQ, [], event.start_mark, None,
+                                         flow_style=event.flow_style)
+            elif kind is yaml.MappingStartEvent:
+                node = yaml.MappingNode(_MAP, [], event.start_mark, None,
+                                        flow_style=event.flow_style)
+            else:  # pragma: no cover - libyaml sends nothing else inside a document
+                raise ComposerError(None, None, f"unexpected {event}", event.start_mark)
+            if kind is yaml.ScalarEvent or kind is yaml.SequenceStartEvent or \
+                    kind is yaml.MappingStartEvent:
+                if event.anchor is not None:
+                    if event.anchor in anchors:
+                        raise ComposerError("found duplicate anchor; first occurrence",
+                                            anchors[event.anchor].start_mark,
+                                            "second occurrence", event.start_mark)
+                    anchors[event.anchor] = node
+                if kind is not yaml.ScalarEvent:
+                    if len(stack) >= MAX_DEPTH:
+                        raise _TooDeep(event.start_mark)
+                    stack.append([node, None])
+                    continue
+            if not stack:
+                root = node
+                continue
+            top = stack[-1]
+            if type(top[0]) is yaml.SequenceNode:
+                top[0].value.append(node)
+            elif top[1] is None:
+                top[1] = node
+            else:
+                top[0].value.append((top[1], node))
+                top[1] = None
+        parser.get_event()  # DocumentEnd
+        if not parser.check_event(yaml.StreamEndEvent):
+            event = parser.get_event()
+            raise ComposerError("expected a single document in the stream", document.start_mark,
+                                "but found another document", event.start_mark)
+        return root
+    finally:
+        parser.dispose()
+
+
 def load(file: str, data: bytes) -> Source:
     """Parse YAML bytes; every syntax or structure problem becomes a ConfigError."""
+    if len(data) > MAX_BYTES:
+        raise ConfigError([Problem(file, 1, 1, f"the file is {len(data) / 2**20:.1f} MB; "
+                                   f"followsync reads YAML files of up to {MAX_BYTES >> 20} MB",
+                                   "is this the right file? (`leads:` may also list several "
+                                   "lead files)")])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -174,7 +331,7 @@ def load(file: str, data: bytes) -> Source:
         raise ConfigError([Problem(file, line, 1, "the file contains a NUL byte",
                                    "is this really the lead file? save it as plain text")])
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -186,12 +343,32 @@ def load(file: str, data: bytes) -> Source:
             message = "YAML syntax error: a tab character where YAML allows only spaces"
             hint = "YAML does not allow tabs for indentation; use spaces"
         raise ConfigError([Problem(file, line, col, message, hint)]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: say where
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        raise ConfigError([Problem(file, line, col, f"a control character (U+{code:04X}) that "
+                                   "YAML does not allow in a file",
+                                   "remove it (or write it as \\uXXXX inside double quotes)")])\
+            from None
     except yaml.YAMLError as exc:
-        raise ConfigError([Problem(file, 1, 1, f"YAML error: {exc}")]) from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError([Problem(file, 1, 1, f"YAML error: {first}")]) from None
+    except _TooDeep as exc:
+        raise ConfigError([Problem(file, exc.mark.line + 1, exc.mark.column + 1,
+                                   "the document is too deeply nested",
+                                   "a lead file is a flat list of leads; remove the nesting")])\
+            from None
     except RecursionError:
         raise ConfigError([Problem(file, 1, 1, "the document is too deeply nested")]) from None
     if root is None:
         return Source(file, None, None)
+    huge = _too_large(root)
+    if huge is not None:
+        mark = huge.start_mark
+        raise ConfigError([Problem(file, mark.line + 1, mark.column + 1,
+                                   "the document is too large (alias expansion?)",
+                                   "a lead file is a flat list of leads; remove the nesting")])
     builder = _Builder(file)
     try:
         value = builder.build(root)

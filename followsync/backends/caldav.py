@@ -10,9 +10,11 @@ lost is found again without searching by UID.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import xml.etree.ElementTree as ET
@@ -213,10 +215,16 @@ class CaldavBackend:
                               "pip install 'followsync[caldav]'") from None
         target = self.target
         client: Any = caldav.DAVClient
-        return client(
+        made = client(
             url=target.url, username=target.username, password=self._secret(),
-            ssl_verify_cert=target.verify, timeout=int(target.timeout),
+            ssl_verify_cert=target.verify, timeout=max(1, int(target.timeout)),
             auth_type="basic" if target.username else None, enable_rfc6764=False)
+        # Its HTTP goes through our session, under the hot path's rules: no redirect is
+        # followed, nothing is sent to another host, answers are bounded in size and time.
+        with contextlib.suppress(Exception):
+            made.session.close()
+        made.session = _ViaSession(self.session)
+        return made
 
     # reading -----------------------------------------------------------------
     def listing(self, known: Mapping[str, Remote], cursor: str | None) -> Listing:
@@ -490,6 +498,40 @@ class CaldavBackend:
         self.session.close()
 
 
+class _ViaSession:
+    """Stands in for python-caldav's niquests Session: every request goes through the
+    backend's DavSession (retries, no redirects, same host only, MAX_BODY, deadline)."""
+
+    def __init__(self, session: DavSession) -> None:
+        self.session = session
+
+    def request(self, method: str, url: str, data: bytes | str | None = None,
+                headers: Mapping[str, str] | None = None, **_ignored: Any) -> _LibraryResponse:
+        sent = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
+        response = self.session.request(method, url, data or b"", sent)
+        if _declares(response.body):
+            raise TargetError(f"the server's answer from {url} declares XML entities; refused")
+        return _LibraryResponse(response, url)
+
+    def close(self) -> None:
+        """The backend closes its session itself (discovery and syncing share it)."""
+
+
+class _LibraryResponse:
+    """What python-caldav reads from a niquests Response."""
+
+    def __init__(self, response: Response, url: str) -> None:
+        from niquests.structures import CaseInsensitiveDict
+
+        self.status_code = response.status
+        self.headers = CaseInsensitiveDict(dict(response.headers))
+        self.content = response.body
+        self.text = response.body.decode("utf-8", errors="replace")
+        self.reason = ""
+        self.url = url
+        self.ok = response.status < 400
+
+
 def _expect(response: Response, ok: tuple[int, ...], what: str, url: str) -> None:
     if response.status in ok:
         return
@@ -507,8 +549,30 @@ def _refuses_component(response: Response, text: str) -> bool:
                                       or b"VTODO" in response.body or response.status == 415)
 
 
+_SPACE = re.compile(rb"\s*")
+
+
+def _declares(body: bytes) -> bool:
+    """Whether a declaration (<!DOCTYPE, <!ENTITY, ...) comes before the root element."""
+    at = 0
+    while True:
+        at = _SPACE.match(body, at).end()  # type: ignore[union-attr]
+        if body.startswith(b"<!--", at):
+            end = body.find(b"-->", at + 4)
+        elif body.startswith(b"<?", at):
+            end = body.find(b"?>", at + 2)
+        else:
+            return body.startswith(b"<!", at)
+        if end < 0:
+            return False
+        at = end + 3 if body[end] == ord("-") else end + 2
+
+
 def _parse_xml(body: bytes, url: str) -> ET.Element:
-    if b"<!ENTITY" in body[:4096] or b"<!DOCTYPE" in body[:4096]:
+    # Any declaration (DOCTYPE, ENTITY) before the root element is refused, however much
+    # whitespace, comment or processing instruction comes first: no entity is ever expanded.
+    # (Text inside elements, CDATA included, may say "<!DOCTYPE" freely.)
+    if _declares(body):
         raise TargetError(f"the server's answer from {url} declares XML entities; refused")
     try:
         return ET.fromstring(body)

@@ -9,11 +9,13 @@ import time, and counts requests. Discovery and MKCALENDAR use python-caldav.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import logging
 import random
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -137,8 +139,38 @@ class DavSession:
         return response
 
     def _once(self, method: str, path: str, data: bytes, headers: dict[str, str]) -> Response:
+        """One exchange, over within `timeout` seconds in all: the socket timeout alone
+        restarts with every byte, so a server dripping its answer would hold a sync for
+        ever. A timer cuts the connection at the deadline; that is then a time-out."""
         conn = self._connect()
         self.count += 1
+        expired = threading.Event()
+
+        def cut() -> None:
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(self.timeout, cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            response = self._exchange(conn, method, path, data, headers)
+        except (OSError, http.client.HTTPException):
+            if expired.is_set():
+                raise TimeoutError(f"no full answer within {self.timeout:g} s") from None
+            raise
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            self.close()
+            raise TimeoutError(f"no full answer within {self.timeout:g} s")
+        return response
+
+    def _exchange(self, conn: http.client.HTTPConnection, method: str, path: str, data: bytes,
+                  headers: dict[str, str]) -> Response:
         conn.request(method, path, body=data or None, headers=headers)
         raw = conn.getresponse()
         length = raw.getheader("Content-Length")
@@ -146,10 +178,18 @@ class DavSession:
             self.close()
             raise TargetError(f"the server's answer to {method} {path} is too large "
                               f"({int(length) // 1_000_000} MB)")
-        body = raw.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
+        pieces: list[bytes] = []
+        size = 0
+        while size <= MAX_BODY:  # in pieces: an endless answer costs MAX_BODY, no more
+            piece = raw.read(min(1 << 20, MAX_BODY + 1 - size))
+            if not piece:
+                break
+            pieces.append(piece)
+            size += len(piece)
+        if size > MAX_BODY:
             self.close()
             raise TargetError(f"the server's answer to {method} {path} is too large")
+        body = b"".join(pieces)
         if raw.getheader("Connection", "").lower() == "close":
             self.close()
         return Response(raw.status, dict(raw.getheaders()), body)

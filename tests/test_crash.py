@@ -1,0 +1,568 @@
+"""Crash safety (issue 6, item 1): a `followsync sync` (or `done`) killed with SIGKILL at any
+point, followed by a normal sync, converges to exactly the desired items: no duplicate UID,
+no foreign item lost or changed, a state database that opens cleanly, and a sync after that
+which has nothing left to do.
+
+CalDAV: a real Radicale behind a proxy that holds the k-th request of the killed sync, for
+every k, either BEFORE it reaches the server or AFTER the server applied it (its answer never
+reaches the client); the test kills the process while the request is held. The request
+sequences (and so the number of kill points) are counted by an unkilled run first.
+
+.ics and `done`: the process writes through a slowed-down disk and is killed at random
+moments of the write (and of the whole run): the file is then exactly the old bytes or
+exactly the new ones, never torn.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from followsync.cli import main
+from followsync.state import State
+from tests.faultproxy import FaultProxy
+from tests.forkrunner import Child, ForkRunner
+from tests.servers import CalendarInfo, Server, drop_calendar, fresh_calendar
+
+PASSWORD_ENV = "FOLLOWSYNC_CRASH_PW"
+NOW = "2026-11-12T10:00"
+FOREIGN = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Someone else//EN\r\nBEGIN:VEVENT\r\n"
+           "UID:dentist-1\r\nDTSTAMP:20261101T120000Z\r\nDTSTART:20261203T140000Z\r\n"
+           "DTEND:20261203T150000Z\r\nSUMMARY:Dentist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+KILL_POINTS: dict[str, int] = {}  # scenario → kill points exercised (for the report)
+
+
+def leads_text(leads: list[tuple[str, str]]) -> str:
+    """Leads as (id, date of the last note I sent); cadence 2w, reminders at 09:30."""
+    body = "".join(f"  {lead}:\n    name: Person {lead}\n    org: Org {lead}\n"
+                   f"    log:\n      - {day} sent a note\n" for lead, day in leads)
+    return f'version: 1\ndefaults:\n  cadence: [2w, 1mo]\n  at: "09:30"\nleads:\n{body}'
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkRunner]:
+    with ForkRunner(tmp_path_factory.mktemp("children")) as running:
+        yield running
+
+
+# =========================================================================== CalDAV
+class KillProxy(FaultProxy):
+    """Holds request number `kill_at` of the current run (numbering restarts at `arm`)
+    before forwarding it, or after the server applied it, until `release`."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.kill_at: int | None = None
+        self.when = "before"
+        self.reached = threading.Event()
+        self.gate = threading.Event()
+        self._mine = threading.local()
+
+    def start(self) -> KillProxy:
+        super().start()
+        assert self._server is not None
+        # the answer to a held request goes to a killed client: that is expected, not news
+        self._server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+        return self
+
+    def arm(self, k: int | None, when: str = "before") -> None:
+        self.reset()
+        self.kill_at, self.when = k, when
+        self.reached.clear()
+        self.gate.clear()
+
+    def release(self) -> None:
+        self.kill_at = None
+        self.gate.set()
+
+    def _admit(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+        request = super()._admit(method, path, headers, body)
+        self._mine.number = request.number
+        return request
+
+    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes
+                 ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        hit = self.kill_at is not None and getattr(self._mine, "number", None) == self.kill_at
+        if hit and self.when == "before":
+            self.reached.set()
+            self.gate.wait(60)
+            raise OSError("held, then dropped: the client was killed")  # never forwarded
+        answer = super()._forward(method, path, headers, body)
+        if hit:  # the server has applied it; the client will never hear back
+            self.reached.set()
+            self.gate.wait(60)
+        return answer
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
+
+
+def _wait_reached(proxy: KillProxy, child: Child, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proxy.reached.wait(0.01):
+            return True
+        if _zombie(child.pid):  # the run ended before request k
+            return proxy.reached.is_set()
+    return False
+
+
+def state_is_sound(folder: Path) -> None:
+    """The state database passes SQLite's integrity check and opens as a State."""
+    path = folder / "state.sqlite"
+    if not path.exists():
+        return
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()
+    State(folder).close()
+
+
+class Dav:
+    """A config and lead file syncing to one calendar through a kill proxy: by the calendar's
+    URL, or by its display name (discovery, and MKCALENDAR when it is missing)."""
+
+    def __init__(self, tmp: Path, server: Server, proxy: KillProxy, *, url: str = "",
+                 name: str = "") -> None:
+        self.tmp, self.server, self.proxy = tmp, server, proxy
+        self.config = tmp / "config.yaml"
+        self.leads = tmp / "leads.yaml"
+        where = f"    url: {proxy.url_for(url)}\n" if url else \
+            f"    url: {proxy.url}\n    calendar: {name}\n"
+        self.config.write_text(
+            "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
+            f"targets:\n  - name: phone\n    type: caldav\n{where}"
+            f"    username: {server.username}\n    password_env: {PASSWORD_ENV}\n")
+        self.config.chmod(0o600)
+        self.env = {PASSWORD_ENV: server.password or ""}
+
+    def argv(self, now: str = NOW) -> list[str]:
+        return ["--config", str(self.config), "--now", now, "sync"]
+
+    def sync(self, capsys: pytest.CaptureFixture[str], now: str = NOW) -> tuple[int, str]:
+        code = main(self.argv(now))
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+
+def ours(cal: CalendarInfo) -> tuple[dict[str, bytes], int]:
+    """UID → body of every item with followsync's mark (asserting each UID once), and the
+    number of items in the calendar."""
+    found: dict[str, bytes] = {}
+    hrefs = cal.hrefs()
+    for href in hrefs:
+        status, body, _ = cal.get_raw(href)
+        assert status == 200
+        if b"X-FOLLOWSYNC-LEAD" in body:
+            uid = re.search(rb"^UID:(.*?)\r?$", body, re.M)
+            assert uid is not None
+            key = uid.group(1).decode()
+            assert key not in found, f"duplicate UID {key}"
+            found[key] = body
+    return found, len(hrefs)
+
+
+def assert_holds(cal: CalendarInfo, expected: dict[str, str], foreign: bytes | None,
+                 where: object = None) -> None:
+    """Exactly the expected items (lead → local start), plus the foreign one untouched."""
+    found, total = ours(cal)
+    assert set(found) == {f"followsync-{lead}-cadence-phone" for lead in expected}, where
+    for lead, start in expected.items():
+        assert f"DTSTART;TZID=Europe/Berlin:{start}".encode() in \
+            found[f"followsync-{lead}-cadence-phone"], (lead, start, where)
+    assert total == len(expected) + (foreign is not None), where
+    if foreign is not None:
+        assert cal.get_raw("dentist.ics")[1] == foreign, where
+
+
+def calendars(server: Server) -> dict[str, str]:
+    """Path → display name of every calendar under the principal (one PROPFIND)."""
+    probe = CalendarInfo(server.kind, server.url, server.principal_url, server.principal_url,
+                         "", server.username, server.password, None, server)
+    body = ('<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:displayname/>'
+            "</d:prop></d:propfind>")
+    status, _, data = probe.http("PROPFIND", server.principal_path, body, {"Depth": "1"})
+    assert status == 207
+    found = {}
+    for response in re.findall(rb"<(?:\w+:)?response\b.*?</(?:\w+:)?response>", data, re.S):
+        href = re.search(rb"<(?:\w+:)?href>(.*?)</", response, re.S)
+        name = re.search(rb"<(?:\w+:)?displayname>(.*?)</", response, re.S)
+        if href and href.group(1).decode().rstrip("/") != server.principal_path.rstrip("/"):
+            found[href.group(1).decode()] = name.group(1).decode() if name else ""
+    return found
+
+
+def calendar_at(server: Server, path: str) -> CalendarInfo:
+    return CalendarInfo(server.kind, server.url, server.principal_url,
+                        f"{server.url.rstrip('/')}{path}", "", server.username,
+                        server.password, None, server)
+
+
+WRITES = {"PUT", "DELETE", "MKCALENDAR", "PROPPATCH", "MKCOL"}
+Scenario = Callable[[int | None, str], list[str]]
+
+
+def run_kill_points(scenario: Scenario, name: str) -> int:
+    """An unkilled run gives the request sequence; then one kill BEFORE each request and
+    one AFTER each request that writes (after a read, the server is as before the next
+    request, which is already a kill point)."""
+    sequence = scenario(None, "")
+    assert sequence, "the sync sent no request"
+    points = [(k, "before") for k in range(1, len(sequence) + 1)] + \
+        [(k, "after") for k, method in enumerate(sequence, 1) if method in WRITES]
+    for k, when in points:
+        scenario(k, when)
+    KILL_POINTS[name] = len(points)
+    print(f"{name}: {len(sequence)} requests {sequence}, {len(points)} kill points")
+    return len(points)
+
+
+def killed_then_synced(runner: ForkRunner, dav: Dav, k: int, when: str, now: str,
+                       capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run the sync as a process, SIGKILL it while the proxy holds request k, check the
+    state database, then sync normally (in-process): its exit code and output."""
+    child = runner.start(dav.argv(now), env=dav.env)
+    assert _wait_reached(dav.proxy, child), (k, when, child.output())
+    assert runner.kill(child).killed, (k, when)
+    dav.proxy.release()
+    state_is_sound(dav.tmp / "state")
+    return dav.sync(capsys, now)
+
+
+def test_kill_anywhere_in_a_sync_with_creates_updates_and_deletes(
+        radicale_server: Server, runner: ForkRunner, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 leads synced; then 2 move (updates), 2 go (deletes), 2 come (creates), beside a
+    foreign event. The sync of that change is killed at each of its requests."""
+    server = radicale_server
+    monkeypatch.setenv(PASSWORD_ENV, server.password or "")
+    before = [("a", "2026-11-01"), ("b", "2026-11-01"), ("c", "2026-11-01"), ("d", "2026-11-01")]
+    after = [("a", "2026-11-05"), ("b", "2026-11-06"), ("e", "2026-11-01"), ("f", "2026-11-01")]
+    # one unanswered note each: the second gap of the cadence, 1mo
+    expected = {"a": "20261205T093000", "b": "20261206T093000", "e": "20261201T093000",
+                "f": "20261201T093000"}
+
+    def scenario(k: int | None, when: str) -> list[str]:
+        cal = fresh_calendar(server)
+        folder = tmp_path / f"k{k}-{when}"
+        folder.mkdir()
+        with KillProxy(server.url) as proxy:
+            try:
+                dav = Dav(folder, server, proxy, url=cal.calendar_url)
+                assert cal.put_raw("dentist.ics", FOREIGN)[0] in (201, 204)
+                foreign = cal.get_raw("dentist.ics")[1]
+                dav.leads.write_text(leads_text(before))
+                assert dav.sync(capsys)[0] == 0
+                dav.leads.write_text(leads_text(after))
+                proxy.arm(k, when)
+                if k is None:
+                    code, out = dav.sync(capsys)
+                    assert code == 0, out
+                    assert_holds(cal, expected, foreign)
+                    return [seen.method for seen in proxy.seen()]
+                code, out = killed_then_synced(runner, dav, k, when, NOW, capsys)
+                assert code == 0, (k, when, out)
+                assert_holds(cal, expected, foreign, (k, when))
+                state_is_sound(folder / "state")
+                proxy.arm(None)
+                code, out = dav.sync(capsys)
+                assert (code, proxy.count()) == (0, 1), (k, when, out, proxy.seen())
+                assert "0 created, 0 updated, 0 deleted, 4 unchanged (" in out, (k, when, out)
+                return []
+            finally:
+                proxy.release()
+                drop_calendar(cal)
+
+    assert run_kill_points(scenario, "caldav: creates, updates and deletes") >= 14
+
+
+def test_kill_anywhere_in_a_first_sync_that_creates_the_calendar(
+        radicale_server: Server, runner: ForkRunner, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The very first sync: discovery, MKCALENDAR of a calendar that does not exist yet,
+    then the uploads. Afterwards there is ONE new calendar, of that name, with the items."""
+    server = radicale_server
+    monkeypatch.setenv(PASSWORD_ENV, server.password or "")
+    leads = [("a", "2026-11-01"), ("b", "2026-11-02")]
+    expected = {"a": "20261201T093000", "b": "20261202T093000"}
+
+    def scenario(k: int | None, when: str) -> list[str]:
+        name = f"Follow-ups {uuid.uuid4().hex[:8]}"
+        folder = tmp_path / f"k{k}-{when}"
+        folder.mkdir()
+        existing = calendars(server)
+        with KillProxy(server.url) as proxy:
+            try:
+                dav = Dav(folder, server, proxy, name=name)
+                dav.leads.write_text(leads_text(leads))
+                proxy.arm(k, when)
+                if k is None:
+                    code, out = dav.sync(capsys)
+                    assert code == 0, out
+                    sequence = [seen.method for seen in proxy.seen()]
+                else:
+                    code, out = killed_then_synced(runner, dav, k, when, NOW, capsys)
+                    assert code == 0, (k, when, out)
+                made = {path: shown for path, shown in calendars(server).items()
+                        if path not in existing}
+                assert list(made.values()) == [name], (k, when, made)  # one, and named
+                assert_holds(calendar_at(server, next(iter(made))), expected, None, (k, when))
+                proxy.arm(None)
+                code, out = dav.sync(capsys)
+                assert (code, proxy.count()) == (0, 1), (k, when, out, proxy.seen())
+                return sequence if k is None else []
+            finally:
+                proxy.release()
+                for path in set(calendars(server)) - set(existing):
+                    drop_calendar(calendar_at(server, path))
+
+    assert run_kill_points(scenario, "caldav: first sync with MKCALENDAR") >= 10
+
+
+def test_kill_anywhere_in_a_daily_roll_then_the_next_days_still_roll(
+        radicale_server: Server, runner: ForkRunner, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overdue items move to today every day. The day-2 sync (two updates whose only cause
+    is the date) is killed; day 2 converges, and on day 3 both items still move: a write
+    that landed unrecorded must not be mistaken for the user editing the item."""
+    server = radicale_server
+    monkeypatch.setenv(PASSWORD_ENV, server.password or "")
+    leads = [("a", "2026-10-01"), ("b", "2026-10-02")]
+    day1, day2, day3 = "2026-11-12T10:00", "2026-11-13T10:00", "2026-11-14T10:00"
+
+    def on(day: str) -> dict[str, str]:
+        return {"a": f"{day}T093000", "b": f"{day}T093000"}
+
+    def scenario(k: int | None, when: str) -> list[str]:
+        cal = fresh_calendar(server)
+        folder = tmp_path / f"k{k}-{when}"
+        folder.mkdir()
+        with KillProxy(server.url) as proxy:
+            try:
+                dav = Dav(folder, server, proxy, url=cal.calendar_url)
+                dav.leads.write_text(leads_text(leads))
+                assert dav.sync(capsys, now=day1)[0] == 0
+                assert_holds(cal, on("20261112"), None)
+                proxy.arm(k, when)
+                if k is None:
+                    assert dav.sync(capsys, now=day2)[0] == 0
+                    return [seen.method for seen in proxy.seen()]
+                code, out = killed_then_synced(runner, dav, k, when, day2, capsys)
+                assert code == 0 and "kept" not in out, (k, when, out)
+                assert_holds(cal, on("20261113"), None, (k, when))
+                code, out = dav.sync(capsys, now=day3)
+                assert code == 0 and "2 updated" in out, (k, when, out)
+                assert_holds(cal, on("20261114"), None, (k, when))
+                return []
+            finally:
+                proxy.release()
+                drop_calendar(cal)
+
+    assert run_kill_points(scenario, "caldav: daily roll") >= 6
+
+
+# ============================================================================ .ics file
+ICS_CONFIG = ("leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
+              "targets:\n  - {name: file, type: ics, path: out.ics}\n")
+FOREIGN_ICS_EVENT = ("BEGIN:VEVENT\r\nUID:dentist-1\r\nDTSTAMP:20261101T120000Z\r\n"
+                     "DTSTART:20261203T140000Z\r\nSUMMARY:Dentist\r\nEND:VEVENT\r\n")
+
+
+def _uids(data: bytes) -> set[str]:
+    from followsync.backends.icsfile import Block, parse
+
+    return {line.split(":", 1)[1] for entry in parse(data.decode())
+            if isinstance(entry, Block) for line in entry.lines if line.startswith("UID:")}
+
+
+def _killed_runs(runner: ForkRunner, folder: Path, argv: list[str], target: Path, runs: int,
+                 reset: Callable[[], None], rng: random.Random) -> tuple[list[bytes], int, int]:
+    """`runs` runs of argv, each SIGKILLed: two in three at a random moment of the first
+    file write (the slowed disk tells when it starts), the others at a random moment of the
+    whole run. Returns what the target held after each, and how many runs were killed
+    inside the write and at all."""
+    full = _timed_run(runner, folder, argv, reset)
+    during = killed = 0
+    results: list[bytes] = []
+    for run in range(runs):
+        reset()
+        marker = folder / f"marker-{run}"
+        child = runner.start(argv, slow_write=True, marker=marker)
+        if run % 3 == 2:
+            time.sleep(rng.uniform(0, full))
+        else:
+            deadline = time.monotonic() + 20
+            while not _told(marker) and not _zombie(child.pid) and time.monotonic() < deadline:
+                time.sleep(0.001)
+            size = int(_told(marker) or 0)
+            time.sleep(rng.uniform(0, size / 1024 * 0.001))  # inside the slowed write
+            during += 1
+        runner.kill(child)
+        killed += child.killed
+        results.append(target.read_bytes() if target.exists() else b"")
+    return results, during, killed
+
+
+def _told(marker: Path) -> str:
+    """The first complete line the child wrote to `marker`, or ''."""
+    try:
+        text = marker.read_text()
+    except FileNotFoundError:
+        return ""
+    return text.split("\n", 1)[0].split()[0] if "\n" in text else ""
+
+
+def _timed_run(runner: ForkRunner, folder: Path, argv: list[str], reset: Callable[[], None]
+               ) -> float:
+    reset()
+    started = time.monotonic()
+    child = runner.wait(runner.start(argv, slow_write=True, marker=folder / "marker-timing"))
+    assert child.code == 0, child.output()
+    return time.monotonic() - started
+
+
+def _temp_litter(folder: Path, name: str) -> list[Path]:
+    return sorted(folder.glob(f".{name}.*.tmp"))
+
+
+def test_an_ics_file_killed_during_its_write_is_the_old_or_the_new_one(
+        runner: ForkRunner, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path
+    (folder / "config.yaml").write_text(ICS_CONFIG)
+    leads = folder / "leads.yaml"
+    ics = folder / "out.ics"
+    old_set = [(f"old{i}", "2026-11-01") for i in range(30)]
+    new_set = [(f"old{i}", "2026-11-05") for i in range(0, 30, 2)] + \
+        [(f"new{i}", "2026-11-02") for i in range(30)]
+    leads.write_text(leads_text(old_set))
+    argv = ["--config", str(folder / "config.yaml"), "--now", NOW, "sync"]
+    assert main(argv) == 0
+    text = ics.read_bytes().replace(b"END:VCALENDAR\r\n",
+                                    FOREIGN_ICS_EVENT.encode() + b"END:VCALENDAR\r\n")
+    ics.write_bytes(text)
+    assert main(argv) == 0
+    old_bytes = ics.read_bytes()
+    snapshot = folder / "snapshot"
+    shutil.copytree(folder / "state", snapshot)
+    leads.write_text(leads_text(new_set))
+    capsys.readouterr()
+
+    def reset() -> None:
+        ics.write_bytes(old_bytes)
+        shutil.rmtree(folder / "state")
+        shutil.copytree(snapshot, folder / "state")
+        for litter in _temp_litter(folder, "out.ics"):
+            litter.unlink()
+
+    # the new file, as an unkilled run writes it
+    reset()
+    assert main(argv) == 0
+    new_bytes = ics.read_bytes()
+    assert new_bytes != old_bytes and b"UID:dentist-1" in new_bytes
+    capsys.readouterr()
+
+    rng = random.Random(6)
+    runs = 30
+    results, during, killed = _killed_runs(runner, folder, argv, ics, runs, reset, rng)
+    kinds = {"old": 0, "new": 0}
+    for data in results:
+        assert data in (old_bytes, new_bytes), "a torn or foreign file after a kill"
+        kinds["old" if data == old_bytes else "new"] += 1
+    assert killed >= runs * 0.8  # nearly every run was really killed before it finished
+    assert kinds["old"] >= runs // 2  # most kills landed during the write (old file kept)
+    KILL_POINTS["ics: random kills (during the write / anywhere)"] = runs
+    print(f"ics: {runs} runs, {during} killed inside the write, {killed} killed, {kinds}")
+
+    # and after every kind of kill, a normal sync converges to the new file exactly
+    for data in {old_bytes, new_bytes}:
+        reset()
+        ics.write_bytes(data)
+        assert main(argv) == 0
+        assert ics.read_bytes() == new_bytes
+        assert _uids(new_bytes) == {f"followsync-{lead}-cadence-file" for lead, _ in new_set} | \
+            {"dentist-1"}
+        state_is_sound(folder / "state")
+
+
+def test_an_ics_sync_killed_after_the_rename_converges_on_the_next_days(
+        runner: ForkRunner, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed right after the new file replaced the old one, before the state was saved:
+    the items it wrote are ours, not edits by the user, so the next day they still roll."""
+    folder = tmp_path
+    (folder / "config.yaml").write_text(ICS_CONFIG)
+    (folder / "leads.yaml").write_text(leads_text([("a", "2026-10-01"), ("b", "2026-10-02")]))
+    ics = folder / "out.ics"
+
+    def argv(now: str) -> list[str]:
+        return ["--config", str(folder / "config.yaml"), "--now", now, "sync"]
+
+    assert main(argv("2026-11-12T10:00")) == 0
+    # day 2, killed while it pauses right after renaming the new file into place
+    marker = folder / "renamed"
+    child = runner.start(argv("2026-11-13T10:00"), pause_after_replace=30.0, marker=marker)
+    deadline = time.monotonic() + 20
+    while not _told(marker):
+        assert time.monotonic() < deadline and not _zombie(child.pid), child.output()
+        time.sleep(0.005)
+    assert ics.read_bytes().count(b"DTSTART;TZID=Europe/Berlin:20261113T093000") == 2
+    assert runner.kill(child).killed
+    state_is_sound(folder / "state")
+    capsys.readouterr()
+    assert main(argv("2026-11-13T10:00")) == 0
+    out = capsys.readouterr().out
+    assert "kept" not in out, out
+    assert main(argv("2026-11-14T10:00")) == 0
+    out = capsys.readouterr().out
+    assert "2 updated" in out, out
+    assert ics.read_bytes().count(b"DTSTART;TZID=Europe/Berlin:20261114T093000") == 2
+
+
+# ============================================================================ `done`
+def test_done_killed_during_its_write_leaves_the_old_or_the_new_lead_file(
+        runner: ForkRunner, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path
+    (folder / "config.yaml").write_text(ICS_CONFIG)
+    leads = folder / "leads.yaml"
+    # a big lead file, so the slowed write takes a while
+    text = "# my leads\n" + leads_text([(f"lead{i}", "2026-11-01") for i in range(60)])
+    leads.write_text(text)
+    old_bytes = leads.read_bytes()
+    argv = ["--config", str(folder / "config.yaml"), "--now", NOW, "done", "lead7",
+            "--note", "called: she'll think about it"]
+    assert main(argv) == 0
+    new_bytes = leads.read_bytes()
+    assert new_bytes != old_bytes
+    capsys.readouterr()
+
+    def reset() -> None:
+        leads.write_bytes(old_bytes)
+        for litter in _temp_litter(folder, "leads.yaml"):
+            litter.unlink()
+
+    rng = random.Random(7)
+    runs = 20
+    results, during, killed = _killed_runs(runner, folder, argv, leads, runs, reset, rng)
+    for data in results:
+        assert data in (old_bytes, new_bytes), "a torn lead file after a kill"
+    assert killed >= runs * 0.8
+    assert sum(data == old_bytes for data in results) >= runs // 2
+    print(f"done: {runs} runs, {during} killed inside the write, {killed} killed")
+    KILL_POINTS["done: random kills"] = runs
+    # whatever the kill left, the file loads and `done` works again
+    assert main(["--config", str(folder / "config.yaml"), "validate"]) == 0

@@ -1,0 +1,232 @@
+"""Secrets and files (issue 6, item 6): `password_command` is never run through a shell, no
+secret appears in any output at any verbosity (whatever the password's source, whatever
+happens), the state dir is private, and a password in a config others can read is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from followsync.cli import main
+from tests.hostile_server import HostileServer
+from tests.servers import CalendarInfo
+
+NOW = "2026-03-02T10:00"
+LEADS = "version: 1\nleads:\n  dana: {name: Dana, last_contact: 2026-02-01}\n"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
+
+
+def write(folder: Path, target: str, mode: int = 0o600, state: str = "state") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "leads.yaml").write_text(LEADS)
+    config = folder / "config.yaml"
+    config.write_text(f"leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: {state}\n"
+                      f"targets:\n{target}")
+    config.chmod(mode)
+    return config
+
+
+def run(config: Path, *args: str) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--config", str(config), "--now", NOW, *args])
+    return code, out.getvalue() + err.getvalue()
+
+
+def caldav_target(url: str, user: str, source: str, calendar: str = "") -> str:
+    where = f"    calendar: {calendar}\n" if calendar else ""
+    return (f"  - name: phone\n    type: caldav\n    url: {url}\n{where}"
+            f"    username: {user}\n    timeout: 5\n{source}")
+
+
+# ------------------------------------------------------------------- password_command
+@pytest.fixture
+def catcher() -> Iterator[HostileServer]:
+    """A server answering 401 to everything: it shows which password was sent."""
+    with HostileServer("unauthorized") as server:
+        yield server
+
+
+def sent_password(server: HostileServer) -> str:
+    (request,) = server.seen()
+    scheme, token = request.headers["authorization"].split(" ", 1)
+    assert scheme == "Basic"
+    return base64.b64decode(token).decode().split(":", 1)[1]
+
+
+def test_password_command_is_not_run_through_a_shell(tmp_path: Path,
+                                                     catcher: HostileServer) -> None:
+    """`;`, `$(...)`, backticks, `|`, `>`, `&&` and `$VAR` are plain words: the command is
+    split like a shell would split words (quotes work), then run directly."""
+    made = [tmp_path / f"pwned{i}" for i in range(5)]
+    command = (f"echo 'pa ss' $(touch {made[0]}) `touch {made[1]}` ; touch {made[2]} | "
+               f"tee {made[3]} > {made[4]} && $HOME")
+    config = write(tmp_path, caldav_target(catcher.url, "alice",
+                                           f'    password_command: "{command}"\n'))
+    code, text = run(config, "sync")
+    assert code == 3 and "authentication refused" in text, text
+    for path in made:
+        assert not path.exists(), f"{path.name} was created: a shell ran the command"
+    assert sent_password(catcher) == (
+        f"pa ss $(touch {made[0]}) `touch {made[1]}` ; touch {made[2]} | tee {made[3]} "
+        f"> {made[4]} && $HOME")
+    assert "pa ss" not in text
+
+
+def test_password_command_as_a_list_is_run_as_is(tmp_path: Path,
+                                                 catcher: HostileServer) -> None:
+    config = write(tmp_path, caldav_target(catcher.url, "alice",
+                                           '    password_command: [printf, "%s", "a;b $(c)"]\n'))
+    code, _ = run(config, "sync")
+    assert code == 3
+    assert sent_password(catcher) == "a;b $(c)"
+
+
+def test_a_failing_password_command_never_shows_its_output(tmp_path: Path,
+                                                           catcher: HostileServer) -> None:
+    script = tmp_path / "pw.sh"
+    script.write_text("#!/bin/sh\necho TopSecret-out\necho TopSecret-err >&2\nexit 7\n")
+    script.chmod(0o700)
+    config = write(tmp_path, caldav_target(catcher.url, "alice",
+                                           f"    password_command: {script}\n"))
+    code, text = run(config, "-vv", "sync")
+    assert code == 3
+    assert "password_command failed (exit 7)" in text
+    assert "TopSecret" not in text
+    assert catcher.seen() == []  # nothing was sent without a password
+
+
+# --------------------------------------------------------------- no secret in any output
+SECRET_SOURCES = ["password_command", "password_env", "password"]
+
+
+def source_lines(kind: str, secret: str, folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "password_command":
+        script = folder / "pw.sh"
+        script.write_text(f"#!/bin/sh\nprintf '%s\\n' '{secret}'\n")
+        script.chmod(0o700)
+        return f"    password_command: {script}\n"
+    if kind == "password_env":
+        return "    password_env: FOLLOWSYNC_TEST_SECRET\n"
+    return f'    password: "{secret}"\n'
+
+
+def forms(user: str, secret: str) -> list[str]:
+    """The secret as it could leak: itself, and inside a Basic Authorization header."""
+    token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    return [secret, token, token[:-4]]
+
+
+def scan(texts: list[str], secret_forms: list[str]) -> None:
+    for text in texts:
+        for form in secret_forms:
+            assert form not in text, f"a secret in the output: ...{text[:300]}"
+
+
+@pytest.mark.parametrize("kind", SECRET_SOURCES)
+def test_no_secret_in_any_output_against_a_real_server(
+        kind: str, radicale_calendar: CalendarInfo, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command, at -vv and at the default level, with the right password, a wrong
+    one, and the server gone: the password shows nowhere, nor in the state files."""
+    cal = radicale_calendar
+    texts = []
+    for secret, expect in ((cal.password or "", 0), ("Wr0ng-Pa55-" + kind, 3)):
+        folder = tmp_path / f"{expect}"
+        monkeypatch.setenv("FOLLOWSYNC_TEST_SECRET", secret)
+        config = write(folder, caldav_target(cal.url, cal.username or "", source_lines(
+            kind, secret, folder), calendar=cal.calendar_name))
+        for args in (["-vv", "sync"], ["sync"], ["-vv", "plan"], ["-v", "calendars"],
+                     ["calendars"], ["-vv", "validate"], ["-vv", "agenda", "--json"]):
+            code, text = run(config, *args)
+            if args[-1] in ("sync", "calendars"):
+                assert code == expect, (args, text)
+            texts.append(text)
+        for path in (folder / "state").rglob("*"):
+            if path.is_file():
+                texts.append(path.read_bytes().decode("latin-1"))
+        scan(texts, forms(cal.username or "", secret))
+    # the server is gone: retries, errors and all
+    folder = tmp_path / "gone"
+    monkeypatch.setenv("FOLLOWSYNC_TEST_SECRET", cal.password or "")
+    config = write(folder, caldav_target("http://127.0.0.1:9/", cal.username or "",
+                                         source_lines(kind, cal.password or "", folder)))
+    code, text = run(config, "-vv", "sync")
+    assert code == 3 and "unreachable" in text, text
+    scan([text], forms(cal.username or "", cal.password or ""))
+
+
+@pytest.mark.parametrize("mode", ["redirect", "malformed", "huge_length", "entity_bomb"])
+def test_no_secret_in_the_output_of_a_hostile_server_case(mode: str, tmp_path: Path) -> None:
+    secret = "Pa55-hostile-" + mode
+    with HostileServer("ok", "127.0.0.2") as other, \
+            HostileServer(mode, location=other.url) as server:
+        config = write(tmp_path, caldav_target(server.url, "alice",
+                                               f'    password: "{secret}"\n'))
+        code, text = run(config, "-vv", "sync")
+        assert code == 3, text
+        scan([text], forms("alice", secret))
+        assert other.seen() == []
+
+
+# --------------------------------------------------------------------- files and modes
+def test_the_state_dir_is_created_private(tmp_path: Path) -> None:
+    config = write(tmp_path, "  - {name: file, type: ics, path: out.ics}\n",
+                   state="deep/er/state")
+    old = os.umask(0o022)
+    try:
+        code, text = run(config, "sync")
+    finally:
+        os.umask(old)
+    assert code == 0, text
+    state = tmp_path / "deep" / "er" / "state"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "lock").stat().st_mode) == 0o600
+
+
+def test_an_existing_state_dir_open_to_others_is_made_private(tmp_path: Path) -> None:
+    config = write(tmp_path, "  - {name: file, type: ics, path: out.ics}\n")
+    (tmp_path / "state").mkdir(mode=0o777)
+    (tmp_path / "state").chmod(0o777)
+    assert run(config, "sync")[0] == 0
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o666])
+def test_a_password_in_a_config_others_can_read_is_refused(mode: int, tmp_path: Path,
+                                                           catcher: HostileServer) -> None:
+    secret = "In-The-Config-42"
+    config = write(tmp_path, caldav_target(catcher.url, "alice", f'    password: "{secret}"\n'),
+                   mode=mode)
+    for args in (["sync"], ["-vv", "validate"], ["plan"]):
+        code, text = run(config, *args)
+        assert code == 1, (args, text)
+        assert "has a password in a config file others can read" in text
+        assert f"chmod 600 {config}" in text
+        scan([text], forms("alice", secret))
+    assert catcher.seen() == []  # refused before anything was sent
+
+
+def test_a_password_in_a_private_config_works_with_a_warning(
+        tmp_path: Path, catcher: HostileServer) -> None:
+    secret = "In-The-Config-43"
+    config = write(tmp_path, caldav_target(catcher.url, "alice", f'    password: "{secret}"\n'))
+    code, text = run(config, "sync")
+    assert code == 3  # the catcher refuses it, but it was used
+    assert "the password is written in the config" in text
+    assert sent_password(catcher) == secret
+    scan([text], forms("alice", secret))

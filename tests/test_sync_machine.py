@@ -1,0 +1,410 @@
+"""The two-way sync contract as a state machine (SPEC §3, issue 5), against in-RAM calendars.
+
+Hypothesis interleaves edits of the lead file, edits made in calendar apps (a to-do ticked
+off, an item moved, an item deleted, someone else's item added), new days and syncs. A small
+explicit model says what the calendars must hold after each sync:
+
+  * the rules' answer (`rules.plan`) for the lead file plus the to-dos ticked off in a calendar
+    (each a touch by me on its day), with the memory followsync keeps per lead (the day it was
+    first seen, its last status and the day that status was first seen);
+  * minus the items the user deleted, as long as the follow-up is still what it was when
+    followsync last wrote it ("changed since" is judged on the follow-up as the lead file and
+    the calendar touches define it, blind to the daily overdue roll);
+  * an item the user moved or ticked off keeps exactly the user's text while the follow-up is
+    unchanged; otherwise an item shows followsync's own rendering of the follow-up;
+  * never a duplicate UID; someone else's items are never touched; and a sync right after a
+    sync writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import icalendar
+from hypothesis import HealthCheck, Phase, assume, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from followsync import engine
+from followsync.backends.base import is_owned, uid_of
+from followsync.backends.memory import MemoryBackend
+from followsync.config import load_config
+from followsync.leads import Touch, parse_lead_file
+from followsync.render import summary, uid_for
+from followsync.rules import FollowUp, Memory, plan
+from tests.conftest import leads_text
+
+ZONE = ZoneInfo("Europe/Berlin")
+START = date(2026, 3, 2)
+DEFAULTS = """\
+version: 1
+defaults:
+  cadence: [1w, 2w]
+  give_up_after: 3
+  at: "09:00"
+  on_status:
+    interviewed: {after: 1d, do: "Thank {name}"}
+  on_other_status:
+    offer: {after: 0d, do: "Tell {name} about the offer"}
+leads:
+"""
+TARGETS = {"todo": "todo", "event": "event"}  # name -> as (both in-RAM calendars)
+STATUSES = ["waiting", "interviewed", "offer", "closed"]
+_WHEN = re.compile(r"^(DTSTART|DUE|DTEND)((?:;[^:\r\n]*)?):(\d{8}T\d{6})(Z?)\r?$", re.M)
+
+
+@dataclass
+class LeadModel:
+    """A lead as written in the lead file."""
+
+    name: str
+    status: str | None = None
+    log: list[tuple[date, str, str]] = field(default_factory=list)  # (date, by, note)
+    one_offs: dict[str, tuple[date, str]] = field(default_factory=dict)  # id -> (on, do)
+
+    def yaml(self, lead_id: str) -> str:
+        lines = [f"  {lead_id}:", f"    name: {self.name}"]
+        if self.status:
+            lines.append(f"    status: {self.status}")
+        if self.log:
+            lines.append("    log:")
+            lines += [f"      - {{date: {d.isoformat()}, by: {by}, note: \"{note}\"}}"
+                      for d, by, note in self.log]
+        if self.one_offs:
+            lines.append("    follow_ups:")
+            lines += [f"      - {{id: {key}, on: {on.isoformat()}, do: \"{do}\"}}"
+                      for key, (on, do) in sorted(self.one_offs.items())]
+        return "\n".join(lines) + "\n"
+
+
+def defined(item: FollowUp) -> FollowUp:
+    """The follow-up as the lead file and the calendar touches define it: the daily overdue
+    roll (today's date, "overdue N days") taken out."""
+    return replace(item, due=item.due - timedelta(days=item.overdue_days), overdue_days=0)
+
+
+@dataclass(frozen=True)
+class UserVersion:
+    """An item the user changed in a calendar app: the follow-up it showed then, and the text
+    the app saved."""
+
+    shown: FollowUp
+    text: str
+
+
+FOREIGN = """BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//Another App//EN\r
+BEGIN:{kind}\r
+UID:{uid}\r
+DTSTAMP:20260101T000000Z\r
+DTSTART:20260310T140000Z\r
+SUMMARY:Dentist {n}\r
+END:{kind}\r
+END:VCALENDAR\r
+"""
+
+
+class SyncMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="followsync-machine-"))
+        (self.dir / "config.yaml").write_text(
+            "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
+            "safety: {max_deletes: 1000}\ntargets:\n"
+            + "".join(f"  - {{name: {name}, type: ics, path: {name}.ics, as: {kind}}}\n"
+                      for name, kind in TARGETS.items()))
+        self.today = START
+        self.leads: dict[str, LeadModel] = {}
+        self.next_id = 0
+        self._new_lead()
+        self._new_lead(one_off_in=0)
+        self._write_leads()
+        self.config = load_config(self.dir / "config.yaml")
+        self.backends = {name: MemoryBackend() for name in TARGETS}
+        # what followsync remembers, as the contract defines it
+        self.memory: dict[str, Memory] = {}
+        self.calendar_touches: dict[str, set[Touch]] = {}
+        # per target: uid -> the follow-up followsync last wrote there
+        self.written: dict[str, dict[str, FollowUp]] = {t: {} for t in TARGETS}
+        self.edited: dict[str, dict[str, UserVersion]] = {t: {} for t in TARGETS}
+        self.deleted: dict[str, dict[str, FollowUp]] = {t: {} for t in TARGETS}
+        self.ticked: dict[str, dict[str, tuple[str, date]]] = {t: {} for t in TARGETS}
+        self.foreign: dict[str, dict[str, tuple[str, str]]] = {t: {} for t in TARGETS}
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _new_lead(self, status: str | None = None, one_off_in: int | None = None) -> str:
+        lead_id = f"l{self.next_id}"
+        self.next_id += 1
+        lead = LeadModel(name=f"Person {lead_id}", status=status)
+        if one_off_in is not None:
+            lead.one_offs["a"] = (self.today + timedelta(days=one_off_in), "Ask about a")
+        self.leads[lead_id] = lead
+        return lead_id
+
+    def _write_leads(self) -> None:
+        text = DEFAULTS + "".join(lead.yaml(i) for i, lead in self.leads.items())
+        (self.dir / "leads.yaml").write_text(text)
+        self.lead_text = text
+
+    def _now(self) -> datetime:
+        return datetime.combine(self.today, time(10, 0), tzinfo=ZONE)
+
+    def _owned(self, target: str) -> dict[str, tuple[str, str]]:
+        """uid -> (href, text) of the items with followsync's marks."""
+        found = {}
+        for href, (_etag, text) in self.backends[target].items.items():
+            if is_owned(text):
+                uid = uid_of(text)
+                assert uid is not None
+                found[uid] = (href, text)
+        return found
+
+    def _pick(self, target: str, index: int, todo_open: bool = False) -> tuple[str, str, str]:
+        owned = self._owned(target)
+        choices = sorted(uid for uid, (_h, text) in owned.items()
+                         if not todo_open or "STATUS:NEEDS-ACTION" in text)
+        assume(choices)
+        uid = choices[index % len(choices)]
+        href, text = owned[uid]
+        return uid, href, text
+
+    def _user_saves(self, target: str, uid: str, href: str, text: str) -> None:
+        """What a calendar app does; the model notes which follow-up the item showed."""
+        self.backends[target].put_foreign(href, text)
+        shown = self.edited[target][uid].shown if uid in self.edited[target] \
+            else self.written[target][uid]
+        self.edited[target][uid] = UserVersion(shown, text)
+
+    # --- the lead file -----------------------------------------------------------------------
+    @rule(change=st.sampled_from(["log a touch", "move a one-off", "reword a one-off",
+                                  "set a status", "add a lead", "remove a lead"]),
+          index=st.integers(0, 50), by=st.sampled_from(["me", "them", "both"]),
+          days=st.integers(-3, 10), status=st.sampled_from(STATUSES))
+    def edit_the_lead_file(self, change: str, index: int, by: str, days: int,
+                           status: str) -> None:
+        lead = self.leads[sorted(self.leads)[index % len(self.leads)]]
+        if change == "log a touch":  # today or a few days back
+            when = self.today - timedelta(days=abs(days) % 4)
+            lead.log.append((when, by, f"touch {len(lead.log)}"))
+        elif change in ("move a one-off", "reword a one-off"):  # the one-off keeps its id
+            on, do = lead.one_offs.get("a", (self.today, "Ask about a"))
+            if change == "move a one-off":
+                on = self.today + timedelta(days=days)
+            else:
+                do = "Ask about b" if do == "Ask about a" else "Ask about a"
+            lead.one_offs["a"] = (on, do)
+        elif change == "set a status":  # closing a lead is one of them
+            lead.status = status
+        elif change == "add a lead":
+            assume(len(self.leads) < 5)
+            self._new_lead(status if status != "closed" else None,
+                           days if days >= 0 else None)
+        else:  # a lead file without leads deletes nothing: keep one
+            assume(len(self.leads) > 1)
+            del self.leads[sorted(self.leads)[index % len(self.leads)]]
+
+    # --- the calendars -----------------------------------------------------------------------
+    @rule(index=st.integers(0, 50))
+    def tick_off_a_todo(self, index: int) -> None:
+        uid, href, text = self._pick("todo", index, todo_open=True)
+        stamp = datetime.combine(self.today, time(12, 0), tzinfo=ZONE).astimezone(UTC)
+        done = text.replace("STATUS:NEEDS-ACTION",
+                            f"STATUS:COMPLETED\r\nCOMPLETED:{stamp:%Y%m%dT%H%M%SZ}", 1)
+        self._user_saves("todo", uid, href, done)
+        lead = self.edited["todo"][uid].shown.lead_id
+        self.ticked["todo"][uid] = (lead, self.today)
+
+    @rule(calendar=st.sampled_from(sorted(TARGETS)), index=st.integers(0, 50),
+          days=st.integers(-2, 5))
+    def move_an_item(self, calendar: str, index: int, days: int) -> None:
+        uid, href, text = self._pick(calendar, index)
+
+        def moved(match: re.Match[str]) -> str:
+            when = datetime.strptime(match.group(3), "%Y%m%dT%H%M%S") + timedelta(days=days)
+            when = when.replace(hour=15, minute=45)
+            return f"{match.group(1)}{match.group(2)}:{when:%Y%m%dT%H%M%S}{match.group(4)}"
+
+        new = _WHEN.sub(moved, text)
+        assume(new != text)
+        self._user_saves(calendar, uid, href, new)
+
+    @rule(calendar=st.sampled_from(sorted(TARGETS)), index=st.integers(0, 50))
+    def delete_an_item(self, calendar: str, index: int) -> None:
+        uid, href, _text = self._pick(calendar, index)
+        del self.backends[calendar].items[href]
+        version = self.edited[calendar].pop(uid, None)
+        self.deleted[calendar][uid] = version.shown if version else self.written[calendar][uid]
+        self.ticked[calendar].pop(uid, None)  # ticked off, then deleted: no app reports it
+
+    @rule(calendar=st.sampled_from(sorted(TARGETS)), kind=st.sampled_from(["VEVENT", "VTODO"]))
+    def add_someone_elses_item(self, calendar: str, kind: str) -> None:
+        n = sum(len(f) for f in self.foreign.values())
+        uid = f"dentist-{n}@another.example"
+        text = FOREIGN.format(kind=kind, uid=uid, n=n)
+        remote = self.backends[calendar].put_foreign(f"{uid}.ics", text)
+        self.foreign[calendar][remote.href] = (remote.etag, text)
+
+    # --- time ---------------------------------------------------------------------------------
+    @rule(days=st.integers(1, 9))
+    def days_pass(self, days: int) -> None:
+        self.today += timedelta(days=days)
+
+    # --- the sync and what it must do -------------------------------------------------------
+    @initialize()
+    def first_sync(self) -> None:
+        self.sync()
+
+    @rule()
+    def sync(self) -> None:
+        self._write_leads()
+        outcome = engine.run(self.config, self._now(), backends=dict(self.backends))
+        for report in outcome.targets:
+            assert report.error is None, report.error
+            assert report.warnings == [], report.warnings
+            assert report.conflicts == 0
+        self._remember()
+        self._check()
+        # nothing is rewritten for nothing: a second sync right away writes nothing
+        writes = {t: b.writes for t, b in self.backends.items()}
+        items = {t: dict(b.items) for t, b in self.backends.items()}
+        engine.run(self.config, self._now(), backends=dict(self.backends))
+        assert {t: b.writes for t, b in self.backends.items()} == writes
+        assert {t: dict(b.items) for t, b in self.backends.items()} == items
+
+    def _remember(self) -> None:
+        """What a sync takes in: leads seen (first day, status changes) and ticked to-dos."""
+        parsed, _ = parse_lead_file("leads.yaml", self.lead_text.encode())
+        for lead_id, lead in (parsed.leads or {}).items():
+            known = self.memory.get(lead_id)
+            if known is None:
+                self.memory[lead_id] = Memory(first_seen=self.today, status=lead.status)
+            elif known.status != lead.status:
+                self.memory[lead_id] = replace(known, status=lead.status,
+                                               status_changed=self.today)
+        for target, ticked in self.ticked.items():
+            for lead_id, day in ticked.values():
+                note = f"completed in the calendar ({target})"
+                self.calendar_touches.setdefault(lead_id, set()).add(
+                    Touch(date=day, by="me", note=note))
+            ticked.clear()
+
+    def _rules(self) -> dict[str, FollowUp]:
+        """The rules' answer for the whole history: (lead, rule) -> follow-up."""
+        loaded = leads_text(self.lead_text)
+        memory = {
+            item.id: replace(self.memory[item.id], touches=tuple(sorted(
+                self.calendar_touches.get(item.id, ()), key=lambda t: (t.date, t.note))))
+            for item in loaded}
+        return {f"{f.lead_id} {f.rule}": f
+                for p in plan(loaded, self.today, memory) for f in p.follow_ups}
+
+    def _check(self) -> None:
+        answer = self._rules()
+        for target, kind in TARGETS.items():
+            wanted = {uid_for(target, f.lead_id, f.rule): f for f in answer.values()}
+            owned = self._owned(target)
+            expected_present = set()
+            for uid, item in wanted.items():
+                gone = self.deleted[target].get(uid)
+                if gone is not None and gone == defined(item):
+                    assert uid not in owned, f"{target}: {uid} deleted by hand came back"
+                    continue
+                expected_present.add(uid)
+                assert uid in owned, f"{target}: {uid} missing"
+                _href, text = owned[uid]
+                version = self.edited[target].get(uid)
+                if version is not None and version.shown == defined(item):
+                    assert text == version.text, f"{target}: the user's edit of {uid} was lost"
+                else:
+                    self._assert_rendered(text, item, kind)
+            assert set(owned) == expected_present, (target, set(owned) ^ expected_present)
+            # the model forgets what no longer applies, and notes what followsync wrote
+            self.deleted[target] = {u: f for u, f in self.deleted[target].items()
+                                    if u in wanted and f == defined(wanted[u])}
+            self.edited[target] = {u: v for u, v in self.edited[target].items()
+                                   if u in wanted and v.shown == defined(wanted[u])}
+            self.written[target] = {u: defined(wanted[u]) for u in expected_present}
+
+    def _assert_rendered(self, text: str, item: FollowUp, kind: str) -> None:
+        cal = icalendar.Calendar.from_ical(text)
+        (comp,) = [c for c in cal.walk() if c.name in ("VEVENT", "VTODO")]
+        assert comp.name == ("VTODO" if kind == "todo" else "VEVENT")
+        assert str(comp["X-FOLLOWSYNC-LEAD"]) == item.lead_id
+        assert str(comp["X-FOLLOWSYNC-RULE"]) == item.rule
+        assert str(comp["SUMMARY"]) == summary(item)
+        assert item.at is not None
+        start = datetime.combine(item.due, item.at, tzinfo=ZONE)
+        assert comp.decoded("DTSTART") == start
+        if kind == "todo":
+            assert comp.decoded("DUE") == start
+            assert str(comp["STATUS"]) == "NEEDS-ACTION"
+
+    # --- always -------------------------------------------------------------------------------
+    @invariant()
+    def one_item_per_uid_and_foreign_items_untouched(self) -> None:
+        for target, backend in self.backends.items():
+            uids = [uid_of(text) for _etag, text in backend.items.values()]
+            assert len(uids) == len(set(uids)), f"{target}: duplicate UID"
+            for href, (etag, text) in self.foreign[target].items():
+                assert backend.items.get(href) == (etag, text), f"{target}: {href} was touched"
+
+
+SyncMachine.TestCase.settings = settings(
+    max_examples=30, stateful_step_count=15, deadline=None,
+    # no "explain" phase: tracing every line of a sync makes a failure take minutes to report
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_the_two_way_sync_contract = SyncMachine.TestCase
+
+
+# --- regressions the machine's model pins down, as plain tests ------------------------------
+def _run(config: Any, day: date, backends: dict[str, MemoryBackend]) -> None:
+    outcome = engine.run(config, datetime.combine(day, time(10), tzinfo=ZONE),
+                         backends=dict(backends))
+    assert outcome.exit_code == 0
+
+
+def _tick(backend: MemoryBackend, uid: str, day: date) -> None:
+    for href, (_etag, text) in list(backend.items.items()):
+        if uid_of(text) == uid:
+            stamp = datetime.combine(day, time(12), tzinfo=ZONE).astimezone(UTC)
+            backend.put_foreign(href, text.replace(
+                "STATUS:NEEDS-ACTION", f"STATUS:COMPLETED\r\nCOMPLETED:{stamp:%Y%m%dT%H%M%SZ}"))
+            return
+    raise AssertionError(uid)
+
+
+def test_touches_from_two_calendars_on_one_day_give_the_same_plan_in_every_sync(
+        tmp_path: Path) -> None:
+    """The cadence to-do ticked off on the same day in two to-do calendars: the sync that
+    sees it and every later one must agree on the follow-up (else it is rewritten, and edits
+    and deletions made in the calendars are overridden, for nothing)."""
+    (tmp_path / "leads.yaml").write_text(
+        DEFAULTS + "  dana:\n    name: Dana\n    last_contact: 2026-03-01\n")
+    (tmp_path / "config.yaml").write_text(
+        "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\ntargets:\n"
+        "  - {name: phone, type: ics, path: a.ics, as: todo}\n"
+        "  - {name: phone2, type: ics, path: b.ics, as: todo}\n")
+    config = load_config(tmp_path / "config.yaml")
+    backends = {"phone": MemoryBackend(), "phone2": MemoryBackend()}
+    _run(config, START, backends)
+    for name, backend in backends.items():
+        _tick(backend, uid_for(name, "dana", "cadence"), START + timedelta(days=1))
+    _run(config, START + timedelta(days=1), backends)
+    texts = {name: dict(b.items) for name, b in backends.items()}
+    writes = {name: b.writes for name, b in backends.items()}
+    assert all(len(items) == 1 for items in texts.values())  # the next follow-up, moved
+    _run(config, START + timedelta(days=1), backends)
+    assert {name: b.writes for name, b in backends.items()} == writes
+    assert {name: dict(b.items) for name, b in backends.items()} == texts
