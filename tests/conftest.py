@@ -183,3 +183,12 @@ def plan_text(
         if item.id not in known:
             known[item.id] = remember(None, item.lead, today)
     return plan(loaded, today, known)
+
+
+# --- every test: no real user's config, state or clock leaks in ---------------------------
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
+    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)

@@ -46,14 +46,6 @@ SUMMARY = re.compile(r"^(\S+): (\d+) created, (\d+) updated, (\d+) deleted, (\d+
                      r" \(\d+\.\d\d s\)$")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
-    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
-
-
 class Project:
     """A config, a lead file and an .ics target in a temporary folder."""
 

@@ -24,14 +24,6 @@ leads:
 """
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
-    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
-
-
 @dataclass
 class Setup:
     dir: Path

@@ -95,14 +95,6 @@ END:VCALENDAR
 """
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
-    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
-
-
 class Project:
     def __init__(self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
         self.dir = folder
