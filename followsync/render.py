@@ -179,20 +179,19 @@ def _fold(line: str) -> str:
     """Fold a content line at 75 octets without splitting a UTF-8 character (RFC 5545 3.1)."""
     if "\r\n" in line:  # an already folded block (a VTIMEZONE)
         return line
-    if len(line) <= 75 and (line.isascii() or len(line.encode()) <= 75):
+    data = line.encode()
+    if len(data) <= 75:
         return line
-    parts: list[str] = []
-    current: list[str] = []
-    size, limit = 0, 75
-    for char in line:
-        width = len(char.encode())
-        if size + width > limit:
-            parts.append("".join(current))
-            current, size, limit = [], 0, 74
-        current.append(char)
-        size += width
-    parts.append("".join(current))
-    return "\r\n ".join(parts)
+    parts: list[bytes] = []
+    start, limit = 0, 75
+    while len(data) - start > limit:
+        end = start + limit
+        while data[end] & 0xC0 == 0x80:  # never cut inside a character
+            end -= 1
+        parts.append(data[start:end])
+        start, limit = end, 74  # continuation lines start with a space
+    parts.append(data[start:])
+    return b"\r\n ".join(parts).decode()
 
 
 @lru_cache(maxsize=64)
