@@ -741,7 +741,8 @@ def report(results: list[Measure], n: int) -> tuple[str, dict[str, Any]]:
                              f"{methods_text(m.methods)} |")
     goals: dict[str, Any] = {}
     floor = floor_of(results)
-    fs = {s: (pick(results, "followsync", s) or [None])[0] for s in STEPS}
+    fs: dict[str, Measure | None] = {s: next(iter(pick(results, "followsync", s)), None)
+                                     for s in STEPS}
     fs_noops = pick(results, "followsync", "no-op")
     vd_noops = pick(results, "vdirsyncer", "no-op")
     fs["no-op"] = median_of(fs_noops) if fs_noops else None
@@ -821,7 +822,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="followsync-caldav-bench-"))
     bench = Bench(args.n, work, args.seed, args.verbose)
     profiles: dict[str, str] = {}
-    table, goals = "", {}
+    table, goals = "", {}  # type: tuple[str, dict[str, Any]]
     started = time.monotonic()
     bench.notes["source_digest_start"] = source_digest()
     try:
