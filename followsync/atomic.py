@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import stat
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -39,3 +42,19 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    _sweep(path)
+
+
+STALE_AFTER = 600.0  # seconds: no write of ours takes that long
+
+
+def _sweep(path: Path) -> None:
+    """Remove temp files a killed process left beside `path` (SIGKILL skips the cleanup
+    above); only old ones, so another process's write in progress is never touched."""
+    limit = time.time() - STALE_AFTER
+    with contextlib.suppress(OSError):
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                info = stale.lstat()
+                if stat.S_ISREG(info.st_mode) and info.st_mtime < limit:
+                    stale.unlink()

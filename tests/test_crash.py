@@ -15,6 +15,7 @@ exactly the new ones, never torn.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -467,8 +468,6 @@ def test_an_ics_file_killed_during_its_write_is_the_old_or_the_new_one(
         ics.write_bytes(old_bytes)
         shutil.rmtree(folder / "state")
         shutil.copytree(snapshot, folder / "state")
-        for litter in _temp_litter(folder, "out.ics"):
-            litter.unlink()
 
     # the new file, as an unkilled run writes it
     reset()
@@ -488,6 +487,19 @@ def test_an_ics_file_killed_during_its_write_is_the_old_or_the_new_one(
     assert kinds["old"] >= runs // 2  # most kills landed during the write (old file kept)
     KILL_POINTS["ics: random kills (during the write / anywhere)"] = runs
     print(f"ics: {runs} runs, {during} killed inside the write, {killed} killed, {kinds}")
+
+    # a kill inside the write leaves its temp file behind (SIGKILL skips all cleanup):
+    # the next write removes such leftovers once they are old, never a fresh one
+    litter = _temp_litter(folder, "out.ics")
+    assert litter, "no kill landed inside a write"
+    fresh = folder / ".out.ics.fresh.tmp"
+    fresh.write_bytes(b"another writer, just now")
+    for path in litter:
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    ics.write_bytes(old_bytes)
+    assert main(argv) == 0
+    assert _temp_litter(folder, "out.ics") == [fresh]
+    fresh.unlink()
 
     # and after every kind of kill, a normal sync converges to the new file exactly
     for data in {old_bytes, new_bytes}:

@@ -96,7 +96,9 @@ class DavSession:
         """Send one request (retrying what is safe to retry); 401 and 3xx become TargetErrors."""
         target = urlsplit(self.url(href))
         if (target.hostname, target.port) != (self.host, self.port):
-            raise TargetError(f"refusing to send a request to another host: {target.hostname}")
+            raise TargetError(f"refusing to send a request to another host: {target.hostname}",
+                              f"if that host is your provider's, put {self.url(href)} "
+                              "in the target's `url:`")
         path = target.path + (f"?{target.query}" if target.query else "")
         data = body.encode() if isinstance(body, str) else body
         sent = {"User-Agent": "followsync", **(headers or {})}
