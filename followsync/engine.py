@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from followsync import __version__
-from followsync import diff as d
 from followsync.backends.base import Backend, Listing, Remote, is_owned
 from followsync.config import Config, Target
 from followsync.errors import (
@@ -32,11 +31,15 @@ from followsync.errors import (
     SafetyStop,
 )
 from followsync.gcpause import paused_gc
-from followsync.leads import LeadBook, Touch, load_leads
-from followsync.readback import completed_on
-from followsync.render import input_hash, normalise, render, source_hash, uid_for
-from followsync.rules import LeadPlan, Memory, plan, remember
 from followsync.state import Lock, Row, State
+
+if TYPE_CHECKING:
+    from followsync import diff as d
+    from followsync.leads import LeadBook, Touch
+    from followsync.rules import LeadPlan, Memory
+
+# The core (pydantic models, rules, diff, rendering) is imported by the functions that use it:
+# a no-op sync (_nothing_changed) finishes without loading any of it.
 
 log = logging.getLogger("followsync")
 Progress = Callable[[str, int, int], None]
@@ -108,6 +111,8 @@ def make_plans(
     book: LeadBook, today: date, known: dict[str, Memory]
 ) -> tuple[list[LeadPlan], list[tuple[str, Memory]]]:
     """The rules' answer for every lead, and the lead memories that changed."""
+    from followsync.rules import plan, remember
+
     memory: dict[str, Memory] = {}
     changed: list[tuple[str, Memory]] = []
     for lead_id, item in book.leads.items():
@@ -123,6 +128,9 @@ def wants_for(
     plans: Iterable[LeadPlan], target: Target, zone: str, todo_ok: bool = True
 ) -> dict[str, d.Want]:
     """The items a target should hold, by UID."""
+    from followsync import diff as d
+    from followsync.render import input_hash, source_hash, uid_for
+
     wants: dict[str, d.Want] = {}
     for lead_plan in plans:
         for item in lead_plan.follow_ups:
@@ -155,6 +163,8 @@ def run(
                 quick = _nothing_changed(config, state, today, digest, only)
                 if quick is not None:
                     return quick
+            from followsync.leads import load_leads
+
             with paused_gc():  # see gcpause: planning 10,000 leads makes millions of objects
                 book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
                 outcome = _run_locked(config, book, state, now, today, dry_run=dry_run,
@@ -307,6 +317,9 @@ def _completions(
     one: _Open, state: State, config: Config, today: date
 ) -> list[tuple[str, str, str, Touch]]:
     """To-dos of ours ticked off in the calendar since we wrote them: touches by me."""
+    from followsync.leads import Touch
+    from followsync.readback import completed_on
+
     assert one.listing is not None
     found = []
     rows = state.rows(one.target.key)
@@ -371,6 +384,8 @@ def _reconcile_once(
     config: Config, one: _Open, plans: list[LeadPlan], state: State, now: datetime, *,
     dry_run: bool, force: bool, allow_deletes: bool, progress: Progress | None,
 ) -> None:
+    from followsync import diff as d
+
     target, backend, report, listing = one.target, one.backend, one.report, one.listing
     assert listing is not None
     rows = state.rows(target.key)
@@ -400,6 +415,8 @@ def _reconcile_once(
 
 
 def _count_planned(report: TargetReport, result: d.Diff) -> None:
+    from followsync import diff as d
+
     for action in result.actions:
         if isinstance(action, d.Create):
             report.created += 1
@@ -414,6 +431,8 @@ def _count_planned(report: TargetReport, result: d.Diff) -> None:
 def _same(there: str, ours: str, target: str, href: str, quiet: bool = False) -> bool:
     """Whether an item read from a target says what we would write. An item that is not
     valid iCalendar (a broken server or app) is not the same: ours replaces it."""
+    from followsync.render import normalise
+
     try:
         return normalise(there) == normalise(ours)
     except Exception as exc:  # icalendar raises ValueError, and worse on some input
@@ -429,6 +448,9 @@ def _apply(
     target: Target, state: State, now: datetime, backend: Backend, report: TargetReport,
     result: d.Diff, config: Config, progress: Progress | None,
 ) -> None:
+    from followsync import diff as d
+    from followsync.render import render
+
     key = target.key
     zone = config.timezone
     writes = [a for a in result.actions if isinstance(a, d.Create | d.Update | d.Adopt | d.Delete)]

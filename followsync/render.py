@@ -12,11 +12,13 @@ import re
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from followsync import __version__
-from followsync.rules import FollowUp
+
+if TYPE_CHECKING:  # the rules (and pydantic) load only when something is rendered
+    from followsync.rules import FollowUp
 
 RENDER_VERSION = "1"  # bump when the output changes, so every item is rewritten once
 TZ_FIRST_YEAR, TZ_LAST_YEAR = 2000, 2045  # the span of a VTIMEZONE written as a list of changes

@@ -17,10 +17,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from followsync.errors import FollowsyncError, LockBusy
-from followsync.leads import Touch
-from followsync.rules import Memory
+
+if TYPE_CHECKING:  # a no-op sync needs neither (see engine._nothing_changed)
+    from followsync.leads import Touch
+    from followsync.rules import Memory
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -149,6 +152,9 @@ class State:
     # leads -------------------------------------------------------------------
     def memories(self) -> dict[str, Memory]:
         """Every lead's memory, with the touches that came from calendars."""
+        from followsync.leads import Touch
+        from followsync.rules import Memory
+
         found: dict[str, list[Touch]] = {}
         for lead, day, note in self.db.execute(
                 "SELECT lead, day, note FROM touches ORDER BY day, target, uid"):

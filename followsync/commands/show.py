@@ -6,9 +6,11 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from followsync import diff as d
-from followsync.engine import Outcome, TargetReport
+if TYPE_CHECKING:  # a summary needs neither the diff nor the rules
+    from followsync import diff as d
+    from followsync.engine import Outcome, TargetReport
 from followsync.errors import EXIT_SAFETY
 
 log = logging.getLogger("followsync")
@@ -22,6 +24,8 @@ def _when(want: d.Want) -> str:
 
 def describe(action: d.Action) -> str | None:
     """One line for a planned action; None for bookkeeping the user need not see."""
+    from followsync import diff as d
+
     if isinstance(action, d.Create):
         w = action.want
         return f"  create  {w.item.lead_id} {w.item.rule}: {_when(w)} — {w.item.reason}"
