@@ -207,8 +207,7 @@ def _nothing_changed(
     reports = []
     for target in targets:
         started = time.monotonic()
-        rows = state.rows(target.key)
-        known = {uid: Remote(r.href, r.etag) for uid, r in rows.items() if not r.gone}
+        known = _known(state.rows(target.key))
         try:
             backend = open_backend(target, config)
             try:
@@ -243,6 +242,7 @@ class _Open:
     report: TargetReport
     started: float
     listing: Listing | None = None
+    rows: dict[str, Row] = field(default_factory=dict)  # the state's rows as at `listing`
 
 
 def _run_locked(
@@ -305,10 +305,14 @@ def _target_errors(report: TargetReport) -> Iterator[None]:
         report.error, report.hint, report.exit_code = exc.message, exc.hint, EXIT_TARGET
 
 
+def _known(rows: dict[str, Row]) -> dict[str, Remote]:
+    """What the state says a target holds (items deleted by hand excluded)."""
+    return {uid: Remote(r.href, r.etag) for uid, r in rows.items() if not r.gone}
+
+
 def _list(one: _Open, state: State) -> Listing:
-    rows = state.rows(one.target.key)
-    known = {uid: Remote(r.href, r.etag) for uid, r in rows.items() if not r.gone}
-    listing = one.backend.listing(known, state.cursor(one.target.key))
+    one.rows = state.rows(one.target.key)
+    listing = one.backend.listing(_known(one.rows), state.cursor(one.target.key))
     one.report.warnings.extend(listing.warnings)
     return listing
 
@@ -322,9 +326,8 @@ def _completions(
 
     assert one.listing is not None
     found = []
-    rows = state.rows(one.target.key)
     for uid, remote in one.listing.items.items():
-        row = rows.get(uid)
+        row = one.rows.get(uid)
         if row is None or row.gone or row.etag == remote.etag:
             continue
         try:
@@ -388,7 +391,7 @@ def _reconcile_once(
 
     target, backend, report, listing = one.target, one.backend, one.report, one.listing
     assert listing is not None
-    rows = state.rows(target.key)
+    rows = one.rows
     if listing.fresh:  # the whole target was emptied or is new: nothing "deleted by hand"
         rows = {uid: row for uid, row in rows.items() if not row.gone}
     todo_ok = backend.supports("VTODO")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import fcntl
 import json
 import os
 import time
@@ -22,6 +21,7 @@ import yaml
 from followsync.atomic import write_atomic
 from followsync.errors import ConfigError, FollowsyncError, UsageError
 from followsync.leads import Touch, parse_lead_file
+from followsync.state import flock_until
 from followsync.yamlsrc import Source, load
 
 
@@ -160,16 +160,9 @@ def _editing(path: Path, name: str, wait: float = 10.0) -> Iterator[None]:
             yield  # missing or unreadable: reading it reports that properly
             return
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise FollowsyncError(f"{name} is being edited by another "
-                                              "`followsync done`", "run the command again") \
-                            from None
-                    time.sleep(0.02)
+            if not flock_until(fd, deadline, pause=0.02):
+                raise FollowsyncError(f"{name} is being edited by another `followsync done`",
+                                      "run the command again")
             try:
                 current = os.stat(path)
             except OSError:
