@@ -312,6 +312,13 @@ def _compose(text: str) -> yaml.Node | None:
         parser.dispose()
 
 
+def _too_deep(file: str, mark: Any) -> ConfigError:
+    """One message for nesting past MAX_DEPTH, whichever of PyYAML or we noticed it first."""
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    return ConfigError([Problem(file, line, col, "the document is too deeply nested",
+                                "a lead file is a flat list of leads; remove the nesting")])
+
+
 def load(file: str, data: bytes) -> Source:
     """Parse YAML bytes; every syntax or structure problem becomes a ConfigError."""
     if len(data) > MAX_BYTES:
@@ -334,6 +341,8 @@ def load(file: str, data: bytes) -> Source:
         root = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if "nesting depth" in str(exc.problem):  # PyYAML >= 6.0.4 stops deep flow nesting itself
+            raise _too_deep(file, mark) from None
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = f"YAML syntax error: {exc.problem or exc.context}"
         if exc.context and exc.problem:
@@ -355,10 +364,7 @@ def load(file: str, data: bytes) -> Source:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError([Problem(file, 1, 1, f"YAML error: {first}")]) from None
     except _TooDeep as exc:
-        raise ConfigError([Problem(file, exc.mark.line + 1, exc.mark.column + 1,
-                                   "the document is too deeply nested",
-                                   "a lead file is a flat list of leads; remove the nesting")])\
-            from None
+        raise _too_deep(file, exc.mark) from None
     except RecursionError:
         raise ConfigError([Problem(file, 1, 1, "the document is too deeply nested")]) from None
     if root is None:

@@ -130,7 +130,29 @@ def test_deep_nesting_is_an_error_not_a_crash(name: str, project: Path,
     child = runner.wait(runner.start(["--config", str(project / "config.yaml"), "validate"]))
     assert child.code == 1, (child.status, child.output()[-500:])
     assert "too deeply nested" in child.output()
+    assert "remove the nesting" in child.output()  # not the indentation hint of a syntax error
+    assert "YAML syntax error" not in child.output()
     assert_located(child.output(), project / "leads.yaml")
+
+
+@pytest.mark.parametrize("depth", [150, 250, 999, 1001, 5000])
+def test_nesting_gets_one_message_whoever_stops_it(depth: int) -> None:
+    """PyYAML 6.0.4 stops flow nesting past 1,000 levels in its scanner, before our composer's
+    own limit (MAX_DEPTH): the user must get the same message either way, on any PyYAML."""
+    from followsync.errors import ConfigError
+    from followsync.yamlsrc import MAX_DEPTH, load
+
+    data = b"leads: " + b"[" * depth + b"]" * depth + b"\n"
+    if depth < MAX_DEPTH:
+        load("f.yaml", data)
+        return
+    with pytest.raises(ConfigError) as caught:
+        load("f.yaml", data)
+    (problem,) = caught.value.problems
+    assert (problem.message, problem.hint) == (
+        "the document is too deeply nested",
+        "a lead file is a flat list of leads; remove the nesting")
+    assert problem.line == 1 and problem.col > MAX_DEPTH
 
 
 @pytest.fixture(scope="module")
