@@ -94,12 +94,15 @@ def _after_command(ctx: click.Context, param: click.Parameter, value: object) ->
 
 def _global_params() -> list[click.Parameter]:
     """The global options again, for a command's own option list (`followsync plan -v`)."""
-    common = {"expose_value": False, "callback": _after_command}
+    def option(decls: list[str], help_text: str, **kind: bool | str) -> click.Option:
+        return click.Option(decls, help=help_text, expose_value=False, callback=_after_command,
+                            **kind)  # type: ignore[arg-type]
+
     return [
-        click.Option(["--config", "config_path"], metavar="PATH", help=_CONFIG_HELP, **common),
-        click.Option(["--now", "now_text"], metavar="ISO-DATETIME", help=_NOW_HELP, **common),
-        click.Option(["-v", "--verbose", "verbose"], count=True, help=_VERBOSE_HELP, **common),
-        click.Option(["-q", "--quiet", "quiet"], is_flag=True, help=_QUIET_HELP, **common),
+        option(["--config", "config_path"], _CONFIG_HELP, metavar="PATH"),
+        option(["--now", "now_text"], _NOW_HELP, metavar="ISO-DATETIME"),
+        option(["-v", "--verbose", "verbose"], _VERBOSE_HELP, count=True),
+        option(["-q", "--quiet", "quiet"], _QUIET_HELP, is_flag=True),
     ]
 
 
