@@ -244,6 +244,14 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
             else:
                 warnings.append(f"target {tm.name!r}: the password is written in the config; "
                                 "password_command or password_env keep it out of the file")
+        if tm.path and model.targets is not None and not at(tm.path).parent.is_dir():
+            # a typo here would otherwise become a new folder somewhere (as root: anywhere)
+            problems.append(source.problem(
+                ("targets", index, "path"),
+                f"the folder of the ics target {tm.name!r} does not exist: "
+                f"{at(tm.path).parent}",
+                "check `path:` for a typo, or create the folder first (followsync does not "
+                "create it)"))
         command = tm.password_command
         targets.append(Target(
             name=tm.name, type=tm.type, kind=tm.as_,
