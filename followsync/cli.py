@@ -260,9 +260,10 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
     state = open_state(config.state_dir, readonly=True)
     try:
         plans, _ = make_plans(book, today, state.memories())
+        moves = state.moves()
     finally:
         state.close()
-    result = ag.build(plans, today, days)
+    result = ag.build(plans, today, days, moves)
     if as_json:
         click.echo(json.dumps(ag.to_json(result), indent=2, ensure_ascii=False))
     else:

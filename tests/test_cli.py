@@ -408,18 +408,70 @@ def test_agenda_json(proj: Project) -> None:
                           "from_calendar"]
     assert (data["version"], data["today"], data["later"]) == (1, "2026-12-01", 0)
     keys = ["lead", "name", "org", "rule", "due", "at", "was_due", "overdue_days", "action",
-            "reason", "as"]
+            "reason", "as", "moved_in_calendar", "rule_due", "rule_at"]
     assert all(list(item) == keys for item in data["overdue"] + data["upcoming"])
     assert data["overdue"] == [{
         "lead": "dana-acme", "name": "Dana Whitfield", "org": "Acme Corp", "rule": "cadence",
         "due": "2026-12-01", "at": "09:00", "was_due": "2026-11-27", "overdue_days": 4,
         "action": "Follow up with Dana Whitfield",
         "reason": "1st follow-up: last touch 2026-11-20 (last contact) + 1w", "as": "event",
+        "moved_in_calendar": False, "rule_due": "2026-12-01", "rule_at": "09:00",
     }]
     assert [(i["lead"], i["rule"], i["due"], i["overdue_days"]) for i in data["upcoming"]] == [
         ("sam-beta", "cadence", "2026-12-02", 0), ("sam-beta", "once-2026-12-10", "2026-12-10", 0)]
     assert data["cold"] == [{"lead": "cold-one", "name": "Cole Dunn", "org": "Frost Inc",
                              "unanswered": 2, "last_touch": "2026-10-08"}]
+
+
+def test_agenda_shows_an_item_where_it_was_moved_in_the_calendar(proj: Project) -> None:
+    assert proj.sync() == [("file", 3, 0, 0, 0)]
+    # the user drags Dana's overdue follow-up to next Tuesday 10:30 in the calendar app
+    text = proj.ics.read_text()
+    old = "DTSTART;TZID=Europe/Berlin:20261201T090000"
+    assert text.count(old) == 1
+    proj.ics.write_text(text.replace(old, "DTSTART;TZID=Europe/Berlin:20261208T103000"))
+    code, out, err = proj.run("sync")
+    assert (code, err) == (0, "")
+    assert "1 calendar edits kept" in out
+    code, out, err = proj.run("agenda")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[:4] == [
+        "Upcoming",
+        "  Wed 2026-12-02 09:00  Sam Beta                            Follow up with Sam Beta",
+        "  Tue 2026-12-08 10:30  Dana Whitfield (Acme Corp)          Follow up with Dana "
+        "Whitfield  [moved in the calendar; the rules say 2026-12-01 09:00]",
+        "  Thu 2026-12-10 09:00  Sam Beta                            Ask about the budget",
+    ]
+    code, out, _ = proj.run("agenda", "--json")
+    data = json.loads(out)
+    assert data["overdue"] == []
+    dana = data["upcoming"][1]
+    assert {k: dana[k] for k in ("lead", "due", "at", "overdue_days", "moved_in_calendar",
+                                 "rule_due", "rule_at", "was_due")} == {
+        "lead": "dana-acme", "due": "2026-12-08", "at": "10:30", "overdue_days": 0,
+        "moved_in_calendar": True, "rule_due": "2026-12-01", "rule_at": "09:00",
+        "was_due": "2026-11-27"}
+    assert [i["moved_in_calendar"] for i in data["upcoming"]] == [False, True, False]
+    # the lead file changes that follow-up: the rules' date again, no longer marked as moved
+    proj.edit("last_contact: 2026-11-20", "last_contact: 2026-11-28")
+    proj.sync()
+    code, out, _ = proj.run("agenda", "--json")
+    dana = next(i for i in json.loads(out)["upcoming"] if i["lead"] == "dana-acme")
+    assert (dana["due"], dana["moved_in_calendar"]) == ("2026-12-05", False)
+
+
+def test_agenda_shortens_names_between_words_and_closes_the_parenthesis(
+    proj: Project,
+) -> None:
+    proj.edit("org: Acme Corp", "org: Acme Corporation of Northern Ireland")
+    proj.edit("name: Cole Dunn", "name: Cole Dunn-Fairweather-Montgomery-Smythe the Third")
+    code, out, _ = proj.run("agenda")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1] == ("  Tue 2026-12-01 09:00  Dana Whitfield (Acme Corporation…)  Follow up "
+                        "with Dana Whitfield  [4 days overdue]")
+    assert lines[-1] == ("  Cole Dunn-Fairweather-Montgomery…   2 unanswered, last touch "
+                         "2026-10-08")
 
 
 def test_now_with_an_offset_is_read_in_the_configured_zone(proj: Project) -> None:
