@@ -160,6 +160,11 @@ def validate(obj: Context) -> None:
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    for target in config.targets:
+        if target.password_env and target.password_env not in os.environ:
+            log.warning("warning: target %r: $%s (password_env) is not set here; the daemon run "
+                        "by systemd needs it set in its unit (README, \"Running as a service\")",
+                        target.name, target.password_env)
     files = ", ".join(str(p) for p in config.lead_paths)
     count = len(book.leads)
     obj.say(f"ok: {config.path} and {count} lead{'' if count == 1 else 's'} in {files}")
