@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -249,3 +250,13 @@ def test_validate_warns_when_a_password_env_variable_is_unset(
         "daemon run by systemd needs it set in its unit (README, \"Running as a service\")\n")
     monkeypatch.setenv("FOLLOWSYNC_TEST_UNSET", "x")
     assert run(config, "validate") == (0, f"ok: {config} and 1 lead in {tmp_path / 'leads.yaml'}\n")
+
+
+def test_a_missing_keyring_package_says_how_to_install_it_from_a_checkout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "keyring", None)  # import keyring → ImportError
+    config = write(tmp_path, caldav_target("http://127.0.0.1:9/", "alice", "    keyring: true\n"))
+    code, text = run(config, "sync")
+    assert code == 3
+    assert "pipx install --force '.[caldav,keyring]'" in text
+    assert "followsync[" not in text
