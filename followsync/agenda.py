@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from followsync.leads import Touch
 from followsync.rules import FollowUp, LeadPlan
 
 RECENT_DAYS = 30  # how far back `agenda` lists touches that came from a calendar
+WHO_WIDTH = 34  # the "who" column of the text table
 
 
 @dataclass(frozen=True)
@@ -20,12 +22,42 @@ class Agenda:
     cold: list[LeadPlan]
     later: int  # pending follow-ups beyond the window
     from_calendar: list[tuple[LeadPlan, Touch]]  # recent to-dos ticked off in a calendar
+    # (lead, rule) → the rules' follow-up, for items shown where the user moved them
+    moved: dict[tuple[str, str], FollowUp] = field(default_factory=dict)
 
 
-def build(plans: list[LeadPlan], today: date, days: int) -> Agenda:
-    """Overdue items, those due within `days`, and the leads that have gone cold."""
+def _placed(f: FollowUp, where: str) -> FollowUp | None:
+    """`f` at the date (and time) its item has in the calendar, or None if it is where the
+    rules put it (or `where` cannot be read)."""
+    try:
+        if "T" in where:
+            stamp = datetime.fromisoformat(where)
+            due, at = stamp.date(), stamp.time().replace(second=0, microsecond=0)
+        else:
+            due, at = date.fromisoformat(where), None
+    except ValueError:
+        return None
+    at_or_none: time | None = at
+    if (due, at_or_none) == (f.due, f.at):
+        return None
+    return replace(f, due=due, at=at_or_none, overdue_days=0)
+
+
+def build(
+    plans: list[LeadPlan], today: date, days: int,
+    moves: Mapping[tuple[str, str], str] | None = None,
+) -> Agenda:
+    """Overdue items, those due within `days`, and the leads that have gone cold. `moves`
+    (from the state) puts an item the user moved in a calendar at the date they see there."""
     horizon = today + timedelta(days=days)
-    items = sorted((f for p in plans for f in p.follow_ups),
+    moved: dict[tuple[str, str], FollowUp] = {}
+    shown: list[FollowUp] = []
+    for f in (f for p in plans for f in p.follow_ups):
+        there = _placed(f, (moves or {}).get((f.lead_id, f.rule), ""))
+        if there is not None:
+            moved[(f.lead_id, f.rule)] = f
+        shown.append(there or f)
+    items = sorted(shown,
                    key=lambda f: (f.due, f.at.isoformat() if f.at else "", f.lead_id, f.rule))
     overdue = [f for f in items if f.overdue_days or f.due < today]
     upcoming = [f for f in items if f not in overdue and f.due <= horizon]
@@ -34,17 +66,51 @@ def build(plans: list[LeadPlan], today: date, days: int) -> Agenda:
     since = today - timedelta(days=RECENT_DAYS)
     recent = sorted(((p, t) for p in plans for t in p.calendar_touches if t.date >= since),
                     key=lambda pt: (pt[1].date, pt[0].lead_id), reverse=True)
-    return Agenda(today, overdue, upcoming, cold, later, recent)
+    return Agenda(today, overdue, upcoming, cold, later, recent, moved)
 
 
-def _item(f: FollowUp, today: date) -> dict[str, Any]:
-    was = f.due - timedelta(days=f.overdue_days)
+def _item(f: FollowUp, agenda: Agenda) -> dict[str, Any]:
+    today = agenda.today
+    rules = agenda.moved.get((f.lead_id, f.rule), f)
+    was = rules.due - timedelta(days=rules.overdue_days)
     return {
         "lead": f.lead_id, "name": f.person.name, "org": f.person.org, "rule": f.rule,
         "due": f.due.isoformat(), "at": f.at.strftime("%H:%M") if f.at else None,
         "was_due": was.isoformat(), "overdue_days": max(f.overdue_days, (today - f.due).days, 0),
         "action": f.action, "reason": f.reason, "as": f.kind,
+        "moved_in_calendar": rules is not f,
+        "rule_due": rules.due.isoformat(),
+        "rule_at": rules.at.strftime("%H:%M") if rules.at else None,
     }
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` in at most `width` characters, cut between words (at a space or after a
+    hyphen) with an ellipsis; mid-word only when a word boundary would keep under half."""
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1]
+    if not text[width - 1].isspace():
+        ends = [i for i, c in enumerate(cut) if c.isspace()] + \
+               [i + 1 for i, c in enumerate(cut) if c in "-/"]
+        best = max(ends, default=0)
+        if best >= (width - 1) // 2:
+            cut = cut[:best]
+    return cut.rstrip(" ,;:-–—/(") + "…"
+
+
+def who(name: str, org: str | None, width: int = WHO_WIDTH) -> str:
+    """"Name (Org)" in at most `width` characters: the org is shortened first, between
+    words, with an ellipsis, and its parenthesis is always closed."""
+    if not org:
+        return shorten(name, width)
+    full = f"{name} ({org})"
+    if len(full) <= width:
+        return full
+    room = width - len(name) - 3  # " (" and ")"
+    if room >= 4:
+        return f"{name} ({shorten(org, room)})"
+    return shorten(name, width)
 
 
 def to_json(agenda: Agenda) -> dict[str, Any]:
@@ -52,8 +118,8 @@ def to_json(agenda: Agenda) -> dict[str, Any]:
     return {
         "version": 1,
         "today": agenda.today.isoformat(),
-        "overdue": [_item(f, agenda.today) for f in agenda.overdue],
-        "upcoming": [_item(f, agenda.today) for f in agenda.upcoming],
+        "overdue": [_item(f, agenda) for f in agenda.overdue],
+        "upcoming": [_item(f, agenda) for f in agenda.upcoming],
         "cold": [{"lead": p.lead_id, "name": p.person.name, "org": p.person.org,
                   "unanswered": p.unanswered,
                   "last_touch": p.last_touch.date.isoformat() if p.last_touch else None}
@@ -70,12 +136,15 @@ def to_text(agenda: Agenda) -> str:
 
     def row(f: FollowUp) -> str:
         when = f.due.strftime("%a %Y-%m-%d") + (f" {f.at.strftime('%H:%M')}" if f.at else "      ")
-        who = f.person.name + (f" ({f.person.org})" if f.person.org else "")
         late = ""
         days = max(f.overdue_days, (agenda.today - f.due).days)
         if days > 0:
             late = f"  [{days} day{'s' if days != 1 else ''} overdue]"
-        return f"  {when}  {who:<34.34}  {f.action}{late}"
+        rules = agenda.moved.get((f.lead_id, f.rule))
+        if rules is not None:
+            was = rules.due.isoformat() + (f" {rules.at.strftime('%H:%M')}" if rules.at else "")
+            late += f"  [moved in the calendar; the rules say {was}]"
+        return f"  {when}  {who(f.person.name, f.person.org):<{WHO_WIDTH}}  {f.action}{late}"
 
     if agenda.overdue:
         lines.append("Overdue")
@@ -88,11 +157,11 @@ def to_text(agenda: Agenda) -> str:
         lines.append("Gone cold (no answer; not chased any more)")
         for p in agenda.cold:
             last = p.last_touch.date.isoformat() if p.last_touch else "never"
-            who = p.person.name + (f" ({p.person.org})" if p.person.org else "")
-            lines.append(f"  {who:<34.34}  {p.unanswered} unanswered, last touch {last}")
+            lines.append(f"  {who(p.person.name, p.person.org):<{WHO_WIDTH}}  "
+                         f"{p.unanswered} unanswered, last touch {last}")
     if agenda.from_calendar:
         lines.append(f"Ticked off in a calendar (last {RECENT_DAYS} days; not in the lead file)")
         for p, t in agenda.from_calendar:
-            who = p.person.name + (f" ({p.person.org})" if p.person.org else "")
-            lines.append(f"  {t.date.strftime('%a %Y-%m-%d')}        {who:<34.34}  {t.note}")
+            lines.append(f"  {t.date.strftime('%a %Y-%m-%d')}        "
+                         f"{who(p.person.name, p.person.org):<{WHO_WIDTH}}  {t.note}")
     return "\n".join(lines)

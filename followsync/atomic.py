@@ -13,13 +13,14 @@ from pathlib import Path
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to a temp file beside `path`, fsync it, keep the old mode, rename it over
-    `path` and fsync the folder. Raises OSError; the old file is then untouched."""
+    `path` and fsync the folder. Raises OSError (also when the folder does not exist); the
+    old file is then untouched."""
     folder = path.parent
     try:
         mode: int | None = path.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = None
-    folder.mkdir(parents=True, exist_ok=True)
+    # no mkdir: a missing folder is the user's typo, reported (config.py), never created
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from followsync import __version__
 from followsync.errors import EXIT_USAGE, ConfigError, FollowsyncError
@@ -73,14 +74,51 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.propagate = False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", metavar="PATH",
-              help="Config file (default: $FOLLOWSYNC_CONFIG, else "
-                   "$XDG_CONFIG_HOME/followsync/config.yaml).")
-@click.option("--now", "now_text", metavar="ISO-DATETIME",
-              help="Act as if it were then (also $FOLLOWSYNC_NOW).")
-@click.option("-v", "--verbose", count=True, help="Say more, including debugging detail.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+_CONFIG_HELP = ("Config file (default: $FOLLOWSYNC_CONFIG, else "
+                "$XDG_CONFIG_HOME/followsync/config.yaml).")
+_NOW_HELP = "Act as if it were then (also $FOLLOWSYNC_NOW)."
+_VERBOSE_HELP = "Say more, including debugging detail."
+_QUIET_HELP = "Print only errors."
+
+
+def _after_command(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    """A global option given after the command name: it wins over the same one before it."""
+    if param.name is None or ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+        return
+    obj = ctx.find_object(Context)
+    if obj is None:  # the command was invoked on its own, without the group
+        return
+    setattr(obj, param.name, value)
+    _setup_logging(obj.verbose, obj.quiet)
+
+
+def _global_params() -> list[click.Parameter]:
+    """The global options again, for a command's own option list (`followsync plan -v`)."""
+    def option(decls: list[str], help_text: str, **kind: bool | str) -> click.Option:
+        return click.Option(decls, help=help_text, expose_value=False, callback=_after_command,
+                            **kind)  # type: ignore[arg-type]
+
+    return [
+        option(["--config", "config_path"], _CONFIG_HELP, metavar="PATH"),
+        option(["--now", "now_text"], _NOW_HELP, metavar="ISO-DATETIME"),
+        option(["-v", "--verbose", "verbose"], _VERBOSE_HELP, count=True),
+        option(["-q", "--quiet", "quiet"], _QUIET_HELP, is_flag=True),
+    ]
+
+
+class _Group(click.Group):
+    """A group whose every command also takes the global options after its name."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(_global_params())
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", help=_CONFIG_HELP)
+@click.option("--now", "now_text", metavar="ISO-DATETIME", help=_NOW_HELP)
+@click.option("-v", "--verbose", count=True, help=_VERBOSE_HELP)
+@click.option("-q", "--quiet", is_flag=True, help=_QUIET_HELP)
 @click.version_option(__version__, prog_name="followsync")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, now_text: str | None, verbose: int,
@@ -95,13 +133,22 @@ def cli(ctx: click.Context, config_path: str | None, now_text: str | None, verbo
 
 
 @cli.command()
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.pass_obj
-def init(obj: Context, directory: str) -> None:
-    """Write a starter config.yaml and leads.yaml (with comments) in DIRECTORY."""
-    from followsync.commands.init import write_starter
+def init(obj: Context, directory: str | None) -> None:
+    """Write a starter config.yaml and leads.yaml (with comments); never overwrite a file.
 
-    for line in write_starter(Path(directory)):
+    Without DIRECTORY they go where the config is looked up (--config, else
+    $FOLLOWSYNC_CONFIG, else $XDG_CONFIG_HOME/followsync/config.yaml), so the next command
+    finds them.
+    """
+    from followsync.commands.init import write_starter
+    from followsync.config import find_config
+
+    config = Path(directory).expanduser() / "config.yaml" if directory else \
+        find_config(obj.config_path)
+    looked_up = config.resolve() == find_config(None).resolve()
+    for line in write_starter(config, looked_up=looked_up, explicit_dir=directory is not None):
         obj.say(line)
 
 
@@ -113,6 +160,11 @@ def validate(obj: Context) -> None:
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    for target in config.targets:
+        if target.password_env and target.password_env not in os.environ:
+            log.warning("warning: target %r: $%s (password_env) is not set here; the daemon run "
+                        "by systemd needs it set in its unit (README, \"Running as a service\")",
+                        target.name, target.password_env)
     files = ", ".join(str(p) for p in config.lead_paths)
     count = len(book.leads)
     obj.say(f"ok: {config.path} and {count} lead{'' if count == 1 else 's'} in {files}")
@@ -213,9 +265,10 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
     state = open_state(config.state_dir, readonly=True)
     try:
         plans, _ = make_plans(book, today, state.memories())
+        moves = state.moves()
     finally:
         state.close()
-    result = ag.build(plans, today, days)
+    result = ag.build(plans, today, days, moves)
     if as_json:
         click.echo(json.dumps(ag.to_json(result), indent=2, ensure_ascii=False))
     else:

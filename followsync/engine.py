@@ -34,6 +34,8 @@ from followsync.gcpause import paused_gc
 from followsync.state import Lock, Row, State
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from followsync import diff as d
     from followsync.leads import LeadBook, Touch
     from followsync.rules import LeadPlan, Memory
@@ -544,7 +546,8 @@ def _apply(
                     state.put(key, row_for(action.want, action.remote, action.row.sequence + 1))
                     report.unchanged += 1
                 else:
-                    state.put(key, replace(action.row, etag=action.remote.etag, edited=True))
+                    state.put(key, replace(action.row, etag=action.remote.etag, edited=True,
+                                           moved=_placed(backend, action.remote, zone)))
                     report.kept += 1
             elif isinstance(action, d.Gone):
                 state.put(key, replace(action.row, gone=True))
@@ -566,6 +569,16 @@ def _apply(
         else:
             state.db.execute("ROLLBACK")
         raise
+
+
+def _placed(backend: Backend, remote: Remote, zone: ZoneInfo) -> str:
+    """Where the user put an item they edited in the calendar (`agenda` shows it there)."""
+    from followsync.readback import placed_at
+
+    try:
+        return placed_at(backend.get(remote), zone)
+    except Conflict:
+        return ""
 
 
 TargetKind = Literal["ics", "caldav"]

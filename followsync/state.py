@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # a no-op sync needs neither (see engine._nothing_changed)
     from followsync.leads import Touch
     from followsync.rules import Memory
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS items (
     hash TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0, gone INTEGER NOT NULL DEFAULT 0,
     lead TEXT NOT NULL, rule TEXT NOT NULL,
     source TEXT NOT NULL DEFAULT '', edited INTEGER NOT NULL DEFAULT 0,
+    moved TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (target, uid)
 );
 CREATE TABLE IF NOT EXISTS touches (
@@ -60,6 +61,7 @@ class Row:
     gone: bool = False
     source: str = ""  # the follow-up as the lead file defines it (see render.source_hash)
     edited: bool = False  # changed in the calendar app; kept until the lead file changes it
+    moved: str = ""  # where an edited item stands in the calendar (readback.placed_at)
 
 
 class State:
@@ -93,13 +95,16 @@ class State:
             self._migrate(int(found[0]))
 
     def _migrate(self, version: int) -> None:
-        """Bring an older state up to date in place (1 → 2: source hash and edited flag)."""
+        """Bring an older state up to date in place (1 → 2: source hash and edited flag;
+        2 → 3: where an edited item stands in the calendar)."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
         if version < 2:
-            columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
             if "source" not in columns:
                 self.db.execute("ALTER TABLE items ADD COLUMN source TEXT NOT NULL DEFAULT ''")
             if "edited" not in columns:
                 self.db.execute("ALTER TABLE items ADD COLUMN edited INTEGER NOT NULL DEFAULT 0")
+        if version < 3 and "moved" not in columns:
+            self.db.execute("ALTER TABLE items ADD COLUMN moved TEXT NOT NULL DEFAULT ''")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager
@@ -115,17 +120,27 @@ class State:
     # items -------------------------------------------------------------------
     def rows(self, target: str) -> dict[str, Row]:
         cur = self.db.execute(
-            "SELECT uid, href, etag, hash, sequence, lead, rule, gone, source, edited FROM items"
-            " WHERE target=?", (target,))
-        return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]))
-                for r in cur}
+            "SELECT uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved"
+            " FROM items WHERE target=?", (target,))
+        return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]),
+                          r[10]) for r in cur}
 
     def put(self, target: str, row: Row) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO items (target, uid, href, etag, hash, sequence, gone, lead,"
-            " rule, source, edited) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " rule, source, edited, moved) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (target, row.uid, row.href, row.etag, row.hash, row.sequence, int(row.gone),
-             row.lead, row.rule, row.source, int(row.edited)))
+             row.lead, row.rule, row.source, int(row.edited), row.moved))
+
+    def moves(self) -> dict[tuple[str, str], str]:
+        """(lead, rule) → where the user moved its item in a calendar (`agenda` shows the
+        date the user sees); the first target's, when several calendars hold it."""
+        found: dict[tuple[str, str], str] = {}
+        for lead, rule, moved in self.db.execute(
+                "SELECT lead, rule, moved FROM items WHERE edited=1 AND gone=0 AND moved!=''"
+                " ORDER BY target, uid"):
+            found.setdefault((lead, rule), moved)
+        return found
 
     def forget(self, target: str, uid: str) -> None:
         self.db.execute("DELETE FROM items WHERE target=? AND uid=?", (target, uid))

@@ -178,6 +178,18 @@ def _clean_loc(
     return tuple(out)
 
 
+_ICS = ("ics", "an .ics file; 'caldav' is a calendar on a server")
+_CALDAV = ("caldav", "a calendar on a server; 'ics' is a local .ics file")
+# Other names people give a choice, checked before spelling: `type: ical` is closer in
+# letters to 'caldav' than to 'ics', but means an .ics file.
+ALIASES: dict[str, tuple[str, str]] = {
+    **{name: _ICS for name in ("ical", "icalendar", "ics-file", "icsfile", "file", "ical-file",
+                               "local", "vcalendar", "ifb", "calendar-file")},
+    **{name: _CALDAV for name in ("dav", "webdav", "cal-dav", "nextcloud", "radicale",
+                                  "icloud", "fastmail", "baikal", "server")},
+}
+
+
 def to_problem(
     model: type[BaseModel], source: Source, err: ErrorDetails, prefix: tuple[str | int, ...] = ()
 ) -> Problem:
@@ -207,8 +219,12 @@ def to_problem(
     if kind.startswith("literal_error"):
         expected = str((err.get("ctx") or {}).get("expected", ""))
         choices = re.findall(r"'([^']*)'", expected)
+        alias = ALIASES.get(str(err["input"]).strip().lower().replace("_", "-"))
         close = difflib.get_close_matches(str(err["input"]), choices, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else f"write {expected}"
+        if alias and alias[0] in choices:
+            hint = f"did you mean {alias[0]!r}? ({alias[1]})"
+        else:
+            hint = f"did you mean {close[0]!r}?" if close else f"write {expected}"
         return source.problem(full, f"{shown}: got {err['input']!r}; expected {expected}", hint)
     if kind in ("too_short", "string_too_short"):
         return source.problem(full, f"{shown} is empty", _hint_for(kind, err))

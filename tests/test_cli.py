@@ -154,6 +154,63 @@ def test_init_refuses_when_only_the_lead_file_exists(
     assert not (tmp_path / "config.yaml").exists()
 
 
+def test_init_without_a_folder_writes_where_the_config_is_looked_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "xdg-config" / "followsync"  # $XDG_CONFIG_HOME/followsync
+    assert main(["init"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.splitlines() == [
+        f"wrote {folder / 'config.yaml'}", f"wrote {folder / 'leads.yaml'}",
+        f"wrote {folder / 'followsync.schema.json'}",
+        "next: add your leads, see what would be written, then write it:",
+        f"  $EDITOR {folder / 'leads.yaml'}", "  followsync plan", "  followsync sync"]
+    # the next command finds it: no "config file not found ... followsync init" loop
+    assert main(["--now", "2026-11-20T08:00", "plan"]) == 0
+    assert capsys.readouterr().out.startswith("file: 2 to create")
+    # never overwritten, and said plainly
+    (folder / "leads.yaml").write_text("mine\n")
+    assert main(["init"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"followsync: {folder / 'config.yaml'} and {folder / 'leads.yaml'} already "
+                   "exist; nothing was written\n  hint: followsync is already set up there: "
+                   f"edit {folder / 'config.yaml'}, or start another one elsewhere with "
+                   "`followsync init DIR`\n")
+    assert (folder / "leads.yaml").read_text() == "mine\n"
+
+
+def test_init_follows_followsync_config_and_its_file_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "mine" / "fs.yaml"
+    monkeypatch.setenv("FOLLOWSYNC_CONFIG", str(config))
+    assert main(["init"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"wrote {config}"
+    assert out[-2:] == ["  followsync plan", "  followsync sync"]
+    assert sorted(p.name for p in config.parent.iterdir()) == [
+        "followsync.schema.json", "fs.yaml", "leads.yaml"]
+    assert main(["--now", "2026-11-20T08:00", "validate"]) == 0
+
+
+def test_init_into_another_folder_says_to_pass_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "my dir"
+    assert main(["init", str(folder)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    quoted = f"'{folder / 'config.yaml'}'"
+    assert out[-3:] == [f"  $EDITOR '{folder / 'leads.yaml'}'",
+                        f"  followsync --config {quoted} plan",
+                        f"  followsync --config {quoted} sync"]
+    # the lookup folder itself, named as DIR: found without --config
+    lookup = tmp_path / "xdg-config" / "followsync"
+    assert main(["init", str(lookup)]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == ["  followsync plan", "  followsync sync"]
+
+
 # --- validate and plan ---------------------------------------------------------------------
 
 def test_validate_ok_and_failing(proj: Project) -> None:
@@ -351,18 +408,70 @@ def test_agenda_json(proj: Project) -> None:
                           "from_calendar"]
     assert (data["version"], data["today"], data["later"]) == (1, "2026-12-01", 0)
     keys = ["lead", "name", "org", "rule", "due", "at", "was_due", "overdue_days", "action",
-            "reason", "as"]
+            "reason", "as", "moved_in_calendar", "rule_due", "rule_at"]
     assert all(list(item) == keys for item in data["overdue"] + data["upcoming"])
     assert data["overdue"] == [{
         "lead": "dana-acme", "name": "Dana Whitfield", "org": "Acme Corp", "rule": "cadence",
         "due": "2026-12-01", "at": "09:00", "was_due": "2026-11-27", "overdue_days": 4,
         "action": "Follow up with Dana Whitfield",
         "reason": "1st follow-up: last touch 2026-11-20 (last contact) + 1w", "as": "event",
+        "moved_in_calendar": False, "rule_due": "2026-12-01", "rule_at": "09:00",
     }]
     assert [(i["lead"], i["rule"], i["due"], i["overdue_days"]) for i in data["upcoming"]] == [
         ("sam-beta", "cadence", "2026-12-02", 0), ("sam-beta", "once-2026-12-10", "2026-12-10", 0)]
     assert data["cold"] == [{"lead": "cold-one", "name": "Cole Dunn", "org": "Frost Inc",
                              "unanswered": 2, "last_touch": "2026-10-08"}]
+
+
+def test_agenda_shows_an_item_where_it_was_moved_in_the_calendar(proj: Project) -> None:
+    assert proj.sync() == [("file", 3, 0, 0, 0)]
+    # the user drags Dana's overdue follow-up to next Tuesday 10:30 in the calendar app
+    text = proj.ics.read_text()
+    old = "DTSTART;TZID=Europe/Berlin:20261201T090000"
+    assert text.count(old) == 1
+    proj.ics.write_text(text.replace(old, "DTSTART;TZID=Europe/Berlin:20261208T103000"))
+    code, out, err = proj.run("sync")
+    assert (code, err) == (0, "")
+    assert "1 calendar edits kept" in out
+    code, out, err = proj.run("agenda")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[:4] == [
+        "Upcoming",
+        "  Wed 2026-12-02 09:00  Sam Beta                            Follow up with Sam Beta",
+        "  Tue 2026-12-08 10:30  Dana Whitfield (Acme Corp)          Follow up with Dana "
+        "Whitfield  [moved in the calendar; the rules say 2026-12-01 09:00]",
+        "  Thu 2026-12-10 09:00  Sam Beta                            Ask about the budget",
+    ]
+    code, out, _ = proj.run("agenda", "--json")
+    data = json.loads(out)
+    assert data["overdue"] == []
+    dana = data["upcoming"][1]
+    assert {k: dana[k] for k in ("lead", "due", "at", "overdue_days", "moved_in_calendar",
+                                 "rule_due", "rule_at", "was_due")} == {
+        "lead": "dana-acme", "due": "2026-12-08", "at": "10:30", "overdue_days": 0,
+        "moved_in_calendar": True, "rule_due": "2026-12-01", "rule_at": "09:00",
+        "was_due": "2026-11-27"}
+    assert [i["moved_in_calendar"] for i in data["upcoming"]] == [False, True, False]
+    # the lead file changes that follow-up: the rules' date again, no longer marked as moved
+    proj.edit("last_contact: 2026-11-20", "last_contact: 2026-11-28")
+    proj.sync()
+    code, out, _ = proj.run("agenda", "--json")
+    dana = next(i for i in json.loads(out)["upcoming"] if i["lead"] == "dana-acme")
+    assert (dana["due"], dana["moved_in_calendar"]) == ("2026-12-05", False)
+
+
+def test_agenda_shortens_names_between_words_and_closes_the_parenthesis(
+    proj: Project,
+) -> None:
+    proj.edit("org: Acme Corp", "org: Acme Corporation of Northern Ireland")
+    proj.edit("name: Cole Dunn", "name: Cole Dunn-Fairweather-Montgomery-Smythe the Third")
+    code, out, _ = proj.run("agenda")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1] == ("  Tue 2026-12-01 09:00  Dana Whitfield (Acme Corporation…)  Follow up "
+                        "with Dana Whitfield  [4 days overdue]")
+    assert lines[-1] == ("  Cole Dunn-Fairweather-Montgomery…   2 unanswered, last touch "
+                         "2026-10-08")
 
 
 def test_now_with_an_offset_is_read_in_the_configured_zone(proj: Project) -> None:
@@ -389,6 +498,47 @@ def test_schema_is_json_and_accepts_the_example(proj: Project) -> None:
 
 
 # --- global options ------------------------------------------------------------------------
+
+def test_global_options_after_the_command_name(proj: Project) -> None:
+    """`followsync plan -v`, as the README writes it: every command takes them after its name."""
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        return (code, *proj.capsys.readouterr())
+
+    config = str(proj.config)
+    code, out, err = run("validate", "--config", config)
+    assert (code, out, err) == (0, f"ok: {proj.config} and 3 leads in {proj.leads}\n", "")
+    assert run("validate", "--config", config, "-q") == (0, "", "")
+    # after the name wins over before it
+    assert run("-q", "validate", "--config", config, "--no-such")[0] == 2
+    code, out, _ = run("--config", "/nowhere.yaml", "plan", "--config", config, "--now", NOW,
+                       "-v")
+    assert code == 0 and out.startswith("file: 3 to create")
+    code, out, _ = run("sync", "--config", config, "--now", NOW, "--quiet")
+    assert (code, out) == (0, "")
+    assert proj.ics.exists()
+    code, out, _ = run("agenda", "--json", "--now", "2026-12-05", "--config", config)
+    assert (code, json.loads(out)["today"]) == (0, "2026-12-05")
+    code, out, _ = run("done", "sam-beta", "--config", config, "--now", "2026-12-03", "-q")
+    assert (code, out) == (0, "")
+    assert "2026-12-03" in proj.leads.read_text()
+    code, _, err = run("calendars", "--config", config)
+    assert (code, err.splitlines()[-1]) == (2, f"Error: {proj.config} has no caldav target")
+    code, _, err = run("run", "--now", NOW, "--config", config)
+    assert code == 2 and "--now and $FOLLOWSYNC_NOW do not apply to `run`" in err
+    code, out, _ = run("schema", "-v", "--config", config)
+    assert code == 0 and json.loads(out)["type"] == "object"
+    target = proj.dir / "elsewhere" / "my.yaml"
+    target.parent.mkdir()
+    code, out, err = run("init", "--config", str(target), "-q")
+    assert (code, out, err) == (0, "", "")
+    assert target.exists() and (target.parent / "leads.yaml").exists()
+    for name in cli.commands:
+        code, out, _ = run(name, "--help")
+        assert code == 0
+        for option in ("--config PATH", "--now ISO-DATETIME", "-v, --verbose", "-q, --quiet"):
+            assert option in out, (name, option)
+
 
 def test_invalid_now_is_a_usage_error(proj: Project) -> None:
     code, out, err = proj.run("plan", now="garbage")

@@ -662,6 +662,18 @@ def test_the_daemon_unit_is_a_hardened_notify_service() -> None:
     assert oneshot["ExecStart"][0].endswith("followsync sync")
 
 
+def test_the_units_documentation_is_the_readme_the_install_steps_put_there() -> None:
+    """followsync is not on the package index: `Documentation=` names the README copy that
+    the README's service steps install, not a registry page that does not exist."""
+    readme = (UNITS.parent / "README.md").read_text()
+    for path in sorted(UNITS.iterdir()):
+        assert unit(path.name)["Unit"]["Documentation"] == [
+            "file:%h/.local/share/doc/followsync/README.md"], path.name
+    assert "install -Dm644 README.md ~/.local/share/doc/followsync/README.md" in readme
+    assert "pypi.org" not in readme + "".join(p.read_text() for p in UNITS.iterdir())
+    assert "pipx install 'followsync" not in readme  # not on the index: from a checkout
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_analyze_verify_finds_nothing(tmp_path: Path) -> None:
     # %h/.local/bin/followsync must exist for verify: a home where it does

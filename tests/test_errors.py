@@ -711,6 +711,26 @@ e.g. 'my-file'
         {C}:1:21: lead file not found: {D}/nothere.yaml
           hint: check `leads:` in the config, or run `followsync init`
         """),
+    ("ics-target-in-a-missing-folder", """\
+        leads: leads.yaml
+        state_dir: state
+        targets:
+          - name: file
+            type: ics
+            path: nothere/sub/out.ics
+        """, """\
+        {C}:6:11: the folder of the ics target 'file' does not exist: {D}/nothere/sub
+          hint: check `path:` for a typo, or create the folder first (followsync does not create it)
+        """),
+    ("ics-target-type-ical", """\
+        leads: leads.yaml
+        state_dir: state
+        targets:
+          - {name: file, type: ical, path: out.ics}
+        """, """\
+        {C}:4:24: targets.0.type: got 'ical'; expected 'caldav' or 'ics'
+          hint: did you mean 'ics'? (an .ics file; 'caldav' is a calendar on a server)
+        """),
     ("config-is-a-list", """\
         - leads.yaml
         """, """\
@@ -729,6 +749,43 @@ def test_broken_config(
     fs = synced[0]
     fs.write_config(text)
     assert_fails(synced, capsys, _expected(expected, C=fs.config, D=fs.dir))
+
+
+@pytest.mark.parametrize("alias", ["ical", "iCalendar", "file", "ics-file", "ICS_FILE"])
+def test_ics_aliases_suggest_ics(
+    fs: Setup, capsys: pytest.CaptureFixture[str], alias: str
+) -> None:
+    fs.write_config(f"""\
+        leads: leads.yaml
+        state_dir: state
+        targets:
+          - {{name: file, type: {alias}, path: out.ics}}
+        """)
+    code, _, err = run(fs, capsys, "validate")
+    assert code == 1
+    assert err.splitlines()[1] == ("  hint: did you mean 'ics'? (an .ics file; 'caldav' is a "
+                                   "calendar on a server)")
+
+
+def test_an_ics_target_in_a_missing_folder_creates_no_folder(
+    fs: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fs.write_config("""\
+        leads: leads.yaml
+        state_dir: state
+        targets:
+          - {name: file, type: ics, path: /nonexistent-followsync-dir/dir/out.ics}
+        """)
+    for command in ("validate", "plan", "sync"):
+        code, out, err = run(fs, capsys, command)
+        assert (code, out) == (1, "")
+        assert err.startswith(f"{fs.config}:4:35: the folder of the ics target 'file' does not "
+                              "exist: /nonexistent-followsync-dir/dir\n"), err
+    assert not Path("/nonexistent-followsync-dir").exists()
+    # the default target writes followups.ics beside the config, whose folder exists
+    fs.write_config("leads: leads.yaml\nstate_dir: state\n")
+    assert run(fs, capsys, "sync")[0] == 0
+    assert (fs.config.parent / "followups.ics").exists()
 
 
 def test_missing_config_file(fs: Setup, capsys: pytest.CaptureFixture[str]) -> None:

@@ -356,7 +356,12 @@ def test_an_ics_target_that_is_a_folder(project: Path) -> None:
 def test_an_ics_target_under_a_file(project: Path) -> None:
     (project / "config.yaml").write_text(CONFIG.replace("path: out.ics", "path: plain/out.ics"))
     (project / "plain").write_text("not a folder")
-    target_fails(project, "Not a directory", None)
+    # a config error at its `path:` (it used to fail only when the target was written)
+    code, out, err = cli(project, "sync")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"{project / 'config.yaml'}:5:35: the folder of the ics target "
+                          f"'file' is a file: {project / 'plain'}\n"), err
+    assert (project / "plain").read_text() == "not a folder"
 
 
 def test_a_read_only_ics_target_keeps_the_old_file(synced: tuple[Path, bytes],

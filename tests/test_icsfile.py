@@ -507,3 +507,13 @@ def test_todo_items(proj: Project) -> None:
     todos = {str(c["UID"]): c for c in cal.walk("VTODO")}
     assert sorted(todos) == sorted(OURS)
     assert todos[OURS[2]].decoded("DUE").isoformat() == "2026-12-10T09:00:00+01:00"
+
+
+def test_an_atomic_write_never_creates_the_folder(tmp_path: Path) -> None:
+    """The config check reports a missing folder; should it vanish after that, the write
+    fails (the target's error) rather than making the folder."""
+    from followsync.atomic import write_atomic
+
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "gone" / "out.ics", b"x")
+    assert list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,3 +231,32 @@ def test_a_password_in_a_private_config_works_with_a_warning(
     assert "the password is written in the config" in text
     assert sent_password(catcher) == secret
     scan([text], forms("alice", secret))
+
+
+def test_validate_warns_when_a_password_env_variable_is_unset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under systemd the daemon sees only its unit's environment: a variable set in the
+    user's shell alone is a common trap, so `validate` says so (a warning, exit 0)."""
+    config = write(tmp_path, caldav_target("https://dav.example/", "alice",
+                                           "    password_env: FOLLOWSYNC_TEST_UNSET\n"))
+    monkeypatch.delenv("FOLLOWSYNC_TEST_UNSET", raising=False)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["--config", str(config), "validate"])
+    assert code == 0
+    assert out.getvalue().startswith("ok: ")
+    assert err.getvalue() == (
+        "warning: target 'phone': $FOLLOWSYNC_TEST_UNSET (password_env) is not set here; the "
+        "daemon run by systemd needs it set in its unit (README, \"Running as a service\")\n")
+    monkeypatch.setenv("FOLLOWSYNC_TEST_UNSET", "x")
+    assert run(config, "validate") == (0, f"ok: {config} and 1 lead in {tmp_path / 'leads.yaml'}\n")
+
+
+def test_a_missing_keyring_package_says_how_to_install_it_from_a_checkout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "keyring", None)  # import keyring → ImportError
+    config = write(tmp_path, caldav_target("http://127.0.0.1:9/", "alice", "    keyring: true\n"))
+    code, text = run(config, "sync")
+    assert code == 3
+    assert "pipx install --force '.[caldav,keyring]'" in text
+    assert "followsync[" not in text

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -456,3 +456,33 @@ def test_moving_a_todo_keeps_it_and_completion_later_still_counts(two_way: TwoWa
     complete(w.phone, moved, "20261121T090000Z")
     w.sync(DAY4)
     assert rules(w)["dana cadence"] == "2026-12-21 09:30"  # 11-21 + 1mo
+
+
+def test_a_schema_2_state_gains_the_moved_column(tmp_path: Path) -> None:
+    """A state written before calendar moves were remembered opens and keeps its rows."""
+    import sqlite3
+
+    from followsync.state import State
+
+    db = sqlite3.connect(tmp_path / "state.sqlite")
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema', '2');
+        CREATE TABLE items (
+            target TEXT NOT NULL, uid TEXT NOT NULL, href TEXT NOT NULL, etag TEXT NOT NULL,
+            hash TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0,
+            gone INTEGER NOT NULL DEFAULT 0, lead TEXT NOT NULL, rule TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '', edited INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (target, uid));
+        INSERT INTO items VALUES ('t', 'u1', 'h', 'e', 'x', 0, 0, 'dana', 'cadence', 's', 1);
+    """)
+    db.commit()
+    db.close()
+    state = State(tmp_path)
+    try:
+        assert state.rows("t")["u1"].moved == ""
+        assert state.moves() == {}
+        state.put("t", replace(state.rows("t")["u1"], moved="2026-12-08T10:30"))
+        assert state.moves() == {("dana", "cadence"): "2026-12-08T10:30"}
+    finally:
+        state.close()

@@ -104,7 +104,8 @@ def password_for(target: Target) -> str | None:
             import keyring
         except ImportError:
             raise TargetError("keyring: true needs the keyring package",
-                              "pip install 'followsync[keyring]'") from None
+                              "followsync is not on the package index: from its checkout, "
+                              "pipx install --force '.[caldav,keyring]'") from None
         value = keyring.get_password("followsync", f"{target.username}@{target.url}")
         if value is None:
             raise TargetError(f"target {target.name}: no password in the keyring for "
@@ -212,7 +213,8 @@ class CaldavBackend:
             import caldav
         except ImportError:
             raise TargetError("CalDAV targets need the caldav package",
-                              "pip install 'followsync[caldav]'") from None
+                              "followsync is not on the package index: from its checkout, "
+                              "pipx install --force '.[caldav]'") from None
         target = self.target
         client: Any = caldav.DAVClient
         made = client(
