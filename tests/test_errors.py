@@ -120,8 +120,8 @@ LEAD_CASES = [
         leads: {}
         """, """\
         {L}:3:3: unknown key 'colour'
-          hint: known keys: action, alarms, all_day, as, at, cadence, closed, duration, \
-give_up_after, on_other_status, on_status, overdue
+          hint: known keys: action, alarms, all_day, as, at, cadence, closed, days, duration, \
+give_up_after, on_other_status, on_status, overdue, title
         """),
     ("unknown-key-in-log-mapping", """\
         version: 1
@@ -197,7 +197,7 @@ give_up_after, on_other_status, on_status, overdue
           cadence: [1w, 2 weeks]
         leads: {}
         """, """\
-        {L}:3:17: defaults.cadence.1: not a duration: '2 weeks'
+        {L}:3:17: defaults.cadence.2: not a duration: '2 weeks'
           hint: write an integer and a unit: 30m, 2h, 3d, 2w, 1mo or 1y
         """),
     ("bad-date", """\
@@ -246,8 +246,8 @@ give_up_after, on_other_status, on_status, overdue
             name: Dana
             cadence: 5
         """, """\
-        {L}:5:14: leads.dana.cadence: expected a list, got 5
-          hint: write a list: [a, b] or one '- item' per line
+        {L}:5:14: leads.dana.cadence: not a duration: 5
+          hint: write an integer and a unit: 30m, 2h, 3d, 2w, 1mo or 1y
         """),
     ("tags-not-a-list", """\
         version: 1
@@ -265,7 +265,7 @@ give_up_after, on_other_status, on_status, overdue
           dana:
             org: Acme
         """, """\
-        {L}:4:5: missing required key 'name' in leads.dana
+        {L}:3:3: missing required key 'name' in leads.dana
           hint: add `name: ...`
         """),
     ("empty-name", """\
@@ -304,7 +304,7 @@ digit, e.g. 'dana-acme'
             follow_ups:
               - {on: 2027-01-05, do: "Ask {budget}"}
         """, """\
-        {L}:6:30: leads.dana.follow_ups.0.do: unknown placeholder {budget} in 'Ask {budget}'
+        {L}:6:30: leads.dana.follow_ups.1.do: unknown placeholder {budget} in 'Ask {budget}'
           hint: use {name}, {org}, {role} or {email}
         """),
     ("log-line-without-date", """\
@@ -315,7 +315,7 @@ digit, e.g. 'dana-acme'
             log:
               - emailed her the portfolio
         """, """\
-        {L}:6:9: leads.dana.log.0: not a log entry: 'emailed her the portfolio'
+        {L}:6:9: leads.dana.log.1: not a log entry: 'emailed her the portfolio'
           hint: start it with the date, e.g. '2026-01-05 emailed her', or write \
 {date: 2026-01-05, by: me|them|both, note: ...}
         """),
@@ -327,7 +327,7 @@ digit, e.g. 'dana-acme'
             log:
               - {date: 2026-11-03, by: they}
         """, """\
-        {L}:6:32: leads.dana.log.0.by: got 'they'; expected 'me', 'them' or 'both'
+        {L}:6:32: leads.dana.log.1.by: got 'they'; expected 'me', 'them' or 'both'
           hint: did you mean 'them'?
         """),
     ("two-one-offs-same-day", """\
@@ -432,13 +432,13 @@ def test_every_problem_in_one_file_is_reported_at_once(
           hint: write HH:MM on a 24-hour clock, e.g. "09:00" or "17:30"
         {L}:8:11: leads.dana.tags: expected a list, got 'x'
           hint: write a list: [a, b] or one '- item' per line
-        {L}:10:9: leads.dana.log.0: not a log entry: 'emailed'
+        {L}:10:9: leads.dana.log.1: not a log entry: 'emailed'
           hint: start it with the date, e.g. '2026-01-05 emailed her', or write \
 {date: 2026-01-05, by: me|them|both, note: ...}
         {L}:11:3: bad lead id 'Bad Id'
           hint: use lowercase letters, digits, '.', '_' and '-', starting with a letter or \
 digit, e.g. 'bad-id'
-        {L}:14:5: missing required key 'name' in leads.nameless
+        {L}:13:3: missing required key 'name' in leads.nameless
           hint: add `name: ...`
         """, L=fs.leads))
 
@@ -458,7 +458,7 @@ def test_problems_in_config_and_two_lead_files_are_all_reported(
     fs.write_leads("version: 1\nleads:\n  dana:\n    nam: Dana\n")
     more = fs.write_leads("version: 1\nleads:\n  sam:\n    name: Sam\n    at: 7pm\n", "more.yaml")
     assert_fails(synced, capsys, _expected("""\
-        {L}:4:5: missing required key 'name' in leads.dana
+        {L}:3:3: missing required key 'name' in leads.dana
           hint: add `name: ...`
         {L}:4:5: unknown key 'nam'
           hint: did you mean 'name'?
@@ -637,9 +637,9 @@ CONFIG_CASES = [
             type: ics
           - {name: dav, type: caldav, calendar: Work}
         """, """\
-        {C}:4:5: targets.0: an ics target needs `path:`
+        {C}:4:5: targets.1: an ics target needs `path:`
           hint: add `path: followups.ics` (the .ics file to write)
-        {C}:6:5: targets.1: a caldav target needs `url:`
+        {C}:6:5: targets.2: a caldav target needs `url:`
           hint: add the server, principal or calendar URL, e.g. `url: https://dav.example.com/`
         """),
     ("unknown-time-zone", """\
@@ -656,7 +656,7 @@ CONFIG_CASES = [
         targets:
           - {name: file, type: icss, path: out.ics}
         """, """\
-        {C}:4:24: targets.0.type: got 'icss'; expected 'caldav' or 'ics'
+        {C}:4:24: targets.1.type: got 'icss'; expected 'caldav' or 'ics'
           hint: did you mean 'ics'?
         """),
     ("bad-target-name", """\
@@ -665,7 +665,7 @@ CONFIG_CASES = [
         targets:
           - {name: my file, type: ics, path: out.ics}
         """, """\
-        {C}:4:12: targets.0.name: 'my file' is not a valid name
+        {C}:4:12: targets.1.name: 'my file' is not a valid name
           hint: use letters, digits, '.', '_' and '-', starting with a letter or digit, \
 e.g. 'my-file'
         """),

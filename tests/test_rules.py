@@ -102,7 +102,7 @@ def test_spec_worked_example(extra: str, due: date | None, unanswered: int,
     assert (item.rule, item.due, item.at, item.overdue_days) == ("cadence", due, time(9), 0)
     assert item.unanswered == unanswered
     assert item.reason == reason
-    assert item.action == "Follow up with Dana Whitfield"
+    assert (item.action, item.title) == ("follow up", "Dana Whitfield: follow up")
     assert result.cold is False
 
 
