@@ -363,24 +363,24 @@ def expand(template: str, lead: Lead) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
-_LEFTOVER = " \t:;,|/-\u2013\u2014"  # separators left at an end when {name} is dropped
+_SEPARATORS = " \t:;,|/\u2013\u2014-"  # what may stand between {name} and the rest
+_NAME_AND_SEPARATOR = re.compile(r"\{name\}[" + re.escape(_SEPARATORS) + "]*")
 
 
 def title(template: str, action: str, lead: Lead) -> str:
     """The item's title: `template` with {action} and the lead's details filled in.
 
     An action that already names the person ("Send Dana Whitfield the deck") is not prefixed
-    with the name again: {name} expands to nothing and the separators it leaves at either end
-    go. A title that starts with the action starts with a capital letter.
+    with the name again: {name} and the separators after it are left out. A title that starts
+    with the action starts with a capital letter.
     """
     name = lead.name.strip()
-    named = bool(name) and name.casefold() in action.casefold()
-    values = {"name": "" if named else lead.name, "org": lead.org or "",
-              "role": lead.role or "", "email": lead.email or "", "action": action}
+    if name and name.casefold() in action.casefold():
+        template = _NAME_AND_SEPARATOR.sub("", template)
+    values = {"name": lead.name, "org": lead.org or "", "role": lead.role or "",
+              "email": lead.email or "", "action": action}
     text = " ".join(_PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)),
-                                     template).split())
-    if named:
-        text = text.strip(_LEFTOVER)
+                                     template).split()).strip(_SEPARATORS)
     flat = " ".join(action.split())
     if flat and text.startswith(flat):
         text = text[:1].upper() + text[1:]

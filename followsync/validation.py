@@ -93,7 +93,7 @@ def _weekday(value: Any) -> Any:
     guess = next((day for day, full in zip(WEEKDAYS, _FULL_DAYS, strict=True)
                   if len(text) >= 3 and full.startswith(text)), None)
     if guess is None:
-        close = difflib.get_close_matches(text, WEEKDAYS, n=1, cutoff=0.5)
+        close = difflib.get_close_matches(text, WEEKDAYS, n=1, cutoff=0.6)
         guess = close[0] if close else None
     hint = f"did you mean {guess!r}? {DAYS_HINT}" if guess else DAYS_HINT
     raise Invalid(f"not a day of the week: {value!r}", hint)

@@ -384,6 +384,98 @@ start from `followsync init`
         {L}:2:1: the file contains a NUL byte
           hint: is this really the lead file? save it as plain text
         """),
+    ("cadence-in-minutes", """\
+        version: 1
+        defaults:
+          cadence: [1w, 2w, 1m]
+        leads: {}
+        """, """\
+        {L}:3:21: defaults.cadence.3: '1m' is less than a day
+          hint: `1m` is one minute: did you mean `1mo`? gaps between follow-ups are whole days: \
+use d, w, mo or y
+        """),
+    ("status-trigger-after-hours", """\
+        version: 1
+        defaults:
+          on_status:
+            interviewed: {after: 12h, do: send a thank-you note}
+        leads: {}
+        """, """\
+        {L}:4:26: defaults.on_status.interviewed.after: '12h' is less than a day
+          hint: gaps between follow-ups are whole days: use d, w, mo or y
+        """),
+    ("other-status-trigger-after-minutes", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            on_other_status:
+              offer: {after: 2m, do: tell her about the offer}
+        """, """\
+        {L}:6:22: leads.dana.on_other_status.offer.after: '2m' is less than a day
+          hint: `2m` is 2 minutes: did you mean `2mo`? gaps between follow-ups are whole days: \
+use d, w, mo or y
+        """),
+    ("bad-day-name", """\
+        version: 1
+        defaults:
+          days: [mon, tue, wed, thurs, fri]
+        leads: {}
+        """, """\
+        {L}:3:25: defaults.days.4: not a day of the week: 'thurs'
+          hint: did you mean 'thu'? write three-letter day names: mon, tue, wed, thu, fri, sat, \
+sun
+        """),
+    ("day-name-no-guess", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            days: [weekdays]
+        """, """\
+        {L}:5:12: leads.dana.days.1: not a day of the week: 'weekdays'
+          hint: write three-letter day names: mon, tue, wed, thu, fri, sat, sun
+        """),
+    ("no-days", """\
+        version: 1
+        defaults:
+          days: []
+        leads: {}
+        """, """\
+        {L}:3:9: defaults.days is empty
+          hint: give at least one entry
+        """),
+    ("unknown-placeholder-in-title", """\
+        version: 1
+        defaults:
+          title: "{nam} — {action}"
+        leads: {}
+        """, """\
+        {L}:3:10: defaults.title: unknown placeholder {nam} in '{nam} — {action}'
+          hint: did you mean {name}?
+        """),
+    ("action-placeholder-in-action", """\
+        version: 1
+        defaults:
+          action: "{action} now"
+        leads: {}
+        """, """\
+        {L}:3:11: defaults.action: unknown placeholder {action} in '{action} now'
+          hint: use {name}, {org}, {role} or {email}
+        """),
+    ("missing-do-in-a-one-off", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            follow_ups:
+              - {on: 2027-01-05, do: call}
+              - {on: 2027-01-06}
+        """, """\
+        {L}:7:9: missing required key 'do' in leads.dana.follow_ups.2
+          hint: add `do: ...`
+        """),
+
 ]
 
 
