@@ -339,7 +339,7 @@ def test_agenda_text(proj: Project) -> None:
           Thu 2026-12-10 09:00  Sam Beta                            Ask about the budget
         Gone cold (no answer; not chased any more)
           Cole Dunn (Frost Inc)               2 unanswered, last touch 2026-10-08
-        """)  # noqa: E501
+        """)
     code, out, _ = proj.run("agenda", "--days", "3")
     assert "  ... and 1 later (use --days to see further)" in out.splitlines()
     assert not proj.state.exists()
@@ -400,7 +400,7 @@ def test_schema_is_json_and_accepts_the_example(proj: Project) -> None:
 def test_schema_follows_the_lead_file(proj: Project, settings: str, valid: bool) -> None:
     """The schema editors use accepts what followsync accepts, and refuses what it refuses."""
     jsonschema = pytest.importorskip("jsonschema")
-    code, out, _ = proj.run("schema")
+    _code, out, _ = proj.run("schema")
     validator = jsonschema.Draft202012Validator(json.loads(out))
     for text in (f"version: 1\ndefaults:\n  {settings}\nleads: {{}}\n",
                  f"version: 1\nleads:\n  dana:\n    name: Dana\n    {settings}\n"):

@@ -38,7 +38,7 @@ gaps = st.one_of(
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 day_sets = st.sets(st.integers(0, 6), min_size=1)  # weekday numbers, Monday = 0
 days_settings = st.one_of(
-    st.sampled_from(WEEKDAYS + ["Sat", "FRI"]),  # one day, without a list
+    st.sampled_from([*WEEKDAYS, "Sat", "FRI"]),  # one day, without a list
     day_sets.map(lambda days: [WEEKDAYS[d].title() if d % 2 else WEEKDAYS[d] for d in days]))
 times = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
 ids = st.builds(lambda a, b: a + b, st.sampled_from("abcx0"),
