@@ -111,12 +111,13 @@ defaults:
   cadence: [2w, 1mo, 2mo]         # quick at first, then back off if nobody answers
   give_up_after: 3                # three unanswered follow-ups: let it rest
   at: "09:15"
-  alarms: [0m, 1d]                # on the day, and the evening before
+  alarms: [0m, 1d]                # at the start, and at the same time the day before
+  days: [mon, tue, wed, thu, fri] # a follow-up due on a weekend is shown on Monday
   on_status:
-    interviewed: {after: 1d, do: "Send {name} a thank-you note"}
-    applied: {after: 10d, do: "Ask {name} where the application stands"}
+    interviewed: {after: 1d, do: "send a thank-you note"}
+    applied: {after: 10d, do: "ask where the application stands"}
   on_other_status:
-    offer: {after: 0d, do: "Tell {name} about the offer and its deadline"}
+    offer: {after: 0d, do: "tell them about the offer and its deadline"}
 """
 
 _PLAIN = re.compile(r"^[^\W\d_][\w .,@+()/’'&-]*$")
@@ -211,7 +212,7 @@ def make_leads(n: int, seed: int, today: date) -> list[tuple[str, dict[str, Any]
             days = rnd.sample(range(-10, 120), rnd.randint(1, 2))
             for k, day in enumerate(days):
                 one: dict[str, Any] = {"on": today + timedelta(days=day),
-                                       "do": rnd.choice(["Send a short end-of-year hello",
+                                       "do": rnd.choice(["send a short end-of-year hello",
                                                          "Ask about the Q1 budget",
                                                          "Share the new case study",
                                                          "Check whether the role is open"])}

@@ -28,11 +28,24 @@ from pydantic_core import CoreSchema
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
 from followsync.gcpause import paused_gc
-from followsync.validation import DateT, DurationT, Invalid, Text, TimeT, validate
+from followsync.validation import (
+    WEEKDAYS,
+    DateT,
+    DurationT,
+    GapT,
+    Invalid,
+    OneOrList,
+    Text,
+    TimeT,
+    WeekdayT,
+    one_as_list,
+    validate,
+)
 from followsync.yamlsrc import Source, load
 
 LEAD_ID = r"^[a-z0-9][a-z0-9._-]*$"
 PLACEHOLDERS = ("name", "org", "role", "email")
+TITLE_PLACEHOLDERS = (*PLACEHOLDERS, "action")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _TOUCH_LINE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:\s+(.*))?$", re.DOTALL)
 By = Literal["me", "them", "both"]
@@ -66,18 +79,25 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
-def _template(value: Any) -> Any:
-    if isinstance(value, str):
-        for name in _PLACEHOLDER.findall(value):
-            if name not in PLACEHOLDERS:
-                close = difflib.get_close_matches(name, PLACEHOLDERS, n=1)
-                known = "use {name}, {org}, {role} or {email}"
-                raise Invalid(f"unknown placeholder {{{name}}} in {value!r}",
-                              f"did you mean {{{close[0]}}}?" if close else known)
-    return value
+def _placeholders(allowed: tuple[str, ...]) -> Any:
+    """A validator refusing placeholders other than `allowed` (a typo would stay in the text)."""
+    names = [f"{{{name}}}" for name in allowed]
+    known = f"use {', '.join(names[:-1])} or {names[-1]}"
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            for name in _PLACEHOLDER.findall(value):
+                if name not in allowed:
+                    close = difflib.get_close_matches(name, allowed, n=1)
+                    raise Invalid(f"unknown placeholder {{{name}}} in {value!r}",
+                                  f"did you mean {{{close[0]}}}?" if close else known)
+        return value
+
+    return check
 
 
-Template = Annotated[str, BeforeValidator(_template)]
+Template = Annotated[str, BeforeValidator(_placeholders(PLACEHOLDERS))]
+TitleTemplate = Annotated[str, BeforeValidator(_placeholders(TITLE_PLACEHOLDERS))]
 
 
 class Touch(_Model):
@@ -110,7 +130,7 @@ LogEntry = Annotated[Touch, BeforeValidator(_touch_from_line), _LogLineToo]
 class Trigger(_Model):
     """A one-off follow-up `after` a status is entered, doing `do`."""
 
-    after: DurationT = Duration(0, "d")
+    after: GapT = Duration(0, "d")
     do: Template
     at: TimeT | None = None
 
@@ -129,16 +149,20 @@ class OneOff(_Model):
 class Settings(_Model):
     """The keys `defaults:` holds and every lead may override; unset means inherited."""
 
-    cadence: Annotated[list[DurationT], Field(min_length=1)] | None = None
+    cadence: Annotated[list[GapT], Field(min_length=1), BeforeValidator(one_as_list),
+                       OneOrList] | None = None
     give_up_after: Annotated[int, Field(ge=1)] | None = None
     at: TimeT | None = None
     all_day: bool | None = None
     duration: DurationT | None = None
-    alarms: list[DurationT] | None = None
+    alarms: Annotated[list[DurationT], BeforeValidator(one_as_list), OneOrList] | None = None
     as_: Kind | None = Field(default=None, alias="as")
     overdue: Literal["roll", "keep"] | None = None
+    days: Annotated[list[WeekdayT], Field(min_length=1), BeforeValidator(one_as_list),
+                    OneOrList] | None = None
     closed: list[Text] | None = None
     action: Template | None = None
+    title: TitleTemplate | None = None
     on_status: dict[str, Trigger] | None = None
     on_other_status: dict[str, Trigger] | None = None
 
@@ -199,8 +223,10 @@ class Policy:
     alarms: tuple[Duration, ...] = (Duration(0, "m"),)
     kind: Kind = "event"
     overdue: Literal["roll", "keep"] = "roll"
+    days: tuple[int, ...] = tuple(range(7))  # weekdays a follow-up may fall on, Monday = 0
     closed: frozenset[str] = frozenset({"closed", "hired", "declined", "lost", "won", "dead"})
-    action: str = "Follow up with {name}"
+    action: str = "follow up"  # the title names the person: the action need not
+    title: str = "{name}: {action}"
     on_status: tuple[tuple[str, Trigger], ...] = ()
     on_other_status: tuple[tuple[str, Trigger], ...] = ()
 
@@ -208,7 +234,7 @@ class Policy:
         """These settings on top of this policy (only the keys the user wrote count)."""
         given = settings.model_fields_set
         changes: dict[str, Any] = {}
-        for name in ("give_up_after", "overdue", "action", "duration", "at"):
+        for name in ("give_up_after", "overdue", "action", "title", "duration", "at"):
             if name in given:
                 value = getattr(settings, name)
                 if value is not None or name == "give_up_after":
@@ -221,6 +247,8 @@ class Policy:
             value = getattr(settings, name)
             if value is not None:
                 changes[name] = tuple(value)
+        if settings.days is not None:
+            changes["days"] = tuple(sorted({WEEKDAYS.index(day) for day in settings.days}))
         if settings.as_ is not None:
             changes["kind"] = settings.as_
         if settings.closed is not None:
@@ -335,6 +363,30 @@ def expand(template: str, lead: Lead) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
+_SEPARATORS = " \t:;,|/\u2013\u2014-"  # what may stand between {name} and the rest
+_NAME_AND_SEPARATOR = re.compile(r"\{name\}[" + re.escape(_SEPARATORS) + "]*")
+
+
+def title(template: str, action: str, lead: Lead) -> str:
+    """The item's title: `template` with {action} and the lead's details filled in.
+
+    An action that already names the person ("Send Dana Whitfield the deck") is not prefixed
+    with the name again: {name} and the separators after it are left out. A title that starts
+    with the action starts with a capital letter.
+    """
+    name = lead.name.strip()
+    if name and name.casefold() in action.casefold():
+        template = _NAME_AND_SEPARATOR.sub("", template)
+    values = {"name": lead.name, "org": lead.org or "", "role": lead.role or "",
+              "email": lead.email or "", "action": action}
+    text = " ".join(_PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)),
+                                     template).split()).strip(_SEPARATORS)
+    flat = " ".join(action.split())
+    if flat and text.startswith(flat):
+        text = text[:1].upper() + text[1:]
+    return text or flat
+
+
 def schema() -> dict[str, Any]:
     """The JSON Schema of the lead file, for editors."""
     result = LeadFile.model_json_schema(by_alias=True)
@@ -343,4 +395,4 @@ def schema() -> dict[str, Any]:
 
 
 __all__ = ["Lead", "LeadBook", "LeadFile", "LoadedLead", "OneOff", "Policy", "Touch", "Trigger",
-           "date", "expand", "load_leads", "parse_lead_file", "schema"]
+           "date", "expand", "load_leads", "parse_lead_file", "schema", "title"]

@@ -20,7 +20,7 @@ from followsync import __version__
 if TYPE_CHECKING:  # the rules (and pydantic) load only when something is rendered
     from followsync.rules import FollowUp
 
-RENDER_VERSION = "1"  # bump when the output changes, so every item is rewritten once
+RENDER_VERSION = "2"  # bump when the output changes, so every item is rewritten once
 TZ_FIRST_YEAR, TZ_LAST_YEAR = 2000, 2045  # the span of a VTIMEZONE written as a list of changes
 PRODID = f"-//followsync//followsync {__version__}//EN"
 CATEGORY = "followsync"
@@ -64,13 +64,12 @@ def source_hash(item: FollowUp, kind: Kind, zone: str, uid: str) -> str:
 
 
 def summary(item: FollowUp) -> str:
-    """`Follow up: Dana Whitfield (Acme Corp) — Ask about the role`, overdue ones say so."""
-    person = item.person
-    who = f"{person.name} ({person.org})" if person.org else person.name
-    text = f"Follow up: {who} — {item.action}"
+    """`Dana Whitfield: ask about the role`, short enough for a month view (the name first,
+    once); overdue ones say so after the action: `Dana Whitfield: follow up (3 days overdue)`."""
+    text = item.title
     if item.overdue_days:
         days = item.overdue_days
-        text += f" (overdue {days} day{'s' if days != 1 else ''})"
+        text += f" ({days} day{'s' if days != 1 else ''} overdue)"
     return _one_line(text)
 
 
@@ -80,15 +79,17 @@ def _was(item: FollowUp) -> date:
 
 
 def description(item: FollowUp) -> str:
-    """The action, why it is due then, and everything needed to act on it."""
+    """The action, why it is due then, and everything needed to act on it (the title is
+    short; this is where the full text, the person's org and role and the reason go)."""
     person = item.person
-    lines = [item.action, "", f"Why this date: {item.reason}"]
+    action = item.action.strip()
+    lines = [action[:1].upper() + action[1:], "", f"Why this date: {item.reason}"]
     if item.overdue_days:
         lines.append(f"Overdue: was due {_was(item).isoformat()}.")
     if item.unanswered is not None:  # a cadence item says so even when none is unanswered
         n = item.unanswered
         lines.append(f"Unanswered so far: {n} follow-up{'s' if n != 1 else ''}.")
-    lines.append("")
+    lines += ["", person.name]
     if person.role and person.org:
         lines.append(f"{person.role}, {person.org}")
     elif person.role or person.org:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, time
+from datetime import date, time, timedelta
 from typing import Literal
 
 from followsync.durations import Duration
-from followsync.leads import Lead, LoadedLead, Policy, Touch, expand
+from followsync.leads import Lead, LoadedLead, Policy, Touch, expand, title
 
 ORDINALS = {1: "st", 2: "nd", 3: "rd"}
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def ordinal(n: int) -> str:
@@ -59,9 +60,12 @@ class FollowUp:
     alarms: tuple[Duration, ...]
     kind: Literal["event", "todo"]
     action: str
+    title: str  # the SUMMARY, without the overdue note
     reason: str
     person: Person
-    overdue_days: int = 0  # > 0 only when rolled to today
+    # > 0 only when rolled: how late it is on the day it is shown (today, or the next of the
+    # allowed `days`), so it does not change from one day to the next before then
+    overdue_days: int = 0
     unanswered: int | None = None  # cadence items only
 
 
@@ -157,7 +161,7 @@ def _plan_lead(
     last = ordered[-1] if ordered else None
     if closed:
         return LeadPlan(item.id, person, True, cold, unanswered, last, (), memory.touches)
-    make = _Maker(item.id, policy, person, today)
+    make = _Maker(item.id, lead, policy, person, today)
     found: list[FollowUp] = []
     cadence = _cadence(lead, policy, ordered, unanswered, cold, memory, make)
     if cadence is not None:
@@ -171,7 +175,7 @@ def _plan_lead(
             False if one.at is not None else policy.all_day)
         found.append(make(f"once-{key}", one.on, expand(one.do, lead),
                           f"one-off follow-up set for {one.on.isoformat()}",
-                          at=one.at, all_day=all_day))
+                          at=one.at, all_day=all_day, promise=True))
     own_day = status_day(lead, memory) if lead.status else None
     fired = [(index, item.id, name, own_day, trigger) for name, trigger in policy.on_status
              if own_day is not None and name == lead.status]
@@ -198,8 +202,10 @@ def _cadence(
 ) -> FollowUp | None:
     action = expand(policy.action, lead)
     anchor = ordered[-1].date if ordered else None
+    promise = False
     if lead.next is not None and (anchor is None or lead.next > anchor):
         due, reason = lead.next, f"hand-set next date {lead.next.isoformat()}"
+        promise = True
     elif anchor is None:
         due, reason = memory.first_seen, f"new lead: reach out (first seen {memory.first_seen})"
     elif cold:
@@ -213,29 +219,70 @@ def _cadence(
         reason = f"{nth} follow-up: last touch {anchor.isoformat()}{what} + {gap}"
     if lead.snooze_until is not None and lead.snooze_until > due:
         due, reason = lead.snooze_until, f"{reason}, snoozed until {lead.snooze_until}"
-    return make("cadence", due, action, reason, unanswered=unanswered)
+        promise = False  # snoozing is "not before", not a date promised to anyone
+    return make("cadence", due, action, reason, unanswered=unanswered, promise=promise)
+
+
+def allowed_day(day: date, days: tuple[int, ...]) -> date:
+    """`day`, or the first day after it whose weekday is in `days` (Monday = 0)."""
+    for ahead in range(7):
+        moved = day + timedelta(days=ahead)
+        if moved.weekday() in days:
+            return moved
+    return day  # no day allowed: cannot happen, the lead file refuses an empty `days`
+
+
+def day_text(day: date) -> str:
+    """`Sat 2013-06-01` (English names, whatever the locale)."""
+    return f"{DAY_NAMES[day.weekday()]} {day.isoformat()}"
+
+
+def days_text(days: tuple[int, ...]) -> str:
+    """`mon-fri`, `mon, wed, fri`, `mon-wed, sat`: the `days` setting as a user writes it."""
+    runs: list[list[int]] = []
+    for day in sorted(days):
+        if runs and runs[-1][-1] == day - 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    names = [name.lower() for name in DAY_NAMES]
+    parts = [f"{names[r[0]]}-{names[r[-1]]}" if len(r) >= 3 else ", ".join(names[d] for d in r)
+             for r in runs]
+    return ", ".join(parts)
 
 
 class _Maker:
     """Builds FollowUps of one lead, applying the overdue rule in one place."""
 
-    def __init__(self, lead_id: str, policy: Policy, person: Person, today: date) -> None:
-        self.lead_id, self.policy, self.person, self.today = lead_id, policy, person, today
+    def __init__(
+        self, lead_id: str, lead: Lead, policy: Policy, person: Person, today: date
+    ) -> None:
+        self.lead_id, self.lead, self.policy = lead_id, lead, policy
+        self.person, self.today = person, today
 
     def __call__(
         self, rule: str, due: date, action: str, reason: str, *, at: time | None = None,
-        all_day: bool | None = None, unanswered: int | None = None,
+        all_day: bool | None = None, unanswered: int | None = None, promise: bool = False,
     ) -> FollowUp:
+        """`promise`: a date the user set by hand (`next`, a one-off's `on`), which `days`
+        never moves and an overdue roll brings to today even on a day not allowed."""
         policy = self.policy
         whole_day = policy.all_day if all_day is None else all_day
+        if not promise:
+            moved = allowed_day(due, policy.days)
+            if moved != due:  # the reason says so; it never depends on today
+                reason = (f"{reason} = {day_text(due)}, moved to {day_text(moved)} "
+                          f"(days: {days_text(policy.days)})")
+                due = moved
         # Only a rolled item says how late it is: a kept one stays put and unchanged.
-        overdue = max(0, (self.today - due).days) if policy.overdue == "roll" else 0
-        if overdue:
-            due = self.today
+        overdue = 0
+        if policy.overdue == "roll" and due < self.today:
+            shown = self.today if promise else allowed_day(self.today, policy.days)
+            overdue, due = (shown - due).days, shown
         return FollowUp(
             lead_id=self.lead_id, rule=rule, due=due,
             at=None if whole_day else (at or policy.at),
             duration=policy.duration, alarms=policy.alarms, kind=policy.kind,
-            action=action, reason=reason, person=self.person, overdue_days=overdue,
-            unanswered=unanswered,
+            action=action, title=title(policy.title, action, self.lead), reason=reason,
+            person=self.person, overdue_days=overdue, unanswered=unanswered,
         )

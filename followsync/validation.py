@@ -12,8 +12,16 @@ import typing
 from datetime import date, time
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, PlainSerializer, ValidationError, WithJsonSchema
-from pydantic_core import ErrorDetails
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    GetJsonSchemaHandler,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, ErrorDetails
 
 from followsync.durations import DURATION_FORM, Duration, parse_date, parse_duration, parse_time
 from followsync.errors import ConfigError, Problem
@@ -48,6 +56,65 @@ def _duration(value: Any) -> Any:
         return parse_duration(value)
     except ValueError as exc:
         raise Invalid(_plain(exc), f"write {DURATION_FORM}") from None
+
+
+GAP_UNITS = "d, w, mo or y"
+
+
+def _gap(value: Any) -> Any:
+    """A gap between follow-ups: whole days. `1m` is a minute, almost always a typo for `1mo`
+    that would silently bring a follow-up forward by a month (zero of any unit is zero)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        return Duration(0, "d")
+    gap = _duration(value)
+    if gap.unit not in ("m", "h"):
+        return gap
+    if gap.amount == 0:
+        return Duration(0, "d")
+    if gap.unit == "m":
+        what = "one minute" if gap.amount == 1 else f"{gap.amount} minutes"
+        raise Invalid(f"{str(gap)!r} is less than a day",
+                      f"`{gap}` is {what}: did you mean `{gap.amount}mo`? gaps between "
+                      f"follow-ups are whole days: use {GAP_UNITS}")
+    raise Invalid(f"{str(gap)!r} is less than a day",
+                  f"gaps between follow-ups are whole days: use {GAP_UNITS}")
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+DAYS_HINT = "write three-letter day names: mon, tue, wed, thu, fri, sat, sun"
+
+
+def _weekday(value: Any) -> Any:
+    """`mon` ... `sun`, any case; anything else (`monday`, `Tues`, 1) is refused with a guess."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text in WEEKDAYS:
+        return text
+    guess = next((day for day, full in zip(WEEKDAYS, _FULL_DAYS, strict=True)
+                  if len(text) >= 3 and full.startswith(text)), None)
+    if guess is None:
+        close = difflib.get_close_matches(text, WEEKDAYS, n=1, cutoff=0.6)
+        guess = close[0] if close else None
+    hint = f"did you mean {guess!r}? {DAYS_HINT}" if guess else DAYS_HINT
+    raise Invalid(f"not a day of the week: {value!r}", hint)
+
+
+def one_as_list(value: Any) -> Any:
+    """One value where a list is expected is a list of one (`cadence: 3w` is `[3w]`)."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return [value]
+    return value
+
+
+class OneOrList:
+    """JSON Schema: a list that may also be written as its single item."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        listed = handler(core)
+        return {"anyOf": [listed.get("items", {}), listed]}
 
 
 def _date(value: Any) -> Any:
@@ -92,6 +159,20 @@ TimeT = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^([01]?\d|2[0-3]):[0-5]\d$"}),
 ]
 Text = Annotated[str, BeforeValidator(_text)]
+GapT = Annotated[
+    Duration,
+    BeforeValidator(_gap),
+    PlainSerializer(str),
+    WithJsonSchema({"type": "string", "pattern": r"^(\d+(d|w|mo|y)|0+(m|h))$",
+                    "description": "whole days: an integer and d, w, mo or y, e.g. 3d, 2w, 1mo"}),
+]
+WeekdayT = Annotated[
+    str,
+    BeforeValidator(_weekday),
+    WithJsonSchema({"type": "string", "pattern": "^(" + "|".join(
+        "".join(f"[{c.upper()}{c}]" for c in day) for day in WEEKDAYS) + ")$",
+        "description": "a day of the week: mon, tue, wed, thu, fri, sat or sun"}),
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -138,9 +219,11 @@ def _merge_alternatives(
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:
-    """A path for a message, `leads.dana.log.0`; a key with a line break or another
-    unprintable character is quoted, so no message ever spans two lines."""
-    return ".".join(str(x) if str(x).isprintable() else repr(x) for x in loc)
+    """A path for a message, `leads.dana.log.1`: list entries count from 1, as people count
+    them; a key with a line break or another unprintable character is quoted, so no message
+    ever spans two lines."""
+    return ".".join(str(x + 1) if isinstance(x, int) else x if x.isprintable() else repr(x)
+                    for x in loc)
 
 
 def _kind_of(value: Any) -> str:
@@ -208,7 +291,8 @@ def to_problem(
     if kind == "missing":
         where = _dotted(loc[:-1])
         message = f"missing required key {loc[-1]!r}" + (f" in {where}" if where else "")
-        return source.problem(full, message, f"add `{loc[-1]}: ...`")
+        # at the key of the mapping that lacks it (a lead's id), not at whatever it holds first
+        return source.problem(full[:-1], message, f"add `{loc[-1]}: ...`", key=bool(full[:-1]))
     if kind == "string_pattern_mismatch":
         text = str(err["input"])
         if on_key:

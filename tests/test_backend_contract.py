@@ -85,6 +85,7 @@ def rendered_item(uid: str, kind: str = "event", action: str = "Ask about the ro
     follow_up = FollowUp("dana-acme", "cadence", date(2031, 1, 6), time(9, 0),
                          Duration(15, "m"), (Duration(0, "m"), Duration(1, "d")),
                          "todo" if kind == "todo" else "event", action,
+                         f"Dana Whitfield: {action}",
                          "2nd follow-up: last touch 2030-11-06 (emailed thanks) + 2mo",
                          person, 0, 1)
     return render(follow_up, uid=uid, kind=kind,  # type: ignore[arg-type]

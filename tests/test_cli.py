@@ -15,6 +15,8 @@ import icalendar
 import pytest
 
 from followsync.cli import cli, main
+from followsync.errors import ConfigError
+from followsync.leads import parse_lead_file
 from followsync.yamlsrc import load
 
 NOW = "2026-12-01T08:00"
@@ -310,7 +312,7 @@ def test_a_new_day_moves_only_the_rolled_overdue_item(proj: Project) -> None:
     assert proj.sync(now="2026-12-02T08:00") == [("file", 0, 1, 0, 2)]
     dana = proj.items()["followsync-dana-acme-cadence-file"]
     assert dana.decoded("DTSTART").isoformat() == "2026-12-02T09:00:00+01:00"
-    assert "overdue 5 days" in str(dana["SUMMARY"])
+    assert str(dana["SUMMARY"]) == "Dana Whitfield: follow up (5 days overdue)"
 
 
 def test_removing_a_lead_deletes_its_items(proj: Project) -> None:
@@ -388,13 +390,13 @@ def test_agenda_text(proj: Project) -> None:
     assert (code, err) == (0, "")
     assert out == textwrap.dedent("""\
         Overdue
-          Tue 2026-12-01 09:00  Dana Whitfield (Acme Corp)          Follow up with Dana Whitfield  [4 days overdue]
+          Tue 2026-12-01 09:00  Dana Whitfield (Acme Corp)          follow up  [4 days overdue]
         Upcoming
-          Wed 2026-12-02 09:00  Sam Beta                            Follow up with Sam Beta
+          Wed 2026-12-02 09:00  Sam Beta                            follow up
           Thu 2026-12-10 09:00  Sam Beta                            Ask about the budget
         Gone cold (no answer; not chased any more)
           Cole Dunn (Frost Inc)               2 unanswered, last touch 2026-10-08
-        """)  # noqa: E501
+        """)
     code, out, _ = proj.run("agenda", "--days", "3")
     assert "  ... and 1 later (use --days to see further)" in out.splitlines()
     assert not proj.state.exists()
@@ -413,7 +415,7 @@ def test_agenda_json(proj: Project) -> None:
     assert data["overdue"] == [{
         "lead": "dana-acme", "name": "Dana Whitfield", "org": "Acme Corp", "rule": "cadence",
         "due": "2026-12-01", "at": "09:00", "was_due": "2026-11-27", "overdue_days": 4,
-        "action": "Follow up with Dana Whitfield",
+        "action": "follow up",
         "reason": "1st follow-up: last touch 2026-11-20 (last contact) + 1w", "as": "event",
         "moved_in_calendar": False, "rule_due": "2026-12-01", "rule_at": "09:00",
     }]
@@ -495,6 +497,30 @@ def test_schema_is_json_and_accepts_the_example(proj: Project) -> None:
         assert [e.message for e in validator.iter_errors(value)] == []
     broken = load("x", b"version: 1\nleads:\n  dana: {name: Dana, cadense: [1w]}\n").value
     assert not validator.is_valid(broken)
+
+
+@pytest.mark.parametrize(("settings", "valid"), [
+    ("cadence: 3w", True), ("cadence: [3w, 1mo]", True), ("alarms: 1d", True),
+    ("days: [mon, Tue, WED]", True), ("days: sat", True), ('title: "{action} ({name})"', True),
+    ("cadence: [1w, 1m]", False), ("cadence: 12h", False), ("days: [monday]", False),
+    ("days: []", False), ("on_status: {offer: {after: 1h, do: x}}", False),
+    ("on_status: {offer: {after: 0m, do: x}}", True),
+])
+def test_schema_follows_the_lead_file(proj: Project, settings: str, valid: bool) -> None:
+    """The schema editors use accepts what followsync accepts, and refuses what it refuses."""
+    jsonschema = pytest.importorskip("jsonschema")
+    _code, out, _ = proj.run("schema")
+    validator = jsonschema.Draft202012Validator(json.loads(out))
+    for text in (f"version: 1\ndefaults:\n  {settings}\nleads: {{}}\n",
+                 f"version: 1\nleads:\n  dana:\n    name: Dana\n    {settings}\n"):
+        value = load("x", text.encode()).value
+        assert validator.is_valid(value) == valid, text
+        accepted = True
+        try:
+            parse_lead_file("x", text.encode())
+        except ConfigError:
+            accepted = False
+        assert accepted == valid, text
 
 
 # --- global options ------------------------------------------------------------------------

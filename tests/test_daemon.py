@@ -473,12 +473,12 @@ def test_every_kind_of_save_reaches_the_calendar_within_two_seconds(
     config = write_files(tmp_path)
     daemon = start(config)
     daemon.notify.wait("READY=1")
-    daemon.wait_calendar("SUMMARY:Follow up: Dana Whitfield", timeout=10)
+    daemon.wait_calendar("SUMMARY:Dana Whitfield: follow up", timeout=10)
     daemon.wait_log(r"file: 1 created")
     for count, save in enumerate((save_in_place, save_by_rename, save_like_vim), start=2):
         name = PEOPLE[count - 1][1]
         save(tmp_path / "leads.yaml", lead_file(*PEOPLE[:count]))
-        daemon.wait_calendar(f"SUMMARY:Follow up: {name}")
+        daemon.wait_calendar(f"SUMMARY:{name}: follow up")
         assert daemon.calendar().count("BEGIN:VEVENT") == count
     daemon.wait_log(r"file: 1 created", count=4)
     status = daemon.notify.messages[daemon.notify.wait("STATUS=last sync")]
@@ -488,10 +488,10 @@ def test_every_kind_of_save_reaches_the_calendar_within_two_seconds(
     before = daemon.syncs()
     for i in range(8):
         save_in_place(tmp_path / "leads.yaml", lead_file(*PEOPLE[:4], ("mei", f"Mei Chen {i}")))
-    daemon.wait_calendar("SUMMARY:Follow up: Mei Chen 7")
+    daemon.wait_calendar("SUMMARY:Mei Chen 7: follow up")
     # a last save whose sync is logged after every sync of the burst: then count them
     save_by_rename(tmp_path / "leads.yaml", lead_file(*PEOPLE[:4], ("mei", "Mei Chen Z")))
-    daemon.wait_calendar("SUMMARY:Follow up: Mei Chen Z")
+    daemon.wait_calendar("SUMMARY:Mei Chen Z: follow up")
     daemon.wait_log(r"file: 0 created, 1 updated")
     assert daemon.syncs() == before + 2, daemon.stderr
     assert daemon.proc.poll() is None

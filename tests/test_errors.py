@@ -120,8 +120,8 @@ LEAD_CASES = [
         leads: {}
         """, """\
         {L}:3:3: unknown key 'colour'
-          hint: known keys: action, alarms, all_day, as, at, cadence, closed, duration, \
-give_up_after, on_other_status, on_status, overdue
+          hint: known keys: action, alarms, all_day, as, at, cadence, closed, days, duration, \
+give_up_after, on_other_status, on_status, overdue, title
         """),
     ("unknown-key-in-log-mapping", """\
         version: 1
@@ -197,7 +197,7 @@ give_up_after, on_other_status, on_status, overdue
           cadence: [1w, 2 weeks]
         leads: {}
         """, """\
-        {L}:3:17: defaults.cadence.1: not a duration: '2 weeks'
+        {L}:3:17: defaults.cadence.2: not a duration: '2 weeks'
           hint: write an integer and a unit: 30m, 2h, 3d, 2w, 1mo or 1y
         """),
     ("bad-date", """\
@@ -246,8 +246,8 @@ give_up_after, on_other_status, on_status, overdue
             name: Dana
             cadence: 5
         """, """\
-        {L}:5:14: leads.dana.cadence: expected a list, got 5
-          hint: write a list: [a, b] or one '- item' per line
+        {L}:5:14: leads.dana.cadence: not a duration: 5
+          hint: write an integer and a unit: 30m, 2h, 3d, 2w, 1mo or 1y
         """),
     ("tags-not-a-list", """\
         version: 1
@@ -265,7 +265,7 @@ give_up_after, on_other_status, on_status, overdue
           dana:
             org: Acme
         """, """\
-        {L}:4:5: missing required key 'name' in leads.dana
+        {L}:3:3: missing required key 'name' in leads.dana
           hint: add `name: ...`
         """),
     ("empty-name", """\
@@ -304,7 +304,7 @@ digit, e.g. 'dana-acme'
             follow_ups:
               - {on: 2027-01-05, do: "Ask {budget}"}
         """, """\
-        {L}:6:30: leads.dana.follow_ups.0.do: unknown placeholder {budget} in 'Ask {budget}'
+        {L}:6:30: leads.dana.follow_ups.1.do: unknown placeholder {budget} in 'Ask {budget}'
           hint: use {name}, {org}, {role} or {email}
         """),
     ("log-line-without-date", """\
@@ -315,7 +315,7 @@ digit, e.g. 'dana-acme'
             log:
               - emailed her the portfolio
         """, """\
-        {L}:6:9: leads.dana.log.0: not a log entry: 'emailed her the portfolio'
+        {L}:6:9: leads.dana.log.1: not a log entry: 'emailed her the portfolio'
           hint: start it with the date, e.g. '2026-01-05 emailed her', or write \
 {date: 2026-01-05, by: me|them|both, note: ...}
         """),
@@ -327,7 +327,7 @@ digit, e.g. 'dana-acme'
             log:
               - {date: 2026-11-03, by: they}
         """, """\
-        {L}:6:32: leads.dana.log.0.by: got 'they'; expected 'me', 'them' or 'both'
+        {L}:6:32: leads.dana.log.1.by: got 'they'; expected 'me', 'them' or 'both'
           hint: did you mean 'them'?
         """),
     ("two-one-offs-same-day", """\
@@ -384,6 +384,98 @@ start from `followsync init`
         {L}:2:1: the file contains a NUL byte
           hint: is this really the lead file? save it as plain text
         """),
+    ("cadence-in-minutes", """\
+        version: 1
+        defaults:
+          cadence: [1w, 2w, 1m]
+        leads: {}
+        """, """\
+        {L}:3:21: defaults.cadence.3: '1m' is less than a day
+          hint: `1m` is one minute: did you mean `1mo`? gaps between follow-ups are whole days: \
+use d, w, mo or y
+        """),
+    ("status-trigger-after-hours", """\
+        version: 1
+        defaults:
+          on_status:
+            interviewed: {after: 12h, do: send a thank-you note}
+        leads: {}
+        """, """\
+        {L}:4:26: defaults.on_status.interviewed.after: '12h' is less than a day
+          hint: gaps between follow-ups are whole days: use d, w, mo or y
+        """),
+    ("other-status-trigger-after-minutes", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            on_other_status:
+              offer: {after: 2m, do: tell her about the offer}
+        """, """\
+        {L}:6:22: leads.dana.on_other_status.offer.after: '2m' is less than a day
+          hint: `2m` is 2 minutes: did you mean `2mo`? gaps between follow-ups are whole days: \
+use d, w, mo or y
+        """),
+    ("bad-day-name", """\
+        version: 1
+        defaults:
+          days: [mon, tue, wed, thurs, fri]
+        leads: {}
+        """, """\
+        {L}:3:25: defaults.days.4: not a day of the week: 'thurs'
+          hint: did you mean 'thu'? write three-letter day names: mon, tue, wed, thu, fri, sat, \
+sun
+        """),
+    ("day-name-no-guess", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            days: [weekdays]
+        """, """\
+        {L}:5:12: leads.dana.days.1: not a day of the week: 'weekdays'
+          hint: write three-letter day names: mon, tue, wed, thu, fri, sat, sun
+        """),
+    ("no-days", """\
+        version: 1
+        defaults:
+          days: []
+        leads: {}
+        """, """\
+        {L}:3:9: defaults.days is empty
+          hint: give at least one entry
+        """),
+    ("unknown-placeholder-in-title", """\
+        version: 1
+        defaults:
+          title: "{nam} — {action}"
+        leads: {}
+        """, """\
+        {L}:3:10: defaults.title: unknown placeholder {nam} in '{nam} — {action}'
+          hint: did you mean {name}?
+        """),
+    ("action-placeholder-in-action", """\
+        version: 1
+        defaults:
+          action: "{action} now"
+        leads: {}
+        """, """\
+        {L}:3:11: defaults.action: unknown placeholder {action} in '{action} now'
+          hint: use {name}, {org}, {role} or {email}
+        """),
+    ("missing-do-in-a-one-off", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            follow_ups:
+              - {on: 2027-01-05, do: call}
+              - {on: 2027-01-06}
+        """, """\
+        {L}:7:9: missing required key 'do' in leads.dana.follow_ups.2
+          hint: add `do: ...`
+        """),
+
 ]
 
 
@@ -432,13 +524,13 @@ def test_every_problem_in_one_file_is_reported_at_once(
           hint: write HH:MM on a 24-hour clock, e.g. "09:00" or "17:30"
         {L}:8:11: leads.dana.tags: expected a list, got 'x'
           hint: write a list: [a, b] or one '- item' per line
-        {L}:10:9: leads.dana.log.0: not a log entry: 'emailed'
+        {L}:10:9: leads.dana.log.1: not a log entry: 'emailed'
           hint: start it with the date, e.g. '2026-01-05 emailed her', or write \
 {date: 2026-01-05, by: me|them|both, note: ...}
         {L}:11:3: bad lead id 'Bad Id'
           hint: use lowercase letters, digits, '.', '_' and '-', starting with a letter or \
 digit, e.g. 'bad-id'
-        {L}:14:5: missing required key 'name' in leads.nameless
+        {L}:13:3: missing required key 'name' in leads.nameless
           hint: add `name: ...`
         """, L=fs.leads))
 
@@ -458,7 +550,7 @@ def test_problems_in_config_and_two_lead_files_are_all_reported(
     fs.write_leads("version: 1\nleads:\n  dana:\n    nam: Dana\n")
     more = fs.write_leads("version: 1\nleads:\n  sam:\n    name: Sam\n    at: 7pm\n", "more.yaml")
     assert_fails(synced, capsys, _expected("""\
-        {L}:4:5: missing required key 'name' in leads.dana
+        {L}:3:3: missing required key 'name' in leads.dana
           hint: add `name: ...`
         {L}:4:5: unknown key 'nam'
           hint: did you mean 'name'?
@@ -637,9 +729,9 @@ CONFIG_CASES = [
             type: ics
           - {name: dav, type: caldav, calendar: Work}
         """, """\
-        {C}:4:5: targets.0: an ics target needs `path:`
+        {C}:4:5: targets.1: an ics target needs `path:`
           hint: add `path: followups.ics` (the .ics file to write)
-        {C}:6:5: targets.1: a caldav target needs `url:`
+        {C}:6:5: targets.2: a caldav target needs `url:`
           hint: add the server, principal or calendar URL, e.g. `url: https://dav.example.com/`
         """),
     ("unknown-time-zone", """\
@@ -656,7 +748,7 @@ CONFIG_CASES = [
         targets:
           - {name: file, type: icss, path: out.ics}
         """, """\
-        {C}:4:24: targets.0.type: got 'icss'; expected 'caldav' or 'ics'
+        {C}:4:24: targets.1.type: got 'icss'; expected 'caldav' or 'ics'
           hint: did you mean 'ics'?
         """),
     ("bad-target-name", """\
@@ -665,7 +757,7 @@ CONFIG_CASES = [
         targets:
           - {name: my file, type: ics, path: out.ics}
         """, """\
-        {C}:4:12: targets.0.name: 'my file' is not a valid name
+        {C}:4:12: targets.1.name: 'my file' is not a valid name
           hint: use letters, digits, '.', '_' and '-', starting with a letter or digit, \
 e.g. 'my-file'
         """),

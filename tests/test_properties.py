@@ -34,7 +34,12 @@ units = st.sampled_from(["m", "h", "d", "w", "mo", "y"])
 durations = st.builds(lambda n, u: f"{n}{u}", st.integers(0, 40), units)
 gaps = st.one_of(
     st.builds(lambda n, u: f"{n}{u}", st.integers(0, 30), st.sampled_from(["d", "w", "mo", "y"])),
-    st.sampled_from(["100y", "1200mo", "5217w", "36525d", "876600h", "999999m"]))
+    st.sampled_from(["100y", "1200mo", "5217w", "36525d", "0m", "0h"]))
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+day_sets = st.sets(st.integers(0, 6), min_size=1)  # weekday numbers, Monday = 0
+days_settings = st.one_of(
+    st.sampled_from([*WEEKDAYS, "Sat", "FRI"]),  # one day, without a list
+    day_sets.map(lambda days: [WEEKDAYS[d].title() if d % 2 else WEEKDAYS[d] for d in days]))
 times = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
 ids = st.builds(lambda a, b: a + b, st.sampled_from("abcx0"),
                 st.text(alphabet="abcx0-._", max_size=5))
@@ -44,7 +49,10 @@ texts = st.one_of(
                      "two\nlines;, \\ \"quoted\"", "+1 555 0100", "https://x.example/a?b=c"]),
     words)
 templates = st.sampled_from(["Follow up with {name}", "Ask {name} at {org} ({role})",
-                             "Write to {email}", "Call", "{name}{org}{role}{email} — ✓"])
+                             "Write to {email}", "Call", "{name}{org}{role}{email} — ✓",
+                             "follow up"])
+title_templates = st.sampled_from(["{name}: {action}", "{action}", "{org} — {name}: {action}",
+                                   "{action} ({name}, {role}) {email}", "✓"])
 triggers = st.fixed_dictionaries(
     {"do": templates}, optional={"after": gaps, "at": times})
 trigger_maps = st.dictionaries(st.sampled_from(STATUSES), triggers, max_size=3)
@@ -74,6 +82,8 @@ def settings_dict(lead: bool) -> st.SearchStrategy[dict[str, Any]]:
         "as": st.sampled_from(["event", "todo"]),
         "overdue": st.sampled_from(["roll", "keep"]),
         "closed": st.lists(st.sampled_from(STATUSES), max_size=4),
+        "days": days_settings,
+        "title": title_templates,
     }
     if lead:
         optional |= {
@@ -126,6 +136,12 @@ def scenarios(draw: st.DrawFn) -> tuple[list[LoadedLead], date, dict[str, Memory
     today = draw(todays)
     memory = {item.id: remember(draw(previous_memories), item.lead, today) for item in leads}
     return leads, today, memory
+
+
+def first_allowed(day: date, days: tuple[int, ...]) -> date:
+    """The first day on or after `day` whose weekday is allowed (written again, for the test)."""
+    return next(day + timedelta(days=n) for n in range(7)
+                if (day + timedelta(days=n)).weekday() in days)
 
 
 def anchor_of(item: LoadedLead) -> date | None:
@@ -192,14 +208,18 @@ def test_a_reply_as_latest_touch_resets_the_cadence(scenario: Any, by: str, late
         if result.closed:
             assert result.follow_ups == ()
             continue
-        expected = item.policy.cadence[0].after(reply_day)
+        expected, promise = item.policy.cadence[0].after(reply_day), False
         if lead.next is not None and lead.next > reply_day:
-            expected = lead.next
+            expected, promise = lead.next, True
         if lead.snooze_until is not None and lead.snooze_until > expected:
-            expected = lead.snooze_until
+            expected, promise = lead.snooze_until, False
+        days = item.policy.days
+        if not promise:
+            expected = first_allowed(expected, days)
         overdue = 0
         if item.policy.overdue == "roll" and expected < today:
-            expected, overdue = today, (today - expected).days
+            shown = today if promise else first_allowed(today, days)
+            expected, overdue = shown, (shown - expected).days
         [cadence] = [f for f in result.follow_ups if f.rule == "cadence"]
         assert (cadence.due, cadence.overdue_days, cadence.unanswered) == (expected, overdue, 0)
 
@@ -213,16 +233,18 @@ def test_nothing_is_due_before_its_anchor_or_its_own_date(scenario: Any) -> None
         one_offs = {f"once-{o.id or o.on.isoformat()}": o for o in item.lead.follow_ups}
         for follow in result.follow_ups:
             rolled = follow.overdue_days > 0
-            if rolled:
-                assert item.policy.overdue == "roll" and follow.due == today
+            if rolled:  # to today, or (not a promise) the first allowed day from today
+                assert item.policy.overdue == "roll"
+                assert today <= follow.due < today + timedelta(days=7)
             was = follow.due - timedelta(days=follow.overdue_days)
             if follow.rule == "cadence":
                 if anchor is not None:
                     assert was >= anchor
                     assert follow.due >= anchor
                 else:
-                    assert was in (memory[item.id].first_seen, item.lead.next,
-                                   item.lead.snooze_until)
+                    own = (memory[item.id].first_seen, item.lead.snooze_until)
+                    assert was in (item.lead.next, *own, *(
+                        first_allowed(day, item.policy.days) for day in own if day))
             elif follow.rule.startswith("once-"):
                 one = one_offs[follow.rule]
                 assert was == one.on and not one.done
@@ -241,8 +263,9 @@ def test_roll_puts_nothing_before_today_and_keep_ignores_today(scenario: Any) ->
         for follow in result.follow_ups:
             if item.policy.overdue == "roll":
                 assert follow.due >= today
-                assert follow.overdue_days == max(0, (today - (follow.due - timedelta(
-                    days=follow.overdue_days))).days)
+                # a rolled item was due before today; it says how late it is on its new day
+                was = follow.due - timedelta(days=follow.overdue_days)
+                assert (was < today) == (follow.overdue_days > 0)
             else:
                 assert follow.overdue_days == 0
     keep = [replace(item, policy=replace(item.policy, overdue="keep")) for item in leads]
@@ -258,6 +281,40 @@ def test_uids_of_one_target_are_unique(scenario: Any, target: str) -> None:
     items = all_follow_ups(plan(leads, today, memory))
     uids = [uid_for(target, f.lead_id, f.rule) for f in items]
     assert len(uids) == len(set(uids))
+
+
+# --- days ------------------------------------------------------------------------------------
+
+def _is_promise(follow: FollowUp) -> bool:
+    """A date set by hand: a one-off's `on`, or a `next` that no snooze pushed."""
+    return follow.rule.startswith("once-") or (
+        follow.reason.startswith("hand-set next date") and "snoozed" not in follow.reason)
+
+
+@SETTINGS
+@given(scenarios(), day_sets)
+def test_days_move_a_follow_up_by_less_than_a_week_and_never_a_promise(
+    scenario: Any, days: set[int]
+) -> None:
+    """With any `days`, a follow-up that is not a promise lands on an allowed day, never
+    earlier than without `days` and less than 7 days later; promises are never moved."""
+    leads, today, memory = scenario
+    allowed = tuple(sorted(days))
+    every = [replace(item, policy=replace(item.policy, days=tuple(range(7)))) for item in leads]
+    some = [replace(item, policy=replace(item.policy, days=allowed)) for item in leads]
+    for free, bound in zip(plan(every, today, memory), plan(some, today, memory), strict=True):
+        before = {f.rule: f for f in free.follow_ups}
+        after = {f.rule: f for f in bound.follow_ups}
+        assert set(before) == set(after)  # `days` moves follow-ups, never adds or drops one
+        for rule, follow in after.items():
+            plain = before[rule]
+            if _is_promise(follow):
+                assert (follow.due, follow.overdue_days) == (plain.due, plain.overdue_days)
+                assert follow.reason == plain.reason
+                continue
+            assert follow.due.weekday() in allowed
+            assert plain.due <= follow.due < plain.due + timedelta(days=7)
+            assert follow.title == plain.title
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -309,6 +366,7 @@ def _other_values(follow: FollowUp) -> st.SearchStrategy[tuple[str, Any]]:
         "alarms": st.sampled_from([follow.alarms, (), (Duration(0, "m"),)]),
         "kind": st.sampled_from(["event", "todo"]),
         "action": st.sampled_from([follow.action, follow.action + " ", "Call"]),
+        "title": st.sampled_from([follow.title, follow.title + ".", "Dana: call"]),
         "reason": st.sampled_from([follow.reason, follow.reason + "."]),
         "person": st.sampled_from([follow.person, replace(follow.person, notes="n"),
                                    Person(follow.person.name)]),

@@ -41,6 +41,7 @@ def follow_up(**changes: Any) -> FollowUp:
         lead_id="dana-acme", rule="cadence", due=D("2013-08-03"), at=time(9),
         duration=Duration(15, "m"), alarms=(Duration(0, "m"),), kind="event",
         action="Budget year started: ask about the marketing role",
+        title="Dana Whitfield: Budget year started: ask about the marketing role",
         reason="2nd follow-up: last touch 2013-06-03 (emailed thanks) + 2mo",
         person=DANA, overdue_days=0, unanswered=1,
     )
@@ -187,20 +188,22 @@ def test_marks_and_category(kind: str) -> None:
 @pytest.mark.parametrize(
     ("changes", "text"),
     [
-        ({}, "Follow up: Dana Whitfield (Acme Corp) — Budget year started: ask about the "
-             "marketing role"),
-        ({"person": Person("Dana Whitfield"), "action": "Call"}, "Follow up: Dana Whitfield — Call"),
-        ({"action": "Call", "overdue_days": 1, "due": D("2013-08-04")},
-         "Follow up: Dana Whitfield (Acme Corp) — Call (overdue 1 day)"),
-        ({"action": "Call", "overdue_days": 12, "due": D("2013-08-15")},
-         "Follow up: Dana Whitfield (Acme Corp) — Call (overdue 12 days)"),
-        ({"action": "Call\n  them\tnow"}, "Follow up: Dana Whitfield (Acme Corp) — Call them now"),
+        ({}, "Dana Whitfield: Budget year started: ask about the marketing role"),
+        ({"title": "Dana Whitfield: call"}, "Dana Whitfield: call"),
+        ({"title": "Dana Whitfield: follow up", "overdue_days": 1, "due": D("2013-08-04")},
+         "Dana Whitfield: follow up (1 day overdue)"),
+        ({"title": "Dana Whitfield: follow up", "overdue_days": 3, "due": D("2013-08-06")},
+         "Dana Whitfield: follow up (3 days overdue)"),
+        ({"title": "Dana Whitfield: call\n  them\tnow"}, "Dana Whitfield: call them now"),
     ],
 )
 def test_summary(changes: dict[str, Any], text: str) -> None:
     item = follow_up(**changes)
     assert summary(item) == text
-    assert str(component(rendered(item))["summary"]) == text
+    comp = component(rendered(item))
+    assert str(comp["summary"]) == text
+    # the alarm pops up with the same readable title
+    assert [str(a["description"]) for a in comp.subcomponents] == [text]
 
 
 def test_description_in_full() -> None:
@@ -210,6 +213,7 @@ def test_description_in_full() -> None:
         "Why this date: 2nd follow-up: last touch 2013-06-03 (emailed thanks) + 2mo\n"
         "Unanswered so far: 1 follow-up.\n"
         "\n"
+        "Dana Whitfield\n"
         "President, Acme Corp\n"
         "Email: dana@acme.example\n"
         "Phone: +1 555 0100\n"
@@ -231,8 +235,8 @@ def test_description_in_full() -> None:
         ({"unanswered": 0}, ["Unanswered so far: 0 follow-ups."], []),
         ({"unanswered": None, "rule": "once-budget"}, [], ["Unanswered"]),
         ({"overdue_days": 5, "due": D("2013-08-08")}, ["Overdue: was due 2013-08-03."], []),
-        ({"person": Person("Dana", org="Acme")}, ["\n\nAcme"], ["Email", "Notes", "Status"]),
-        ({"person": Person("Dana", role="CEO")}, ["\n\nCEO"], ["Link"]),
+        ({"person": Person("Dana", org="Acme")}, ["\n\nDana\nAcme"], ["Email", "Notes", "Status"]),
+        ({"person": Person("Dana", role="CEO")}, ["\n\nDana\nCEO"], ["Link"]),
     ],
 )
 def test_description_parts(changes: dict[str, Any], present: list[str], absent: list[str]) -> None:
@@ -242,6 +246,11 @@ def test_description_parts(changes: dict[str, Any], present: list[str], absent: 
         assert part in text
     for part in absent:
         assert part not in text
+
+
+def test_description_starts_with_the_action_with_a_capital() -> None:
+    item = follow_up(action="ask about the role", title="Dana Whitfield: ask about the role")
+    assert description(item).startswith("Ask about the role\n\nWhy this date: ")
 
 
 def test_description_from_a_planned_lead() -> None:
@@ -475,6 +484,8 @@ defaults:                       # every key optional; a lead may override any of
   alarms: [0m, 1d]              # alarms before the start; [] = none (default [0m])
   as: event                     # event (VEVENT) or todo (VTODO) (default event)
   overdue: roll                 # roll: an overdue follow-up moves to today every day; keep: it stays (default roll)
+  days: [mon, tue, wed, thu, fri]   # days a follow-up may fall on; a due date on another day moves
+                                    # to the next allowed day (default: every day)
   closed: [closed, hired, declined, lost, won, dead]   # statuses that end all follow-ups (this default list)
   action: "Follow up with {name}"                      # default action text; {name} {org} {role} {email} expand
   on_status:                    # when a lead ENTERS a status: a one-off follow-up
@@ -486,7 +497,7 @@ leads:
     name: Dana Whitfield        # required
     org: Acme Corp
     role: President
-    email: dana@acme.example
+    email: dana@acme.example    # or a list: [dana@acme.example, dana.w@gmail.example]
     phone: "+1 555 0100"
     url: https://www.linkedin.com/in/example
     tags: [marketing, referral]
@@ -517,8 +528,10 @@ def test_spec_example_lead_file() -> None:
     assert (once.due, once.at) == (D("2014-01-06"), time(10))
     text = rendered(once, uid=uid_for("phone", "dana-acme", once.rule))
     comp = component(text)
-    assert str(comp["summary"]) == ("Follow up: Dana Whitfield (Acme Corp) — Budget year "
-                                    "started: ask about the marketing role")
+    assert str(comp["summary"]) == ("Dana Whitfield: Budget year started: ask about the "
+                                    "marketing role")
+    # the example's action names the person already: the name is not put in front again
+    assert str(component(rendered(cadence))["summary"]) == "Follow up with Dana Whitfield"
     assert "\r\nDTSTART;TZID=Europe/Berlin:20140106T100000\r\n" in text
     assert "\r\nDTEND;TZID=Europe/Berlin:20140106T101500\r\n" in text
     assert [a.decoded("trigger") for a in comp.subcomponents] == [timedelta(0), timedelta(-1)]
@@ -536,6 +549,8 @@ def test_spec_example_without_next_is_snoozed() -> None:
     text = SPEC_EXAMPLE.replace("    next: 2014-01-06", "    # next removed")
     [result] = plan_text(text, D("2013-07-01"))
     cadence = {f.rule: f for f in result.follow_ups}["cadence"]
-    assert cadence.due == D("2013-09-01")
+    # snoozed to Sunday 2013-09-01; `days: [mon, tue, wed, thu, fri]` moves it to Monday
+    assert cadence.due == D("2013-09-02")
     assert cadence.reason == ("1st follow-up: last touch 2013-06-20 (replied: check back after "
-                              "the budget) + 6w, snoozed until 2013-09-01")
+                              "the budget) + 6w, snoozed until 2013-09-01 = Sun 2013-09-01, "
+                              "moved to Mon 2013-09-02 (days: mon-fri)")

@@ -102,7 +102,7 @@ def test_spec_worked_example(extra: str, due: date | None, unanswered: int,
     assert (item.rule, item.due, item.at, item.overdue_days) == ("cadence", due, time(9), 0)
     assert item.unanswered == unanswered
     assert item.reason == reason
-    assert item.action == "Follow up with Dana Whitfield"
+    assert (item.action, item.title) == ("follow up", "Dana Whitfield: follow up")
     assert result.cold is False
 
 
@@ -776,3 +776,178 @@ def test_default_policy() -> None:
 def test_expand_fills_in_one_pass() -> None:
     [item] = leads_text(doc({"dana": {"name": "{org}", "org": "{role}", "role": "CEO"}}))
     assert expand("{name} / {org} / {role} / {email}", item.lead) == "{org} / {role} / CEO / "
+
+
+# --- titles: the name first and once, then the action ----------------------------------------
+
+@pytest.mark.parametrize(
+    ("defaults", "lead", "title"),
+    [
+        ({}, {}, "Dana Whitfield: follow up"),
+        ({"action": "ask about the marketing role"}, {},
+         "Dana Whitfield: ask about the marketing role"),
+        # an action that names the person already is not prefixed with the name again
+        ({"action": "Follow up with {name}"}, {}, "Follow up with Dana Whitfield"),
+        ({"action": "send {name} a thank-you note"}, {}, "Send Dana Whitfield a thank-you note"),
+        ({"action": "call dana whitfield"}, {}, "Call dana whitfield"),
+        ({"title": "{action} ({name}, {org})"}, {}, "Follow up (Dana Whitfield, Acme Corp)"),
+        ({"title": "{org} — {name}: {action}"}, {"action": "send {name} the deck"},
+         "Acme Corp — send Dana Whitfield the deck"),
+        ({}, {"title": "{name} ({role}): {action}"}, "Dana Whitfield (President): follow up"),
+        # {action} is filled in once: braces in the action stay as written
+        ({"title": "{role}: {action}"}, {"action": "ask about {org}"},
+         "President: ask about Acme Corp"),
+    ],
+)
+def test_title(defaults: dict[str, Any], lead: dict[str, Any], title: str) -> None:
+    text = doc({"dana": {"name": "Dana Whitfield", "org": "Acme Corp", "role": "President",
+                         "last_contact": "2020-01-01", **lead}}, defaults)
+    [result] = plan_text(text, BEFORE_ALL)
+    assert by_rule(result)["cadence"].title == title
+
+
+def test_one_off_and_status_trigger_titles_carry_their_own_action() -> None:
+    defaults = {"on_status": {"interviewed": {"after": "1d", "do": "send a thank-you note"}}}
+    result = lead_plan({"name": "Grace Lin", "status": "interviewed",
+                        "status_since": "2026-11-26", "last_contact": "2026-11-24",
+                        "follow_ups": [{"on": "2027-01-11", "do": "Ask {name} about the budget"}]},
+                       defaults=defaults)
+    titles = {rule: item.title for rule, item in by_rule(result).items()}
+    assert titles == {"cadence": "Grace Lin: follow up",
+                      "status-interviewed": "Grace Lin: send a thank-you note",
+                      "once-2027-01-11": "Ask Grace Lin about the budget"}
+
+
+# --- days: the weekdays a follow-up may fall on ----------------------------------------------
+
+WEEKDAYS_ONLY = {"days": ["mon", "tue", "wed", "thu", "fri"]}
+
+
+@pytest.mark.parametrize(
+    ("anchor", "gap", "days", "due", "moved"),
+    [
+        # 2013-05-03 + 4w = Fri 2013-05-31: allowed, not moved
+        ("2013-05-03", "4w", ["mon", "tue", "wed", "thu", "fri"], "2013-05-31", ""),
+        # 2013-05-01 + 1mo = Sat 2013-06-01 → Mon 2013-06-03
+        ("2013-05-01", "1mo", ["mon", "tue", "wed", "thu", "fri"], "2013-06-03",
+         " = Sat 2013-06-01, moved to Mon 2013-06-03 (days: mon-fri)"),
+        ("2013-05-02", "1mo", ["MON", "Tue", "wed", "thu", "fri"], "2013-06-03",
+         " = Sun 2013-06-02, moved to Mon 2013-06-03 (days: mon-fri)"),
+        # Thu → the next Tuesday, across the week's end
+        ("2013-05-30", "0d", ["tue"], "2013-06-04",
+         " = Thu 2013-05-30, moved to Tue 2013-06-04 (days: tue)"),
+        ("2013-05-30", "0d", ["mon", "wed", "fri"], "2013-05-31",
+         " = Thu 2013-05-30, moved to Fri 2013-05-31 (days: mon, wed, fri)"),
+        ("2013-05-30", "0d", ["sat", "sun", "mon", "tue", "wed"], "2013-06-01",
+         " = Thu 2013-05-30, moved to Sat 2013-06-01 (days: mon-wed, sat, sun)"),
+    ],
+)
+def test_days_move_a_cadence_date_to_the_next_allowed_day(
+    anchor: str, gap: str, days: list[str], due: str, moved: str
+) -> None:
+    result = lead_plan({"last_contact": anchor, "cadence": [gap]}, defaults={"days": days})
+    item = by_rule(result)["cadence"]
+    assert item.due == D(due)
+    assert item.reason == f"1st follow-up: last touch {anchor} (last contact) + {gap}{moved}"
+
+
+def test_days_accept_one_day_without_a_list_and_a_lead_overrides_them() -> None:
+    result = lead_plan({"last_contact": "2013-05-01", "cadence": "1mo", "days": "mon"},
+                       defaults=WEEKDAYS_ONLY)
+    assert cadence_due(result) == D("2013-06-03")
+    result = lead_plan({"last_contact": "2013-05-01", "cadence": ["1mo"],
+                        "days": ["sat", "sun"]}, defaults=WEEKDAYS_ONLY)
+    assert cadence_due(result) == D("2013-06-01")
+
+
+def test_days_move_a_snoozed_date_and_a_new_lead_but_never_a_promise() -> None:
+    snoozed = lead_plan({"last_contact": "2013-05-01", "cadence": ["1w"],
+                         "snooze_until": "2013-06-01"}, defaults=WEEKDAYS_ONLY)
+    item = by_rule(snoozed)["cadence"]
+    assert item.due == D("2013-06-03")
+    assert item.reason.endswith("snoozed until 2013-06-01 = Sat 2013-06-01, moved to "
+                                "Mon 2013-06-03 (days: mon-fri)")
+    # a new lead first seen on a Saturday is due on Monday
+    saturday = D("2013-06-01")
+    [new] = plan_text(doc({"dana": {"name": "Dana"}}, WEEKDAYS_ONLY), saturday)
+    assert cadence_due(new) == D("2013-06-03")
+    # promises: a hand-set next and a one-off's date stay on their Saturday
+    promised = lead_plan({"last_contact": "2013-05-01", "next": "2013-06-01",
+                          "follow_ups": [{"on": "2013-06-08", "do": "call"}]},
+                         defaults=WEEKDAYS_ONLY)
+    items = by_rule(promised)
+    assert (items["cadence"].due, items["once-2013-06-08"].due) == (
+        D("2013-06-01"), D("2013-06-08"))
+    assert "moved" not in items["cadence"].reason + items["once-2013-06-08"].reason
+
+
+def test_days_move_a_status_trigger_follow_up() -> None:
+    defaults = {**WEEKDAYS_ONLY,
+                "on_status": {"interviewed": {"after": "1d", "do": "send a thank-you note"}}}
+    result = lead_plan({"status": "interviewed", "status_since": "2013-05-31"},
+                       defaults=defaults)
+    item = by_rule(result)["status-interviewed"]
+    assert item.due == D("2013-06-03")
+    assert item.reason == ("entered status 'interviewed' on 2013-05-31 + 1d = Sat 2013-06-01, "
+                           "moved to Mon 2013-06-03 (days: mon-fri)")
+
+
+@pytest.mark.parametrize(
+    ("today", "rule", "due", "overdue_days"),
+    [
+        # cadence due Mon 2013-06-03; on Sat 06-08 it rolls to Mon 06-10, 7 days late then
+        ("2013-06-08", "cadence", "2013-06-10", 7),
+        ("2013-06-09", "cadence", "2013-06-10", 7),  # the same on Sunday: nothing rewritten
+        ("2013-06-10", "cadence", "2013-06-10", 7),
+        ("2013-06-11", "cadence", "2013-06-11", 8),
+        # a promise (a one-off due Tue 06-04) rolls to today, even on a Saturday
+        ("2013-06-08", "once-2013-06-04", "2013-06-08", 4),
+    ],
+)
+def test_an_overdue_item_rolls_to_an_allowed_day_unless_it_is_a_promise(
+    today: str, rule: str, due: str, overdue_days: int
+) -> None:
+    result = lead_plan({"last_contact": "2013-05-03", "cadence": ["1mo"],
+                        "follow_ups": [{"on": "2013-06-04", "do": "call"}]},
+                       today=D(today), defaults=WEEKDAYS_ONLY)
+    item = by_rule(result)[rule]
+    assert (item.due, item.overdue_days) == (D(due), overdue_days)
+
+
+def test_days_default_to_every_day() -> None:
+    result = lead_plan({"last_contact": "2013-05-01", "cadence": ["1mo"]})
+    assert cadence_due(result) == D("2013-06-01")
+
+
+# --- gaps are whole days; one value where a list is expected ---------------------------------
+
+@pytest.mark.parametrize("gap", ["1m", "30m", "1h", "24h"])
+def test_a_gap_below_a_day_is_refused(gap: str) -> None:
+    for settings in ({"cadence": ["1w", gap]},
+                     {"on_status": {"offer": {"after": gap, "do": "x"}}},
+                     {"on_other_status": {"offer": {"after": gap, "do": "x"}}}):
+        with pytest.raises(ConfigError) as caught:
+            leads_text(doc({"dana": {"name": "Dana", **settings}}))
+        [problem] = caught.value.problems
+        assert problem.message.endswith(f"'{gap}' is less than a day")
+        assert "whole days" in problem.hint
+
+
+def test_minutes_and_hours_stay_valid_for_alarms_and_duration() -> None:
+    [item] = lead_plan({"last_contact": "2020-01-01", "alarms": ["0m", "2h"],
+                        "duration": "30m"}).follow_ups
+    assert (item.alarms, item.duration) == ((Duration(0, "m"), Duration(2, "h")),
+                                            Duration(30, "m"))
+
+
+@pytest.mark.parametrize("zero", ["0m", "0h", 0])
+def test_a_zero_gap_in_any_unit_is_zero_days(zero: Any) -> None:
+    defaults = {"on_status": {"offer": {"after": zero, "do": "x"}}}
+    result = lead_plan({"status": "offer", "status_since": "2013-06-03"}, defaults=defaults)
+    assert by_rule(result)["status-offer"].due == D("2013-06-03")
+
+
+def test_one_value_where_a_list_is_expected_is_a_list_of_one() -> None:
+    [item] = lead_plan({"last_contact": "2013-05-03", "cadence": "3w", "alarms": "1d"}
+                       ).follow_ups
+    assert (item.due, item.alarms) == (D("2013-05-24"), (Duration(1, "d"),))

@@ -215,12 +215,12 @@ OVERDUE_LEADS = ('version: 1\ndefaults:\n  at: "09:00"\n  cadence: [1d]\nleads:\
 
 @pytest.mark.parametrize(("now", "start", "overdue"), [
     ("2027-03-02T23:59", "20270302T090000", None),  # still the 2nd: due today
-    ("2027-03-03T00:01", "20270303T090000", "overdue 1 day"),  # the 3rd: rolled, 1 day late
+    ("2027-03-03T00:01", "20270303T090000", "1 day overdue"),  # the 3rd: rolled, 1 day late
     ("2027-03-01T23:59", "20270302T090000", None),  # not yet due
     # offsets: the same instant is another local date in Berlin
-    ("2027-03-02T18:30-05:00", "20270303T090000", "overdue 1 day"),  # 03-03 00:30 Berlin
+    ("2027-03-02T18:30-05:00", "20270303T090000", "1 day overdue"),  # 03-03 00:30 Berlin
     ("2027-03-03T07:30+09:00", "20270302T090000", None),  # 03-02 23:30 Berlin
-    ("2027-03-02T23:30Z", "20270303T090000", "overdue 1 day"),  # 03-03 00:30 Berlin
+    ("2027-03-02T23:30Z", "20270303T090000", "1 day overdue"),  # 03-03 00:30 Berlin
 ])
 def test_now_near_midnight_and_with_an_offset(now: str, start: str, overdue: str | None,
                                               tmp_path: Path) -> None:

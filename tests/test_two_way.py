@@ -411,7 +411,7 @@ def test_status_triggers_through_the_cli(two_way: TwoWay) -> None:
                       "cat status-interviewed": "2026-11-20 09:30"}  # changed 11-19 + 1d
     desk = w.ours(w.desk)
     summary = str(desk[uid("desk", "ben", "status-offer-ann")].component["SUMMARY"])
-    assert summary == "Follow up: Ben — Tell Ben you have an offer in hand"
+    assert summary == "Tell Ben you have an offer in hand"  # names Ben: no "Ben: " before it
 
     # done once a touch is logged on or after the day: cat on 11-20 ends both of hers; ben's
     # touch on 11-18 ends his thank-you (since 11-16) but not the offer news (11-19)
