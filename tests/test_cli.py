@@ -324,6 +324,31 @@ def test_the_state_is_rebuilt_from_the_calendar(proj: Project) -> None:
     assert proj.snapshot()[0] == before[0]
 
 
+def test_after_a_lost_state_plan_and_sync_count_the_same_items(proj: Project) -> None:
+    """`plan` counts what it lists (the found items are to check); `sync` then finds them
+    unchanged: both count with one function (diff.tally)."""
+    proj.sync()
+    for path in proj.state.iterdir():
+        path.unlink()
+    code, out, err = proj.run("plan")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "file: 0 to create, 0 to update, 0 to delete, 0 unchanged, 3 to check"
+    assert sum(1 for line in lines if line.startswith("  check   ")) == 3
+    assert proj.sync() == [("file", 0, 0, 0, 3)]
+
+
+def test_sync_summary_is_singular_and_plural_right() -> None:
+    from followsync.engine import TargetReport
+
+    one = TargetReport("phone", created=1, unchanged=1, kept=1, conflicts=1)
+    assert one.summary() == ("phone: 1 created, 0 updated, 0 deleted, 1 unchanged, 1 calendar "
+                             "edit kept, 1 changed meanwhile (left for the next sync) (0.00 s)")
+    two = TargetReport("phone", kept=2)
+    assert two.summary() == ("phone: 0 created, 0 updated, 0 deleted, 0 unchanged, 2 calendar "
+                             "edits kept (0.00 s)")
+
+
 # --- agenda --------------------------------------------------------------------------------
 
 def test_agenda_text(proj: Project) -> None:
