@@ -77,11 +77,16 @@ def _item(f: FollowUp, agenda: Agenda) -> dict[str, Any]:
         "lead": f.lead_id, "name": f.person.name, "org": f.person.org, "rule": f.rule,
         "due": f.due.isoformat(), "at": f.at.strftime("%H:%M") if f.at else None,
         "was_due": was.isoformat(), "overdue_days": max(f.overdue_days, (today - f.due).days, 0),
-        "action": f.action, "reason": f.reason, "as": f.kind,
+        "title": f.title, "action": f.action, "reason": f.reason, "as": f.kind,
         "moved_in_calendar": rules is not f,
         "rule_due": rules.due.isoformat(),
         "rule_at": rules.at.strftime("%H:%M") if rules.at else None,
     }
+
+
+def _sentence(action: str) -> str:
+    """An action as the start of a line (`follow up` → `Follow up`): the column is no title."""
+    return action[:1].upper() + action[1:]
 
 
 def shorten(text: str, width: int) -> str:
@@ -144,7 +149,7 @@ def to_text(agenda: Agenda) -> str:
         if rules is not None:
             was = rules.due.isoformat() + (f" {rules.at.strftime('%H:%M')}" if rules.at else "")
             late += f"  [moved in the calendar; the rules say {was}]"
-        return f"  {when}  {who(f.person.name, f.person.org):<{WHO_WIDTH}}  {f.action}{late}"
+        return f"  {when}  {who(f.person.name, f.person.org):<{WHO_WIDTH}}  {_sentence(f.action)}{late}"
 
     if agenda.overdue:
         lines.append("Overdue")

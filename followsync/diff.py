@@ -8,7 +8,7 @@ deleted by hand is not recreated until then; nothing unchanged is rewritten.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -79,7 +79,53 @@ class Forget:
     uid: str
 
 
-Action = Create | Update | Adopt | Delete | Accept | Gone | Forget
+@dataclass(frozen=True)
+class Same:
+    """What a sync made of an Adopt (or of a write of ours that had landed): the item there
+    is already as planned. Only the engine makes these, never `diff`."""
+
+    uid: str
+
+
+@dataclass(frozen=True)
+class Missed:
+    """What a sync made of a write that met a newer version (412): left for the next sync.
+    Only the engine makes these, never `diff`."""
+
+    uid: str
+
+
+Action = Create | Update | Adopt | Delete | Accept | Gone | Forget | Same | Missed
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many follow-ups each kind of action concerns; `plan` and `sync` count with the
+    same function (`tally`), so their lines agree."""
+
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    kept: int = 0  # calendar edits and deletions respected
+    checked: int = 0  # found without a state row: compared by the sync (plan only)
+    conflicts: int = 0
+
+
+def tally(actions: Iterable[Action], unchanged: int) -> Tally:
+    """Count planned (or, for a sync, carried out) actions, plus the items needing none."""
+    counts = dict.fromkeys(("created", "updated", "deleted", "kept", "checked", "conflicts"), 0)
+    counts["unchanged"] = unchanged
+    for action in actions:
+        kind = _COUNTED_AS.get(type(action))
+        if kind is not None:
+            counts[kind] += 1
+    return Tally(**counts)
+
+
+_COUNTED_AS: dict[type, str] = {Create: "created", Update: "updated", Delete: "deleted",
+                                Adopt: "checked", Accept: "kept", Gone: "kept",
+                                Same: "unchanged", Missed: "conflicts"}
 
 
 @dataclass(frozen=True)
@@ -112,8 +158,7 @@ def diff(
         same_source = row is not None and row.source == want.source
         if have is None:
             if row is not None and same_source:
-                if not row.gone:
-                    actions.append(Gone(want, row))
+                actions.append(Gone(want, row))  # newly seen, or remembered: `plan` shows it
             else:  # new, or the lead file changed it: it comes (back)
                 actions.append(Create(want))
         elif row is None or row.gone:

@@ -67,16 +67,35 @@ class TargetReport:
     actions: tuple[d.Action, ...] = ()
     warnings: list[str] = field(default_factory=list)
 
+    checked: int = 0  # `plan` only: items found without a state row, compared by the sync
+    notes: list[str] = field(default_factory=list)  # `plan` only: what a sync would do first
+
+    def count(self, tally: d.Tally) -> None:
+        """Take the counts of `diff.tally`: `plan` and `sync` count with that one function."""
+        self.created, self.updated, self.deleted = tally.created, tally.updated, tally.deleted
+        self.unchanged, self.kept, self.checked = tally.unchanged, tally.kept, tally.checked
+        self.conflicts = tally.conflicts
+
+    def counts(self, planned: bool = False) -> str:
+        """The counts in words, for a sync's summary or (planned) for `plan`'s header."""
+        if planned:
+            text = (f"{self.created} to create, {self.updated} to update, "
+                    f"{self.deleted} to delete, {self.unchanged} unchanged")
+        else:
+            text = (f"{self.created} created, {self.updated} updated, "
+                    f"{self.deleted} deleted, {self.unchanged} unchanged")
+        if self.checked:
+            text += f", {self.checked} to check"
+        if self.kept:
+            text += f", {self.kept} calendar {'edit' if self.kept == 1 else 'edits'} kept"
+        if self.conflicts:
+            text += f", {self.conflicts} changed meanwhile (left for the next sync)"
+        return text
+
     def summary(self) -> str:
         if self.error:
             return f"{self.name}: FAILED: {self.error}"
-        text = (f"{self.name}: {self.created} created, {self.updated} updated, "
-                f"{self.deleted} deleted, {self.unchanged} unchanged")
-        if self.kept:
-            text += f", {self.kept} calendar edits kept"
-        if self.conflicts:
-            text += f", {self.conflicts} changed meanwhile (left for the next sync)"
-        return f"{text} ({self.seconds:.2f} s)"
+        return f"{self.name}: {self.counts()} ({self.seconds:.2f} s)"
 
 
 @dataclass
@@ -93,8 +112,9 @@ class Outcome:
         return max([EXIT_OK, *(t.exit_code for t in self.targets)])
 
 
-def open_backend(target: Target, config: Config) -> Backend:
-    """The backend for a target (the CalDAV one is imported only when used)."""
+def open_backend(target: Target, config: Config, readonly: bool = False) -> Backend:
+    """The backend for a target (the CalDAV one is imported only when used); a readonly one
+    (for `plan`) creates no calendar."""
     if target.type == "ics":
         from followsync.backends.icsfile import IcsFileBackend
 
@@ -102,7 +122,7 @@ def open_backend(target: Target, config: Config) -> Backend:
         return IcsFileBackend(target.path, label=target.name)
     from followsync.backends.caldav import CaldavBackend
 
-    return CaldavBackend(target)
+    return CaldavBackend(target, readonly=readonly)
 
 
 def today_in(config: Config, now: datetime) -> date:
@@ -207,21 +227,34 @@ def _nothing_changed(
     if not targets or any(state.clean_digest(t.key) != digest for t in targets):
         return None
     reports = []
+    newer: list[tuple[str, str]] = []
     for target in targets:
         started = time.monotonic()
-        known = _known(state.rows(target.key))
+        rows = state.rows(target.key)
+        known = _known(rows)
+        cursor = state.cursor(target.key)
         try:
-            backend = open_backend(target, config)
+            backend = open_backend(target, config, readonly=True)  # a full sync makes things
             try:
-                listing = backend.listing(known, state.cursor(target.key))
+                listing = backend.listing(known, cursor)
             finally:
                 backend.close()
         except FollowsyncError:
             return None  # the full sync reports it properly
-        if not listing.unchanged or listing.warnings:
+        if not listing.unchanged or listing.warnings or listing.reset:
             return None
+        if listing.cursor and listing.cursor != cursor:
+            # Only others' items changed since the cursor (the listing says none of ours
+            # did): keep the newer one, or every no-op would fetch those changes again.
+            newer.append((target.key, listing.cursor))
+        # the deletions made in the calendar that stand count as kept, as in a full sync
         reports.append(TargetReport(target.name, unchanged=len(known),
+                                    kept=len(rows) - len(known),
                                     seconds=time.monotonic() - started))
+    if newer:
+        with state.transaction():
+            for key, cursor in newer:
+                state.set_cursor(key, cursor)
     return Outcome(today, [], reports)
 
 
@@ -264,7 +297,8 @@ def _run_locked(
             reports.append(report)
             started = time.monotonic()
             with _target_errors(report):
-                backend = backends.get(target.name) or open_backend(target, config)
+                backend = backends.get(target.name) or open_backend(target, config,
+                                                                      readonly=dry_run)
                 one = _Open(target, backend, target.name not in backends, report, started)
                 opened.append(one)
                 one.listing = _list(one, state)
@@ -316,6 +350,8 @@ def _list(one: _Open, state: State) -> Listing:
     one.rows = state.rows(one.target.key)
     listing = one.backend.listing(_known(one.rows), state.cursor(one.target.key))
     one.report.warnings.extend(listing.warnings)
+    if listing.reset:  # the rows describe a calendar that is gone: none of them applies
+        one.rows = {}
     return listing
 
 
@@ -402,13 +438,17 @@ def _reconcile_once(
                            for w in wants.values()):
         report.warnings.append(f"{target.name}: the calendar does not take to-dos (VTODO); "
                                "writing events instead")
+    if listing.note:
+        report.notes.append(listing.note)
+    if listing.reset and not dry_run:
+        with state.transaction():  # forget the old calendar's items, moves and deletions
+            state.forget_all(target.key)
+            state.set_cursor(target.key, listing.cursor)
     result = d.diff(wants, listing.items, rows, allow_deletes=allow_deletes)
     report.actions = result.actions
-    report.unchanged = result.unchanged
+    report.count(d.tally(result.actions, result.unchanged))  # a sync counts again what it did
     if not allow_deletes and any(uid not in wants for uid in listing.items):
         report.warnings.append(f"{target.name}: the lead files hold no leads; nothing is deleted")
-    if dry_run:
-        _count_planned(report, result)  # a plan shows the deletions even past the limit
     if result.deletes > config.max_deletes and not force:
         raise SafetyStop(
             f"this sync would delete {result.deletes} items from {target.name} "
@@ -417,20 +457,10 @@ def _reconcile_once(
     if dry_run:
         return
     _apply(target, state, now, backend, report, result, config, progress)
-
-
-def _count_planned(report: TargetReport, result: d.Diff) -> None:
-    from followsync import diff as d
-
-    for action in result.actions:
-        if isinstance(action, d.Create):
-            report.created += 1
-        elif isinstance(action, d.Update):
-            report.updated += 1
-        elif isinstance(action, d.Delete):
-            report.deleted += 1
-        elif isinstance(action, d.Accept | d.Gone):
-            report.kept += 1
+    if listing.reset:
+        written = report.created + report.updated
+        log.warning("%s: %s and uploaded %d %s", target.name, listing.note, written,
+                    "item" if written == 1 else "items")
 
 
 def _same(there: str, ours: str, target: str, href: str, quiet: bool = False) -> bool:
@@ -460,6 +490,7 @@ def _apply(
     zone = config.timezone
     writes = [a for a in result.actions if isinstance(a, d.Create | d.Update | d.Adopt | d.Delete)]
     done = 0
+    outcomes: list[d.Action] = []  # what each action came to, counted by diff.tally
 
     def text_for(want: d.Want, sequence: int) -> str:
         return render(want.item, uid=want.uid, kind=want.kind, zone=zone, stamp=now,
@@ -472,17 +503,18 @@ def _apply(
     def update(want: d.Want, remote: Remote, sequence: int) -> None:
         text = text_for(want, sequence)
         try:
-            state.put(key, row_for(want, backend.update(remote, text), sequence))
-            report.updated += 1
+            written = backend.update(remote, text)
+            state.put(key, row_for(want, written, sequence))
+            outcomes.append(d.Update(want, written, None))
         except Conflict:
             # Re-read: a retried PUT that had already landed looks like this too.
             now_there = backend.find(want.uid)
             if now_there is not None and _same(backend.get(now_there), text, target.name,
                                                now_there.href):
                 state.put(key, row_for(want, now_there, sequence))
-                report.updated += 1
+                outcomes.append(d.Update(want, now_there, None))
                 return
-            report.conflicts += 1
+            outcomes.append(d.Missed(want.uid))
             log.warning("%s: %s changed in the calendar meanwhile; left as it is", target.name,
                         want.uid)
 
@@ -496,7 +528,7 @@ def _apply(
         sequence = int(found.group(1)) if found else 0
         if _same(text, text_for(want, sequence), target.name, remote.href):
             state.put(key, row_for(want, remote, sequence))
-            report.unchanged += 1
+            outcomes.append(d.Same(want.uid))
         else:
             update(want, remote, sequence + 1)
 
@@ -518,11 +550,11 @@ def _apply(
                 try:
                     remote = backend.create(action.want.uid, text_for(action.want, 0))
                     state.put(key, row_for(action.want, remote, 0))
-                    report.created += 1
+                    outcomes.append(action)
                 except Conflict:
                     found = backend.find(action.want.uid)
                     if found is None:  # refused, yet not there: a lost race; try next time
-                        report.conflicts += 1
+                        outcomes.append(d.Missed(action.want.uid))
                         log.warning("%s: %s could not be created (changed meanwhile); left "
                                     "for the next sync", target.name, action.want.uid)
                     else:
@@ -536,22 +568,23 @@ def _apply(
                 try:
                     backend.delete(action.remote)
                     state.forget(key, action.uid)
-                    report.deleted += 1
+                    outcomes.append(action)
                 except Conflict:
-                    report.conflicts += 1
+                    outcomes.append(d.Missed(action.uid))
                     log.warning("%s: %s changed in the calendar meanwhile; not deleted",
                                 target.name, action.uid)
             elif isinstance(action, d.Accept):
                 if landed(action):  # our own write, kept out of the state by a crash
                     state.put(key, row_for(action.want, action.remote, action.row.sequence + 1))
-                    report.unchanged += 1
+                    outcomes.append(d.Same(action.want.uid))
                 else:
                     state.put(key, replace(action.row, etag=action.remote.etag, edited=True,
                                            moved=_placed(backend, action.remote, zone)))
-                    report.kept += 1
+                    outcomes.append(action)
             elif isinstance(action, d.Gone):
-                state.put(key, replace(action.row, gone=True))
-                report.kept += 1
+                if not action.row.gone:
+                    state.put(key, replace(action.row, gone=True))
+                outcomes.append(action)
             elif isinstance(action, d.Forget):
                 state.forget(key, action.uid)
             if isinstance(action, d.Create | d.Update | d.Adopt | d.Delete):
@@ -563,7 +596,9 @@ def _apply(
                     state.db.execute("BEGIN")
         state.set_cursor(key, backend.commit())
         state.db.execute("COMMIT")
+        report.count(d.tally(outcomes, result.unchanged))
     except BaseException:
+        report.count(d.tally(outcomes, result.unchanged))  # what was done before it failed
         if getattr(backend, "immediate", False):
             state.db.execute("COMMIT")  # what reached the server is remembered
         else:

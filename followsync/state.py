@@ -145,6 +145,10 @@ class State:
     def forget(self, target: str, uid: str) -> None:
         self.db.execute("DELETE FROM items WHERE target=? AND uid=?", (target, uid))
 
+    def forget_all(self, target: str) -> None:
+        """Drop every item row of a target (its calendar was deleted on the server)."""
+        self.db.execute("DELETE FROM items WHERE target=?", (target,))
+
     def clean_digest(self, target: str) -> str | None:
         """The inputs digest of the target's last clean sync (see engine._nothing_changed)."""
         found = self.db.execute("SELECT value FROM meta WHERE key=?",

@@ -201,7 +201,7 @@ def test_calendar_edit_is_kept_until_the_lead_changes(setup: Setup, capsys: Any)
     setup.proxy.reset()
     code, out = setup.sync(capsys)
     assert code == 0, out
-    assert "1 calendar edits kept" in out
+    assert "1 calendar edit kept" in out
     assert setup.proxy.count("PUT") == 0
     assert b"T160000" in setup.ours()["followsync-a-cadence-phone"]
     setup.write_leads(lead_block("a", day=12))  # the lead file changes that follow-up

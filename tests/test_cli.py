@@ -383,6 +383,31 @@ def test_the_state_is_rebuilt_from_the_calendar(proj: Project) -> None:
     assert proj.snapshot()[0] == before[0]
 
 
+def test_after_a_lost_state_plan_and_sync_count_the_same_items(proj: Project) -> None:
+    """`plan` counts what it lists (the found items are to check); `sync` then finds them
+    unchanged: both count with one function (diff.tally)."""
+    proj.sync()
+    for path in proj.state.iterdir():
+        path.unlink()
+    code, out, err = proj.run("plan")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "file: 0 to create, 0 to update, 0 to delete, 0 unchanged, 3 to check"
+    assert sum(1 for line in lines if line.startswith("  check   ")) == 3
+    assert proj.sync() == [("file", 0, 0, 0, 3)]
+
+
+def test_sync_summary_is_singular_and_plural_right() -> None:
+    from followsync.engine import TargetReport
+
+    one = TargetReport("phone", created=1, unchanged=1, kept=1, conflicts=1)
+    assert one.summary() == ("phone: 1 created, 0 updated, 0 deleted, 1 unchanged, 1 calendar "
+                             "edit kept, 1 changed meanwhile (left for the next sync) (0.00 s)")
+    two = TargetReport("phone", kept=2)
+    assert two.summary() == ("phone: 0 created, 0 updated, 0 deleted, 0 unchanged, 2 calendar "
+                             "edits kept (0.00 s)")
+
+
 # --- agenda --------------------------------------------------------------------------------
 
 def test_agenda_text(proj: Project) -> None:
@@ -390,9 +415,9 @@ def test_agenda_text(proj: Project) -> None:
     assert (code, err) == (0, "")
     assert out == textwrap.dedent("""\
         Overdue
-          Tue 2026-12-01 09:00  Dana Whitfield (Acme Corp)          follow up  [4 days overdue]
+          Tue 2026-12-01 09:00  Dana Whitfield (Acme Corp)          Follow up  [4 days overdue]
         Upcoming
-          Wed 2026-12-02 09:00  Sam Beta                            follow up
+          Wed 2026-12-02 09:00  Sam Beta                            Follow up
           Thu 2026-12-10 09:00  Sam Beta                            Ask about the budget
         Gone cold (no answer; not chased any more)
           Cole Dunn (Frost Inc)               2 unanswered, last touch 2026-10-08
@@ -409,13 +434,14 @@ def test_agenda_json(proj: Project) -> None:
     assert list(data) == ["version", "today", "overdue", "upcoming", "cold", "later",
                           "from_calendar"]
     assert (data["version"], data["today"], data["later"]) == (1, "2026-12-01", 0)
-    keys = ["lead", "name", "org", "rule", "due", "at", "was_due", "overdue_days", "action",
+    keys = ["lead", "name", "org", "rule", "due", "at", "was_due", "overdue_days", "title",
+            "action",
             "reason", "as", "moved_in_calendar", "rule_due", "rule_at"]
     assert all(list(item) == keys for item in data["overdue"] + data["upcoming"])
     assert data["overdue"] == [{
         "lead": "dana-acme", "name": "Dana Whitfield", "org": "Acme Corp", "rule": "cadence",
         "due": "2026-12-01", "at": "09:00", "was_due": "2026-11-27", "overdue_days": 4,
-        "action": "follow up",
+        "title": "Dana Whitfield: follow up", "action": "follow up",
         "reason": "1st follow-up: last touch 2026-11-20 (last contact) + 1w", "as": "event",
         "moved_in_calendar": False, "rule_due": "2026-12-01", "rule_at": "09:00",
     }]
@@ -434,14 +460,14 @@ def test_agenda_shows_an_item_where_it_was_moved_in_the_calendar(proj: Project) 
     proj.ics.write_text(text.replace(old, "DTSTART;TZID=Europe/Berlin:20261208T103000"))
     code, out, err = proj.run("sync")
     assert (code, err) == (0, "")
-    assert "1 calendar edits kept" in out
+    assert "1 calendar edit kept" in out
     code, out, err = proj.run("agenda")
     assert (code, err) == (0, "")
     assert out.splitlines()[:4] == [
         "Upcoming",
-        "  Wed 2026-12-02 09:00  Sam Beta                            Follow up with Sam Beta",
-        "  Tue 2026-12-08 10:30  Dana Whitfield (Acme Corp)          Follow up with Dana "
-        "Whitfield  [moved in the calendar; the rules say 2026-12-01 09:00]",
+        "  Wed 2026-12-02 09:00  Sam Beta                            Follow up",
+        "  Tue 2026-12-08 10:30  Dana Whitfield (Acme Corp)          Follow up  "
+        "[moved in the calendar; the rules say 2026-12-01 09:00]",
         "  Thu 2026-12-10 09:00  Sam Beta                            Ask about the budget",
     ]
     code, out, _ = proj.run("agenda", "--json")
@@ -470,8 +496,8 @@ def test_agenda_shortens_names_between_words_and_closes_the_parenthesis(
     code, out, _ = proj.run("agenda")
     assert code == 0
     lines = out.splitlines()
-    assert lines[1] == ("  Tue 2026-12-01 09:00  Dana Whitfield (Acme Corporation…)  Follow up "
-                        "with Dana Whitfield  [4 days overdue]")
+    assert lines[1] == ("  Tue 2026-12-01 09:00  Dana Whitfield (Acme Corporation…)  Follow up"
+                        "  [4 days overdue]")
     assert lines[-1] == ("  Cole Dunn-Fairweather-Montgomery…   2 unanswered, last touch "
                          "2026-10-08")
 

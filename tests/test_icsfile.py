@@ -140,7 +140,7 @@ def proj(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Project:
 def summary(created: int = 0, updated: int = 0, deleted: int = 0, unchanged: int = 0,
             name: str = "file", kept: int = 0) -> str:
     text = f"{name}: {created} created, {updated} updated, {deleted} deleted, {unchanged} unchanged"
-    return text + (f", {kept} calendar edits kept" if kept else "")
+    return text + (f", {kept} calendar edit{'' if kept == 1 else 's'} kept" if kept else "")
 
 
 def blocks(text: str) -> list[str]:
@@ -403,11 +403,16 @@ def test_an_item_deleted_by_hand_is_not_recreated_until_the_lead_changes(proj: P
     proj.ics.write_text(_drop(proj.ics.read_text(), OURS[2]))
     assert proj.sync() == summary(unchanged=2, kept=1)
     before = proj.snapshot()
-    assert proj.sync() == summary(unchanged=2)
-    assert proj.sync(now="2026-12-01T18:00") == summary(unchanged=2)
+    # while the deletion stands, every sync counts it as kept and `plan` lists it as skip
+    assert proj.sync() == summary(unchanged=2, kept=1)
+    assert proj.sync(now="2026-12-01T18:00") == summary(unchanged=2, kept=1)
     assert proj.snapshot() == before
     code, out, _ = proj.run("plan")
-    assert (code, out) == (0, "file: 0 to create, 0 to update, 0 to delete, 2 unchanged\n")
+    assert code == 0
+    assert out.splitlines()[:2] == [
+        "file: 0 to create, 0 to update, 0 to delete, 2 unchanged, 1 calendar edit kept",
+        "  skip    sam-beta once-2026-12-10: deleted in the calendar; not recreated until the "
+        "lead file changes it"]
     # the lead file changes that follow-up: it comes back, under the same UID
     proj.edit('do: "Ask about the budget"', 'do: "Ask about the Q1 budget"')
     assert proj.sync() == summary(created=1, unchanged=2)

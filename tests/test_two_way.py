@@ -270,7 +270,7 @@ def test_a_moved_event_stays_through_syncs_and_the_overdue_roll(two_way: TwoWay)
     moved = w.ours(w.desk)[key].body
 
     lines = w.sync(DAY1)
-    assert "1 calendar edits kept" in lines["desk"], lines
+    assert "1 calendar edit kept" in lines["desk"], lines
     assert w.ours(w.desk)[key].body == moved
     w.proxy.reset()
     w.sync(DAY2)  # the next day: everything overdue rolls, but not the moved event
@@ -302,7 +302,7 @@ def test_a_deleted_item_is_not_recreated_until_the_lead_changes(two_way: TwoWay)
     item = w.ours(w.desk)[key]
     assert w.desk.delete_raw(item.href) in (200, 204)
     lines = w.sync(DAY1)
-    assert "1 calendar edits kept" in lines["desk"], lines
+    assert "1 calendar edit kept" in lines["desk"], lines
     assert key not in w.ours(w.desk)
     w.sync(DAY2)  # the roll does not bring it back
     w.sync(DAY3)
@@ -449,7 +449,7 @@ def test_moving_a_todo_keeps_it_and_completion_later_still_counts(two_way: TwoWa
     item = w.ours(w.phone)[key]
     move(w.phone, item, b"20261124T093000", b"20261125T120000")
     lines = w.sync(DAY2)
-    assert "1 calendar edits kept" in lines["phone"], lines
+    assert "1 calendar edit kept" in lines["phone"], lines
     moved = w.ours(w.phone)[key]
     assert when(moved.component) == "2026-11-25 12:00"
     assert w.starts()["desk"]["dana cadence"] == "2026-11-24 09:30"  # only the phone's moved

@@ -38,6 +38,10 @@ class Listing:
     fresh: bool = False  # the target is new or was emptied as a whole (an .ics file deleted)
     foreign: int = 0
     warnings: list[str] = field(default_factory=list)
+    # The calendar the state describes is gone (deleted on the server): the state's rows no
+    # longer apply, every item is written anew. `note` says so for `plan` and the log.
+    reset: bool = False
+    note: str = ""
 
 
 class Backend(Protocol):

@@ -43,6 +43,10 @@ _SYNC = """<?xml version="1.0" encoding="utf-8"?>
 _MULTIGET = """<?xml version="1.0" encoding="utf-8"?>
 <c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">
 <d:prop><d:getetag/><c:calendar-data/></d:prop>{hrefs}</c:calendar-multiget>"""
+_MKCALENDAR = """<?xml version="1.0" encoding="utf-8"?>
+<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop>
+<c:supported-calendar-component-set>{comps}</c:supported-calendar-component-set>
+</d:prop></d:set></c:mkcalendar>"""
 _BY_UID = """<?xml version="1.0" encoding="utf-8"?>
 <c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">
 <d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR">
@@ -120,9 +124,11 @@ class CaldavBackend:
 
     immediate = True  # every write reaches the server at once; the engine commits state often
 
-    def __init__(self, target: Target, session: DavSession | None = None) -> None:
+    def __init__(self, target: Target, session: DavSession | None = None,
+                 readonly: bool = False) -> None:
         assert target.url is not None
         self.target = target
+        self.readonly = readonly  # for `plan`: no calendar is created
         self.label = target.name
         self._password: str | None = None
         self.session = session or DavSession(target.url, target.username,
@@ -137,10 +143,13 @@ class CaldavBackend:
         return self._password
 
     # finding the calendar ----------------------------------------------------
-    def _calendar(self, cursor: Cursor | None) -> Cursor:
+    def _calendar(self, cursor: Cursor | None) -> Cursor | None:
+        """The calendar to sync; None when it does not exist and this backend is readonly."""
         if cursor is not None:
             return cursor
         url = self.discover()
+        if url is None:
+            return None
         answer = self._propfind(url, depth=0)
         if not answer:
             raise TargetError(f"{url} did not answer a PROPFIND")
@@ -149,9 +158,10 @@ class CaldavBackend:
             raise TargetError(f"{url} is not a calendar", "use `followsync calendars` to list them")
         return Cursor(url, props.get("components") or ("VEVENT", "VTODO"), None)
 
-    def discover(self) -> str:
+    def discover(self) -> str | None:
         """The calendar URL: `url` itself when it is a calendar and no name is given, else the
-        calendar named `calendar` under the principal (created if missing)."""
+        calendar named `calendar` under the principal (created if missing, unless readonly:
+        then None)."""
         target = self.target
         assert target.url is not None
         if not target.calendar:
@@ -172,7 +182,7 @@ class CaldavBackend:
                     raise _library_error(exc, self.target, self._password) from None
                 self.session.pause(attempt, None, f"discovery: {type(exc).__name__}")
 
-    def _find_or_make(self) -> str:
+    def _find_or_make(self) -> str | None:
         target = self.target
         client = self._client()
         try:
@@ -180,6 +190,8 @@ class CaldavBackend:
             for calendar in principal.get_calendars():
                 if (calendar.get_display_name() or "") == target.calendar:
                     return str(calendar.url)
+            if self.readonly:
+                return None
             components = ["VEVENT", "VTODO"]
             log.warning("%s: creating calendar %r", target.name, target.calendar)
             made = principal.make_calendar(name=target.calendar,
@@ -230,13 +242,70 @@ class CaldavBackend:
 
     # reading -----------------------------------------------------------------
     def listing(self, known: Mapping[str, Remote], cursor: str | None) -> Listing:
-        found = self._calendar(Cursor.load(cursor))
+        remembered = Cursor.load(cursor)
+        found = self._calendar(remembered)
+        if found is None:  # readonly, and the calendar does not exist yet
+            return Listing({}, fresh=True, note=f"calendar {self.target.calendar!r} does not "
+                           "exist yet; a sync creates it")
         self.cursor = found
         by_href = {remote.href: uid for uid, remote in known.items()}
-        if found.token:
-            changes = self._sync_changes(found, known, by_href)
-            if changes is not None:
-                return changes
+        try:
+            if found.token:
+                changes = self._sync_changes(found, known, by_href)
+                if changes is not None:
+                    return changes
+            return self._full_listing(found, by_href)
+        except _Missing:
+            if remembered is None:  # never synced there: a wrong URL, not a deleted calendar
+                raise
+            return self._relocate(remembered)
+
+    def _relocate(self, gone: Cursor) -> Listing:
+        """The calendar synced last time is gone (deleted on the server): find it again by
+        name, or make it again — by name under the principal, or at the configured URL when
+        that URL is the calendar itself. Every item is then written anew (see README,
+        "Calendar providers")."""
+        name = self.target.calendar
+        what = f"calendar {name!r}" if name else f"the calendar at {gone.url}"
+        if name:
+            url = self._retrying(self._find_existing)
+            if url is not None:
+                note = f"{what} was deleted on the server; found it again at {url}"
+                found = Cursor(url, gone.components, None)
+            elif self.readonly:
+                return Listing({}, fresh=True, reset=True, note=f"{what} was deleted on the "
+                               "server; a sync creates it again")
+            else:
+                url = self.discover()
+                assert url is not None
+                note = f"{what} was deleted on the server; created it again"
+                found = Cursor(url, ("VEVENT", "VTODO"), None)
+        elif self.readonly:
+            return Listing({}, fresh=True, reset=True, note=f"{what} was deleted on the "
+                           "server; a sync creates it again there")
+        else:
+            log.warning("%s: creating calendar %s again", self.label, gone.url)
+            comps = "".join(f'<c:comp name="{c}"/>' for c in gone.components)
+            response = self.session.request("MKCALENDAR", gone.url,
+                                            _MKCALENDAR.format(comps=comps))
+            _expect(response, (201,), "MKCALENDAR", gone.url)
+            note = f"{what} was deleted on the server; created it again"
+            found = Cursor(gone.url, gone.components, None)
+        self.cursor = found
+        listing = self._full_listing(found, {})
+        return Listing(listing.items, cursor=listing.cursor, fresh=True, foreign=listing.foreign,
+                       reset=True, note=note)
+
+    def _find_existing(self) -> str | None:
+        """The calendar named `calendar` under the principal, if there is one."""
+        readonly, self.readonly = self.readonly, True
+        try:
+            return self._find_or_make()
+        finally:
+            self.readonly = readonly
+
+    def _full_listing(self, found: Cursor, by_href: Mapping[str, str]) -> Listing:
+        """Every item's ETag (one PROPFIND), fetching the ones the state does not know."""
         answer = self._propfind(found.url, depth=1)
         base = urlsplit(found.url).path
         token: str | None = None
@@ -266,7 +335,7 @@ class CaldavBackend:
         """What changed since the token; None when the token is no longer valid."""
         body = _SYNC.format(token=_xml_escape(found.token or ""))
         response = self.session.request("REPORT", found.url, body, {"Depth": "0"})
-        if response.status in (403, 409, 412, 400, 404):
+        if response.status in (403, 409, 412, 400, 404, 410):
             log.info("%s: sync token refused (HTTP %s); listing everything", self.label,
                      response.status)
             return None
@@ -299,6 +368,8 @@ class CaldavBackend:
         if owned:
             items.update(owned)
             changed = True
+        if len(owned) + foreign < len(unknown):
+            token = None  # an item changed since was not read: keep asking from the old token
         self.cursor = Cursor(found.url, found.components, token or found.token)
         return Listing(items, cursor=self.cursor.dump(), unchanged=not changed, foreign=foreign)
 
@@ -333,15 +404,21 @@ class CaldavBackend:
 
     def _propfind(self, url: str, depth: int) -> dict[str, dict[str, Any]]:
         response = self.session.request("PROPFIND", url, _PROPFIND, {"Depth": str(depth)})
-        if response.status == 404:
-            raise TargetError(f"no calendar at {url} (HTTP 404)",
-                              "use `followsync calendars` to list the calendars")
+        if response.status in (404, 410):
+            raise _Missing(f"no calendar at {url} (HTTP {response.status})",
+                           "use `followsync calendars` to list the calendars")
         _expect(response, (207,), "PROPFIND", url)
         found: dict[str, dict[str, Any]] = {}
+        base = urlsplit(url).path.rstrip("/")
         for resp in _parse_xml(response.body, url).findall("d:response", NS):
             href = _href(resp)
             if href is None:
                 continue
+            gone = resp.find("d:status", NS)  # Xandikos answers 207 with a 404 inside
+            if href.rstrip("/") == base and gone is not None and \
+                    any(f" {code} " in f"{gone.text} " for code in (404, 410)):
+                raise _Missing(f"no calendar at {url} (HTTP 404)",
+                               "use `followsync calendars` to list the calendars")
             props: dict[str, Any] = {}
             for propstat in resp.findall("d:propstat", NS):
                 status = propstat.find("d:status", NS)
@@ -498,6 +575,10 @@ class CaldavBackend:
 
     def close(self) -> None:
         self.session.close()
+
+
+class _Missing(TargetError):
+    """No calendar (HTTP 404 or 410) at a URL."""
 
 
 class _ViaSession:

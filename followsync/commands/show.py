@@ -64,8 +64,9 @@ def print_plan(outcome: Outcome, say: Callable[[str], None]) -> None:
         lines = [line for line in map(describe, report.actions) if line]
         if report.error and report.exit_code != EXIT_SAFETY:
             continue
-        say(f"{report.name}: {report.created} to create, {report.updated} to update, "
-            f"{report.deleted} to delete, {report.unchanged} unchanged")
+        say(f"{report.name}: {report.counts(planned=True)}")
+        for note in report.notes:
+            say(f"  {note}")
         for line in lines:
             say(line)
 
