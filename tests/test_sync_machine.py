@@ -39,7 +39,7 @@ from followsync.config import load_config
 from followsync.leads import Touch, parse_lead_file
 from followsync.render import summary, uid_for
 from followsync.rules import FollowUp, Memory, plan
-from tests.conftest import leads_text
+from tests.project import leads_text
 
 ZONE = ZoneInfo("Europe/Berlin")
 START = date(2026, 3, 2)
