@@ -35,8 +35,8 @@ def config_text(targets: str = ICS_TARGET, *, timezone: str | None = "Europe/Ber
 
 
 def ics_target(path: str = "out.ics", name: str = "file", **options: str) -> str:
-    """One `type: ics` entry for `targets:`."""
-    more = "".join(f", {key}: {value}" for key, value in options.items())
+    """One `type: ics` entry for `targets:` (`as_="todo"` is written `as: todo`)."""
+    more = "".join(f", {key.rstrip('_')}: {value}" for key, value in options.items())
     return f"  - {{name: {name}, type: ics, path: {path}{more}}}\n"
 
 
