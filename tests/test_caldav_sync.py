@@ -18,26 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from followsync.cli import main
+from tests.davproject import FOREIGN, NOW, PASSWORD_ENV, DavProject, lead_block
 from tests.faultproxy import Fault, FaultProxy, method_is, path_matches
-from tests.project import Project, caldav_target
 from tests.servers import CalendarInfo, Server, drop_calendar, fresh_calendar, start_server
-
-NOW = "2026-11-12T10:00"
-PASSWORD_ENV = "FOLLOWSYNC_TEST_DAV_PASSWORD"
-
-LEADS = """\
-version: 1
-defaults:
-  cadence: [2w, 1mo]
-  at: "09:30"
-leads:
-{leads}
-"""
-
-
-def lead_block(lead_id: str, day: int = 1, note: str = "sent a note") -> str:
-    return (f"  {lead_id}:\n    name: Person {lead_id}\n    org: Org {lead_id}\n"
-            f"    log:\n      - 2026-11-{day:02d} {note}\n")
 
 
 @pytest.fixture(scope="module", params=["radicale", "xandikos"])
@@ -65,63 +48,15 @@ def proxy(server: Server) -> Iterator[FaultProxy]:
         yield running
 
 
-class Setup(Project):
-    """The shared project syncing to one calendar through the proxy."""
-
-    def __init__(self, tmp: Path, cal: CalendarInfo, proxy: FaultProxy, as_: str = "event",
-                 max_deletes: int = 20) -> None:
-        super().__init__(tmp, NOW)
-        self.tmp, self.cal, self.proxy = tmp, cal, proxy
-        target = caldav_target(proxy.url_for(cal.url), calendar=cal.calendar_name, as_=as_,
-                               username=cal.username or "",
-                               password_env=PASSWORD_ENV if cal.username else "")
-        self.write_config(targets=target, extra=f"safety: {{max_deletes: {max_deletes}}}\n",
-                          mode=0o600)
-
-    def write_leads_of(self, *blocks: str) -> None:
-        self.write_leads(LEADS.format(leads="".join(blocks)))
-
-    def sync(self, *options: str, now: str = NOW) -> tuple[int, str]:
-        return self.output("sync", *options, now=now)
-
-    def ours(self) -> dict[str, bytes]:
-        """UID → item text of every item carrying followsync's mark, straight from the server."""
-        found: dict[str, bytes] = {}
-        for href in self.cal.hrefs():
-            status, body, _ = self.cal.get_raw(href)
-            assert status == 200
-            if b"X-FOLLOWSYNC-LEAD" in body:
-                uid = re.search(rb"^UID:(.*?)\r?$", body, re.M)
-                assert uid, body
-                key = uid.group(1).decode()
-                assert key not in found, f"duplicate UID {key}"
-                found[key] = body
-        return found
-
-
 @pytest.fixture()
 def setup(tmp_path: Path, calendar: CalendarInfo, proxy: FaultProxy,
-          monkeypatch: pytest.MonkeyPatch) -> Setup:
+          monkeypatch: pytest.MonkeyPatch) -> DavProject:
     if calendar.password:
         monkeypatch.setenv(PASSWORD_ENV, calendar.password)
-    return Setup(tmp_path, calendar, proxy)
+    return DavProject(tmp_path, calendar, proxy)
 
 
-FOREIGN = """BEGIN:VCALENDAR\r
-VERSION:2.0\r
-PRODID:-//Someone else//EN\r
-BEGIN:VEVENT\r
-UID:dentist-appointment-1\r
-DTSTAMP:20261101T120000Z\r
-DTSTART:20261203T140000Z\r
-DTEND:20261203T150000Z\r
-SUMMARY:Dentist\r
-END:VEVENT\r
-END:VCALENDAR\r
-"""
-
-
-def test_first_sync_then_noop_costs_one_request(setup: Setup, capsys: Any) -> None:
+def test_first_sync_then_noop_costs_one_request(setup: DavProject, capsys: Any) -> None:
     setup.write_leads_of(*(lead_block(f"lead-{i}") for i in range(5)))
     code, out = setup.sync()
     assert code == 0, out
@@ -135,7 +70,7 @@ def test_first_sync_then_noop_costs_one_request(setup: Setup, capsys: Any) -> No
     assert setup.proxy.count("PUT") == 0
 
 
-def test_one_changed_lead_is_one_put(setup: Setup, capsys: Any) -> None:
+def test_one_changed_lead_is_one_put(setup: DavProject, capsys: Any) -> None:
     setup.write_leads_of(*(lead_block(f"lead-{i}") for i in range(4)))
     assert setup.sync()[0] == 0
     before = setup.ours()
@@ -154,7 +89,7 @@ def test_one_changed_lead_is_one_put(setup: Setup, capsys: Any) -> None:
     assert b"DTSTART;TZID=Europe/Berlin:20261210T093000" in after[changed[0]]
 
 
-def test_lost_state_is_rebuilt_without_rewriting(setup: Setup, capsys: Any) -> None:
+def test_lost_state_is_rebuilt_without_rewriting(setup: DavProject, capsys: Any) -> None:
     setup.write_leads_of(*(lead_block(f"lead-{i}") for i in range(3)))
     assert setup.sync()[0] == 0
     before = setup.ours()
@@ -167,7 +102,7 @@ def test_lost_state_is_rebuilt_without_rewriting(setup: Setup, capsys: Any) -> N
     assert setup.ours() == before
 
 
-def test_foreign_items_are_never_touched(setup: Setup, capsys: Any) -> None:
+def test_foreign_items_are_never_touched(setup: DavProject, capsys: Any) -> None:
     status, _ = setup.cal.put_raw("dentist.ics", FOREIGN)
     assert status in (201, 204)
     _, foreign_before, etag_before = setup.cal.get_raw("dentist.ics")
@@ -183,7 +118,7 @@ def test_foreign_items_are_never_touched(setup: Setup, capsys: Any) -> None:
     assert set(setup.ours()) == {"followsync-a-cadence-phone"}
 
 
-def test_calendar_edit_is_kept_until_the_lead_changes(setup: Setup, capsys: Any) -> None:
+def test_calendar_edit_is_kept_until_the_lead_changes(setup: DavProject, capsys: Any) -> None:
     setup.write_leads_of(lead_block("a"))
     assert setup.sync()[0] == 0
     (href,) = [h for h in setup.cal.hrefs()]
@@ -206,7 +141,7 @@ def test_calendar_edit_is_kept_until_the_lead_changes(setup: Setup, capsys: Any)
 
 
 def test_deleted_in_calendar_is_not_recreated_until_the_lead_changes(
-        setup: Setup, capsys: Any) -> None:
+        setup: DavProject, capsys: Any) -> None:
     setup.write_leads_of(lead_block("a"))
     assert setup.sync()[0] == 0
     (href,) = [h for h in setup.cal.hrefs()]
@@ -222,7 +157,7 @@ def test_deleted_in_calendar_is_not_recreated_until_the_lead_changes(
     assert set(setup.ours()) == {"followsync-a-cadence-phone"}
 
 
-def test_a_412_on_update_never_clobbers(setup: Setup, capsys: Any) -> None:
+def test_a_412_on_update_never_clobbers(setup: DavProject, capsys: Any) -> None:
     setup.write_leads_of(lead_block("a"))
     assert setup.sync()[0] == 0
     before = setup.ours()
@@ -237,7 +172,7 @@ def test_a_412_on_update_never_clobbers(setup: Setup, capsys: Any) -> None:
     assert code == 0 and "1 updated" in out, out
 
 
-def test_server_errors_are_retried(setup: Setup, capsys: Any) -> None:
+def test_server_errors_are_retried(setup: DavProject, capsys: Any) -> None:
     setup.write_leads_of(lead_block("a"), lead_block("b"))
     setup.proxy.faults = [
         Fault(action="status", status=503, headers={"Retry-After": "0"}, match=method_is("PUT")),
@@ -249,7 +184,7 @@ def test_server_errors_are_retried(setup: Setup, capsys: Any) -> None:
     assert len(setup.ours()) == 2
 
 
-def test_unreachable_server_fails_the_target_with_exit_3(setup: Setup, capsys: Any) -> None:
+def test_unreachable_server_fails_the_target_with_exit_3(setup: DavProject, capsys: Any) -> None:
     setup.write_leads_of(lead_block("a"))
     setup.proxy.faults = [Fault(action="drop", times=None)]
     code, out = setup.sync()
@@ -266,7 +201,7 @@ def test_todo_falls_back_to_events_when_the_calendar_takes_none(
     try:
         if cal.password:
             monkeypatch.setenv(PASSWORD_ENV, cal.password)
-        setup = Setup(tmp_path, cal, proxy, as_="todo")
+        setup = DavProject(tmp_path, cal, proxy, as_="todo")
         setup.write_leads_of(lead_block("a"))
         code, out = setup.sync()
         assert code == 0, out
@@ -277,7 +212,7 @@ def test_todo_falls_back_to_events_when_the_calendar_takes_none(
         drop_calendar(cal)
 
 
-def test_mass_delete_stops_and_force_goes_on(setup: Setup, capsys: Any) -> None:
+def test_mass_delete_stops_and_force_goes_on(setup: DavProject, capsys: Any) -> None:
     setup.config.write_text(setup.config.read_text().replace("max_deletes: 20", "max_deletes: 1"))
     setup.write_leads_of(*(lead_block(f"lead-{i}") for i in range(3)))
     assert setup.sync()[0] == 0
@@ -293,7 +228,7 @@ def test_mass_delete_stops_and_force_goes_on(setup: Setup, capsys: Any) -> None:
 
 
 def test_wrong_password_is_one_clear_line_without_the_secret(
-        server: Server, setup: Setup, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        server: Server, setup: DavProject, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     if server.kind != "radicale":
         pytest.skip("xandikos runs without authentication here")
     secret = "wr0ng-Pa55word-xyz"
@@ -310,7 +245,7 @@ def test_wrong_password_is_one_clear_line_without_the_secret(
 
 
 def test_the_password_never_appears_in_any_output(
-        server: Server, setup: Setup, capsys: Any, caplog: Any) -> None:
+        server: Server, setup: DavProject, capsys: Any, caplog: Any) -> None:
     if server.kind != "radicale":
         pytest.skip("xandikos runs without authentication here")
     secret = os.environ[PASSWORD_ENV]
@@ -348,7 +283,7 @@ def test_any_faults_then_a_clean_sync_converge(
     try:
         if cal.password:
             monkeypatch.setenv(PASSWORD_ENV, cal.password)
-        setup = Setup(tmp_path_factory.mktemp("conv"), cal, proxy)
+        setup = DavProject(tmp_path_factory.mktemp("conv"), cal, proxy)
         status, _ = cal.put_raw("dentist.ics", FOREIGN)
         assert status in (201, 204)
         _, foreign_before, _ = cal.get_raw("dentist.ics")
