@@ -156,33 +156,15 @@ def xandikos_proxy(xandikos_server: Server) -> Iterator[FaultProxy]:
         yield proxy
 
 
-# ============================================================ lead-file → plan helpers
-# (test_rules.py, test_render.py, test_properties.py)
-from collections.abc import Mapping  # noqa: E402
-from datetime import date  # noqa: E402
-
-from followsync.leads import LoadedLead, Policy, parse_lead_file  # noqa: E402
-from followsync.rules import LeadPlan, Memory, plan, remember  # noqa: E402
+# ============================================================ a project (tests/project.py)
+from tests.project import Project, make_project  # noqa: E402
 
 
-def leads_text(yaml_text: str, file: str = "t.yaml") -> list[LoadedLead]:
-    """The leads of a lead file given as YAML text, with policies built as `load_leads` does."""
-    parsed, _source = parse_lead_file(file, yaml_text.encode())
-    base = Policy().apply(parsed.defaults)
-    return [LoadedLead(lead_id, lead, base.apply(lead), file)
-            for lead_id, lead in (parsed.leads or {}).items()]
-
-
-def plan_text(
-    yaml_text: str, today: date, memory: Mapping[str, Memory] | None = None
-) -> list[LeadPlan]:
-    """Plan a lead file given as YAML text; leads missing from `memory` are first seen today."""
-    loaded = leads_text(yaml_text)
-    known = dict(memory or {})
-    for item in loaded:
-        if item.id not in known:
-            known[item.id] = remember(None, item.lead, today)
-    return plan(loaded, today, known)
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A fresh folder with config.yaml (an .ics target, out.ics, Europe/Berlin, state in
+    ./state) and no lead file yet; see tests/project.py for writing and running it."""
+    return make_project(tmp_path.resolve() / "proj")
 
 
 # --- every test: no real user's config, state or clock leaks in ---------------------------

@@ -44,6 +44,7 @@ from followsync.schedule import (
     watched_files,
 )
 from followsync.state import Lock
+from tests.project import Project, ics_target
 
 BERLIN = ZoneInfo("Europe/Berlin")
 S = timedelta(seconds=1)
@@ -243,13 +244,12 @@ def test_journal_is_recognised_by_device_and_inode(tmp_path: Path) -> None:
 # =========================================================================== the scheduler
 def write_files(folder: Path, interval: str = "15m", watch: bool = True,
                 leads: str | None = None, extra_targets: str = "") -> Path:
-    config = folder / "config.yaml"
-    config.write_text(
-        "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-        "targets:\n  - {name: file, type: ics, path: followups.ics}\n" + extra_targets
-        + f"daemon: {{interval: {interval}, watch: {str(watch).lower()}}}\n")
-    (folder / "leads.yaml").write_text(leads or lead_file(("dana", "Dana Whitfield")))
-    return config
+    """A project syncing to followups.ics (and `extra_targets`), with daemon settings."""
+    project = Project(folder)
+    project.write_leads(leads or lead_file(("dana", "Dana Whitfield")))
+    return project.write_config(
+        targets=ics_target("followups.ics") + extra_targets,
+        extra=f"daemon: {{interval: {interval}, watch: {str(watch).lower()}}}\n")
 
 
 def lead_file(*people: tuple[str, str]) -> str:

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 import vobject
-from conftest import plan_text
 
 from followsync.durations import Duration
 from followsync.render import (
@@ -24,6 +23,7 @@ from followsync.render import (
     uid_for,
 )
 from followsync.rules import FollowUp, Person
+from tests.project import plan_text
 
 D = date.fromisoformat
 BERLIN = ZoneInfo("Europe/Berlin")

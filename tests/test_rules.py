@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import leads_text, plan_text
 
 from followsync.durations import Duration, parse_duration
 from followsync.errors import ConfigError
@@ -21,6 +20,7 @@ from followsync.rules import (
     touches,
     unanswered_count,
 )
+from tests.project import leads_text, plan_text
 
 D = date.fromisoformat
 BEFORE_ALL = D("2000-01-01")  # a `today` before every date used here: nothing rolls

@@ -39,7 +39,7 @@ from followsync.config import load_config
 from followsync.leads import Touch, parse_lead_file
 from followsync.render import summary, uid_for
 from followsync.rules import FollowUp, Memory, plan
-from tests.conftest import leads_text
+from tests.project import config_text, ics_target, leads_text
 
 ZONE = ZoneInfo("Europe/Berlin")
 START = date(2026, 3, 2)
@@ -116,11 +116,9 @@ class SyncMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="followsync-machine-"))
-        (self.dir / "config.yaml").write_text(
-            "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-            "safety: {max_deletes: 1000}\ntargets:\n"
-            + "".join(f"  - {{name: {name}, type: ics, path: {name}.ics, as: {kind}}}\n"
-                      for name, kind in TARGETS.items()))
+        (self.dir / "config.yaml").write_text(config_text(
+            "".join(ics_target(f"{name}.ics", name, as_=kind) for name, kind in TARGETS.items()),
+            extra="safety: {max_deletes: 1000}\n"))
         self.today = START
         self.leads: dict[str, LeadModel] = {}
         self.next_id = 0
@@ -392,10 +390,8 @@ def test_touches_from_two_calendars_on_one_day_give_the_same_plan_in_every_sync(
     and deletions made in the calendars are overridden, for nothing)."""
     (tmp_path / "leads.yaml").write_text(
         DEFAULTS + "  dana:\n    name: Dana\n    last_contact: 2026-03-01\n")
-    (tmp_path / "config.yaml").write_text(
-        "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\ntargets:\n"
-        "  - {name: phone, type: ics, path: a.ics, as: todo}\n"
-        "  - {name: phone2, type: ics, path: b.ics, as: todo}\n")
+    (tmp_path / "config.yaml").write_text(config_text(
+        ics_target("a.ics", "phone", as_="todo") + ics_target("b.ics", "phone2", as_="todo")))
     config = load_config(tmp_path / "config.yaml")
     backends = {"phone": MemoryBackend(), "phone2": MemoryBackend()}
     _run(config, START, backends)
