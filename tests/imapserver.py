@@ -344,7 +344,7 @@ class Account:
         """Every message's flags by UID, read without changing them (EXAMINE, FLAGS only)."""
         with self.client() as imap:
             _ok(imap.select(_q(folder), readonly=True), "EXAMINE", folder)
-            typ, data = imap.uid("FETCH", "1:*", "(FLAGS)")
+            _typ, data = imap.uid("FETCH", "1:*", "(FLAGS)")
         result: dict[int, frozenset[str]] = {}
         for item in data:
             if not isinstance(item, bytes):
@@ -363,7 +363,7 @@ class Account:
         out = []
         with self.client() as imap:
             _ok(imap.select(_q(folder), readonly=True), "EXAMINE", folder)
-            typ, data = imap.uid("FETCH", "1:*", "(INTERNALDATE FLAGS BODY.PEEK[])")
+            _typ, data = imap.uid("FETCH", "1:*", "(INTERNALDATE FLAGS BODY.PEEK[])")
         for item in data:
             if isinstance(item, tuple):
                 meta = item[0]
@@ -383,7 +383,7 @@ def _append(imap: imaplib.IMAP4, folder: str, raw: bytes, when: datetime | None,
     _ok(imap.append(_q(folder), flag_list, date, raw), "APPEND", folder)
 
 
-def _ok(result: tuple[str, list[object]], what: str, folder: str) -> None:
+def _ok(result: tuple[str, Sequence[object]], what: str, folder: str) -> None:
     typ, data = result
     if typ != "OK":
         raise RuntimeError(f"{what} {folder!r} failed: {typ} {data!r}")
