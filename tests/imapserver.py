@@ -4,7 +4,7 @@ Why this shape: Dovecot runs from a config of its own in a short temp folder (so
 must stay under ~100 characters), without TLS, with passwd-file users and maildir storage.
 It refuses to touch mail as uid 0 and CI runs as root, so the mail belongs to a system user
 (`followsync-test`, created when missing; `nobody` if that fails). Every test gets a fresh
-user, hence an empty mailbox: a passwd-file is re-read by Dovecot when it changes.
+user, hence an empty mailbox (a passwd-file of its own).
 
 Mail goes in with IMAP APPEND (which sets INTERNALDATE), as a user's client would put it.
 
@@ -102,11 +102,11 @@ mail_uid = {uid}
 mail_gid = {gid}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {base}/users
+  args = scheme=PLAIN username_format=%u {base}/users/%u
 }}
 userdb {{
   driver = passwd-file
-  args = username_format=%u {base}/users
+  args = username_format=%u {base}/users/%u
   default_fields = uid={uid} gid={gid} home={base}/home/%u
 }}
 namespace inbox {{
@@ -165,8 +165,11 @@ class Dovecot:
             home = self.base / "home" / user
             home.mkdir(parents=True)
             os.chown(home, self.uid, self.gid)
-            with open(self.base / "users", "a", encoding="utf-8") as out:
-                out.write(f"{user}:{{PLAIN}}{password}::::::\n")
+            # one passwd-file per user: Dovecot reads a new file at once, while a changed
+            # file may be re-read only a second later
+            entry = self.base / "users" / user
+            entry.write_text(f"{user}:{{PLAIN}}{password}::::::\n")
+            entry.chmod(0o644)
         return Account(self, user, password)
 
     def log_tail(self, lines: int = 30) -> str:
@@ -202,8 +205,8 @@ def start_dovecot(timeout: float = 20.0) -> Dovecot:
     base.chmod(0o755)
     (base / "home").mkdir()
     (base / "home").chmod(0o755)
-    (base / "users").write_text("")
-    (base / "users").chmod(0o644)
+    (base / "users").mkdir()
+    (base / "users").chmod(0o755)
     port = free_port()
     conf = base / "dovecot.conf"
     conf.write_text(_config(base, port, uid, gid, owner))
