@@ -116,12 +116,14 @@ def test_addresses_match_exactly_never_as_substrings(imap_account: Account) -> N
     acc = imap_account
     for n, (frm, to) in enumerate([("joann@x.org", ME), (ME, "joann@x.org"),
                                    ("ann@x.org.evil.example", ME), (ME, "ann@x.org.evil"),
-                                   ("Ann <ann@sub.x.org>", ME), ("ann@x.org", "friend@y.org")]):
+                                   ("Ann <ann@sub.x.org>", ME), ('"ann@x.org" <spoof@y.org>', ME),
+                                   (ME, '"ann@x.org" <other@y.org>'),
+                                   ("ann@x.org", "friend@y.org")]):
         acc.append("INBOX", message(frm=frm, to=to, subject=f"m{n}", date=T0,
                                     message_id=f"<m{n}@t>"), T0)
     touches = Store(acc).scan().touches
     # only the last: from a lead (to someone else, e.g. a Bcc) is still from the lead
-    assert brief(touches) == {("ann", "them", "m5")}
+    assert brief(touches) == {("ann", "them", "m7")}
 
 
 def test_lists_robots_and_crowds_are_not_touches(imap_account: Account) -> None:
@@ -403,3 +405,30 @@ def test_any_interleaving_gives_the_touches_of_one_scan_from_scratch(
     assert len(incremental) == len(set(incremental)), "a touch was reported twice"
     fresh = {(t.lead, t.by, t.key, t.when, t.subject) for t in scratch(acc).touches}
     assert set(incremental) == fresh
+
+
+# ----------------------------------------------------------------- address parsing
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet="ab.@<> ,\"()x-_+;:", max_size=24), min_size=1, max_size=3))
+def test_the_fast_address_reader_agrees_with_getaddresses(values: list[str]) -> None:
+    from email.utils import getaddresses
+
+    from followsync.sources.mail import _addresses
+
+    expected = [a.strip().lower() for value in values for _, a in getaddresses([value])
+                if "@" in a]
+    assert _addresses(values) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.integers(1, 30_000), min_size=1, max_size=3000))
+def test_uid_sets_cover_exactly_the_uids_within_the_line_limit(uids: set[int]) -> None:
+    from followsync.sources.mail import MAX_SET, _uid_sets
+
+    covered: list[int] = []
+    for uid_set in _uid_sets(sorted(uids)):
+        assert len(uid_set) <= MAX_SET
+        for part in uid_set.split(","):
+            low, _, high = part.partition(":")
+            covered.extend(range(int(low), int(high or low) + 1))
+    assert covered == sorted(uids)
