@@ -226,3 +226,17 @@ def imap_proxy(dovecot: Dovecot) -> Iterator[CountingProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_tls() -> Iterator[Dovecot]:
+    """A second Dovecot with a self-signed certificate (`.cafile`): implicit TLS on
+    `.tls_port`, STARTTLS on `.port`."""
+    try:
+        server = start_dovecot(tls=True)
+    except DovecotMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -76,7 +76,7 @@ def _mail_owner() -> tuple[int, int, str]:
     return entry.pw_uid, entry.pw_gid, entry.pw_name
 
 
-def _config(base: Path, port: int, uid: int, gid: int, owner: str) -> str:
+def _config(base: Path, port: int, uid: int, gid: int, owner: str, tls_port: int = 0) -> str:
     root = os.geteuid() == 0
     internal = "dovecot" if root and _has_user("dovecot") else owner
     login = "dovenull" if root and _has_user("dovenull") else owner
@@ -91,7 +91,7 @@ info_log_path = {base}/dovecot.log
 instance_name = followsync-test-{port}
 protocols = imap
 listen = {HOST}
-ssl = no
+{_ssl(base, tls_port)}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal}
@@ -121,7 +121,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = {HOST}
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -136,6 +137,22 @@ service stats {{
   }}
 }}
 """
+
+
+def _ssl(base: Path, tls_port: int) -> str:
+    if not tls_port:
+        return "ssl = no"
+    return f"ssl = yes\nssl_cert = <{base}/cert.pem\nssl_key = <{base}/key.pem"
+
+
+def _self_signed(base: Path) -> None:
+    """A self-signed certificate for 127.0.0.1 and localhost (openssl CLI)."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=followsync test", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(base / "key.pem"), "-out", str(base / "cert.pem")],
+        check=True, capture_output=True)
+    (base / "key.pem").chmod(0o600)
 
 
 def _has_user(name: str) -> bool:
@@ -156,6 +173,12 @@ class Dovecot:
     uid: int
     gid: int
     host: str = HOST
+    tls_port: int = 0  # implicit TLS; the plain port then offers STARTTLS
+
+    @property
+    def cafile(self) -> str:
+        """The self-signed certificate to trust (TLS servers only)."""
+        return str(self.base / "cert.pem")
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -193,9 +216,11 @@ class Dovecot:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_dovecot(timeout: float = 20.0) -> Dovecot:
+def start_dovecot(timeout: float = 20.0, *, tls: bool = False) -> Dovecot:
     """Start Dovecot in the foreground (`dovecot -F -c CONF`) on a free port; ready when it
-    greets. Raises DovecotMissing without a `dovecot` binary."""
+    greets. With `tls`, also implicit TLS on `tls_port` and STARTTLS on the plain port, with a
+    self-signed certificate (`cafile`). Raises DovecotMissing without a `dovecot` binary (or,
+    for tls, without `openssl`)."""
     binary = dovecot_binary()
     if binary is None:
         raise DovecotMissing("dovecot is not installed (Debian: apt-get install dovecot-imapd; "
@@ -208,11 +233,18 @@ def start_dovecot(timeout: float = 20.0) -> Dovecot:
     (base / "users").mkdir()
     (base / "users").chmod(0o755)
     port = free_port()
+    tls_port = 0
+    if tls:
+        if shutil.which("openssl") is None:
+            shutil.rmtree(base, ignore_errors=True)
+            raise DovecotMissing("openssl is not installed: no certificate for the TLS tests")
+        _self_signed(base)
+        tls_port = free_port()
     conf = base / "dovecot.conf"
-    conf.write_text(_config(base, port, uid, gid, owner))
+    conf.write_text(_config(base, port, uid, gid, owner, tls_port))
     process = subprocess.Popen([binary, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
                                stderr=open(base / "stderr.log", "wb"))  # noqa: SIM115
-    server = Dovecot(base, port, process, uid, gid)
+    server = Dovecot(base, port, process, uid, gid, tls_port=tls_port)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

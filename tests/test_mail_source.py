@@ -432,3 +432,30 @@ def test_uid_sets_cover_exactly_the_uids_within_the_line_limit(uids: set[int]) -
             low, _, high = part.partition(":")
             covered.extend(range(int(low), int(high or low) + 1))
     assert covered == sorted(uids)
+
+
+# ----------------------------------------------------------------- TLS
+def tls_touch(acc: Account) -> None:
+    acc.append("INBOX", message(frm="ann@x.org", to=ME, subject="over tls", date=T0,
+                                message_id="<tls@t>"), T0)
+
+
+def test_implicit_tls_and_starttls_with_a_trusted_certificate(dovecot_tls: Dovecot) -> None:
+    import ssl
+
+    acc = dovecot_tls.new_account()
+    tls_touch(acc)
+    trusted = ssl.create_default_context(cafile=dovecot_tls.cafile)
+    for tls, port in (("implicit", dovecot_tls.tls_port), ("starttls", dovecot_tls.port)):
+        source = MailSource(mailbox(acc, tls=tls, port=port), ssl_context=trusted)
+        assert brief(source.scan(LEADS, {}, (), TZ).touches) == {("ann", "them", "over tls")}
+
+
+def test_an_untrusted_certificate_is_refused(dovecot_tls: Dovecot) -> None:
+    acc = dovecot_tls.new_account()
+    tls_touch(acc)
+    for tls, port in (("implicit", dovecot_tls.tls_port), ("starttls", dovecot_tls.port)):
+        with pytest.raises(MailError, match="certificate") as caught:
+            scan_mailbox(mailbox(acc, tls=tls, port=port), LEADS, {}, (), TZ, timeout=10)
+        assert caught.value.exit_code == EXIT_TARGET
+        assert acc.password not in str(caught.value)

@@ -151,8 +151,7 @@ def _connect(mailbox: Mailbox, timeout: float, context: ssl.SSLContext | None
         else:
             imap = imaplib.IMAP4(mailbox.host, mailbox.effective_port, timeout=timeout)
     except ssl.SSLError as exc:
-        raise MailError(f"{where}: TLS failed: {_reason(exc)}",
-                        "check the host name and port (993 for implicit TLS)") from None
+        raise _tls_error(where, exc) from None
     except (OSError, imaplib.IMAP4.error) as exc:
         raise MailError(f"{where}: cannot connect: {_reason(exc)}",
                         "check host and port, and that the server is up") from None
@@ -165,8 +164,7 @@ def _connect(mailbox: Mailbox, timeout: float, context: ssl.SSLContext | None
         _login(imap, mailbox, where)
         yield imap
     except ssl.SSLError as exc:
-        raise MailError(f"{where}: TLS failed: {_reason(exc)}",
-                        "check the host name and port") from None
+        raise _tls_error(where, exc) from None
     except (OSError, imaplib.IMAP4.abort) as exc:
         raise MailError(f"{where}: connection lost: {_reason(exc)}",
                         "the next scan will retry") from None
@@ -192,6 +190,16 @@ def _login(imap: imaplib.IMAP4, mailbox: Mailbox, where: str) -> None:
             f"{where}: login refused for {mailbox.username!r}: {reason}",
             "check the username and password (Gmail, Fastmail and iCloud need an app password)",
         ) from None
+
+
+def _tls_error(where: str, exc: ssl.SSLError) -> MailError:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return MailError(f"{where}: the server's certificate is not trusted: "
+                         f"{exc.verify_message or exc.reason}",
+                         "certificates are always verified: check the host name; a server "
+                         "with its own certificate needs it trusted by this machine")
+    return MailError(f"{where}: TLS failed: {exc.reason or exc}",
+                     "check the port: 993 is implicit TLS, 143 plain or STARTTLS")
 
 
 def _reason(exc: BaseException) -> str:
