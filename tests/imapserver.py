@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
+from followsync.sources.mail import decode_folder, encode_folder
+
 HOST = "127.0.0.1"
 PASSWORD = "dove-s3cret"
 TEST_USER = "followsync-test"
@@ -287,6 +289,7 @@ def _imap_date(when: datetime) -> str:
 
 
 def _q(name: str) -> str:
+    name = encode_folder(name)
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -364,7 +367,7 @@ class Account:
             if isinstance(line, bytes):
                 match = re.match(rb'\([^)]*\) (?:"[^"]*"|NIL) (.*)$', line)
                 if match:
-                    names.append(match.group(1).decode().strip('"'))
+                    names.append(decode_folder(match.group(1).decode().strip('"')))
         return names
 
     def uidvalidity(self, folder: str) -> int:

@@ -459,3 +459,17 @@ def test_an_untrusted_certificate_is_refused(dovecot_tls: Dovecot) -> None:
             scan_mailbox(mailbox(acc, tls=tls, port=port), LEADS, {}, (), TZ, timeout=10)
         assert caught.value.exit_code == EXIT_TARGET
         assert acc.password not in str(caught.value)
+
+
+def test_folder_names_outside_ascii(imap_account: Account) -> None:
+    from followsync.sources.mail import decode_folder, encode_folder
+
+    for name in ("Éléments envoyés", "Sent & Co", "送信済み", "a/b ü", "Plain"):
+        assert decode_folder(encode_folder(name)) == name
+    assert encode_folder("Éléments envoyés") == "&AMk-l&AOk-ments envoy&AOk-s"
+    acc = imap_account
+    acc.create_folder("Éléments envoyés")
+    acc.append("Éléments envoyés", message(frm=ME, to="ann@x.org", subject="envoyé", date=T0,
+                                           message_id="<fr@t>"), T0)
+    found = Store(acc).scan(folders=("INBOX", "Éléments envoyés")).touches
+    assert [(t.folder, t.subject) for t in found] == [("Éléments envoyés", "envoyé")]

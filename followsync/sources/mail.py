@@ -19,6 +19,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import imaplib
@@ -210,7 +211,49 @@ def _reason(exc: BaseException) -> str:
 
 
 def _q(name: str) -> str:
+    """A folder name as an IMAP quoted string, non-ASCII in modified UTF-7 (RFC 3501 §5.1.3)."""
+    name = encode_folder(name)
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def encode_folder(name: str) -> str:
+    """Modified UTF-7 for folder names typed by the user (`Éléments envoyés`); ASCII stays."""
+    if name.isascii():
+        return name.replace("&", "&-")
+    out: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            packed = base64.b64encode("".join(run).encode("utf-16-be")).rstrip(b"=")
+            out.append("&" + packed.decode().replace("/", ",") + "-")
+            run.clear()
+
+    for char in name:
+        if " " <= char <= "~":
+            flush()
+            out.append("&-" if char == "&" else char)
+        else:
+            run.append(char)
+    flush()
+    return "".join(out)
+
+
+_SHIFTED = re.compile(r"&([^-]*)-")
+
+
+def decode_folder(name: str) -> str:
+    """A folder name as LIST gives it (modified UTF-7) → text; a malformed one stays as is."""
+    def one(match: re.Match[str]) -> str:
+        if not match.group(1):
+            return "&"
+        packed = match.group(1).replace(",", "/")
+        return base64.b64decode(packed + "=" * (-len(packed) % 4)).decode("utf-16-be")
+
+    try:
+        return _SHIFTED.sub(one, name)
+    except (ValueError, UnicodeDecodeError):
+        return name
 
 
 def _check(result: tuple[str, Sequence[object]], what: str) -> Sequence[object]:
@@ -232,11 +275,11 @@ def _parse_list(data: Sequence[object]) -> list[tuple[frozenset[str], str, str]]
         if isinstance(item, tuple):
             line, name_bytes = bytes(item[0]), bytes(item[1])
             match = _LIST_LINE.match(line.rsplit(b" ", 1)[0] + b" x")
-            name = name_bytes.decode("utf-8", "replace")
+            name = decode_folder(name_bytes.decode("utf-8", "replace"))
         elif isinstance(item, bytes):
             match = _LIST_LINE.match(item)
             raw = match.group("name").decode("utf-8", "replace") if match else ""
-            name = _unquote(raw)
+            name = decode_folder(_unquote(raw))
         else:
             continue
         if match is None:
