@@ -473,3 +473,12 @@ def test_folder_names_outside_ascii(imap_account: Account) -> None:
                                            message_id="<fr@t>"), T0)
     found = Store(acc).scan(folders=("INBOX", "Éléments envoyés")).touches
     assert [(t.folder, t.subject) for t in found] == [("Éléments envoyés", "envoyé")]
+
+
+def test_internaldate_is_read_with_its_offset() -> None:
+    from followsync.sources.mail import _internaldate
+
+    assert _internaldate(b" 5-Jan-2026 08:00:00 -0130") == datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    assert _internaldate(b"05-Jan-2026 08:00:00 +0545") == datetime(2026, 1, 5, 2, 15, tzinfo=UTC)
+    assert _internaldate(b"31-Feb-2026 08:00:00 +0000") is None
+    assert _internaldate(b"05-Foo-2026 08:00:00 +0000") is None
