@@ -193,7 +193,7 @@ class Dovecot:
             # one passwd-file per user: Dovecot reads a new file at once, while a changed
             # file may be re-read only a second later
             entry = self.base / "users" / user
-            entry.write_text(f"{user}:{{PLAIN}}{password}::::::\n")
+            entry.write_text(f"{user}:{{PLAIN}}{password}::::::\n", encoding="utf-8")
             entry.chmod(0o644)
         return Account(self, user, password)
 

@@ -482,3 +482,11 @@ def test_internaldate_is_read_with_its_offset() -> None:
     assert _internaldate(b"05-Jan-2026 08:00:00 +0545") == datetime(2026, 1, 5, 2, 15, tzinfo=UTC)
     assert _internaldate(b"31-Feb-2026 08:00:00 +0000") is None
     assert _internaldate(b"05-Foo-2026 08:00:00 +0000") is None
+
+
+def test_a_password_outside_ascii_logs_in(dovecot: Dovecot) -> None:
+    acc = dovecot.new_account(password="pässwörd-✓")  # sent with AUTHENTICATE PLAIN, UTF-8
+    result = scan_mailbox(mailbox(acc, password="pässwörd-✓"), LEADS, {}, (), TZ)
+    assert result.folders == ("INBOX",)
+    with pytest.raises(MailLoginRefused):
+        scan_mailbox(mailbox(acc, password="pässwörd-x"), LEADS, {}, (), TZ)
