@@ -174,3 +174,51 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
     monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
+
+
+# ============================================================ a real Dovecot (mail tests)
+# One Dovecot per test session (tests/imapserver.py), a fresh empty mailbox per test.
+from tests.imapserver import Account, CountingProxy, Dovecot, DovecotMissing, start_dovecot  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """A running Dovecot on 127.0.0.1 (no TLS); skipped when dovecot is not installed."""
+    try:
+        server = start_dovecot()
+    except DovecotMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def imap_account(dovecot: Dovecot) -> Account:
+    """A fresh user with an empty mailbox (INBOX only) on the session's Dovecot."""
+    return dovecot.new_account()
+
+
+@pytest.fixture
+def imap_proxy(dovecot: Dovecot) -> Iterator[CountingProxy]:
+    """A TCP relay in front of the session's Dovecot that records the commands a client sends."""
+    proxy = CountingProxy(dovecot.host, dovecot.port).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_tls() -> Iterator[Dovecot]:
+    """A second Dovecot with a self-signed certificate (`.cafile`): implicit TLS on
+    `.tls_port`, STARTTLS on `.port`."""
+    try:
+        server = start_dovecot(tls=True)
+    except DovecotMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
