@@ -28,6 +28,7 @@ from pydantic_core import CoreSchema
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
 from followsync.gcpause import paused_gc
+from followsync.model import Kind
 from followsync.validation import (
     WEEKDAYS,
     DateT,
@@ -49,7 +50,6 @@ TITLE_PLACEHOLDERS = (*PLACEHOLDERS, "action")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _TOUCH_LINE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:\s+(.*))?$", re.DOTALL)
 By = Literal["me", "them", "both"]
-Kind = Literal["event", "todo"]
 
 
 class _Model(BaseModel):

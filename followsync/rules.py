@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, time, timedelta
-from typing import Literal
 
 from followsync.durations import Duration
 from followsync.leads import Lead, LoadedLead, Policy, Touch, expand, title
+from followsync.model import Kind
 
 ORDINALS = {1: "st", 2: "nd", 3: "rd"}
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -58,7 +58,7 @@ class FollowUp:
     at: time | None  # None: an all-day item
     duration: Duration
     alarms: tuple[Duration, ...]
-    kind: Literal["event", "todo"]
+    kind: Kind
     action: str
     title: str  # the SUMMARY, without the overdue note
     reason: str

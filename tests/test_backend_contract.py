@@ -22,10 +22,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from followsync.backends.base import Backend, Listing, Remote, is_owned, uid_of
+from followsync.backends.base import Backend, Listing
 from followsync.backends.icsfile import IcsFileBackend
 from followsync.backends.memory import MemoryBackend
 from followsync.errors import Conflict, TargetError
+from followsync.marks import is_owned, uid_of
+from followsync.model import Remote
 from followsync.render import normalise
 from tests.servers import CalendarInfo
 

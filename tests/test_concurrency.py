@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from followsync.cli import main
-from followsync.state import Lock
+from followsync.locks import Lock
 from tests.forkrunner import ROOT, Child, ForkRunner
 from tests.servers import Server, drop_calendar, fresh_calendar
 from tests.test_crash import (

@@ -32,13 +32,14 @@ from hypothesis import HealthCheck, Phase, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from followsync import engine
-from followsync.backends.base import is_owned, uid_of
+from followsync import sync
 from followsync.backends.memory import MemoryBackend
 from followsync.config import load_config
 from followsync.leads import Touch, parse_lead_file
+from followsync.marks import is_owned, uid_of
 from followsync.render import summary, uid_for
 from followsync.rules import FollowUp, Memory, plan
+from followsync.sync import SyncOptions
 from tests.conftest import leads_text
 
 ZONE = ZoneInfo("Europe/Berlin")
@@ -268,7 +269,7 @@ class SyncMachine(RuleBasedStateMachine):
     @rule()
     def sync(self) -> None:
         self._write_leads()
-        outcome = engine.run(self.config, self._now(), backends=dict(self.backends))
+        outcome = sync.run(self.config, self._now(), SyncOptions(backends=dict(self.backends)))
         for report in outcome.targets:
             assert report.error is None, report.error
             assert report.warnings == [], report.warnings
@@ -278,7 +279,7 @@ class SyncMachine(RuleBasedStateMachine):
         # nothing is rewritten for nothing: a second sync right away writes nothing
         writes = {t: b.writes for t, b in self.backends.items()}
         items = {t: dict(b.items) for t, b in self.backends.items()}
-        engine.run(self.config, self._now(), backends=dict(self.backends))
+        sync.run(self.config, self._now(), SyncOptions(backends=dict(self.backends)))
         assert {t: b.writes for t, b in self.backends.items()} == writes
         assert {t: dict(b.items) for t, b in self.backends.items()} == items
 
@@ -370,8 +371,8 @@ test_the_two_way_sync_contract = SyncMachine.TestCase
 
 # --- regressions the machine's model pins down, as plain tests ------------------------------
 def _run(config: Any, day: date, backends: dict[str, MemoryBackend]) -> None:
-    outcome = engine.run(config, datetime.combine(day, time(10), tzinfo=ZONE),
-                         backends=dict(backends))
+    outcome = sync.run(config, datetime.combine(day, time(10), tzinfo=ZONE),
+                       SyncOptions(backends=dict(backends)))
     assert outcome.exit_code == 0
 
 

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
-from followsync.backends.base import Listing, Remote, is_owned, uid_of
+from followsync.backends.base import Listing
 from followsync.backends.davhttp import DavSession, Response
 from followsync.config import Target
 from followsync.errors import ComponentRefused, Conflict, TargetError
+from followsync.marks import is_owned, uid_of
+from followsync.model import Remote
 
 log = logging.getLogger("followsync")
 T = TypeVar("T")
@@ -122,7 +124,7 @@ def password_for(target: Target) -> str | None:
 class CaldavBackend:
     """One CalDAV calendar; state-aware listing, conditional writes."""
 
-    immediate = True  # every write reaches the server at once; the engine commits state often
+    immediate = True  # every write reaches the server at once (see base.Backend)
 
     def __init__(self, target: Target, session: DavSession | None = None,
                  readonly: bool = False) -> None:
