@@ -1,4 +1,4 @@
-"""The config file (SPEC §2) → a frozen Config with absolute paths and a real time zone."""
+"""The config file (README, "The config file") → a frozen Config with absolute paths and a real time zone."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The lead file (SPEC §1): pydantic models, loading with located errors, effective settings.
+"""The lead file (README, "The lead file"): pydantic models, loading with located errors, effective settings.
 
 Models stay close to what the user writes; `Policy` is the flattened result of built-in
 defaults, the file's `defaults:` and the lead's own overrides, which is what the rules use.

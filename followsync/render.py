@@ -1,4 +1,5 @@
-"""PURE: a follow-up → the iCalendar item the calendar shows (SPEC §3).
+"""PURE: a follow-up → the iCalendar item the calendar shows (README, "What appears
+in the calendar").
 
 Each item is rendered as a standalone VCALENDAR (what a CalDAV resource is); the .ics target
 merges them into one file. `input_hash` lets a sync skip rendering anything whose inputs have

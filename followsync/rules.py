@@ -1,4 +1,4 @@
-"""PURE: when is each lead's next follow-up due? (SPEC §1 "When is the next follow-up due?")
+"""PURE: when is each lead's next follow-up due? (README, "When is a follow-up due?")
 
 No clock, no files: `today` and what followsync remembers of each lead are arguments, so the
 rules can be tested exhaustively. The output is plain data for `render` and `agenda`.
@@ -93,7 +93,7 @@ def remember(previous: Memory | None, lead: Lead, today: date) -> Memory:
 
 
 def touches(lead: Lead, calendar: tuple[Touch, ...] = ()) -> list[Touch]:
-    """All touches in SPEC order: by date; on one date `last_contact` first, then the log,
+    """All touches in the README's order: by date; on one date `last_contact` first, then the log,
     then to-dos completed in a calendar."""
     found: list[tuple[date, int, int, Touch]] = []
     if lead.last_contact is not None:

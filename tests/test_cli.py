@@ -1,4 +1,4 @@
-"""The command line, called in-process (SPEC §4): output, exit codes, what is written."""
+"""The command line, called in-process (README, "Commands"): output, exit codes, what is written."""
 
 from __future__ import annotations
 
