@@ -770,8 +770,8 @@ def test_caldav_target_url_may_be_the_server_the_principal_or_the_calendar(
 @pytest.mark.parametrize("server", ["radicale", "xandikos"])
 def test_caldav_no_op_listing_fetches_no_item_bodies(
         request: pytest.FixtureRequest, fault_proxy: Callable[..., Any], server: str) -> None:
-    """A no-op sync must be cheap (README, "Calendar providers"). Through a counting proxy: after a first sync, the
-    next listing with the cursor must not GET or multiget any item."""
+    """A no-op sync must be cheap (README, "Calendar providers"). Through a counting proxy:
+    after a first sync, the next listing with the cursor must not GET or multiget any item."""
     pytest.importorskip("followsync.backends.caldav")
     from followsync.backends.caldav import CaldavBackend
 

@@ -389,7 +389,7 @@ def test_a_file_saved_by_another_app_during_the_sync_is_not_overwritten(
     assert "Acme Corporation" in text
 
 
-# --- edits made in the calendar (README, "What appears in the calendar") ----------------------------------------------
+# --- edits made in the calendar (README, "What appears in the calendar") -----------------
 
 def _drop(text: str, uid: str) -> str:
     block = next(b for b in blocks(text) if f"UID:{uid}" in b)

@@ -1,4 +1,5 @@
-"""The two-way sync contract as a state machine (README, "What appears in the calendar"; issue 5), against in-RAM calendars.
+"""The two-way sync contract as a state machine (README, "What appears in the calendar";
+issue 5), against in-RAM calendars.
 
 Hypothesis interleaves edits of the lead file, edits made in calendar apps (a to-do ticked
 off, an item moved, an item deleted, someone else's item added), new days and syncs. A small
