@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, assert_never
 
-from followsync.errors import EXIT_SAFETY
-
 if TYPE_CHECKING:  # a summary needs neither the diff nor the rules
     from followsync import diff as d
     from followsync.sync.report import Outcome, TargetReport
@@ -62,7 +60,7 @@ def print_plan(outcome: Outcome, say: Callable[[str], None]) -> None:
     for report in outcome.targets:
         _report_problems(report)
         lines = [line for line in map(describe, report.actions) if line]
-        if report.error and report.exit_code != EXIT_SAFETY:
+        if report.error and report.retryable:  # a safety stop still shows the plan
             continue
         say(report.summary(planned=True))
         for note in report.notes:
