@@ -24,7 +24,7 @@ WRAP = {
     "followsync.sync.apply:Apply": ["run", "text"],
     "followsync.sync.apply": ["same"],
     "followsync.leads": ["load_leads"],
-    "followsync.state": ["open_state"],
+    "followsync.sync": ["open_state"],
     "followsync.diff": ["diff"],
     "followsync.config": ["load_config"],
     "followsync.backends.icsfile": ["parse"],
