@@ -1,4 +1,4 @@
-"""The config file (SPEC §2) → a frozen Config with absolute paths and a real time zone."""
+"""The config file (README, "The config file") → a frozen Config with absolute paths and a real time zone."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import difflib
 import os
 import stat
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
+from followsync.model import Kind, TargetType
 from followsync.validation import DurationT, Invalid, Text, validate
 from followsync.yamlsrc import Source, load
 
@@ -29,8 +30,8 @@ class TargetModel(_Model):
     """One calendar to keep in step: a CalDAV calendar or a local .ics file."""
 
     name: Annotated[str, Field(pattern=TARGET_NAME)]
-    type: Literal["caldav", "ics"]
-    as_: Literal["event", "todo"] | None = Field(default=None, alias="as")
+    type: TargetType
+    as_: Kind | None = Field(default=None, alias="as")
     path: Text | None = None
     url: Text | None = None
     calendar: Text | None = None
@@ -113,8 +114,8 @@ class Target:
     """A target with paths resolved; `key` tells its state apart from other configs' targets."""
 
     name: str
-    type: Literal["caldav", "ics"]
-    kind: Literal["event", "todo"] | None
+    type: TargetType
+    kind: Kind | None
     path: Path | None = None
     url: str | None = None
     calendar: str | None = None
@@ -155,6 +156,10 @@ class Config:
     @property
     def lead_named_at(self) -> dict[Path, tuple[str, int, int]]:
         return {path: (file, line, col) for path, file, line, col in self.lead_origins}
+
+    def today(self, now: datetime) -> date:
+        """The day `now` falls on in the config's time zone: the rules' "today"."""
+        return now.astimezone(self.timezone).date()
 
 
 def find_config(explicit: str | None) -> Path:
