@@ -181,17 +181,21 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 from tests.imapserver import Account, CountingProxy, Dovecot, DovecotMissing, start_dovecot  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    """A running Dovecot on 127.0.0.1 (no TLS); skipped when dovecot is not installed."""
+def _session_dovecot(tls: bool = False) -> Iterator[Dovecot]:
     try:
-        server = start_dovecot()
+        server = start_dovecot(tls=tls)
     except DovecotMissing as exc:
         pytest.skip(str(exc))
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """A running Dovecot on 127.0.0.1 (no TLS); skipped when dovecot is not installed."""
+    yield from _session_dovecot()
 
 
 @pytest.fixture
@@ -214,11 +218,4 @@ def imap_proxy(dovecot: Dovecot) -> Iterator[CountingProxy]:
 def dovecot_tls() -> Iterator[Dovecot]:
     """A second Dovecot with a self-signed certificate (`.cafile`): implicit TLS on
     `.tls_port`, STARTTLS on `.port`."""
-    try:
-        server = start_dovecot(tls=True)
-    except DovecotMissing as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _session_dovecot(tls=True)

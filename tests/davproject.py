@@ -11,11 +11,7 @@ from tests.project import Project, caldav_target
 from tests.servers import CalendarInfo
 
 NOW = "2026-11-12T10:00"
-
-
 PASSWORD_ENV = "FOLLOWSYNC_TEST_DAV_PASSWORD"
-
-
 LEADS = """\
 version: 1
 defaults:
