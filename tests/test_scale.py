@@ -1,0 +1,163 @@
+"""Issue 13: a sync costs what changed. The shortcuts must give exactly what the cold path gives.
+
+- reading a lead file slice by slice (leadsplit + leadcache) gives the same leads as reading
+  it whole, or steps aside (None) and lets the whole file decide, errors included;
+- a sync that plans only the leads that changed writes byte for byte the .ics a cold sync
+  writes (see the incremental tests below).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from followsync import leads as L
+from followsync.errors import ConfigError
+from followsync.leadcache import LeadCache
+from followsync.leadsplit import split
+
+HEAD = """\
+# a lead file
+version: 1
+
+defaults:
+  cadence: [2w, 1mo]
+  on_other_status:
+    offer: {after: 0d, do: "tell them"}
+
+"""
+
+_words = st.sampled_from(["Dana", "Lee", "R&D", "a: b", "#x", "*star", "&amp", "- dash",
+                          "'q'", '"dq"', "line\nnext", "", "ü", "[y]", "~", "yes", "1"])
+_ids = st.one_of(*[st.from_regex(r"[a-z][a-z0-9]{0,5}(-[0-9])?", fullmatch=True)] * 4,
+                 st.sampled_from(["Dana", "a.b", "x_y", "9z", "dana"]))
+_GOOD = ["org", "notes", "notes_block", "log", "log_flow", "status", "tags", "comment", "blank"]
+_ODD = ["bad_date", "anchor", "alias", "quoted_multi", "tab", "unknown"]
+
+
+@st.composite
+def lead_text(draw: st.DrawFn) -> str:
+    """One lead in one of many YAML shapes, sometimes broken or unusual on purpose."""
+    lead_id = draw(_ids)
+    indent = "  "
+    inner = indent + draw(st.sampled_from(["  ", "  ", "  ", " ", "   "]))
+    lines = [f"{indent}{lead_id}:"]
+    if draw(st.integers(0, 12)) == 0:
+        return f"{indent}{lead_id}: {{name: {json.dumps(draw(_words))}}}\n"
+    lines.append(f"{inner}name: {json.dumps(draw(_words) or 'N')}")
+    for key in draw(st.lists(st.sampled_from(_GOOD * 6 + _ODD), max_size=5, unique=True)):
+        word = draw(_words)
+        if key == "org":
+            lines.append(f"{inner}org: {json.dumps(word)}")
+        elif key == "notes":
+            plain = draw(st.booleans()) and "\n" not in word
+            lines.append(f"{inner}notes: {word if plain else json.dumps(word)}")
+        elif key == "notes_block":
+            lines += [f"{inner}notes: |", f"{inner}  {word.splitlines()[0] if word else 'n'}",
+                      "", f"{inner}  # not a comment"]
+        elif key == "log":
+            lines += [f"{inner}log:", f"{inner}  - 2026-11-0{draw(st.integers(1, 9))} hi"]
+        elif key == "log_flow":
+            lines += [f"{inner}log: [{{date: 2026-10-01, by: them,",
+                      f"{inner}  note: ok}}]"]
+        elif key == "status":
+            lines.append(f"{inner}status: {draw(st.sampled_from(['offer', 'waiting', 'won']))}")
+        elif key == "tags":
+            lines.append(f"{inner}tags: [a, b]")
+        elif key == "comment":
+            lines.append(draw(st.sampled_from(["# top comment", f"{inner}# inner", "  #x"])))
+        elif key == "blank":
+            lines.append("")
+        elif key == "bad_date":
+            lines.append(f"{inner}last_contact: 2026-13-01")
+        elif key == "anchor":
+            lines.append(f"{inner}org: &org Acme")
+        elif key == "alias":
+            lines.append(f"{inner}role: *org")
+        elif key == "quoted_multi":
+            lines += [f'{inner}role: "one', f'{indent}two: three"']
+        elif key == "tab":
+            lines.append(f"\t{inner}org: x")
+        elif key == "unknown":
+            lines.append(f"{inner}colour: red")
+    return "\n".join(lines) + "\n"
+
+
+@st.composite
+def lead_file(draw: st.DrawFn) -> str:
+    leads = draw(st.lists(lead_text(), min_size=1, max_size=6))
+    tail = draw(st.sampled_from(["", "", "# the end\n", "version: 1\n", "extra: 1\n"]))
+    text = HEAD + "leads:\n" + "\n".join(leads) + tail
+    if draw(st.integers(0, 20)) == 0:  # a random cut or insertion: anything goes
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(["", ":", "\n", " ", "- ", "'"])) + text[at + 1:]
+    return text
+
+
+def _whole(text: str) -> tuple[L.Settings, list[tuple[str, L.Lead]]] | str:
+    try:
+        parsed, _ = L.parse_lead_file("leads.yaml", text.encode())
+    except ConfigError as exc:
+        return "error: " + "; ".join(str(p) for p in exc.problems)
+    return parsed.defaults, list((parsed.leads or {}).items())
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lead_file())
+def test_reading_by_slices_gives_what_the_whole_file_gives(tmp_path_factory: pytest.TempPathFactory,
+                                                           text: str) -> None:
+    whole = _whole(text)
+    parts = split(text)
+    if parts is None:
+        return
+    folder = tmp_path_factory.mktemp("cache")
+    cache = LeadCache(folder / "leads.yaml", parts.head_key, folder)
+    for _ in range(2):  # cold, then every lead from the cache
+        quick = L._parse_by_slices("leads.yaml", parts, cache)
+        if quick is not None:
+            assert quick == whole, text
+
+
+def test_a_big_file_is_read_by_slices_and_an_edit_reads_one_lead(tmp_path: Path) -> None:
+    leads = "\n".join(f"  lead-{i}:\n    name: Lead {i}\n    notes: |\n      n{i}\n"
+                      for i in range(200))
+    path = tmp_path / "leads.yaml"
+    path.write_text(HEAD + "leads:\n" + leads)
+    first = L.load_leads([path])
+    cold = L.load_leads([path])
+    assert [(k, v.lead) for k, v in first.leads.items()] == \
+        [(k, v.lead) for k, v in cold.leads.items()]
+    parsed: list[str] = []
+    real = L._lead_of_slice
+
+    def counting(file: str, lead_id: str, text: str) -> tuple[L.Lead, int] | None:
+        parsed.append(lead_id)
+        return real(file, lead_id, text)
+
+    path.write_text(HEAD + "leads:\n# moved down a line\n" + leads.replace("Lead 7\n", "Lead 7b\n"))
+    L._lead_of_slice = counting  # type: ignore[assignment]
+    try:
+        book = L.load_leads([path])
+    finally:
+        L._lead_of_slice = real  # type: ignore[assignment]
+    assert parsed == ["lead-7"]
+    assert book.leads["lead-7"].lead.name == "Lead 7b"
+
+
+def test_an_error_keeps_its_line_when_the_leads_around_it_moved(tmp_path: Path) -> None:
+    leads = "".join(f"  lead-{i}:\n    name: Lead {i}\n" for i in range(50))
+    path = tmp_path / "leads.yaml"
+    path.write_text(HEAD + "leads:\n" + leads)
+    L.load_leads([path])  # everything cached
+    broken = leads.replace("  lead-30:\n    name: Lead 30\n",
+                           "  lead-30:\n    name: Lead 30\n    last_contact: 2026-13-01\n")
+    path.write_text(HEAD + "leads:\n\n\n# three lines more\n" + broken)
+    with pytest.raises(ConfigError) as caught:
+        L.load_leads([path])
+    lines = (HEAD + "leads:\n\n\n# three lines more\n" + broken).splitlines()
+    expected = lines.index("    last_contact: 2026-13-01") + 1
+    assert [(p.line, p.col) for p in caught.value.problems] == [(expected, 19)]
