@@ -284,7 +284,11 @@ class LeadBook:
     """Every lead of every lead file, by id, plus what is needed to locate them again."""
 
     leads: dict[str, LoadedLead] = field(default_factory=dict)
-    sources: dict[str, Source] = field(default_factory=dict)
+    # Where each lead file was cut into slices (leadsplit): its head's digest, and each
+    # lead's slice digest; a file that could not be cut has no head here (sync.delta needs
+    # every file cut). The YAML node trees are not kept: they do not outlive validation.
+    heads: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def parse_lead_file(
@@ -347,6 +351,7 @@ def _load_leads(
                 base = Policy().apply(quick[0])
                 for lead_id, lead in quick[1]:
                     book.leads[lead_id] = LoadedLead(lead_id, lead, base.apply(lead), name)
+                _cut(book, name, parts)
                 continue
         # the whole file at once: the reference, and where every problem is located
         seen = Composed()
@@ -355,8 +360,9 @@ def _load_leads(
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        if parts is not None and cache is not None and not seen.aliases:
-            _fill_cache(cache, parts, source, parsed)
+        if parts is not None and cache is not None and not seen.aliases and \
+                _fill_cache(cache, parts, source, parsed):
+            _cut(book, name, parts)
         base = Policy().apply(parsed.defaults)
         for lead_id, lead in (parsed.leads or {}).items():
             if lead_id in book.leads:
@@ -428,7 +434,14 @@ def _parse_by_slices(
     return defaults, leads
 
 
-def _fill_cache(cache: LeadCache, parts: Split, source: Source, parsed: LeadFile) -> None:
+def _cut(book: LeadBook, name: str, parts: Split) -> None:
+    import hashlib
+
+    book.heads[name] = hashlib.blake2b(parts.head_key.encode(), digest_size=16).hexdigest()
+    book.digests.update((piece.lead_id, piece.digest) for piece in parts.slices)
+
+
+def _fill_cache(cache: LeadCache, parts: Split, source: Source, parsed: LeadFile) -> bool:
     """After reading the whole file: each lead into the cache under its slice's digest, when
     the file's own nodes show the split cut it exactly there (same ids, same lines)."""
     import yaml
@@ -436,13 +449,13 @@ def _fill_cache(cache: LeadCache, parts: Split, source: Source, parsed: LeadFile
     found = source.root and source._child(source.root, "leads")
     if not found or found[0].start_mark.line != parts.leads_line or \
             not isinstance(found[1], yaml.MappingNode) or not parsed.leads:
-        return
+        return False
     pairs = found[1].value
     if len(pairs) != len(parts.slices) or len(parsed.leads) != len(pairs):
-        return
+        return False
     for (key, value), piece in zip(pairs, parts.slices, strict=True):
         if key.value != piece.lead_id or key.start_mark.line != piece.line:
-            return
+            return False
         count, stack = 0, [value]
         while stack:
             node = stack.pop()
@@ -456,6 +469,7 @@ def _fill_cache(cache: LeadCache, parts: Split, source: Source, parsed: LeadFile
         # slice alone counts (its start and end events)
         cache.put(piece.digest, (parsed.leads[piece.lead_id], 2 * count + 4))
     cache.write()
+    return True
 
 
 def _lead_of_slice(file: str, lead_id: str, text: str) -> tuple[Lead, int] | None:

@@ -130,6 +130,15 @@ def plan(
 Entered = dict[str, list[tuple[int, str, date]]]  # status → (file order, lead id, day)
 
 
+def plan_some(
+    leads: Iterable[tuple[int, LoadedLead]], today: date, memory: Mapping[str, Memory],
+    entered: Entered,
+) -> list[LeadPlan]:
+    """The plans of some leads only (by their place in the file order), with every lead's
+    status entries given: what `plan` makes of these leads (see sync.delta)."""
+    return [_plan_lead(item, today, memory[item.id], entered, index) for index, item in leads]
+
+
 def _status_entries(leads: list[LoadedLead], memory: Mapping[str, Memory]) -> Entered:
     """The leads whose status change is known, by status (so each lead looks up only the
     statuses it has triggers for: planning stays linear in the number of leads)."""

@@ -151,6 +151,17 @@ class State:
         else:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"clean:{target}", digest))
 
+    def note(self, key: str) -> str | None:
+        """A value the sync keeps between runs (sync.delta's basis), else None."""
+        found = self.db.execute("SELECT value FROM meta WHERE key=?", (f"note:{key}",)).fetchone()
+        return str(found[0]) if found else None
+
+    def set_note(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM meta WHERE key=?", (f"note:{key}",))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"note:{key}", value))
+
     def cursor(self, target: str) -> str | None:
         found = self.db.execute("SELECT cursor FROM cursors WHERE target=?", (target,)).fetchone()
         return found[0] if found else None

@@ -136,6 +136,9 @@ class IcsFileBackend:
         self._owned: dict[str, Block] = {}
         self._foreign: dict[str, Block] = {}  # others' items by UID: never written, only read
         self._tzids: set[str | None] | None = None  # the VTIMEZONEs the file holds
+        # Writes to a file exactly as we wrote it last (listing: unchanged) are kept as
+        # splices of its bytes, not applied to a parse of the whole file (see `_Splices`).
+        self._splices: _Splices | None = None
 
     # reading ---------------------------------------------------------------
     def _read(self) -> bytes | None:
@@ -152,6 +155,7 @@ class IcsFileBackend:
     def _load(self) -> list[str | Block]:
         if self._entries is not None:
             return self._entries
+        splices, self._splices = self._splices, None
         data = self.original
         if data is None or not data.strip():  # absent, or empty (`touch followups.ics`)
             self._entries = ["VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN",
@@ -179,12 +183,22 @@ class IcsFileBackend:
                     self._owned[uid] = entry
                 elif entry.name in _ITEMS and (other := uid_of(entry.text)):
                     self._foreign.setdefault(other, entry)
+        if splices is not None:  # what was spliced so far, done again the slow way
+            for uid, remote, text in splices.done:
+                if remote is None:
+                    self.create(uid, text)
+                elif text:
+                    self.update(remote, text)
+                else:
+                    self.delete(remote)
         return self._entries
 
     def listing(self, known: Mapping[str, Remote], cursor: str | None) -> Listing:
         self.original = self._read()
         digest = _digest(self.original)
         if cursor is not None and digest == cursor:
+            if self.original is not None and self.original.strip():
+                self._splices = _Splices(self.original)
             return Listing(dict(known), cursor=digest, unchanged=True)
         entries = self._load()
         foreign = sum(1 for e in entries if isinstance(e, Block) and e.name in _ITEMS) - len(
@@ -213,6 +227,10 @@ class IcsFileBackend:
 
     # writing ---------------------------------------------------------------
     def create(self, uid: str, text: str) -> Remote:
+        if self._splices is not None:
+            found = self._splices.create(uid, text)
+            if found is not None:
+                return found
         entries = self._load()
         if uid in self._owned or uid in self._foreign:  # one UID, one item, whoever's it is
             raise Conflict(uid)
@@ -222,6 +240,10 @@ class IcsFileBackend:
         return Remote(uid, block.etag)
 
     def update(self, remote: Remote, text: str) -> Remote:
+        if self._splices is not None:
+            found = self._splices.replace(remote, text)
+            if found is not None:
+                return found
         self._load()
         old = self._current(remote)
         block = self._adopt_text(text)
@@ -229,6 +251,8 @@ class IcsFileBackend:
         return Remote(remote.href, old.etag)
 
     def delete(self, remote: Remote) -> None:
+        if self._splices is not None and self._splices.replace(remote, "") is not None:
+            return
         self._load()
         old = self._current(remote)
         old.lines = []  # left out when the file is written
@@ -267,14 +291,17 @@ class IcsFileBackend:
         entries.insert(first_block, block)
 
     def commit(self) -> str | None:
-        if self._entries is None:  # nothing was touched
+        if self._splices is not None and self._entries is None:
+            data = self._splices.result()
+        elif self._entries is None:  # nothing was touched
             return _digest(self.original)
-        lines = ["BEGIN:VCALENDAR"]
-        for entry in self._entries:
-            lines.extend(entry.lines if isinstance(entry, Block) else entry.split("\n"))
-        # (a deleted item is a Block with no lines)
-        lines.append("END:VCALENDAR")
-        data = (self.newline.join(lines) + self.newline).encode("utf-8")
+        else:
+            lines = ["BEGIN:VCALENDAR"]
+            for entry in self._entries:
+                lines.extend(entry.lines if isinstance(entry, Block) else entry.split("\n"))
+            # (a deleted item is a Block with no lines)
+            lines.append("END:VCALENDAR")
+            data = (self.newline.join(lines) + self.newline).encode("utf-8")
         if data != self.original:
             if self._read() != self.original:
                 # a calendar app saved the file since we read it: writing would lose its change
@@ -293,6 +320,119 @@ class IcsFileBackend:
 
     def close(self) -> None:
         self._entries = None
+        self._splices = None
+
+
+class _Splices:
+    """Writes to a file that is byte for byte as followsync wrote it, kept as byte ranges to
+    replace instead of a parse of the whole file: a sync that changes 1 item of 10,000 reads
+    and writes the file once and parses nothing but that item. The result is exactly what
+    parsing, changing and writing the file gives (tests/test_scale.py): our own items are
+    found by their UID line, which `render` writes right after BEGIN (unfolded when short).
+    Anything else (a long UID, a time zone the file lacks, a doubt) answers None, and the
+    backend parses the file and does again, the slow way, what was spliced so far.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.nl = b"\r\n" if b"\r\n" in data else b"\n"
+        self.cuts: dict[int, tuple[int, bytes]] = {}  # start → (end, new bytes)
+        self.added: list[bytes] = []
+        self.done: list[tuple[str, Remote | None, str]] = []  # (uid, remote, text) in order
+        self.end = data.rfind(b"END:VCALENDAR" + self.nl)
+        if self.end < 0 or self.end + len(b"END:VCALENDAR") + len(self.nl) != len(data) or \
+                (self.end and data[self.end - len(self.nl):self.end] != self.nl):
+            self.end = -1
+
+    def _item(self, text: str) -> tuple[Block, str | None] | None:
+        """Our rendered item's block, and the TZID its VTIMEZONE names (if any)."""
+        blocks = [e for e in parse(text) if isinstance(e, Block)]
+        items = [b for b in blocks if b.name in _ITEMS]
+        zones = [b.tzid for b in blocks if b.name == "VTIMEZONE"]
+        if len(items) != 1 or len(zones) > 1:
+            return None
+        return items[0], (zones[0] if zones else None)
+
+    def _has_zone(self, tzid: str) -> bool:
+        nl = self.nl
+        at = self.data.find(nl + b"BEGIN:VTIMEZONE" + nl)
+        while at >= 0:
+            stop = self.data.find(nl + b"END:VTIMEZONE" + nl, at)
+            if stop < 0:
+                return False
+            text = self.data[at + len(nl):stop + len(nl) + len(b"END:VTIMEZONE")].decode()
+            if Block("VTIMEZONE", text.split(nl.decode())).tzid == tzid:
+                return True
+            at = self.data.find(nl + b"BEGIN:VTIMEZONE" + nl, stop)
+        return False
+
+    def create(self, uid: str, text: str) -> Remote | None:
+        found = self._item(text)
+        if self.end < 0 or found is None or self._find(uid) != (-1, -1):
+            return None
+        block, tzid = found
+        if tzid and not self._has_zone(tzid):
+            return None
+        self.added.append(self.nl.join(line.encode() for line in block.lines) + self.nl)
+        self.done.append((uid, None, text))
+        return Remote(uid, block.etag)
+
+    def replace(self, remote: Remote, text: str) -> Remote | None:
+        """An update (`text`) or a delete (no text) of one of our items."""
+        start, end = self._find(remote.href)
+        if start < 0 or start in self.cuts:
+            return None
+        old = self.data[start:end - len(self.nl)].decode()
+        if not is_owned(old) or Block("", old.split(self.nl.decode())).etag != remote.etag:
+            return None
+        if text:
+            found = self._item(text)
+            if found is None or (found[1] and not self._has_zone(found[1])):
+                return None
+            new = self.nl.join(line.encode() for line in found[0].lines) + self.nl
+            etag = found[0].etag
+        else:
+            new, etag = b"", remote.etag
+        self.cuts[start] = (end, new)
+        self.done.append((remote.href, remote, text))
+        return Remote(remote.href, etag)
+
+    def _find(self, uid: str) -> tuple[int, int]:
+        """(start, end) of the item whose UID line is `uid`, end after its last newline;
+        (-1, -1) when there is none or a doubt (two such lines, a folded UID)."""
+        from followsync.render import _text
+
+        nl = self.nl
+        needle = nl + b"UID:" + _text(uid).encode() + nl
+        if len(needle) - 2 * len(nl) > 75:
+            return -2, -2  # folded in the file: only the parse can find it
+        at = self.data.find(needle)
+        if at < 0:
+            return -1, -1
+        if self.data.find(needle, at + 1) >= 0:
+            return -2, -2
+        begin = self.data.rfind(nl + b"BEGIN:", 0, at + 1)
+        line_end = self.data.find(nl, begin + len(nl))
+        name = self.data[begin + len(nl) + len(b"BEGIN:"):line_end]
+        if begin < 0 or line_end != at or name.decode() not in _ITEMS:
+            return -2, -2
+        stop = self.data.find(nl + b"END:" + name + nl, at)
+        if stop < 0:
+            return -2, -2
+        return begin + len(nl), stop + len(nl) + len(b"END:") + len(name) + len(nl)
+
+    def result(self) -> bytes:
+        parts: list[bytes] = []
+        at = 0
+        for start in sorted(self.cuts):
+            end, new = self.cuts[start]
+            parts += [self.data[at:start], new]
+            at = end
+        if self.added:
+            parts += [self.data[at:self.end], *self.added]
+            at = self.end
+        parts.append(self.data[at:])
+        return b"".join(parts)
 
 
 def _digest(data: bytes | None) -> str:

@@ -34,7 +34,12 @@ def run(config: Config, now: datetime, options: SyncOptions | None = None) -> Ou
                 quick = nothing_changed(config, state, today, digest, targets)
                 if quick is not None:
                     return quick
-            outcome = _full(config, state, now, options)
+            from followsync.sync import delta
+
+            outcome = delta.run(config, state, now, options, digest) if options.may_skip \
+                else None
+            if outcome is None:
+                outcome = _full(config, state, now, options, digest)
             if not options.dry_run:
                 remember_clean(config, state, outcome, digest)
             return outcome
@@ -45,7 +50,9 @@ def run(config: Config, now: datetime, options: SyncOptions | None = None) -> Ou
             lock.release()
 
 
-def _full(config: Config, state: State, now: datetime, options: SyncOptions) -> Outcome:
+def _full(
+    config: Config, state: State, now: datetime, options: SyncOptions, digest: str = ""
+) -> Outcome:
     """Load the leads, open every target, merge the touches found there, plan, reconcile."""
     from followsync.leads import load_leads
     from followsync.sync.apply import reconcile
@@ -67,4 +74,9 @@ def _full(config: Config, state: State, now: datetime, options: SyncOptions) -> 
                     reconcile(config, session, plans, state, now, options,
                               allow_deletes=bool(book.leads))
                 session.report.seconds = time.monotonic() - session.started
+        if options.may_skip and not options.backends:  # the basis of the next sync's delta
+            from followsync.sync.delta import record
+
+            with state.transaction():
+                record(config, state, book, today, digest)
     return Outcome(today, plans, reports, touches=[c.touch for c in completions])

@@ -1,0 +1,232 @@
+"""A sync that plans only the leads whose inputs changed (README, "Large lead files").
+
+After a clean sync the state keeps a *basis*: each lead's slice digest (leadsplit), its
+status entry (for other leads' `on_other_status` triggers) and the statuses it listens to,
+plus a digest of everything else a plan depends on (followsync's version, the day, the
+config file, each lead file's head with `defaults:`). The next sync, when that digest is the
+same, every target was left clean and says nothing of ours changed since, cuts the lead
+files into slices again and compares digests: only the leads that changed, appeared or
+went, plus every lead listening for a status whose entries changed, are parsed, planned,
+rendered and compared with the target; the other items stay as they are and are counted.
+Anything unusual (a slice that does not validate, a lead moved in the file, many changes)
+answers None, and the full sync runs: it is the reference (tests/test_scale.py checks that
+both write the same calendar, byte for byte).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from followsync import __version__
+from followsync.config import Config
+from followsync.state import State
+from followsync.sync.options import SyncOptions
+from followsync.sync.report import Outcome, TargetReport, target_errors
+
+if TYPE_CHECKING:
+    from followsync.leads import LeadBook, Settings
+    from followsync.leadsplit import Split
+    from followsync.rules import Memory
+
+NOTE = "delta-basis"
+Entry = list[Any]  # [slice digest, status or None, status day (ISO) or None, [listens to]]
+
+
+def _others_digest(config: Config, today: date, heads: dict[str, str]) -> str:
+    """Everything a plan depends on besides the leads' own slices, the state and the
+    calendars: this followsync, the day, the config file, each lead file's head."""
+    from followsync.render import RENDER_VERSION
+
+    digest = hashlib.sha256(f"{__version__}|{RENDER_VERSION}|{today.isoformat()}".encode())
+    try:
+        digest.update(config.path.read_bytes())
+    except OSError:
+        digest.update(b"\0missing")
+    for path in config.lead_paths:
+        digest.update(b"\0" + str(path).encode() + b"\0" + heads.get(str(path), "-").encode())
+    return digest.hexdigest()
+
+
+def _entry(digest: str, status: str | None, day: date | None, listens: list[str]) -> Entry:
+    return [digest, status, day.isoformat() if day else None, listens]
+
+
+def record(config: Config, state: State, book: LeadBook, today: date, clean: str) -> None:
+    """After a clean full sync: the basis of the next delta (or none, if a file could not
+    be cut into slices)."""
+    from followsync.rules import status_day
+
+    if any(str(path) not in book.heads for path in config.lead_paths) or \
+            any(lead_id not in book.digests for lead_id in book.leads):
+        state.set_note(NOTE, None)
+        return
+    memories = state.memories()
+    leads: dict[str, Entry] = {}
+    for lead_id, item in book.leads.items():
+        memory = memories.get(lead_id)
+        day = status_day(item.lead, memory) if memory is not None else None
+        leads[lead_id] = _entry(book.digests[lead_id], item.lead.status, day,
+                                [name for name, _ in item.policy.on_other_status])
+    basis = {"others": _others_digest(config, today, book.heads), "clean": clean,
+             "order": list(book.leads), "leads": leads}
+    state.set_note(NOTE, json.dumps(basis, separators=(",", ":")))
+
+
+def _entered(order: list[str], leads: dict[str, Entry]) -> dict[str, list[tuple[str, str]]]:
+    """status → the (lead, day) entries in file order: what other leads' triggers see."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for lead_id in order:
+        _, status, day, _ = leads[lead_id]
+        if status and day:
+            found.setdefault(status, []).append((lead_id, day))
+    return found
+
+
+def run(config: Config, state: State, now: datetime, options: SyncOptions,
+        clean: str) -> Outcome | None:
+    """The sync of what changed since the basis, or None: the full sync must run."""
+    from followsync.leads import _lead_of_slice, _split
+
+    if options.dry_run or options.only or options.backends:
+        return None
+    stored = state.note(NOTE)
+    if stored is None:
+        return None
+    basis = json.loads(stored)
+    if any(state.clean_digest(t.key) != basis["clean"] for t in config.targets):
+        return None
+    today = config.today(now)
+    parts: list[tuple[str, Split]] = []
+    heads: dict[str, str] = {}
+    for path in config.lead_paths:
+        try:
+            cut = _split(Path(path).read_bytes())
+        except OSError:
+            return None
+        if cut is None:
+            return None
+        parts.append((str(path), cut))
+        heads[str(path)] = hashlib.blake2b(cut.head_key.encode(), digest_size=16).hexdigest()
+    if _others_digest(config, today, heads) != basis["others"]:
+        return None
+    old: dict[str, Entry] = basis["leads"]
+    slices = {piece.lead_id: (file, piece) for file, cut in parts for piece in cut.slices}
+    order = [piece.lead_id for _, cut in parts for piece in cut.slices]
+    if len(slices) != len(order) or not order:
+        return None  # a repeated id, or no lead at all: the full sync says what to do
+    changed = [lead_id for lead_id in order
+               if lead_id not in old or old[lead_id][0] != slices[lead_id][1].digest]
+    removed = [lead_id for lead_id in old if lead_id not in slices]
+    kept_order = [lead_id for lead_id in order if lead_id in old]
+    if kept_order != [lead_id for lead_id in basis["order"] if lead_id in slices]:
+        return None  # leads moved: the order of status triggers may change
+    if len(changed) + len(removed) > 100 + len(order) // 20:
+        return None
+    return _sync(config, state, now, options, basis, parts, slices, order, changed, removed,
+                 _lead_of_slice, clean)
+
+
+def _defaults(file: str, cut: Split) -> Settings | None:
+    from pydantic import ValidationError
+
+    from followsync.errors import ConfigError
+    from followsync.leads import LeadFile
+    from followsync.yamlsrc import load
+
+    try:
+        value = load(file, cut.head_key.encode()).value
+        return LeadFile.model_validate(value).defaults if isinstance(value, dict) else None
+    except (ConfigError, ValidationError):
+        return None
+
+
+def _sync(
+    config: Config, state: State, now: datetime, options: SyncOptions, basis: dict[str, Any],
+    parts: list[tuple[str, Split]], slices: dict[str, Any], order: list[str],
+    changed: list[str], removed: list[str], lead_of: Any, clean: str,
+) -> Outcome | None:
+    from followsync.leads import LoadedLead, Policy
+    from followsync.rules import plan_some, remember, status_day
+    from followsync.sync.apply import reconcile
+    from followsync.sync.session import opened
+
+    today = config.today(now)
+    old: dict[str, Entry] = basis["leads"]
+    bases: dict[str, Policy] = {}
+    loaded: dict[str, LoadedLead] = {}
+
+    def load(lead_id: str) -> LoadedLead | None:
+        file, piece = slices[lead_id]
+        if file not in bases:
+            defaults = _defaults(file, next(cut for f, cut in parts if f == file))
+            if defaults is None:
+                return None
+            bases[file] = Policy().apply(defaults)
+        entry = lead_of(file, lead_id, piece.text)
+        if entry is None:
+            return None
+        loaded[lead_id] = LoadedLead(lead_id, entry[0], bases[file].apply(entry[0]), file)
+        return loaded[lead_id]
+
+    memories = state.memories()
+    new = {lead_id: entry for lead_id, entry in old.items() if lead_id in slices}
+    remembered: list[tuple[str, Memory]] = []
+    memory: dict[str, Memory] = {}
+    for lead_id in changed:
+        item = load(lead_id)
+        if item is None:
+            return None  # the full sync locates the problem
+        before = memories.get(lead_id)
+        after = remember(before, item.lead, today)
+        memory[lead_id] = after
+        if after != before:
+            remembered.append((lead_id, after))
+        new[lead_id] = _entry(slices[lead_id][1].digest, item.lead.status,
+                              status_day(item.lead, after),
+                              [name for name, _ in item.policy.on_other_status])
+    before_entered = _entered([i for i in basis["order"] if i in old], old)
+    after_entered = _entered(order, new)
+    moved = {status for status in set(before_entered) | set(after_entered)
+             if before_entered.get(status) != after_entered.get(status)}
+    dirty = set(changed) | {lead_id for lead_id in order if moved & set(new[lead_id][3])}
+    if len(dirty) > 100 + len(order) // 20:
+        return None
+    for lead_id in dirty - set(changed):
+        if load(lead_id) is None:
+            return None
+        memory[lead_id] = memories[lead_id] if lead_id in memories else \
+            remember(None, loaded[lead_id].lead, today)
+    entered: dict[str, list[tuple[int, str, date]]] = {}
+    place = {lead_id: index for index, lead_id in enumerate(order)}
+    for status, entries in after_entered.items():
+        entered[status] = [(place[i], i, date.fromisoformat(day)) for i, day in entries]
+    plans = plan_some([(place[i], loaded[i]) for i in order if i in dirty], today, memory,
+                      entered)
+    scope = dirty | set(removed)
+    reports: list[TargetReport] = []
+    with opened(config, state, options, reports) as sessions:
+        if len(sessions) != len(config.targets) or any(
+                s.listing is None or not s.listing.unchanged or s.listing.warnings
+                or s.listing.reset for s in sessions):
+            return None  # something changed there: the full sync looks at everything
+        with state.transaction():
+            state.remember(remembered)
+        for session in sessions:
+            with target_errors(session.report):
+                reconcile(config, session, plans, state, now, options, allow_deletes=True,
+                          scope=scope)
+            session.report.seconds = time.monotonic() - session.started
+    outcome = Outcome(today, plans, reports)
+    if all(not (r.error or r.conflicts or r.warnings) for r in reports):
+        basis = {"others": basis["others"], "clean": clean, "order": order, "leads": new}
+        with state.transaction():
+            state.set_note(NOTE, json.dumps(basis, separators=(",", ":")))
+    else:
+        with state.transaction():
+            state.set_note(NOTE, None)
+    return outcome
