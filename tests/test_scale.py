@@ -161,3 +161,157 @@ def test_an_error_keeps_its_line_when_the_leads_around_it_moved(tmp_path: Path) 
     lines = (HEAD + "leads:\n\n\n# three lines more\n" + broken).splitlines()
     expected = lines.index("    last_contact: 2026-13-01") + 1
     assert [(p.line, p.col) for p in caught.value.problems] == [(expected, 19)]
+
+
+# ------------------------------------------------------------ incremental sync = cold sync
+_STATUSES = ["waiting", "offer", "applied", "won", None]
+
+
+def _lead_yaml(lead_id: str, n: int, status: str | None, touch: int, extra: int) -> str:
+    lines = [f"  {lead_id}:", f"    name: Person {lead_id.upper()} {n}"]
+    if status:
+        lines.append(f"    status: {status}")
+    if touch:
+        lines += ["    log:", f"      - 2026-{10 + touch % 2}-{10 + touch:02d} wrote"]
+    if extra == 1:
+        lines.append("    follow_ups: [{on: 2026-12-20, do: call}]")
+    elif extra == 2:
+        lines += ["    next: 2026-12-09", "    at: \"10:30\""]
+    elif extra == 3:
+        lines += ["    as: todo", "    all_day: true"]
+    elif extra == 4:
+        lines += ["    notes: |", "      a long note", "", "      # still the note"]
+    return "\n".join(lines) + "\n"
+
+
+_edit = st.tuples(st.sampled_from(["change", "status", "add", "remove", "touch", "move",
+                                   "day", "defaults", "break", "nothing", "hand-delete"]),
+                  st.integers(0, 1000), st.sampled_from(_STATUSES), st.integers(0, 4))
+
+
+def _sync(folder: Path, now: str, delta: bool) -> str:
+    from datetime import datetime
+
+    from followsync import sync
+    from followsync.config import load_config
+    from followsync.sync import delta as delta_module
+
+    config = load_config(folder / "config.yaml")
+    real = delta_module.run
+    if not delta:
+        delta_module.run = lambda *args, **kwargs: None  # type: ignore[assignment]
+    try:
+        outcome = sync.run(config, datetime.fromisoformat(now).replace(tzinfo=config.timezone))
+    except ConfigError as exc:
+        return "error: " + "; ".join(str(p) for p in exc.problems).replace(str(folder), "")
+    finally:
+        delta_module.run = real  # type: ignore[assignment]
+    return " | ".join(f"{r.name}: {r.counts()}" for r in outcome.targets)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(_edit, min_size=1, max_size=8), st.integers(3, 12))
+def test_an_incremental_sync_writes_what_a_cold_sync_writes(
+        tmp_path_factory: pytest.TempPathFactory, edits: list[tuple[str, int, str | None, int]],
+        size: int) -> None:
+    """Random edits of a random lead file, each followed by a sync: with the delta and the
+    lead cache, and without either (a cold process each time), the .ics files are the same
+    bytes and the syncs report the same counts."""
+    import os
+    import shutil
+
+    from followsync import leadcache
+
+    leads = {f"l{i}": [i, _STATUSES[i % 5], i % 9, i % 5] for i in range(size)}
+    order = list(leads)
+    head = "version: 1\ndefaults:\n  on_other_status:\n    offer: {after: 2d, do: congratulate}\n"
+    day = 1
+    folders = [tmp_path_factory.mktemp("warm"), tmp_path_factory.mktemp("cold")]
+    for folder in folders:
+        (folder / "config.yaml").write_text("leads: leads.yaml\ntimezone: Europe/Berlin\n"
+                                            "state_dir: state\ntargets:\n"
+                                            "  - {name: file, type: ics, path: out.ics}\n")
+
+    def write() -> None:
+        text = head + "leads:\n" + "\n".join(_lead_yaml(i, *leads[i]) for i in order)
+        for folder in folders:
+            (folder / "leads.yaml").write_text(text)
+
+    write()
+    for step, (kind, pick, status, extra) in enumerate([("nothing", 0, None, 0), *edits]):
+        lead_id = order[pick % len(order)] if order else ""
+        if kind == "change" and order:
+            leads[lead_id][3] = extra
+        elif kind == "status" and order:
+            leads[lead_id][1] = status
+        elif kind == "touch" and order:
+            leads[lead_id][2] = extra + 5
+        elif kind == "add":
+            new_id = f"n{step}"
+            leads[new_id] = [step, status, extra, extra]
+            order.insert(pick % (len(order) + 1), new_id)
+        elif kind == "remove" and len(order) > 1:
+            order.remove(lead_id)
+        elif kind == "move" and len(order) > 1:
+            order.remove(lead_id)
+            order.insert((pick // 7) % (len(order) + 1), lead_id)
+        elif kind == "day":
+            day += extra
+        elif kind == "defaults":
+            head = head.replace("after: 2d", "after: 3d") if "2d" in head else \
+                head.replace("after: 3d", "after: 2d")
+        write()
+        if kind == "break" and order:
+            for folder in folders:
+                path = folder / "leads.yaml"
+                path.write_text(path.read_text().replace(f"  {lead_id}:\n",
+                                                         f"  {lead_id}:\n    colour: red\n"))
+        if kind == "hand-delete":  # an item deleted in the calendar app, in both files
+            for folder in folders:
+                path = folder / "out.ics"
+                if path.exists():
+                    data = path.read_bytes()
+                    start = data.find(b"BEGIN:VEVENT")
+                    if start >= 0:
+                        end = data.index(b"END:VEVENT\r\n", start) + len(b"END:VEVENT\r\n")
+                        path.write_bytes(data[:start] + data[end:])
+        now = f"2026-12-{day:02d}T08:00"
+        os.environ["XDG_CACHE_HOME"] = str(folders[0] / "cache")
+        warm = _sync(folders[0], now, delta=True)
+        leadcache._OPEN.clear()
+        os.environ["XDG_CACHE_HOME"] = str(folders[1] / "cache")
+        shutil.rmtree(folders[1] / "cache", ignore_errors=True)
+        cold = _sync(folders[1], now, delta=False)
+        leadcache._OPEN.clear()
+        assert warm == cold, (kind, step)
+        files = [(f / "out.ics").read_bytes() if (f / "out.ics").exists() else b""
+                 for f in folders]
+        assert files[0] == files[1], (kind, step, warm)
+
+
+def test_the_delta_runs_for_one_changed_lead(tmp_path: Path) -> None:
+    """The shortcut is taken (a cold sync of 40 leads would parse them all)."""
+    from followsync import leads as leads_module
+
+    (tmp_path / "config.yaml").write_text("leads: leads.yaml\ntimezone: Europe/Berlin\n"
+                                          "state_dir: state\ntargets:\n"
+                                          "  - {name: file, type: ics, path: out.ics}\n")
+    text = "version: 1\nleads:\n" + "".join(_lead_yaml(f"l{i}", i, None, 3, 0) for i in range(40))
+    (tmp_path / "leads.yaml").write_text(text)
+    assert "40 created" in _sync(tmp_path, "2026-12-01T08:00", delta=True)
+    (tmp_path / "leads.yaml").write_text(text.replace("Person L7 7", "Person L7 seven"))
+    parsed: list[str] = []
+    real = leads_module._lead_of_slice
+
+    def counting(file: str, lead_id: str, text: str) -> tuple[L.Lead, int] | None:
+        parsed.append(lead_id)
+        return real(file, lead_id, text)
+
+    leads_module._lead_of_slice = counting  # type: ignore[assignment]
+    try:
+        result = _sync(tmp_path, "2026-12-01T08:00", delta=True)
+    finally:
+        leads_module._lead_of_slice = real  # type: ignore[assignment]
+    assert result == "file: 0 created, 1 updated, 0 deleted, 39 unchanged"
+    assert parsed == ["l7"]
