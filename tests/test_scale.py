@@ -223,7 +223,9 @@ def test_an_incremental_sync_writes_what_a_cold_sync_writes(
 
     from followsync import leadcache
 
-    leads = {f"l{i}": [i, _STATUSES[i % 5], i % 9, i % 5] for i in range(size)}
+    # some ids long enough that their items' UID lines are folded
+    leads = {(f"l{i}" if i % 3 else f"lead-with-a-rather-long-identifier-{i}"):
+             [i, _STATUSES[i % 5], i % 9, i % 5] for i in range(size)}
     order = list(leads)
     head = "version: 1\ndefaults:\n  on_other_status:\n    offer: {after: 2d, do: congratulate}\n"
     day = 1

@@ -328,8 +328,8 @@ class _Splices:
     replace instead of a parse of the whole file: a sync that changes 1 item of 10,000 reads
     and writes the file once and parses nothing but that item. The result is exactly what
     parsing, changing and writing the file gives (tests/test_scale.py): our own items are
-    found by their UID line, which `render` writes right after BEGIN (unfolded when short).
-    Anything else (a long UID, a time zone the file lacks, a doubt) answers None, and the
+    found by their UID line (folded as `render` folds it), which `render` writes right after
+    BEGIN. Anything else (a time zone the file lacks, a doubt) answers None, and the
     backend parses the file and does again, the slow way, what was spliced so far.
     """
 
@@ -399,13 +399,12 @@ class _Splices:
 
     def _find(self, uid: str) -> tuple[int, int]:
         """(start, end) of the item whose UID line is `uid`, end after its last newline;
-        (-1, -1) when there is none or a doubt (two such lines, a folded UID)."""
-        from followsync.render import _text
+        (-1, -1) when there is none, (-2, -2) on a doubt (two such lines, another shape)."""
+        from followsync.render import _fold, _text
 
         nl = self.nl
-        needle = nl + b"UID:" + _text(uid).encode() + nl
-        if len(needle) - 2 * len(nl) > 75:
-            return -2, -2  # folded in the file: only the parse can find it
+        line = _fold("UID:" + _text(uid)).split("\r\n")  # a long UID is folded, as rendered
+        needle = nl + nl.join(part.encode() for part in line) + nl
         at = self.data.find(needle)
         if at < 0:
             return -1, -1

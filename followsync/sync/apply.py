@@ -35,9 +35,19 @@ _SEQUENCE = re.compile(r"^SEQUENCE:(\d+)", re.MULTILINE)
 STATE_BATCH = 50  # commit the state this often while writing to a server
 
 
+@dataclass(frozen=True)
+class Scope:
+    """A sync of some leads only (sync.delta): the session's rows are theirs; the target's
+    other items are as planned, and counted here (standing, and deleted by hand)."""
+
+    leads: frozenset[str]
+    unchanged: int
+    kept: int
+
+
 def reconcile(
     config: Config, session: Session, plans: list[LeadPlan], state: State, now: datetime,
-    options: SyncOptions, allow_deletes: bool, scope: set[str] | None = None,
+    options: SyncOptions, allow_deletes: bool, scope: Scope | None = None,
 ) -> None:
     """Make the target hold what the plans want (or, for `plan`, say what that takes).
 
@@ -59,7 +69,7 @@ def reconcile(
 
 def _reconcile_once(
     config: Config, session: Session, plans: list[LeadPlan], state: State, now: datetime,
-    options: SyncOptions, allow_deletes: bool, scope: set[str] | None = None,
+    options: SyncOptions, allow_deletes: bool, scope: Scope | None = None,
 ) -> None:
     from followsync import diff as d
 
@@ -68,12 +78,10 @@ def _reconcile_once(
     rows = session.rows
     outside_unchanged = outside_kept = 0
     if scope is not None:  # the other leads' items: unchanged, or deleted by hand and kept
-        inside = {uid: row for uid, row in rows.items() if row.lead in scope}
-        outside_kept = sum(1 for uid, row in rows.items() if row.gone and uid not in inside)
-        outside_unchanged = len(rows) - len(inside) - outside_kept
-        rows = inside
+        rows = {uid: row for uid, row in rows.items() if row.lead in scope.leads}
         listing = replace(listing, items={uid: remote for uid, remote in listing.items.items()
-                                          if uid in inside})
+                                          if uid in rows})
+        outside_unchanged, outside_kept = scope.unchanged, scope.kept
     if listing.fresh:  # the whole target was emptied or is new: nothing "deleted by hand"
         rows = {uid: row for uid, row in rows.items() if not row.gone}
     todo_ok = session.backend.supports("VTODO")

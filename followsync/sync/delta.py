@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from followsync.leads import LeadBook, Settings
     from followsync.leadsplit import Split
     from followsync.rules import Memory
+    from followsync.sync.session import Session
 
 NOTE = "delta-basis"
 Entry = list[Any]  # [slice digest, status or None, status day (ISO) or None, [listens to]]
@@ -152,8 +155,7 @@ def _sync(
 ) -> Outcome | None:
     from followsync.leads import LoadedLead, Policy
     from followsync.rules import plan_some, remember, status_day
-    from followsync.sync.apply import reconcile
-    from followsync.sync.session import opened
+    from followsync.sync.apply import Scope, reconcile
 
     today = config.today(now)
     old: dict[str, Entry] = basis["leads"]
@@ -173,7 +175,7 @@ def _sync(
         loaded[lead_id] = LoadedLead(lead_id, entry[0], bases[file].apply(entry[0]), file)
         return loaded[lead_id]
 
-    memories = state.memories()
+    memories = state.memories(changed)
     new = {lead_id: entry for lead_id, entry in old.items() if lead_id in slices}
     remembered: list[tuple[str, Memory]] = []
     memory: dict[str, Memory] = {}
@@ -196,11 +198,12 @@ def _sync(
     dirty = set(changed) | {lead_id for lead_id in order if moved & set(new[lead_id][3])}
     if len(dirty) > 100 + len(order) // 20:
         return None
-    for lead_id in dirty - set(changed):
-        if load(lead_id) is None:
+    listeners = dirty - set(changed)
+    memories.update(state.memories(listeners) if listeners else {})
+    for lead_id in listeners:
+        if load(lead_id) is None or lead_id not in memories:
             return None
-        memory[lead_id] = memories[lead_id] if lead_id in memories else \
-            remember(None, loaded[lead_id].lead, today)
+        memory[lead_id] = memories[lead_id]
     entered: dict[str, list[tuple[int, str, date]]] = {}
     place = {lead_id: index for index, lead_id in enumerate(order)}
     for status, entries in after_entered.items():
@@ -209,17 +212,15 @@ def _sync(
                       entered)
     scope = dirty | set(removed)
     reports: list[TargetReport] = []
-    with opened(config, state, options, reports) as sessions:
-        if len(sessions) != len(config.targets) or any(
-                s.listing is None or not s.listing.unchanged or s.listing.warnings
-                or s.listing.reset for s in sessions):
+    with _opened(config, state, scope, reports) as sessions:
+        if sessions is None:
             return None  # something changed there: the full sync looks at everything
         with state.transaction():
             state.remember(remembered)
-        for session in sessions:
+        for session, counts in sessions:
             with target_errors(session.report):
                 reconcile(config, session, plans, state, now, options, allow_deletes=True,
-                          scope=scope)
+                          scope=Scope(frozenset(scope), *counts))
             session.report.seconds = time.monotonic() - session.started
     outcome = Outcome(today, plans, reports)
     if all(not (r.error or r.conflicts or r.warnings) for r in reports):
@@ -230,3 +231,44 @@ def _sync(
         with state.transaction():
             state.set_note(NOTE, None)
     return outcome
+
+
+@contextmanager
+def _opened(
+    config: Config, state: State, scope: set[str], reports: list[TargetReport]
+) -> Iterator[list[tuple[Session, tuple[int, int]]] | None]:
+    """Every target opened with the rows of the leads in scope only, and the counts of the
+    others; None when any target says something changed since the last sync (or fails:
+    the full sync reports it)."""
+    from followsync.backends import open_backend
+    from followsync.errors import FollowsyncError
+    from followsync.model import standing
+    from followsync.sync.session import Session
+
+    sessions: list[tuple[Session, tuple[int, int]]] = []
+    try:
+        for target in config.targets:
+            started = time.monotonic()
+            try:
+                backend = open_backend(target)
+            except FollowsyncError:
+                yield None
+                return
+            report = TargetReport(target.name)
+            session = Session(target, backend, True, report, started)
+            sessions.append((session, state.counts_besides(target.key, scope)))
+            session.rows = state.rows(target.key, scope)
+            try:
+                listing = backend.listing(standing(session.rows), state.cursor(target.key))
+            except FollowsyncError:
+                yield None
+                return
+            if not listing.unchanged or listing.warnings or listing.reset:
+                yield None
+                return
+            session.listing = listing
+            reports.append(report)
+        yield sessions
+    finally:
+        for session, _ in sessions:
+            session.backend.close()
