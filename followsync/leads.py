@@ -465,9 +465,8 @@ def _fill_cache(cache: LeadCache, parts: Split, source: Source, parsed: LeadFile
             elif isinstance(node, yaml.MappingNode):
                 for pair in node.value:
                     stack.extend(pair)
-        # twice the nodes and the slice's own mapping and key: at least what composing the
-        # slice alone counts (its start and end events)
-        cache.put(piece.digest, (parsed.leads[piece.lead_id], 2 * count + 4))
+        # and the slice's own mapping and key: what composing the slice alone counts
+        cache.put(piece.digest, (parsed.leads[piece.lead_id], count + 2))
     cache.write()
     return True
 

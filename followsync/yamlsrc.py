@@ -26,7 +26,7 @@ except AttributeError:  # pragma: no cover - libyaml is in every PyYAML wheel
 
 MAX_NODES = 2_000_000  # stops alias bombs ("billion laughs") long before memory runs out
 MAX_DEPTH = 200
-MAX_BYTES = 10 * 2**20  # ~60,000 leads; a bigger file is a wrong path, and would take minutes
+MAX_BYTES = 32 * 2**20  # ~80,000 leads; a bigger file is a wrong path, and would take minutes
 PathItem = str | int
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+\.[0-9]*)([eE][-+]?[0-9]+)?$|^[-+]?[0-9]+[eE][-+]?[0-9]+$")
@@ -275,8 +275,8 @@ def _compose(text: str, seen: Composed | None = None) -> yaml.Node | None:
             event = parser.get_event()
             kind = type(event)
             node: Any
-            seen.nodes += 1
             if kind is yaml.ScalarEvent:
+                seen.nodes += 1
                 node = yaml.ScalarNode(_STR, event.value, event.start_mark, event.end_mark,
                                        style=event.style)
             elif kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
@@ -288,9 +288,11 @@ def _compose(text: str, seen: Composed | None = None) -> yaml.Node | None:
                     raise ComposerError(None, None, "found undefined alias", event.start_mark)
                 node = anchors[event.anchor]
             elif kind is yaml.SequenceStartEvent:
+                seen.nodes += 1
                 node = yaml.SequenceNode(_SEQ, [], event.start_mark, None,
                                          flow_style=event.flow_style)
             elif kind is yaml.MappingStartEvent:
+                seen.nodes += 1
                 node = yaml.MappingNode(_MAP, [], event.start_mark, None,
                                         flow_style=event.flow_style)
             else:  # pragma: no cover - libyaml sends nothing else inside a document
