@@ -284,10 +284,10 @@ class LeadBook:
     """Every lead of every lead file, by id, plus what is needed to locate them again."""
 
     leads: dict[str, LoadedLead] = field(default_factory=dict)
-    # Where each lead file was cut into slices (leadsplit): its head's digest, and each
-    # lead's slice digest; a file that could not be cut has no head here (sync.delta needs
-    # every file cut). The YAML node trees are not kept: they do not outlive validation.
-    heads: dict[str, str] = field(default_factory=dict)
+    # Where each lead file was cut into slices (leadsplit): its layout, and each lead's
+    # slice digest; a file that could not be cut has no layout (sync.delta needs every file
+    # cut). The YAML node trees are not kept: they do not outlive validation.
+    layouts: dict[str, dict[str, Any]] = field(default_factory=dict)  # leadsplit.layout_of
     digests: dict[str, str] = field(default_factory=dict)
 
 
@@ -351,7 +351,7 @@ def _load_leads(
                 base = Policy().apply(quick[0])
                 for lead_id, lead in quick[1]:
                     book.leads[lead_id] = LoadedLead(lead_id, lead, base.apply(lead), name)
-                _cut(book, name, parts)
+                _cut(book, name, parts, data)
                 continue
         # the whole file at once: the reference, and where every problem is located
         seen = Composed()
@@ -362,7 +362,7 @@ def _load_leads(
             continue
         if parts is not None and cache is not None and not seen.aliases and \
                 _fill_cache(cache, parts, source, parsed):
-            _cut(book, name, parts)
+            _cut(book, name, parts, data)
         base = Policy().apply(parsed.defaults)
         for lead_id, lead in (parsed.leads or {}).items():
             if lead_id in book.leads:
@@ -434,11 +434,13 @@ def _parse_by_slices(
     return defaults, leads
 
 
-def _cut(book: LeadBook, name: str, parts: Split) -> None:
-    import hashlib
+def _cut(book: LeadBook, name: str, parts: Split, data: bytes) -> None:
+    from followsync.leadsplit import layout_of
 
-    book.heads[name] = hashlib.blake2b(parts.head_key.encode(), digest_size=16).hexdigest()
-    book.digests.update((piece.lead_id, piece.digest) for piece in parts.slices)
+    layout = layout_of(data, parts)
+    if layout is not None:
+        book.layouts[name] = layout
+        book.digests.update((piece.lead_id, piece.digest) for piece in parts.slices)
 
 
 def _fill_cache(cache: LeadCache, parts: Split, source: Source, parsed: LeadFile) -> bool:

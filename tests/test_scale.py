@@ -317,3 +317,43 @@ def test_the_delta_runs_for_one_changed_lead(tmp_path: Path) -> None:
         leads_module._lead_of_slice = real  # type: ignore[assignment]
     assert result == "file: 0 created, 1 updated, 0 deleted, 39 unchanged"
     assert parsed == ["l7"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lead_file(), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 40),
+                                       st.sampled_from(["", "x", "\n", "  new-lead:\n    name: N\n",
+                                                        "\n  z9:\n    name: Z\n", "# c\n", ":"])),
+                             min_size=1, max_size=3),
+       st.integers(0, 3))
+def test_finding_what_a_save_changed_gives_the_leads_a_whole_cut_gives(
+        text: str, edits: list[tuple[int, int, str]], pad: int) -> None:
+    """`resplit` (the layout before, the bytes after) finds the same leads and slice texts
+    as `split` of the new file, or steps aside (None)."""
+    from followsync.leadsplit import layout_of, resplit
+
+    text = text.replace("leads:\n", "leads:\n" + "".join(
+        f"  pad{i}:\n    name: {'P' * 3000}\n" for i in range(pad)), 1)  # some whole blocks
+    before = split(text)
+    if before is None:
+        return
+    data = text.encode()
+    layout = layout_of(data, before)
+    assert layout is not None
+    new = text
+    for at, length, insert in edits:
+        at %= len(new) + 1
+        new = new[:at] + insert + new[at + length:]
+    after = split(new)
+    found = resplit(new.encode(), layout, {p.lead_id: p.digest for p in before.slices})
+    if found is None:
+        return
+    assert after is not None, new
+    assert found.ids == [p.lead_id for p in after.slices]
+    if len(set(found.ids)) != len(found.ids):
+        return  # a repeated id: the sync reads the whole file
+    for index, (lead_id, piece) in enumerate(zip(found.ids, after.slices, strict=True)):
+        text_now = found.fresh[lead_id].text if lead_id in found.fresh else found.text_of(index)
+        assert text_now == piece.text
+        if lead_id in found.fresh:
+            assert found.fresh[lead_id].digest == piece.digest
+    assert found.layout == layout_of(new.encode(), after)

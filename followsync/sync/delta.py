@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,11 +33,12 @@ from followsync.sync.report import Outcome, TargetReport, target_errors
 
 if TYPE_CHECKING:
     from followsync.leads import LeadBook, Settings
-    from followsync.leadsplit import Split
+    from followsync.leadsplit import Slice
     from followsync.rules import Memory
     from followsync.sync.session import Session
 
 NOTE = "delta-basis"
+BASIS_VERSION = 2  # bump when the basis changes shape: an older one is then ignored
 Entry = list[Any]  # [slice digest, status or None, status day (ISO) or None, [listens to]]
 
 
@@ -64,7 +66,7 @@ def record(config: Config, state: State, book: LeadBook, today: date, clean: str
     be cut into slices)."""
     from followsync.rules import status_day
 
-    if any(str(path) not in book.heads for path in config.lead_paths) or \
+    if any(str(path) not in book.layouts for path in config.lead_paths) or \
             any(lead_id not in book.digests for lead_id in book.leads):
         state.set_note(NOTE, None)
         return
@@ -75,8 +77,11 @@ def record(config: Config, state: State, book: LeadBook, today: date, clean: str
         day = status_day(item.lead, memory) if memory is not None else None
         leads[lead_id] = _entry(book.digests[lead_id], item.lead.status, day,
                                 [name for name, _ in item.policy.on_other_status])
-    basis = {"others": _others_digest(config, today, book.heads), "clean": clean,
-             "order": list(book.leads), "leads": leads}
+    names = [str(path) for path in config.lead_paths]
+    heads = {name: book.layouts[name]["head_key"] for name in names}
+    basis = {"v": BASIS_VERSION, "others": _others_digest(config, today, heads),
+             "clean": clean, "order": names,
+             "files": {name: book.layouts[name] for name in names}, "leads": leads}
     state.set_note(NOTE, json.dumps(basis, separators=(",", ":")))
 
 
@@ -90,51 +95,89 @@ def _entered(order: list[str], leads: dict[str, Entry]) -> dict[str, list[tuple[
     return found
 
 
+@dataclass
+class _File:
+    """A lead file as this sync found it: its leads in order, the slices read anew (all of
+    them, or those in the stretch a save changed), where the others stand."""
+
+    name: str
+    ids: list[str]
+    fresh: dict[str, Slice]
+    text_of: Callable[[int], str]
+    head_text: str
+    layout: dict[str, Any]
+
+
+def _cut_file(name: str, data: bytes, layout: dict[str, Any] | None,
+              digests: dict[str, str]) -> _File | None:
+    """The file's leads: from what changed since `layout` when it can, else a whole cut."""
+    from followsync.leads import _split
+    from followsync.leadsplit import layout_of, resplit
+
+    found = resplit(data, layout, digests) if layout is not None else None
+    if found is not None:
+        return _File(name, found.ids, found.fresh, found.text_of, found.head_text(),
+                     found.layout)
+    cut = _split(data)
+    new_layout = layout_of(data, cut) if cut is not None else None
+    if cut is None or new_layout is None:
+        return None
+    slices = cut.slices
+    return _File(name, [p.lead_id for p in slices], {p.lead_id: p for p in slices},
+                 lambda index: slices[index].text, cut.head_key, new_layout)
+
+
 def run(config: Config, state: State, now: datetime, options: SyncOptions,
         clean: str) -> Outcome | None:
     """The sync of what changed since the basis, or None: the full sync must run."""
-    from followsync.leads import _lead_of_slice, _split
+    from followsync.leads import _lead_of_slice
 
     if options.dry_run or options.only or options.backends:
         return None
     stored = state.note(NOTE)
     if stored is None:
         return None
-    basis = json.loads(stored)
-    if any(state.clean_digest(t.key) != basis["clean"] for t in config.targets):
+    try:
+        basis = json.loads(stored)
+    except ValueError:
+        return None
+    if not isinstance(basis, dict) or basis.get("v") != BASIS_VERSION or any(
+            state.clean_digest(t.key) != basis["clean"] for t in config.targets):
         return None
     today = config.today(now)
-    parts: list[tuple[str, Split]] = []
-    heads: dict[str, str] = {}
+    old: dict[str, Entry] = basis["leads"]
+    digests = {lead_id: entry[0] for lead_id, entry in old.items()}
+    files: list[_File] = []
     for path in config.lead_paths:
         try:
-            cut = _split(Path(path).read_bytes())
+            data = Path(path).read_bytes()
         except OSError:
             return None
-        if cut is None:
+        found = _cut_file(str(path), data, basis["files"].get(str(path)), digests)
+        if found is None:
             return None
-        parts.append((str(path), cut))
-        heads[str(path)] = hashlib.blake2b(cut.head_key.encode(), digest_size=16).hexdigest()
+        files.append(found)
+    heads = {f.name: f.layout["head_key"] for f in files}
     if _others_digest(config, today, heads) != basis["others"]:
         return None
-    old: dict[str, Entry] = basis["leads"]
-    slices = {piece.lead_id: (file, piece) for file, cut in parts for piece in cut.slices}
-    order = [piece.lead_id for _, cut in parts for piece in cut.slices]
-    if len(slices) != len(order) or not order:
+    order = [lead_id for f in files for lead_id in f.ids]
+    where = {lead_id: (f, index) for f in files for index, lead_id in enumerate(f.ids)}
+    if len(where) != len(order) or not order:
         return None  # a repeated id, or no lead at all: the full sync says what to do
-    changed = [lead_id for lead_id in order
-               if lead_id not in old or old[lead_id][0] != slices[lead_id][1].digest]
-    removed = [lead_id for lead_id in old if lead_id not in slices]
-    kept_order = [lead_id for lead_id in order if lead_id in old]
-    if kept_order != [lead_id for lead_id in basis["order"] if lead_id in slices]:
+    changed = [lead_id for f in files for lead_id, piece in f.fresh.items()
+               if lead_id not in old or old[lead_id][0] != piece.digest]
+    changed += [lead_id for lead_id in order if lead_id not in old and lead_id not in changed]
+    removed = [lead_id for lead_id in old if lead_id not in where]
+    old_order = [lead_id for name in basis["order"] for lead_id in basis["files"][name]["ids"]]
+    if [i for i in order if i in old] != [i for i in old_order if i in where]:
         return None  # leads moved: the order of status triggers may change
     if len(changed) + len(removed) > 100 + len(order) // 20:
         return None
-    return _sync(config, state, now, options, basis, parts, slices, order, changed, removed,
-                 _lead_of_slice, clean)
+    return _sync(config, state, now, options, basis, files, where, order, old_order,
+                 changed, removed, _lead_of_slice, clean)
 
 
-def _defaults(file: str, cut: Split) -> Settings | None:
+def _defaults(file: str, head_text: str) -> Settings | None:
     from pydantic import ValidationError
 
     from followsync.errors import ConfigError
@@ -142,7 +185,7 @@ def _defaults(file: str, cut: Split) -> Settings | None:
     from followsync.yamlsrc import load
 
     try:
-        value = load(file, cut.head_key.encode()).value
+        value = load(file, head_text.encode()).value
         return LeadFile.model_validate(value).defaults if isinstance(value, dict) else None
     except (ConfigError, ValidationError):
         return None
@@ -150,8 +193,8 @@ def _defaults(file: str, cut: Split) -> Settings | None:
 
 def _sync(
     config: Config, state: State, now: datetime, options: SyncOptions, basis: dict[str, Any],
-    parts: list[tuple[str, Split]], slices: dict[str, Any], order: list[str],
-    changed: list[str], removed: list[str], lead_of: Any, clean: str,
+    files: list[_File], where: dict[str, tuple[_File, int]], order: list[str],
+    old_order: list[str], changed: list[str], removed: list[str], lead_of: Any, clean: str,
 ) -> Outcome | None:
     from followsync.leads import LoadedLead, Policy
     from followsync.rules import plan_some, remember, status_day
@@ -163,20 +206,22 @@ def _sync(
     loaded: dict[str, LoadedLead] = {}
 
     def load(lead_id: str) -> LoadedLead | None:
-        file, piece = slices[lead_id]
-        if file not in bases:
-            defaults = _defaults(file, next(cut for f, cut in parts if f == file))
+        file, index = where[lead_id]
+        if file.name not in bases:
+            defaults = _defaults(file.name, file.head_text)
             if defaults is None:
                 return None
-            bases[file] = Policy().apply(defaults)
-        entry = lead_of(file, lead_id, piece.text)
+            bases[file.name] = Policy().apply(defaults)
+        piece = file.fresh.get(lead_id)
+        entry = lead_of(file.name, lead_id, piece.text if piece else file.text_of(index))
         if entry is None:
             return None
-        loaded[lead_id] = LoadedLead(lead_id, entry[0], bases[file].apply(entry[0]), file)
+        loaded[lead_id] = LoadedLead(lead_id, entry[0], bases[file.name].apply(entry[0]),
+                                     file.name)
         return loaded[lead_id]
 
     memories = state.memories(changed)
-    new = {lead_id: entry for lead_id, entry in old.items() if lead_id in slices}
+    new = {lead_id: entry for lead_id, entry in old.items() if lead_id in where}
     remembered: list[tuple[str, Memory]] = []
     memory: dict[str, Memory] = {}
     for lead_id in changed:
@@ -188,10 +233,13 @@ def _sync(
         memory[lead_id] = after
         if after != before:
             remembered.append((lead_id, after))
-        new[lead_id] = _entry(slices[lead_id][1].digest, item.lead.status,
+        piece = where[lead_id][0].fresh.get(lead_id)
+        if piece is None:
+            return None
+        new[lead_id] = _entry(piece.digest, item.lead.status,
                               status_day(item.lead, after),
                               [name for name, _ in item.policy.on_other_status])
-    before_entered = _entered([i for i in basis["order"] if i in old], old)
+    before_entered = _entered(old_order, old)
     after_entered = _entered(order, new)
     moved = {status for status in set(before_entered) | set(after_entered)
              if before_entered.get(status) != after_entered.get(status)}
@@ -224,7 +272,9 @@ def _sync(
             session.report.seconds = time.monotonic() - session.started
     outcome = Outcome(today, plans, reports)
     if all(not (r.error or r.conflicts or r.warnings) for r in reports):
-        basis = {"others": basis["others"], "clean": clean, "order": order, "leads": new}
+        basis = {"v": BASIS_VERSION, "others": basis["others"], "clean": clean,
+                 "order": [f.name for f in files],
+                 "files": {f.name: f.layout for f in files}, "leads": new}
         with state.transaction():
             state.set_note(NOTE, json.dumps(basis, separators=(",", ":")))
     else:
