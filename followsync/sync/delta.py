@@ -254,8 +254,9 @@ def _sync(
         memory[lead_id] = memories[lead_id]
     entered: dict[str, list[tuple[int, str, date]]] = {}
     place = {lead_id: index for index, lead_id in enumerate(order)}
-    for status, entries in after_entered.items():
-        entered[status] = [(place[i], i, date.fromisoformat(day)) for i, day in entries]
+    for status, entries in after_entered.items():  # sorted by day, as rules wants them
+        entered[status] = sorted(((place[i], i, date.fromisoformat(day)) for i, day in entries),
+                                 key=lambda entry: entry[2])
     plans = plan_some([(place[i], loaded[i]) for i in order if i in dirty], today, memory,
                       entered)
     scope = dirty | set(removed)
