@@ -10,6 +10,7 @@ it changed. A cache file that cannot be read is ignored: it is only ever a short
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -99,10 +100,21 @@ class LeadCache:
         self.changed = True
 
     def write(self) -> None:
-        """Keep the leads of this load only; write if anything changed (errors ignored)."""
+        """Keep the leads of this load only; if anything changed, write the file when the
+        process ends (after the calendars: a save reaches them first; a process killed
+        meanwhile just leaves the older cache)."""
         if len(self.used) != len(self.entries):
             self.entries = {d: e for d, e in self.entries.items() if d in self.used}
             self.changed = True
+        self.used = set()
+        if self.changed and self not in _DIRTY:
+            if not _DIRTY and not _AT_EXIT:
+                atexit.register(flush)
+                _AT_EXIT.append(True)
+            _DIRTY.append(self)
+
+    def save(self) -> None:
+        """Write the cache file now (errors ignored: it is only a shortcut)."""
         if not self.changed:
             return
         from followsync.atomic import write_atomic
@@ -112,4 +124,13 @@ class LeadCache:
             write_atomic(self.path, pickle.dumps((self.key, self.entries),
                                                  protocol=pickle.HIGHEST_PROTOCOL))
         self.changed = False
-        self.used = set()
+
+
+_DIRTY: list[LeadCache] = []
+_AT_EXIT: list[bool] = []
+
+
+def flush() -> None:
+    """Write every changed cache (at exit; tests call it directly)."""
+    while _DIRTY:
+        _DIRTY.pop().save()

@@ -109,8 +109,9 @@ def split(text: str) -> Split | None:
 def _leads_in(text: str, indent: int) -> list[tuple[int, str]] | None:
     """The (offset, id) of each lead in a run of lead lines at this indentation, which must
     start with a lead's key line; None for anything else (a top-level line, an odd one)."""
-    if _odd(text) or (text and not _LEAD_KEY.match(text)):
-        return None
+    first = _LEAD_KEY.match(text)
+    if _odd(text) or (text and (first is None or len(first.group(1)) != indent)):
+        return None  # (lines before the first key would belong to the lead before)
     if re.compile(f"\\n {{0,{indent - 1}}}[^ \\r\\n#]").search("\n" + text):
         return None  # a line less indented than the leads (or at the top level)
     found: list[tuple[int, str]] = []
@@ -220,7 +221,8 @@ def resplit(data: bytes, old: dict[str, Any], digests: dict[str, str]) -> Respli
         first += 1
     chunk_start = offsets[first] if first < count else end
     last = count - 1  # and those after `last` too, moved by `delta`
-    while last >= first and offsets[last] + delta >= chunk_start and (
+    while last >= first and offsets[last] + delta > chunk_start and \
+            data[offsets[last] + delta - 1:offsets[last] + delta] == b"\n" and (
             offsets[last] >= n_old - same_tail
             or _hash(view[offsets[last] + delta:stop(last) + delta]) == digests[ids[last]]):
         last -= 1

@@ -209,7 +209,7 @@ def _sync(folder: Path, now: str, delta: bool) -> str:
     return " | ".join(f"{r.name}: {r.counts()}" for r in outcome.targets)
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(_edit, min_size=1, max_size=8), st.integers(3, 12))
 def test_an_incremental_sync_writes_what_a_cold_sync_writes(
@@ -319,7 +319,7 @@ def test_the_delta_runs_for_one_changed_lead(tmp_path: Path) -> None:
     assert parsed == ["l7"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lead_file(), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 40),
                                        st.sampled_from(["", "x", "\n", "  new-lead:\n    name: N\n",
                                                         "\n  z9:\n    name: Z\n", "# c\n", ":"])),
