@@ -22,10 +22,7 @@ from typing import TYPE_CHECKING, Any
 from followsync import __version__
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from followsync.leads import Lead
-    from followsync.leadsplit import Slice
 
 Entry = tuple["Lead", int]  # the validated lead, and how many YAML nodes its slice held
 
@@ -82,11 +79,6 @@ class LeadCache:
             return
         if isinstance(found, tuple) and len(found) == 2 and found[0] == self.key:
             self.entries = found[1]
-
-    def worth_it(self, slices: Sequence[Slice]) -> bool:
-        """Whether most leads are known: else reading the whole file at once is faster."""
-        known = sum(1 for piece in slices if piece.digest in self.entries)
-        return 2 * known >= len(slices)
 
     def get(self, digest: str) -> Entry | None:
         found = self.entries.get(digest)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from followsync import leads as L
 from followsync.errors import ConfigError
 from followsync.leadcache import LeadCache
-from followsync.leadsplit import split
+from followsync.leadsplit import Slice, split
 
 HEAD = """\
 # a lead file
@@ -132,18 +132,18 @@ def test_a_big_file_is_read_by_slices_and_an_edit_reads_one_lead(tmp_path: Path)
     assert [(k, v.lead) for k, v in first.leads.items()] == \
         [(k, v.lead) for k, v in cold.leads.items()]
     parsed: list[str] = []
-    real = L._lead_of_slice
+    real = L._read_batch
 
-    def counting(file: str, lead_id: str, text: str) -> tuple[L.Lead, int] | None:
-        parsed.append(lead_id)
-        return real(file, lead_id, text)
+    def counting(file: str, pieces: list[Slice], cache: LeadCache) -> None:
+        parsed.extend(piece.lead_id for piece in pieces)
+        real(file, pieces, cache)
 
     path.write_text(HEAD + "leads:\n# moved down a line\n" + leads.replace("Lead 7\n", "Lead 7b\n"))
-    L._lead_of_slice = counting  # type: ignore[assignment]
+    L._read_batch = counting  # type: ignore[assignment]
     try:
         book = L.load_leads([path])
     finally:
-        L._lead_of_slice = real  # type: ignore[assignment]
+        L._read_batch = real  # type: ignore[assignment]
     assert parsed == ["lead-7"]
     assert book.leads["lead-7"].lead.name == "Lead 7b"
 
