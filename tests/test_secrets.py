@@ -61,7 +61,10 @@ def catcher() -> Iterator[HostileServer]:
 
 
 def sent_password(server: HostileServer) -> str:
-    (request,) = server.seen()
+    """The password of the one retry answering the catcher's Basic challenge (the first
+    request carries no credentials: the server has not said how it wants them yet)."""
+    first, request = server.seen()
+    assert "authorization" not in first.headers
     scheme, token = request.headers["authorization"].split(" ", 1)
     assert scheme == "Basic"
     return base64.b64decode(token).decode().split(":", 1)[1]

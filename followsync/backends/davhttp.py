@@ -8,7 +8,6 @@ import time, and counts requests. Discovery and MKCALENDAR use python-caldav.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
 import logging
@@ -21,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from followsync.backends.digest import Authenticator
 from followsync.errors import TargetError
 
 log = logging.getLogger("followsync")
@@ -35,10 +35,9 @@ class Response:
     body: bytes
 
     def header(self, name: str) -> str | None:
-        for key, value in self.headers.items():
-            if key.lower() == name.lower():
-                return value
-        return None
+        """The header's value; several of the same name joined with ", " (RFC 9110 5.3)."""
+        values = [value for key, value in self.headers.items() if key.lower() == name.lower()]
+        return ", ".join(values) if values else None
 
 
 class DavSession:
@@ -55,10 +54,8 @@ class DavSession:
         self.base_url = base_url
         self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
         self.username = username
-        self._auth = None
-        if username is not None and password is not None:
-            token = base64.b64encode(f"{username}:{password}".encode()).decode()
-            self._auth = f"Basic {token}"
+        # credentials go out only once the server has said how (Digest or Basic)
+        self.auth = Authenticator(username, password)
         self.verify, self.timeout = verify, timeout
         self.retries, self.retry_budget, self.sleep = retries, retry_budget, sleep
         self.conn: http.client.HTTPConnection | None = None
@@ -102,14 +99,41 @@ class DavSession:
         path = target.path + (f"?{target.query}" if target.query else "")
         data = body.encode() if isinstance(body, str) else body
         sent = {"User-Agent": "followsync", **(headers or {})}
-        if self._auth:
-            sent["Authorization"] = self._auth
         if data:
             sent.setdefault("Content-Type", "application/xml; charset=utf-8")
+        # the first 401 of a session says how to authenticate; a later one only means
+        # "stale nonce" (Digest) or a refusal; three rounds cover both
+        for _round in range(3):
+            response = self._retrying(method, path, data, sent)
+            if response.status != 401 or not self.auth.challenged(
+                    response.header("WWW-Authenticate")):
+                break
+            log.debug("%s asks for %s authentication", self.host, self.auth.scheme)
+        if response.status == 401:
+            who = f"user {self.username}" if self.username else "no user name given"
+            raise TargetError(f"authentication refused for {who} at {self.base_url}",
+                              "check username and password (iCloud and Fastmail need an "
+                              "app-specific password)")
+        if 300 <= response.status < 400:
+            where = response.header("Location") or "?"
+            raise TargetError(f"the server redirected {path} to {where}; followsync does not "
+                              "follow redirects", "put the final URL in the config")
+        if response.status in RETRY_STATUSES:
+            raise TargetError(f"the server keeps failing: HTTP {response.status} for "
+                              f"{method} {path}", "the next sync retries")
+        return response
+
+    def _retrying(self, method: str, path: str, data: bytes, headers: dict[str, str]
+                  ) -> Response:
+        """One request, sent again on network errors, 5xx and 429 while retries last."""
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
+            sent = dict(headers)
+            authorization = self.auth.header(method, path, data)  # a fresh nonce count each
+            if authorization:
+                sent["Authorization"] = authorization
             try:
                 response = self._once(method, path, data, sent)
             except (OSError, http.client.HTTPException) as exc:
@@ -125,20 +149,7 @@ class DavSession:
                 self.pause(attempt, response.header("Retry-After"),
                             f"{method} {path}: HTTP {response.status}")
                 continue
-            break
-        if response.status == 401:
-            who = f"user {self.username}" if self.username else "no user name given"
-            raise TargetError(f"authentication refused for {who} at {self.base_url}",
-                              "check username and password (iCloud and Fastmail need an "
-                              "app-specific password)")
-        if 300 <= response.status < 400:
-            where = response.header("Location") or "?"
-            raise TargetError(f"the server redirected {path} to {where}; followsync does not "
-                              "follow redirects", "put the final URL in the config")
-        if response.status in RETRY_STATUSES:
-            raise TargetError(f"the server keeps failing: HTTP {response.status} for "
-                              f"{method} {path}", "the next sync retries")
-        return response
+            return response
 
     def _once(self, method: str, path: str, data: bytes, headers: dict[str, str]) -> Response:
         """One exchange, over within `timeout` seconds in all: the socket timeout alone
@@ -194,7 +205,10 @@ class DavSession:
         body = b"".join(pieces)
         if raw.getheader("Connection", "").lower() == "close":
             self.close()
-        return Response(raw.status, dict(raw.getheaders()), body)
+        merged: dict[str, str] = {}  # several WWW-Authenticate headers: all challenges count
+        for name, value in raw.getheaders():
+            merged[name] = f"{merged[name]}, {value}" if name in merged else value
+        return Response(raw.status, merged, body)
 
     def _may_retry(self, attempt: int, started: float) -> bool:
         return attempt <= self.retries and time.monotonic() - started < self.retry_budget
