@@ -327,3 +327,44 @@ def test_legacy_digest_without_qop(
         assert all("qop" not in a for a in proxy.authorizations)
     finally:
         drop_calendar(cal)
+
+
+# ------------------------------------------- the proxy itself, checked by other clients
+def test_the_proxy_accepts_independent_clients_and_refuses_wrong_answers(
+        xandikos_server: Server, digest_proxy: Callable[..., DigestProxy]) -> None:
+    """Python's urllib (MD5) and niquests (SHA-256) get through; a wrong password, a
+    replayed nonce count and Basic (not offered) do not."""
+    import http.client
+    import urllib.request
+
+    import niquests
+    from niquests.auth import HTTPDigestAuth
+
+    md5 = digest_proxy(xandikos_server, algorithms=("MD5",))
+    url = md5.url_for(xandikos_server.principal_url)
+    handler = urllib.request.HTTPDigestAuthHandler()
+    handler.add_password("BaikalDAV", md5.origin, DIGEST_USER, DIGEST_PASSWORD)
+    with urllib.request.build_opener(handler).open(
+            urllib.request.Request(url, method="PROPFIND", headers={"Depth": "0"})) as answer:
+        assert answer.status == 207
+    sha = digest_proxy(xandikos_server, algorithms=("SHA-256",))
+    url = sha.url_for(xandikos_server.principal_url)
+    assert niquests.request("PROPFIND", url, headers={"Depth": "0"}, auth=HTTPDigestAuth(
+        DIGEST_USER, DIGEST_PASSWORD)).status_code == 207
+    assert niquests.request("PROPFIND", url, headers={"Depth": "0"}, auth=HTTPDigestAuth(
+        DIGEST_USER, "wrong")).status_code == 401
+    assert niquests.request("PROPFIND", url, headers={"Depth": "0"}, auth=(
+        DIGEST_USER, DIGEST_PASSWORD)).status_code == 401  # Basic
+    # the first accepted Authorization sent again (same nonce count): a replay, refused
+    accepted = sha.authorizations[0]
+    assert "nc=00000001" in accepted
+    conn = http.client.HTTPConnection("127.0.0.1", sha.port, timeout=10)
+    try:
+        conn.request("PROPFIND", url.split(sha.origin, 1)[1],
+                     headers={"Depth": "0", "Authorization": accepted})
+        replay = conn.getresponse()
+        replay.read()
+    finally:
+        conn.close()
+    assert replay.status == 401
+    assert [s.fault for s in sha.seen()][-1] == "challenge-bad"
