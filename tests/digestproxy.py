@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import ssl
 import threading
 import urllib.request
 from typing import Any
@@ -56,8 +57,10 @@ class DigestProxy(FaultProxy):
                  algorithms: tuple[str, ...] = ("SHA-256", "MD5"), qop: str | None = "auth",
                  realm: str = "BaikalDAV", basic: bool = False, userhash: bool = False,
                  nonce_uses: int | None = None,
-                 upstream_auth: tuple[str, str] | None = None) -> None:
+                 upstream_auth: tuple[str, str] | None = None,
+                 tls: tuple[str, str] | None = None) -> None:
         super().__init__(upstream)
+        self.tls = tls  # (certificate, key) files: the proxy speaks HTTPS
         self.username, self.password, self.realm = username, password, realm
         self.algorithms, self.qop, self.basic = algorithms, qop, basic
         self.userhash, self.nonce_uses = userhash, nonce_uses
@@ -71,6 +74,10 @@ class DigestProxy(FaultProxy):
     def start(self) -> DigestProxy:
         server = _Server((HOST, 0), _DigestHandler)
         server.proxy = self
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="digestproxy", daemon=True)
@@ -79,6 +86,14 @@ class DigestProxy(FaultProxy):
 
     def __enter__(self) -> DigestProxy:
         return self.start() if self._server is None else self
+
+    @property
+    def origin(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.origin + "/"
 
     def expire_nonces(self) -> None:
         """Every nonce issued so far is stale from now on."""

@@ -6,6 +6,7 @@ in front of real Radicale and Xandikos servers.
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -144,9 +145,21 @@ def test_the_authenticator_sends_nothing_before_a_challenge_and_counts_nonces() 
 
 def test_a_digest_server_never_gets_basic() -> None:
     auth = Authenticator("u", "p")
-    assert auth.challenged('Digest realm="r", nonce="n", qop="auth"')
+    assert auth.challenged('Digest realm="r", nonce="n", qop="auth", Basic realm="r"')
     header = auth.header("GET", "/")
     assert header is not None and header.startswith("Digest ")
+
+
+def test_over_tls_basic_goes_first_until_the_server_asks_for_digest() -> None:
+    auth = Authenticator("u", "p", preemptive_basic=True)
+    first = auth.header("GET", "/")
+    assert first is not None and first.startswith("Basic ") and auth.scheme is None
+    assert auth.challenged('Digest realm="r", nonce="n", qop="auth"')  # Basic was not it
+    for _ in range(3):
+        header = auth.header("GET", "/")
+        assert header is not None and header.startswith("Digest ")
+    refused = Authenticator("u", "p", preemptive_basic=True)
+    assert not refused.challenged('Basic realm="r"')  # Basic was sent: the password is wrong
 
 
 # ------------------------------------------------------- through the proxy, real servers
@@ -178,7 +191,7 @@ class Digested:
 
     def __init__(self, tmp: Path, cal: CalendarInfo, proxy: DigestProxy,
                  monkeypatch: pytest.MonkeyPatch, password: str = DIGEST_PASSWORD,
-                 calendar_name: str | None = None) -> None:
+                 calendar_name: str | None = None, verify: str | None = None) -> None:
         self.tmp, self.proxy = tmp, proxy
         self.leads = tmp / "leads.yaml"
         self.config = tmp / "config.yaml"
@@ -188,7 +201,8 @@ class Digested:
             "targets:\n  - name: phone\n    type: caldav\n"
             f"    url: {proxy.url_for(cal.url)}\n"
             f"    calendar: {calendar_name or cal.calendar_name}\n    as: event\n"
-            f"    username: {DIGEST_USER}\n    password_env: {PASSWORD_ENV}\n    timeout: 10\n")
+            f"    username: {DIGEST_USER}\n    password_env: {PASSWORD_ENV}\n    timeout: 10\n"
+            + (f"    verify: {verify}\n" if verify else ""))
         self.config.chmod(0o600)
 
     def write_leads(self, *blocks: str) -> None:
@@ -368,3 +382,44 @@ def test_the_proxy_accepts_independent_clients_and_refuses_wrong_answers(
         conn.close()
     assert replay.status == 401
     assert [s.fault for s in sha.seen()][-1] == "challenge-bad"
+
+
+# ------------------------------------------------------------------------ over HTTPS
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (also the CA file to trust)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("offers_basic", [False, True], ids=["digest-only", "basic-too"])
+def test_over_https_basic_goes_first_and_digest_takes_over(
+        offers_basic: bool, certificate: tuple[str, str], xandikos_server: Server,
+        tmp_path: Path, digest_proxy: Callable[..., DigestProxy],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Over TLS the first request carries Basic: some servers (Cyrus, so Fastmail) answer an
+    anonymous request with 207 instead of asking for a login. A server taking Basic costs no
+    401 at all; a Digest-only one gets Basic once per process, then only Digest."""
+    cal = fresh_calendar(xandikos_server)
+    try:
+        proxy = digest_proxy(xandikos_server, basic=offers_basic, tls=certificate)
+        setup = Digested(tmp_path, cal, proxy, monkeypatch, verify=certificate[0])
+        setup.write_leads(lead_block("a"), lead_block("b"))
+        assert setup.run(capsys, "sync")[0] == 0
+        proxy.reset()
+        proxy.authorizations.clear()
+        code, out = setup.run(capsys, "sync")
+        assert code == 0 and "2 unchanged" in out, out
+        assert answered(proxy) == ["REPORT"], proxy.seen()
+        schemes = [a.split(" ", 1)[0] for a in proxy.authorizations]
+        if offers_basic:
+            assert schemes == ["Basic"] and proxy.challenges == 0, proxy.seen()
+        else:
+            assert schemes == ["Basic", "Digest"], proxy.seen()
+            assert [s.fault for s in proxy.seen()] == ["challenge-bad", None]
+    finally:
+        drop_calendar(cal)

@@ -54,8 +54,8 @@ class DavSession:
         self.base_url = base_url
         self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
         self.username = username
-        # credentials go out only once the server has said how (Digest or Basic)
-        self.auth = Authenticator(username, password)
+        # Basic up front only over TLS; otherwise once the server has said how (Digest/Basic)
+        self.auth = Authenticator(username, password, preemptive_basic=self.scheme == "https")
         self.verify, self.timeout = verify, timeout
         self.retries, self.retry_budget, self.sleep = retries, retry_budget, sleep
         self.conn: http.client.HTTPConnection | None = None

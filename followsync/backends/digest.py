@@ -1,10 +1,11 @@
 """HTTP authentication from the server's 401 challenge: Digest (RFC 7616, and RFC 2617's
 no-qop form) or Basic.
 
-Baïkal's default is Digest, and a server that asks for Digest must never get the password
-in a Basic header (in clear on plain HTTP). So nothing is sent before the server says what
-it wants; then one nonce serves every later request, with an incrementing nonce count, so a
-sync costs one extra round trip per process, not one per request. Nothing here logs: the
+Baïkal's default is Digest, and a server that asks for Digest must not get the password in
+a Basic header (in clear on plain HTTP). So over plain HTTP nothing is sent before the
+server says what it wants; over HTTPS Basic goes first (see `Authenticator`). After a
+Digest challenge one nonce serves every later request, with an incrementing nonce count, so
+a sync costs one extra round trip per process, not one per request. Nothing here logs: the
 password, the HA1 and the header are secrets.
 """
 
@@ -184,13 +185,19 @@ def basic_header(username: str, password: str) -> str:
 class Authenticator:
     """The credentials of one session and what the server last asked for.
 
-    Before the first 401 no credentials are sent; after it, every request carries them
-    (Digest: the same nonce with the next nonce count). A 401 on a request that carried
-    them is final, except Digest's stale=true: a new nonce, the same password."""
+    Over HTTPS the first request carries Basic credentials (encrypted, to the configured host
+    only): some servers, Cyrus (Fastmail) among them, answer an anonymous request with 207
+    instead of asking for a login. Over plain HTTP nothing is sent before the server's 401
+    says how, so a Digest server never sees the password in clear. Once the server has
+    asked for Digest, every request carries Digest (the same nonce, the next nonce count),
+    never Basic. A 401 on a request that carried what the server asked for is final, except
+    Digest's stale=true: a new nonce, the same password."""
 
-    def __init__(self, username: str | None, password: str | None) -> None:
+    def __init__(self, username: str | None, password: str | None,
+                 preemptive_basic: bool = False) -> None:
         self.username, self._password = username, password
-        self.challenge: Challenge | None = None
+        self.challenge: Challenge | None = Challenge("basic") if preemptive_basic else None
+        self.assumed = preemptive_basic  # Basic sent before the server said anything
         self.nc = 0
 
     def __repr__(self) -> str:
@@ -199,7 +206,7 @@ class Authenticator:
     @property
     def scheme(self) -> str | None:
         """"Digest SHA-256", "Basic", or None before the server asked."""
-        if self.challenge is None:
+        if self.challenge is None or self.assumed:
             return None
         if self.challenge.scheme == "basic":
             return "Basic"
@@ -225,7 +232,7 @@ class Authenticator:
             # a 401 without a challenge (against RFC 9110) did not ask for Digest: Basic,
             # once, as followsync always did
             if self.challenge is None:
-                self.challenge = Challenge("basic")
+                self.challenge, self.assumed = Challenge("basic"), False
                 return True
             return False
         picked = choose(challenges)
@@ -235,7 +242,8 @@ class Authenticator:
                               f"({schemes})", "set the server to Digest or Basic "
                               "authentication")
         before = self.challenge
-        if before is None or (before.scheme == picked.scheme == "digest" and picked.stale):
-            self.challenge, self.nc = picked, 0
+        if before is None or (self.assumed and picked.scheme == "digest") or (
+                before.scheme == picked.scheme == "digest" and picked.stale):
+            self.challenge, self.nc, self.assumed = picked, 0, False
             return True
         return False
