@@ -3,7 +3,9 @@
 The sync's hot path (one REPORT for a no-op, one PUT per change) goes through here rather
 than python-caldav: it gives exact control of preconditions (If-Match / If-None-Match on
 every write), never follows a redirect (a password is never sent to another host), costs no
-import time, and counts requests. Discovery and MKCALENDAR use python-caldav.
+import time, and counts requests. Discovery and MKCALENDAR use python-caldav, whose HTTP is
+routed through here too. Logging in (Basic or Digest, from the server's challenge) is
+`digest.Authenticator`'s.
 """
 
 from __future__ import annotations
