@@ -10,15 +10,14 @@ import contextlib
 import io
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from followsync.cli import main
-from tests.digestproxy import DigestProxy
 from tests.hostile_server import HostileServer
-from tests.servers import CalendarInfo, Server, drop_calendar, fresh_calendar
+from tests.servers import CalendarInfo
 
 NOW = "2026-03-02T10:00"
 LEADS = "version: 1\nleads:\n  dana: {name: Dana, last_contact: 2026-02-01}\n"
@@ -187,6 +186,48 @@ def test_no_secret_in_the_output_of_a_hostile_server_case(mode: str, tmp_path: P
         assert other.seen() == []
 
 
+def test_no_digest_secret_in_any_output(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Against a Digest server (Baïkal's default): neither the password, nor the HA1 (the
+    password's stand-in), nor any Authorization header sent shows in any output, at any
+    verbosity, with the right password and a wrong one."""
+    import hashlib
+
+    from tests.conftest import DIGEST_PASSWORD, DIGEST_USER
+    from tests.servers import drop_calendar, fresh_calendar
+
+    radicale_server = request.getfixturevalue("radicale_server")
+    proxy = request.getfixturevalue("digest_proxy")(radicale_server,
+                                                    algorithms=("SHA-256", "MD5"))
+    cal = fresh_calendar(radicale_server)
+    try:
+        texts: list[str] = []
+        secrets: list[str] = []
+        for secret, expect in ((DIGEST_PASSWORD, 0), ("Wr0ng-D1gest-Pa55", 3)):
+            folder = tmp_path / f"{expect}"
+            config = write(folder, caldav_target(proxy.url_for(cal.url), DIGEST_USER,
+                                                 f'    password: "{secret}"\n',
+                                                 calendar=cal.calendar_name))
+            for args in (["-vv", "sync"], ["sync"], ["-vv", "calendars"], ["-vv", "plan"]):
+                code, text = run(config, *args)
+                if args[-1] in ("sync", "calendars"):
+                    assert code == expect, (args, text)
+                texts.append(text)
+            for path in (folder / "state").rglob("*"):
+                if path.is_file():
+                    texts.append(path.read_bytes().decode("latin-1"))
+            for name in ("md5", "sha256"):
+                secrets.append(hashlib.new(
+                    name, f"{DIGEST_USER}:{proxy.realm}:{secret}".encode()).hexdigest())
+            secrets += forms(DIGEST_USER, secret)
+        assert proxy.authorizations and all(
+            a.startswith("Digest ") for a in proxy.authorizations)  # never Basic
+        for header in proxy.authorizations:
+            secrets += [header, header.split("response=", 1)[1].split(",", 1)[0].strip('"')]
+        scan(texts, secrets)
+    finally:
+        drop_calendar(cal)
+
+
 # --------------------------------------------------------------------- files and modes
 def test_the_state_dir_is_created_private(tmp_path: Path) -> None:
     config = write(tmp_path, "  - {name: file, type: ics, path: out.ics}\n",
@@ -235,42 +276,3 @@ def test_a_password_in_a_private_config_works_with_a_warning(
     assert sent_password(catcher) == secret
     scan([text], forms("alice", secret))
 
-
-def test_no_digest_secret_in_any_output(radicale_server: Server, tmp_path: Path,
-                                        digest_proxy: Callable[..., DigestProxy]) -> None:
-    """Against a Digest server (Baïkal's default): neither the password, nor the HA1 (the
-    password's stand-in), nor any Authorization header sent shows in any output, at any
-    verbosity, with the right password and a wrong one."""
-    import hashlib
-
-    from tests.conftest import DIGEST_PASSWORD, DIGEST_USER
-
-    proxy = digest_proxy(radicale_server, algorithms=("SHA-256", "MD5"))
-    cal = fresh_calendar(radicale_server)
-    try:
-        texts: list[str] = []
-        secrets: list[str] = []
-        for secret, expect in ((DIGEST_PASSWORD, 0), ("Wr0ng-D1gest-Pa55", 3)):
-            folder = tmp_path / f"{expect}"
-            config = write(folder, caldav_target(proxy.url_for(cal.url), DIGEST_USER,
-                                                 f'    password: "{secret}"\n',
-                                                 calendar=cal.calendar_name))
-            for args in (["-vv", "sync"], ["sync"], ["-vv", "calendars"], ["-vv", "plan"]):
-                code, text = run(config, *args)
-                if args[-1] in ("sync", "calendars"):
-                    assert code == expect, (args, text)
-                texts.append(text)
-            for path in (folder / "state").rglob("*"):
-                if path.is_file():
-                    texts.append(path.read_bytes().decode("latin-1"))
-            for name in ("md5", "sha256"):
-                secrets.append(hashlib.new(
-                    name, f"{DIGEST_USER}:{proxy.realm}:{secret}".encode()).hexdigest())
-            secrets += forms(DIGEST_USER, secret)
-        assert proxy.authorizations and all(
-            a.startswith("Digest ") for a in proxy.authorizations)  # never Basic
-        for header in proxy.authorizations:
-            secrets += [header, header.split("response=", 1)[1].split(",", 1)[0].strip('"')]
-        scan(texts, secrets)
-    finally:
-        drop_calendar(cal)
