@@ -275,4 +275,3 @@ def test_a_password_in_a_private_config_works_with_a_warning(
     assert "the password is written in the config" in text
     assert sent_password(catcher) == secret
     scan([text], forms("alice", secret))
-
