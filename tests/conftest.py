@@ -193,30 +193,3 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
     monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
 
-
-# ============================================================ Digest authentication
-# A reverse proxy demanding HTTP Digest (RFC 7616) in front of a real server: Radicale and
-# Xandikos cannot do Digest themselves (see tests/digestproxy.py).
-from tests.digestproxy import DigestProxy  # noqa: E402
-
-DIGEST_USER, DIGEST_PASSWORD = "alice", "D1gest-Only-Pa55"
-
-
-@pytest.fixture
-def digest_proxy() -> Iterator[Callable[..., DigestProxy]]:
-    """A factory: digest_proxy(server, algorithms=..., qop=..., nonce_uses=...) → a started
-    DigestProxy in front of that server, accepting DIGEST_USER / DIGEST_PASSWORD (stopped
-    after the test). Towards Radicale it authenticates with the server's own Basic login."""
-    proxies: list[DigestProxy] = []
-
-    def make(server: Server, **options: object) -> DigestProxy:
-        upstream = (server.username, server.password) \
-            if server.username and server.password else None
-        proxy = DigestProxy(server.url, DIGEST_USER, DIGEST_PASSWORD,
-                            upstream_auth=upstream, **options).start()  # type: ignore[arg-type]
-        proxies.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in proxies:
-        proxy.stop()

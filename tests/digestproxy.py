@@ -25,11 +25,16 @@ import os
 import ssl
 import threading
 import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+
 from tests.faultproxy import HOST, FaultProxy, _Handler, _Server
+from tests.servers import Server
 
 HASHES = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
+DIGEST_USER, DIGEST_PASSWORD = "alice", "D1gest-Only-Pa55"
 
 
 def _h(algorithm: str, text: str) -> str:
@@ -186,3 +191,28 @@ class DigestProxy(FaultProxy):
             out["authorization"] = "Basic " + base64.b64encode(
                 f"{user}:{password}".encode()).decode()
         return super()._forward(method, path, out, body)
+
+
+def start_digest_proxy(server: Server, **options: Any) -> DigestProxy:
+    """A started DigestProxy in front of `server`, accepting DIGEST_USER / DIGEST_PASSWORD;
+    towards Radicale it logs in with the server's own Basic credentials."""
+    upstream = (server.username, server.password) \
+        if server.username and server.password else None
+    return DigestProxy(server.url, DIGEST_USER, DIGEST_PASSWORD, upstream_auth=upstream,
+                       **options).start()
+
+
+@pytest.fixture
+def digest_proxy() -> Iterator[Callable[..., DigestProxy]]:
+    """A factory: digest_proxy(server, algorithms=..., qop=..., nonce_uses=...) → a started
+    DigestProxy (see start_digest_proxy), stopped after the test. A test module uses it with
+    `from tests.digestproxy import digest_proxy`."""
+    proxies: list[DigestProxy] = []
+
+    def make(server: Server, **options: Any) -> DigestProxy:
+        proxies.append(start_digest_proxy(server, **options))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()

@@ -276,9 +276,10 @@ def make_harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
            "calendar": info.calendar_url}[url_form]
     if base == kind:
         return CaldavHarness(info, url)
-    from tests.conftest import DIGEST_PASSWORD, DIGEST_USER
+    from tests.digestproxy import DIGEST_PASSWORD, DIGEST_USER, start_digest_proxy
 
-    proxy = request.getfixturevalue("digest_proxy")(info.server)
+    proxy = start_digest_proxy(info.server)
+    request.addfinalizer(proxy.stop)
     made = CaldavHarness(info, proxy.url_for(url))
     made.target = dataclasses.replace(made.target, username=DIGEST_USER,
                                       password=DIGEST_PASSWORD)

@@ -22,8 +22,7 @@ from followsync.backends.digest import (
 )
 from followsync.cli import main
 from followsync.errors import TargetError
-from tests.conftest import DIGEST_PASSWORD, DIGEST_USER
-from tests.digestproxy import DigestProxy
+from tests.digestproxy import DIGEST_PASSWORD, DIGEST_USER, DigestProxy, digest_proxy
 from tests.servers import CalendarInfo, Server, drop_calendar, fresh_calendar
 
 # ------------------------------------------------------------------ RFC examples
@@ -163,6 +162,7 @@ def test_over_tls_basic_goes_first_until_the_server_asks_for_digest() -> None:
 
 
 # ------------------------------------------------------- through the proxy, real servers
+_ = digest_proxy  # the fixture, used by name
 NOW = "2026-11-12T10:00"
 PASSWORD_ENV = "FOLLOWSYNC_TEST_DIGEST_PASSWORD"
 

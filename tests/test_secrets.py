@@ -192,12 +192,12 @@ def test_no_digest_secret_in_any_output(request: pytest.FixtureRequest, tmp_path
     verbosity, with the right password and a wrong one."""
     import hashlib
 
-    from tests.conftest import DIGEST_PASSWORD, DIGEST_USER
+    from tests.digestproxy import DIGEST_PASSWORD, DIGEST_USER, start_digest_proxy
     from tests.servers import drop_calendar, fresh_calendar
 
     radicale_server = request.getfixturevalue("radicale_server")
-    proxy = request.getfixturevalue("digest_proxy")(radicale_server,
-                                                    algorithms=("SHA-256", "MD5"))
+    proxy = start_digest_proxy(radicale_server, algorithms=("SHA-256", "MD5"))
+    request.addfinalizer(proxy.stop)
     cal = fresh_calendar(radicale_server)
     try:
         texts: list[str] = []
