@@ -106,12 +106,6 @@ class Setup:
         return found
 
 
-def challenges(proxy: FaultProxy) -> int:
-    """401s seen: a new process sends no credentials until the server asks for them (how it
-    asks, Basic or Digest, decides what is sent), so its first request meets one 401."""
-    return sum(1 for seen in proxy.seen() if seen.status == 401)
-
-
 @pytest.fixture()
 def setup(tmp_path: Path, calendar: CalendarInfo, proxy: FaultProxy,
           monkeypatch: pytest.MonkeyPatch) -> Setup:
@@ -144,8 +138,8 @@ def test_first_sync_then_noop_costs_one_request(setup: Setup, capsys: Any) -> No
     code, out = setup.sync(capsys)
     assert code == 0, out
     assert "0 created, 0 updated, 0 deleted, 5 unchanged" in out
-    assert setup.proxy.count() - challenges(setup.proxy) == 1, setup.proxy.seen()
-    assert challenges(setup.proxy) <= 1, setup.proxy.seen()
+    assert setup.proxy.count() - setup.proxy.challenges() == 1, setup.proxy.seen()
+    assert setup.proxy.challenges() <= 1, setup.proxy.seen()
     assert setup.proxy.count("PUT") == 0
 
 
@@ -159,8 +153,8 @@ def test_one_changed_lead_is_one_put(setup: Setup, capsys: Any) -> None:
     assert code == 0, out
     assert "1 updated" in out
     assert setup.proxy.count("PUT") == 1
-    assert challenges(setup.proxy) <= 1, setup.proxy.seen()
-    assert setup.proxy.count() - setup.proxy.count("PUT") - challenges(setup.proxy) <= 2, \
+    assert setup.proxy.challenges() <= 1, setup.proxy.seen()
+    assert setup.proxy.count() - setup.proxy.count("PUT") - setup.proxy.challenges() <= 2, \
         setup.proxy.seen()
     after = setup.ours()
     assert after.keys() == before.keys()
@@ -391,8 +385,8 @@ def test_any_faults_then_a_clean_sync_converge(
         assert cal.get_raw("dentist.ics")[1] == foreign_before
         proxy.reset()
         code, out = setup.sync(capsys)
-        assert code == 0 and proxy.count() - challenges(proxy) == 1, (out, proxy.seen())
-        assert challenges(proxy) <= 1, proxy.seen()
+        assert code == 0 and proxy.count() - proxy.challenges() == 1, (out, proxy.seen())
+        assert proxy.challenges() <= 1, proxy.seen()
     finally:
         proxy.stop()
         drop_calendar(cal)
