@@ -204,9 +204,10 @@ def test_no_digest_secret_in_any_output(request: pytest.FixtureRequest, tmp_path
         secrets: list[str] = []
         for secret, expect in ((DIGEST_PASSWORD, 0), ("Wr0ng-D1gest-Pa55", 3)):
             folder = tmp_path / f"{expect}"
-            config = write(folder, caldav_target(proxy.url_for(cal.url), DIGEST_USER,
-                                                 f'    password: "{secret}"\n',
-                                                 calendar=cal.calendar_name))
+            config = write(folder, (  # written out: helper names differ between branches
+                f"  - name: phone\n    type: caldav\n    url: {proxy.url_for(cal.url)}\n"
+                f"    calendar: {cal.calendar_name}\n    username: {DIGEST_USER}\n"
+                f'    timeout: 5\n    password: "{secret}"\n'))
             for args in (["-vv", "sync"], ["sync"], ["-vv", "calendars"], ["-vv", "plan"]):
                 code, text = run(config, *args)
                 if args[-1] in ("sync", "calendars"):
