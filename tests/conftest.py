@@ -172,6 +172,7 @@ def project(tmp_path: Path) -> Project:
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
     monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
 

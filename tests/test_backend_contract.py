@@ -11,6 +11,7 @@ calendar per test.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import uuid
@@ -31,7 +32,8 @@ from followsync.model import Remote
 from followsync.render import normalise
 from tests.servers import CalendarInfo
 
-KINDS = ["memory", "ics", "radicale", "xandikos"]
+# radicale-digest: Radicale behind a proxy demanding HTTP Digest (tests/digestproxy.py)
+KINDS = ["memory", "ics", "radicale", "xandikos", "radicale-digest"]
 CRLF = "\r\n"
 
 
@@ -271,10 +273,20 @@ def make_harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
         return IcsHarness(tmp_path / "calendar.ics")
     pytest.importorskip("followsync.backends.caldav")
     maker = request.getfixturevalue("make_dav_calendar")
-    info: CalendarInfo = maker(kind, components)
+    base = kind.removesuffix("-digest")
+    info: CalendarInfo = maker(base, components)
     url = {"root": info.url, "principal": info.principal_url,
            "calendar": info.calendar_url}[url_form]
-    return CaldavHarness(info, url)
+    if base == kind:
+        return CaldavHarness(info, url)
+    from tests.digestproxy import DIGEST_PASSWORD, DIGEST_USER, start_digest_proxy
+
+    proxy = start_digest_proxy(info.server)
+    request.addfinalizer(proxy.stop)
+    made = CaldavHarness(info, proxy.url_for(url))
+    made.target = dataclasses.replace(made.target, username=DIGEST_USER,
+                                      password=DIGEST_PASSWORD)
+    return made
 
 
 @pytest.fixture(params=KINDS)

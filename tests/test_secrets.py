@@ -50,6 +50,7 @@ def catcher() -> Iterator[HostileServer]:
 
 
 def sent_password(server: HostileServer) -> str:
+    """The password sent with the one request (Basic goes with it to a loopback server)."""
     (request,) = server.seen()
     scheme, token = request.headers["authorization"].split(" ", 1)
     assert scheme == "Basic"
@@ -170,6 +171,49 @@ def test_no_secret_in_the_output_of_a_hostile_server_case(mode: str, tmp_path: P
         assert code == 3, text
         scan([text], forms("alice", secret))
         assert other.seen() == []
+
+
+def test_no_digest_secret_in_any_output(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Against a Digest server (Baïkal's default): neither the password, nor the HA1 (the
+    password's stand-in), nor any Authorization header sent shows in any output, at any
+    verbosity, with the right password and a wrong one."""
+    import hashlib
+
+    from tests.digestproxy import DIGEST_PASSWORD, DIGEST_USER, start_digest_proxy
+    from tests.servers import drop_calendar, fresh_calendar
+
+    radicale_server = request.getfixturevalue("radicale_server")
+    proxy = start_digest_proxy(radicale_server, algorithms=("SHA-256", "MD5"))
+    request.addfinalizer(proxy.stop)
+    cal = fresh_calendar(radicale_server)
+    try:
+        texts: list[str] = []
+        secrets: list[str] = []
+        for secret, expect in ((DIGEST_PASSWORD, 0), ("Wr0ng-D1gest-Pa55", 3)):
+            folder = tmp_path / f"{expect}"
+            config = write(folder, (  # written out: helper names differ between branches
+                f"  - name: phone\n    type: caldav\n    url: {proxy.url_for(cal.url)}\n"
+                f"    calendar: {cal.calendar_name}\n    username: {DIGEST_USER}\n"
+                f'    timeout: 5\n    password: "{secret}"\n'))
+            for args in (["-vv", "sync"], ["sync"], ["-vv", "calendars"], ["-vv", "plan"]):
+                code, text = run(config, *args)
+                if args[-1] in ("sync", "calendars"):
+                    assert code == expect, (args, text)
+                texts.append(text)
+            for path in (folder / "state").rglob("*"):
+                if path.is_file():
+                    texts.append(path.read_bytes().decode("latin-1"))
+            for name in ("md5", "sha256"):
+                secrets.append(hashlib.new(
+                    name, f"{DIGEST_USER}:{proxy.realm}:{secret}".encode()).hexdigest())
+            secrets += forms(DIGEST_USER, secret)
+        assert proxy.authorizations and all(
+            a.startswith("Digest ") for a in proxy.authorizations)  # never Basic
+        for header in proxy.authorizations:
+            secrets += [header, header.split("response=", 1)[1].split(",", 1)[0].strip('"')]
+        scan(texts, secrets)
+    finally:
+        drop_calendar(cal)
 
 
 # --------------------------------------------------------------------- files and modes
