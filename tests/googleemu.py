@@ -531,7 +531,7 @@ class _Handler(BaseHTTPRequestHandler):
     emu: GoogleEmu
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _dispatch(self) -> None:
