@@ -306,7 +306,7 @@ def sign_in(settings: GoogleSettings, *, open_browser: bool, say: Callable[[str]
     arrived = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # the query holds the code: never logged
 
         def do_GET(self) -> None:

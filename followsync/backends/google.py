@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -55,10 +55,11 @@ class ApiSession:
     once. Nothing is sent to another host and no redirect is followed."""
 
     def __init__(self, base_url: str, tokens: Tokens | None, *, timeout: float = 30.0,
-                 retries: int = 4, dav: DavSession | None = None) -> None:
+                 retries: int = 4, sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url
         self.tokens = tokens
-        self.dav = dav or DavSession(base_url, None, None, timeout=timeout, retries=retries)
+        self.dav = DavSession(base_url, None, None, timeout=timeout, retries=retries,
+                              sleep=sleep)
 
     @property
     def count(self) -> int:
@@ -489,7 +490,7 @@ def to_event(uid: str, text: str, zone: str = "UTC") -> tuple[dict[str, Any], bo
     comps = [c for c in cal.walk() if c.name in ("VEVENT", "VTODO")]
     if not comps or comps[0].name != "VEVENT":
         raise ComponentRefused("Google Calendar takes events only, not to-dos (VTODO)")
-    comp = comps[0]
+    comp: Any = comps[0]
     private: dict[str, str] = {"followsync_uid": uid}
     lead, rule = comp.get("X-FOLLOWSYNC-LEAD"), comp.get("X-FOLLOWSYNC-RULE")
     if lead is not None:
@@ -596,7 +597,6 @@ def _minutes_before(alarm: Any, start: date | datetime) -> int | None:
 def from_event(event: dict[str, Any]) -> str:
     """The iCalendar text of an event: what Google shows, plus what only followsync keeps."""
     from icalendar import vText
-    from icalendar.parser import foldline
 
     private = (event.get("extendedProperties") or {}).get("private") or {}
     uid = _owner_uid(event) or str(event.get("iCalUID") or event.get("id"))
@@ -625,16 +625,33 @@ def from_event(event: dict[str, Any]) -> str:
         lines += ["BEGIN:VALARM", f"ACTION:{action}",
                   "DESCRIPTION:" + vText(event.get("summary", "")).to_ical().decode(),
                   f"TRIGGER:{trigger}", "END:VALARM"]
-    out = "\r\n".join(foldline(line) for line in lines) + "\r\n"
+    out = "\r\n".join(_fold(line) for line in lines) + "\r\n"
     extra = _unchunk(private, "followsync_alarms")
     return out + extra.replace("\r\n", "\n").replace("\n", "\r\n") + \
         "END:VEVENT\r\nEND:VCALENDAR\r\n"
 
 
+def _fold(line: str) -> str:
+    """Fold at 75 octets without splitting a UTF-8 character."""
+    out: list[str] = []
+    current: list[str] = []
+    size = 0
+    for char in line:
+        width = len(char.encode())
+        if size + width > (75 if not out else 74):
+            out.append("".join(current))
+            current, size = [], 0
+        current.append(char)
+        size += width
+    out.append("".join(current))
+    return "\r\n ".join(out)
+
+
 def _duration(minutes: int) -> str:
     from icalendar import vDuration
 
-    return str(vDuration(timedelta(minutes=minutes)).to_ical().decode())
+    made: Any = vDuration(timedelta(minutes=minutes))
+    return str(made.to_ical().decode())
 
 
 def _stamp(updated: Any) -> str:
