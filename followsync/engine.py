@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
     from followsync import diff as d
+    from followsync.googleauth import GoogleSettings
     from followsync.leads import LeadBook, Touch
     from followsync.rules import LeadPlan, Memory
 
@@ -120,9 +121,23 @@ def open_backend(target: Target, config: Config, readonly: bool = False) -> Back
 
         assert target.path is not None
         return IcsFileBackend(target.path, label=target.name)
+    if target.type == "google":
+        from followsync.backends.google import GoogleBackend
+
+        return GoogleBackend(google_settings(target, config), readonly=readonly)
     from followsync.backends.caldav import CaldavBackend
 
     return CaldavBackend(target, readonly=readonly)
+
+
+def google_settings(target: Target, config: Config) -> GoogleSettings:
+    """What the google backend and `followsync auth` need from a `type: google` target."""
+    from followsync.googleauth import GoogleSettings
+
+    assert target.client_secret is not None and target.calendar is not None
+    return GoogleSettings(target.name, target.calendar, target.client_secret, config.state_dir,
+                          endpoint=target.endpoint, auth_port=target.auth_port,
+                          timeout=target.timeout, zone=str(config.timezone))
 
 
 def today_in(config: Config, now: datetime) -> date:
@@ -616,4 +631,4 @@ def _placed(backend: Backend, remote: Remote, zone: ZoneInfo) -> str:
         return ""
 
 
-TargetKind = Literal["ics", "caldav"]
+TargetKind = Literal["ics", "caldav", "google"]
