@@ -74,6 +74,8 @@ class GoogleEmu:
         self.calendars[self.primary] = Calendar(self.primary, self.primary, "Europe/Berlin",
                                                 primary=True)
         self.codes: dict[str, dict[str, str]] = {}
+        self.issued_codes: list[str] = []
+        self.issued_access: list[str] = []
         self.refresh_tokens: set[str] = set()
         self.access_tokens: dict[str, float] = {}  # token → expiry (epoch seconds)
         self.require_auth = True
@@ -117,8 +119,15 @@ class GoogleEmu:
         refresh, access = "1//r-" + secrets.token_urlsafe(24), "ya29.a-" + secrets.token_urlsafe(24)
         with self.lock:
             self.refresh_tokens.add(refresh)
+            self.issued_access.append(access)
             self.access_tokens[access] = time.time() + self.token_lifetime
         return refresh, access
+
+    def secrets(self) -> list[str]:
+        """Everything that must never show in followsync's output."""
+        with self.lock:
+            return [self.client_secret, *self.refresh_tokens, *self.issued_access,
+                    *self.issued_codes]
 
     def expire_access_tokens(self) -> None:
         with self.lock:
@@ -182,6 +191,7 @@ class GoogleEmu:
             return 400, {}, b"Error 400: unsupported_response_type"
         code = "4/0A-" + secrets.token_urlsafe(20)
         with self.lock:
+            self.issued_codes.append(code)
             self.codes[code] = {"redirect_uri": redirect,
                                 "challenge": query.get("code_challenge", ""),
                                 "method": query.get("code_challenge_method", "plain"),
@@ -223,6 +233,7 @@ class GoogleEmu:
                     return 400, {"error": "invalid_grant",
                                  "error_description": "Token has been expired or revoked."}
                 access = "ya29.a-" + secrets.token_urlsafe(24)
+                self.issued_access.append(access)
                 self.access_tokens[access] = time.time() + self.token_lifetime
                 return 200, {"access_token": access, "expires_in": self.token_lifetime,
                              "scope": "https://www.googleapis.com/auth/calendar",

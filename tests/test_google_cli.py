@@ -237,7 +237,7 @@ def test_faults_then_a_clean_sync_converge_without_duplicates(
              (e.get("extendedProperties") or {}).get("private", {})]
     uids = [e["extendedProperties"]["private"]["followsync_uid"] for e in owned]
     assert len(uids) == len(set(uids)) == 4, out
-    assert [e for e in live if e["id"] == foreign["id"]][0]["etag"] == foreign["etag"]
+    assert next(e for e in live if e["id"] == foreign["id"])["etag"] == foreign["etag"]
     emu.reset_log()
     code, out = run(config, "sync")
     assert code == 0, out
