@@ -278,8 +278,7 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
 @cli.command()
 @click.pass_obj
 def calendars(obj: Context) -> None:
-    """List the calendars each CalDAV or Google target's account can see, and which one it
-    uses."""
+    """List the calendars of each CalDAV or Google target's account, marking the one used."""
     config = obj.config()
     targets = [t for t in config.targets if t.type in ("caldav", "google")]
     if not targets:
@@ -340,11 +339,11 @@ def _google_calendars(obj: Context, config: Config, target: Target) -> bool:
 @cli.command()
 @click.argument("target_name", metavar="TARGET")
 @click.option("--no-browser", is_flag=True, help="Only print the sign-in URL (e.g. over SSH).")
-@click.option("--wait", default=300.0, hidden=True, type=float)
 @click.pass_obj
-def auth(obj: Context, target_name: str, no_browser: bool, wait: float) -> None:
-    """Sign in to a google target's account and keep the token (see README, "Google
-    Calendar")."""
+def auth(obj: Context, target_name: str, no_browser: bool) -> None:
+    """Sign in to a google target's account and keep its token.
+
+    See the README, section "Google Calendar"."""
     from followsync.engine import google_settings
     from followsync.googleauth import sign_in
 
@@ -355,7 +354,7 @@ def auth(obj: Context, target_name: str, no_browser: bool, wait: float) -> None:
         raise click.UsageError(f"no google target named {target_name!r} in {config.path}"
                                + (f" (google targets: {', '.join(names)})" if names else ""))
     where = sign_in(google_settings(target, config), open_browser=not no_browser,
-                    say=lambda text: click.echo(text, err=True), wait=wait)
+                    say=lambda text: click.echo(text, err=True))
     obj.say(f"{target.name}: signed in; the token is kept in {where}")
 
 
