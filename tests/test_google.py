@@ -273,3 +273,66 @@ def test_foreign_events_read_as_foreign_text(emu: GoogleEmu, tmp_path: Path) -> 
     assert "UID:abc@example.com" in text and "X-FOLLOWSYNC" not in text
     assert "DTSTART;VALUE=DATE:20310106" in text
     assert date(2031, 1, 6).isoformat() in json.dumps(event)
+
+
+def test_the_refresh_token_goes_to_a_working_keyring(emu: GoogleEmu, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a keyring backend that works, the refresh token is kept there and not in the
+    file; the file keeps only the short-lived access token. (A stand-in keyring module: the
+    real one would write to the desktop's keyring.)"""
+    import sys
+    import types
+
+    kept: dict[tuple[str, str], str] = {}
+
+    class Working:
+        priority = 5
+
+    fail = types.ModuleType("keyring.backends.fail")
+
+    class Fail:
+        priority = 0
+
+    fail.Keyring = Fail  # type: ignore[attr-defined]
+    backends = types.ModuleType("keyring.backends")
+    backends.fail = fail  # type: ignore[attr-defined]
+    ring = types.ModuleType("keyring")
+    ring.backends = backends  # type: ignore[attr-defined]
+    ring.get_keyring = Working  # type: ignore[attr-defined]
+    ring.set_password = lambda s, a, v: kept.__setitem__((s, a), v)  # type: ignore[attr-defined]
+    ring.get_password = lambda s, a: kept.get((s, a))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "keyring", ring)
+    monkeypatch.setitem(sys.modules, "keyring.backends", backends)
+    monkeypatch.setitem(sys.modules, "keyring.backends.fail", fail)
+    monkeypatch.delenv("FOLLOWSYNC_NO_KEYRING")
+    settings = settings_for(emu, tmp_path, signed_in=False)
+    refresh, _ = emu.issue_tokens()
+    store = TokenStore(settings, emu.client_id)
+    assert store.keep_refresh(refresh) == "the keyring"
+    assert list(kept.values()) == [refresh]
+    sync(settings, {}, None)
+    assert refresh not in store.path.read_text()
+    assert store.path.stat().st_mode & 0o777 == 0o600
+    ring.get_keyring = Fail  # type: ignore[attr-defined]  # no working backend: the file
+    assert store.keep_refresh(refresh) == str(store.path)
+    assert refresh in store.path.read_text()
+
+
+def test_a_calendar_deleted_in_google_is_made_again_and_filled_anew(emu: GoogleEmu,
+                                                                    tmp_path: Path) -> None:
+    settings = settings_for(emu, tmp_path)
+    uid = new_uid()
+    known, cursor = sync(settings, {}, None,
+                         lambda b, items: items.update({uid: b.create(uid, item(uid))}))
+    old = emu.calendar("Follow-ups").id
+    del emu.calendars[old]  # the user deleted the calendar in Google
+    b = backend(settings, readonly=True)
+    listing = b.listing(known, cursor)
+    assert listing.reset and "a sync creates it again" in listing.note
+    assert "Follow-ups" not in [c.summary for c in emu.calendars.values()]
+    b = backend(settings)
+    listing = b.listing(known, cursor)
+    assert listing.reset and listing.items == {} and "created it again" in listing.note
+    assert emu.calendar("Follow-ups").id != old
+    b.create(uid, item(uid))
+    b.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import logging
 import time
@@ -86,9 +87,7 @@ class ApiSession:
                 sent["Authorization"] = f"Bearer {self.tokens.access()}"
             try:
                 response = dav._once(method, where, data, sent)
-            except (OSError, Exception) as exc:
-                if isinstance(exc, TargetError):
-                    raise
+            except (OSError, http.client.HTTPException) as exc:
                 dav.close()
                 reason = _network_reason(exc)
                 if dav._may_retry(attempt, started):
