@@ -130,7 +130,7 @@ class TokenStore:
             return
         folder = self.path.parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as the state's
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)  # mode 0600
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:

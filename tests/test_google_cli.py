@@ -121,6 +121,7 @@ def test_auth_then_sync_then_a_no_op_of_one_request(emu: GoogleEmu, tmp_path: Pa
     assert "signed in" in out
     token_file = tmp_path / "state" / "google-work.json"
     assert token_file.stat().st_mode & 0o777 == 0o600
+    assert token_file.parent.stat().st_mode & 0o077 == 0  # the state folder made private
     code, out = run(config, "plan")
     assert code == 0, out
     assert [c.summary for c in emu.calendars.values()] == ["me@example.com"]  # plan: none made
