@@ -126,7 +126,10 @@ class TokenStore:
         return data
 
     def _write(self, data: dict[str, Any]) -> None:
-        if self.readonly:
+        # readonly (plan, and the no-op check before a sync): only the token file `auth`
+        # made is refreshed in place, nothing new is created — else every no-op sync after
+        # the first hour would ask for a new access token
+        if self.readonly and not self.path.exists():
             return
         folder = self.path.parent
         try:

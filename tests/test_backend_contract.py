@@ -821,7 +821,7 @@ def test_commit_makes_the_writes_durable(harness: Harness) -> None:
 
 def test_supports_says_what_the_calendar_takes(request: pytest.FixtureRequest,
                                               tmp_path: Path) -> None:
-    for kind in ("memory", "radicale", "xandikos"):
+    for kind in ("memory", "radicale", "xandikos", "google"):
         try:
             h = make_harness(kind, request, tmp_path, components=("VEVENT",))
         except pytest.skip.Exception:

@@ -243,3 +243,20 @@ def test_faults_then_a_clean_sync_converge_without_duplicates(
     code, out = run(config, "sync")
     assert code == 0, out
     assert len(emu.api_requests()) == 1, out  # converged: the next sync is a no-op
+
+
+def test_a_no_op_after_the_access_token_expired_refreshes_once(emu: GoogleEmu,
+                                                                tmp_path: Path) -> None:
+    """The no-op check opens the target read-only; the refreshed access token is still kept,
+    so the next no-op asks for none."""
+    config = project(tmp_path, emu)
+    assert sign_in(config, emu)[0] == 0
+    assert run(config, "sync")[0] == 0
+    assert run(config, "sync")[0] == 0
+    emu.expire_access_tokens()
+    emu.reset_log()
+    assert run(config, "sync")[0] == 0
+    assert [s.path for s in emu.requests if not s.api] == ["/token"]
+    emu.reset_log()
+    assert run(config, "sync")[0] == 0
+    assert len(emu.requests) == len(emu.api_requests()) == 1
