@@ -59,6 +59,7 @@ class Seen:
     query: dict[str, list[str]]
     api: bool
     headers: dict[str, str]
+    body: bytes = b""
 
 
 class GoogleEmu:
@@ -554,7 +555,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         api = parts.path.startswith(API + "/")
         with emu.lock:
-            emu.requests.append(Seen(self.command, parts.path, query, api, headers))
+            emu.requests.append(Seen(self.command, parts.path, query, api, headers, raw))
             fault = None
             if api:
                 emu.api_number += 1

@@ -14,6 +14,7 @@ import re
 import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,3 +224,109 @@ def test_installed_app_flow_signs_in_through_the_loopback(
     assert creds.refresh_token in emu.refresh_tokens
     auth = next(s for s in emu.requests if s.path == "/o/oauth2/auth")
     assert auth.query["code_challenge_method"] == ["S256"]  # the library uses PKCE
+
+
+# ------------------------------------------------------------- the target's requests
+def _schema_errors(value: Any, schema: dict[str, Any], schemas: dict[str, Any], where: str
+                   ) -> list[str]:
+    """Where `value` does not fit a discovery-document schema (unknown fields included:
+    Google would silently drop them)."""
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"]]
+    kind = schema.get("type")
+    if kind == "object":
+        if not isinstance(value, dict):
+            return [f"{where}: not an object"]
+        errors = []
+        known = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in known:
+                errors += _schema_errors(item, known[key], schemas, f"{where}.{key}")
+            elif extra is not None:
+                errors += _schema_errors(item, extra, schemas, f"{where}.{key}")
+            else:
+                errors.append(f"{where}.{key}: not in the schema")
+        return errors
+    if kind == "array":
+        if not isinstance(value, list):
+            return [f"{where}: not an array"]
+        return [e for n, item in enumerate(value)
+                for e in _schema_errors(item, schema["items"], schemas, f"{where}[{n}]")]
+    expected = {"string": str, "integer": int, "boolean": bool}.get(str(kind))
+    if expected is not None and not isinstance(value, expected):
+        return [f"{where}: not a {kind}"]
+    return []
+
+
+def test_every_request_the_target_sends_fits_the_discovery_document(
+        emu: GoogleEmu, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The target speaks plain HTTP, not through the client library: check each request it
+    made in a busy session (calendars listed and created, events listed in full and with a
+    token, created, read, found, updated, deleted) against the Calendar API's discovery
+    document that google-api-python-client ships — method and path, query parameters, and
+    every field of every body."""
+    import json
+    import os
+
+    import googleapiclient.discovery_cache as cache
+
+    from followsync.backends.google import GoogleBackend
+    from followsync.googleauth import GoogleSettings, TokenStore
+    from tests.test_backend_contract import item, rendered_item
+
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+    doc = json.loads((Path(cache.__file__).parent / "documents" /
+                      "calendar.v3.json").read_text())
+    client = tmp_path / "client.json"
+    client.write_text(json.dumps({"installed": {"client_id": emu.client_id,
+                                                "client_secret": emu.client_secret}}))
+    settings = GoogleSettings("t", "Follow-ups", client, tmp_path / "s", endpoint=emu.url)
+    TokenStore(settings, emu.client_id).keep_refresh(emu.issue_tokens()[0])
+    backend = GoogleBackend(settings)
+    backend.listing({}, None)
+    a = backend.create("uid-a", rendered_item("uid-a"))
+    b = backend.create("uid-b", item("uid-b"))
+    a = backend.update(a, rendered_item("uid-a", action="Call back"))
+    backend.delete(b)
+    backend.create("uid-b", item("uid-b"))  # the deleted id is taken: a generation suffix
+    assert backend.find("uid-a") == a and backend.find("nobody") is None
+    cursor = backend.commit()
+    backend.close()
+    backend = GoogleBackend(settings)
+    backend.listing({"uid-a": a}, cursor)
+    backend.get(a)
+    backend._fetch(a.href)
+    backend.close()
+
+    methods = {}
+    for resource in doc["resources"].values():
+        for method in resource.get("methods", {}).values():
+            methods[(method["httpMethod"], method["path"])] = method
+    prefix = "/" + doc["servicePath"]
+    seen = emu.api_requests()
+    used = set()
+    for request in seen:
+        path = request.path[len(prefix):]
+        match = None
+        for (verb, template), method in methods.items():
+            pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
+            if verb == request.method and re.match(pattern, path) and \
+                    (match is None or "{" not in template):
+                match = method
+        assert match is not None, (request.method, path)
+        used.add(match["id"])
+        params = match.get("parameters", {})
+        for name in request.query:
+            assert params.get(name, {}).get("location") == "query", (match["id"], name)
+        if request.body:
+            ref = match["request"]["$ref"]
+            errors = _schema_errors(json.loads(request.body), {"$ref": ref}, doc["schemas"],
+                                    ref)
+            assert not errors, (match["id"], errors)
+        if match["id"] in ("calendar.events.update", "calendar.events.delete"):
+            assert request.headers.get("if-match"), match["id"]
+    assert used >= {"calendar.calendarList.list", "calendar.calendars.insert",
+                    "calendar.events.list", "calendar.events.insert", "calendar.events.get",
+                    "calendar.events.update", "calendar.events.delete"}, used
+    assert os.environ["FOLLOWSYNC_NO_KEYRING"]
