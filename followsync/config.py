@@ -1,4 +1,4 @@
-"""The config file (SPEC §2) → a frozen Config with absolute paths and a real time zone."""
+"""The config file (README, "The config file") → a frozen Config with absolute paths and a real time zone."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import difflib
 import os
 import stat
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
+from followsync.model import Kind, TargetType
 from followsync.validation import DurationT, Invalid, Text, validate
 from followsync.yamlsrc import Source, load
 
@@ -30,8 +31,8 @@ class TargetModel(_Model):
     calendar."""
 
     name: Annotated[str, Field(pattern=TARGET_NAME)]
-    type: Literal["caldav", "ics", "google"]
-    as_: Literal["event", "todo"] | None = Field(default=None, alias="as")
+    type: TargetType
+    as_: Kind | None = Field(default=None, alias="as")
     path: Text | None = None
     url: Text | None = None
     calendar: Text | None = None
@@ -147,8 +148,8 @@ class Target:
     """A target with paths resolved; `key` tells its state apart from other configs' targets."""
 
     name: str
-    type: Literal["caldav", "ics", "google"]
-    kind: Literal["event", "todo"] | None
+    type: TargetType
+    kind: Kind | None
     path: Path | None = None
     url: str | None = None
     calendar: str | None = None
@@ -162,6 +163,9 @@ class Target:
     client_secret: Path | None = None
     auth_port: int | None = None
     endpoint: str | None = None
+    # a google target keeps its tokens in the state folder and makes calendars in this zone
+    state_dir: Path | None = None
+    zone: str = "UTC"
 
     @property
     def key(self) -> str:
@@ -194,6 +198,10 @@ class Config:
     @property
     def lead_named_at(self) -> dict[Path, tuple[str, int, int]]:
         return {path: (file, line, col) for path, file, line, col in self.lead_origins}
+
+    def today(self, now: datetime) -> date:
+        """The day `now` falls on in the config's time zone: the rules' "today"."""
+        return now.astimezone(self.timezone).date()
 
 
 def find_config(explicit: str | None) -> Path:
@@ -270,6 +278,8 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
             problems.append(Problem(str(path), line, col, f"{value} is listed twice in `leads:`",
                                     "remove one of them"))
         seen.add(at(value))
+    zone = ZoneInfo(model.timezone) if model.timezone else system_zone()
+    state_dir = at(model.state_dir) if model.state_dir else default_state_dir()
     targets = []
     for index, tm in enumerate(model.targets or [TargetModel(name="file", type="ics",
                                                               path="followups.ics")]):
@@ -309,7 +319,7 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
             verify=at(tm.verify).as_posix() if isinstance(tm.verify, str) else tm.verify,
             timeout=tm.timeout,
             client_secret=at(tm.client_secret) if tm.client_secret else None,
-            auth_port=tm.auth_port, endpoint=tm.endpoint,
+            auth_port=tm.auth_port, endpoint=tm.endpoint, state_dir=state_dir, zone=zone.key,
         ))
     if problems:
         raise ConfigError(problems)
@@ -317,8 +327,8 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
     return Config(
         path=path,
         lead_paths=tuple(at(p) for p in lead_list),
-        timezone=ZoneInfo(model.timezone) if model.timezone else system_zone(),
-        state_dir=at(model.state_dir) if model.state_dir else default_state_dir(),
+        timezone=zone,
+        state_dir=state_dir,
         targets=tuple(targets),
         interval=interval if interval > timedelta(0) else timedelta(minutes=15),
         watch=model.daemon.watch,

@@ -27,10 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from followsync.errors import TargetError
+
+if TYPE_CHECKING:
+    from followsync.config import Target
 
 log = logging.getLogger("followsync")
 SCOPE = "https://www.googleapis.com/auth/calendar"  # list and create calendars, write events
@@ -60,6 +63,17 @@ class GoogleSettings:
 
     def __repr__(self) -> str:
         return f"GoogleSettings(name={self.name!r})"
+
+
+def settings_for(target: Target) -> GoogleSettings:
+    """What the google backend and `followsync auth` need from a `type: google` target."""
+    from followsync.config import default_state_dir
+
+    assert target.client_secret is not None and target.calendar is not None
+    return GoogleSettings(target.name, target.calendar, target.client_secret,
+                          target.state_dir or default_state_dir(), endpoint=target.endpoint,
+                          auth_port=target.auth_port, timeout=target.timeout,
+                          zone=target.zone)
 
 
 @dataclass(frozen=True)

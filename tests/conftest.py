@@ -156,33 +156,15 @@ def xandikos_proxy(xandikos_server: Server) -> Iterator[FaultProxy]:
         yield proxy
 
 
-# ============================================================ lead-file → plan helpers
-# (test_rules.py, test_render.py, test_properties.py)
-from collections.abc import Mapping  # noqa: E402
-from datetime import date  # noqa: E402
-
-from followsync.leads import LoadedLead, Policy, parse_lead_file  # noqa: E402
-from followsync.rules import LeadPlan, Memory, plan, remember  # noqa: E402
+# ============================================================ a project (tests/project.py)
+from tests.project import Project, make_project  # noqa: E402
 
 
-def leads_text(yaml_text: str, file: str = "t.yaml") -> list[LoadedLead]:
-    """The leads of a lead file given as YAML text, with policies built as `load_leads` does."""
-    parsed, _source = parse_lead_file(file, yaml_text.encode())
-    base = Policy().apply(parsed.defaults)
-    return [LoadedLead(lead_id, lead, base.apply(lead), file)
-            for lead_id, lead in (parsed.leads or {}).items()]
-
-
-def plan_text(
-    yaml_text: str, today: date, memory: Mapping[str, Memory] | None = None
-) -> list[LeadPlan]:
-    """Plan a lead file given as YAML text; leads missing from `memory` are first seen today."""
-    loaded = leads_text(yaml_text)
-    known = dict(memory or {})
-    for item in loaded:
-        if item.id not in known:
-            known[item.id] = remember(None, item.lead, today)
-    return plan(loaded, today, known)
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A fresh folder with config.yaml (an .ics target, out.ics, Europe/Berlin, state in
+    ./state) and no lead file yet; see tests/project.py for writing and running it."""
+    return make_project(tmp_path.resolve() / "proj")
 
 
 # --- every test: no real user's config, state or clock leaks in ---------------------------
@@ -192,3 +174,51 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
     monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
+
+
+# ============================================================ a real Dovecot (mail tests)
+# One Dovecot per test session (tests/imapserver.py), a fresh empty mailbox per test.
+from tests.imapserver import Account, CountingProxy, Dovecot, DovecotMissing, start_dovecot  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """A running Dovecot on 127.0.0.1 (no TLS); skipped when dovecot is not installed."""
+    try:
+        server = start_dovecot()
+    except DovecotMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def imap_account(dovecot: Dovecot) -> Account:
+    """A fresh user with an empty mailbox (INBOX only) on the session's Dovecot."""
+    return dovecot.new_account()
+
+
+@pytest.fixture
+def imap_proxy(dovecot: Dovecot) -> Iterator[CountingProxy]:
+    """A TCP relay in front of the session's Dovecot that records the commands a client sends."""
+    proxy = CountingProxy(dovecot.host, dovecot.port).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_tls() -> Iterator[Dovecot]:
+    """A second Dovecot with a self-signed certificate (`.cafile`): implicit TLS on
+    `.tls_port`, STARTTLS on `.port`."""
+    try:
+        server = start_dovecot(tls=True)
+    except DovecotMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

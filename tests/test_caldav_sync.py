@@ -18,25 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from followsync.cli import main
+from tests.davproject import FOREIGN, NOW, PASSWORD_ENV, DavProject, lead_block
 from tests.faultproxy import Fault, FaultProxy, method_is, path_matches
 from tests.servers import CalendarInfo, Server, drop_calendar, fresh_calendar, start_server
-
-NOW = "2026-11-12T10:00"
-PASSWORD_ENV = "FOLLOWSYNC_TEST_DAV_PASSWORD"
-
-LEADS = """\
-version: 1
-defaults:
-  cadence: [2w, 1mo]
-  at: "09:30"
-leads:
-{leads}
-"""
-
-
-def lead_block(lead_id: str, day: int = 1, note: str = "sent a note") -> str:
-    return (f"  {lead_id}:\n    name: Person {lead_id}\n    org: Org {lead_id}\n"
-            f"    log:\n      - 2026-11-{day:02d} {note}\n")
 
 
 @pytest.fixture(scope="module", params=["radicale", "xandikos"])
@@ -64,91 +48,35 @@ def proxy(server: Server) -> Iterator[FaultProxy]:
         yield running
 
 
-class Setup:
-    """A config + lead file in tmp pointing at a calendar through the proxy."""
-
-    def __init__(self, tmp: Path, cal: CalendarInfo, proxy: FaultProxy, as_: str = "event",
-                 max_deletes: int = 20) -> None:
-        self.tmp, self.cal, self.proxy = tmp, cal, proxy
-        self.config = tmp / "config.yaml"
-        self.leads = tmp / "leads.yaml"
-        user = f"    username: {cal.username}\n    password_env: {PASSWORD_ENV}\n" \
-            if cal.username else ""
-        self.config.write_text(
-            "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-            f"safety: {{max_deletes: {max_deletes}}}\n"
-            "targets:\n  - name: phone\n    type: caldav\n"
-            f"    url: {proxy.url_for(cal.url)}\n    calendar: {cal.calendar_name}\n"
-            f"    as: {as_}\n{user}")
-        self.config.chmod(0o600)
-
-    def write_leads(self, *blocks: str) -> None:
-        self.leads.write_text(LEADS.format(leads="".join(blocks)))
-
-    def sync(self, capsys: pytest.CaptureFixture[str], *options: str, now: str = NOW
-             ) -> tuple[int, str]:
-        code = main(["--config", str(self.config), "--now", now, "sync", *options])
-        out = capsys.readouterr()
-        return code, out.out + out.err
-
-    def ours(self) -> dict[str, bytes]:
-        """UID → item text of every item carrying followsync's mark, straight from the server."""
-        found: dict[str, bytes] = {}
-        for href in self.cal.hrefs():
-            status, body, _ = self.cal.get_raw(href)
-            assert status == 200
-            if b"X-FOLLOWSYNC-LEAD" in body:
-                uid = re.search(rb"^UID:(.*?)\r?$", body, re.M)
-                assert uid, body
-                key = uid.group(1).decode()
-                assert key not in found, f"duplicate UID {key}"
-                found[key] = body
-        return found
-
-
 @pytest.fixture()
 def setup(tmp_path: Path, calendar: CalendarInfo, proxy: FaultProxy,
-          monkeypatch: pytest.MonkeyPatch) -> Setup:
+          monkeypatch: pytest.MonkeyPatch) -> DavProject:
     if calendar.password:
         monkeypatch.setenv(PASSWORD_ENV, calendar.password)
-    return Setup(tmp_path, calendar, proxy)
+    return DavProject(tmp_path, calendar, proxy)
 
 
-FOREIGN = """BEGIN:VCALENDAR\r
-VERSION:2.0\r
-PRODID:-//Someone else//EN\r
-BEGIN:VEVENT\r
-UID:dentist-appointment-1\r
-DTSTAMP:20261101T120000Z\r
-DTSTART:20261203T140000Z\r
-DTEND:20261203T150000Z\r
-SUMMARY:Dentist\r
-END:VEVENT\r
-END:VCALENDAR\r
-"""
-
-
-def test_first_sync_then_noop_costs_one_request(setup: Setup, capsys: Any) -> None:
-    setup.write_leads(*(lead_block(f"lead-{i}") for i in range(5)))
-    code, out = setup.sync(capsys)
+def test_first_sync_then_noop_costs_one_request(setup: DavProject, capsys: Any) -> None:
+    setup.write_leads_of(*(lead_block(f"lead-{i}") for i in range(5)))
+    code, out = setup.sync()
     assert code == 0, out
     assert "5 created" in out
     assert len(setup.ours()) == 5
     setup.proxy.reset()
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert code == 0, out
     assert "0 created, 0 updated, 0 deleted, 5 unchanged" in out
     assert setup.proxy.count() == 1, setup.proxy.seen()
     assert setup.proxy.count("PUT") == 0
 
 
-def test_one_changed_lead_is_one_put(setup: Setup, capsys: Any) -> None:
-    setup.write_leads(*(lead_block(f"lead-{i}") for i in range(4)))
-    assert setup.sync(capsys)[0] == 0
+def test_one_changed_lead_is_one_put(setup: DavProject, capsys: Any) -> None:
+    setup.write_leads_of(*(lead_block(f"lead-{i}") for i in range(4)))
+    assert setup.sync()[0] == 0
     before = setup.ours()
-    setup.write_leads(*(lead_block(f"lead-{i}", day=10 if i == 2 else 1) for i in range(4)))
+    setup.write_leads_of(*(lead_block(f"lead-{i}", day=10 if i == 2 else 1) for i in range(4)))
     setup.proxy.reset()
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert code == 0, out
     assert "1 updated" in out
     assert setup.proxy.count("PUT") == 1
@@ -161,27 +89,27 @@ def test_one_changed_lead_is_one_put(setup: Setup, capsys: Any) -> None:
     assert b"DTSTART;TZID=Europe/Berlin:20261210T093000" in after[changed[0]]
 
 
-def test_lost_state_is_rebuilt_without_rewriting(setup: Setup, capsys: Any) -> None:
-    setup.write_leads(*(lead_block(f"lead-{i}") for i in range(3)))
-    assert setup.sync(capsys)[0] == 0
+def test_lost_state_is_rebuilt_without_rewriting(setup: DavProject, capsys: Any) -> None:
+    setup.write_leads_of(*(lead_block(f"lead-{i}") for i in range(3)))
+    assert setup.sync()[0] == 0
     before = setup.ours()
     shutil.rmtree(setup.tmp / "state")
     setup.proxy.reset()
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert code == 0, out
     assert "0 created, 0 updated, 0 deleted, 3 unchanged" in out
     assert setup.proxy.count("PUT") == 0 and setup.proxy.count("DELETE") == 0
     assert setup.ours() == before
 
 
-def test_foreign_items_are_never_touched(setup: Setup, capsys: Any) -> None:
+def test_foreign_items_are_never_touched(setup: DavProject, capsys: Any) -> None:
     status, _ = setup.cal.put_raw("dentist.ics", FOREIGN)
     assert status in (201, 204)
     _, foreign_before, etag_before = setup.cal.get_raw("dentist.ics")
-    setup.write_leads(lead_block("a"), lead_block("b"))
-    assert setup.sync(capsys)[0] == 0
-    setup.write_leads(lead_block("a", day=5))
-    code, out = setup.sync(capsys)
+    setup.write_leads_of(lead_block("a"), lead_block("b"))
+    assert setup.sync()[0] == 0
+    setup.write_leads_of(lead_block("a", day=5))
+    code, out = setup.sync()
     assert code == 0, out
     assert "1 deleted" in out
     status, foreign_after, etag_after = setup.cal.get_raw("dentist.ics")
@@ -190,22 +118,22 @@ def test_foreign_items_are_never_touched(setup: Setup, capsys: Any) -> None:
     assert set(setup.ours()) == {"followsync-a-cadence-phone"}
 
 
-def test_calendar_edit_is_kept_until_the_lead_changes(setup: Setup, capsys: Any) -> None:
-    setup.write_leads(lead_block("a"))
-    assert setup.sync(capsys)[0] == 0
+def test_calendar_edit_is_kept_until_the_lead_changes(setup: DavProject, capsys: Any) -> None:
+    setup.write_leads_of(lead_block("a"))
+    assert setup.sync()[0] == 0
     (href,) = [h for h in setup.cal.hrefs()]
     _, body, etag = setup.cal.get_raw(href)
     moved = body.replace(b"T093000", b"T160000")
     status, _ = setup.cal.put_raw(href, moved, {"If-Match": etag or ""})
     assert status in (200, 201, 204)
     setup.proxy.reset()
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert code == 0, out
     assert "1 calendar edit kept" in out
     assert setup.proxy.count("PUT") == 0
     assert b"T160000" in setup.ours()["followsync-a-cadence-phone"]
-    setup.write_leads(lead_block("a", day=12))  # the lead file changes that follow-up
-    code, out = setup.sync(capsys)
+    setup.write_leads_of(lead_block("a", day=12))  # the lead file changes that follow-up
+    code, out = setup.sync()
     assert code == 0, out
     assert "1 updated" in out
     assert b"DTSTART;TZID=Europe/Berlin:20261212T093000" in setup.ours()[
@@ -213,53 +141,53 @@ def test_calendar_edit_is_kept_until_the_lead_changes(setup: Setup, capsys: Any)
 
 
 def test_deleted_in_calendar_is_not_recreated_until_the_lead_changes(
-        setup: Setup, capsys: Any) -> None:
-    setup.write_leads(lead_block("a"))
-    assert setup.sync(capsys)[0] == 0
+        setup: DavProject, capsys: Any) -> None:
+    setup.write_leads_of(lead_block("a"))
+    assert setup.sync()[0] == 0
     (href,) = [h for h in setup.cal.hrefs()]
     assert setup.cal.delete_raw(href) in (200, 204)
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert code == 0, out
     assert setup.ours() == {}
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert setup.ours() == {}
-    setup.write_leads(lead_block("a", note="asked again"))
-    code, out = setup.sync(capsys)
+    setup.write_leads_of(lead_block("a", note="asked again"))
+    code, out = setup.sync()
     assert code == 0 and "1 created" in out, out
     assert set(setup.ours()) == {"followsync-a-cadence-phone"}
 
 
-def test_a_412_on_update_never_clobbers(setup: Setup, capsys: Any) -> None:
-    setup.write_leads(lead_block("a"))
-    assert setup.sync(capsys)[0] == 0
+def test_a_412_on_update_never_clobbers(setup: DavProject, capsys: Any) -> None:
+    setup.write_leads_of(lead_block("a"))
+    assert setup.sync()[0] == 0
     before = setup.ours()
-    setup.write_leads(lead_block("a", day=9))
+    setup.write_leads_of(lead_block("a", day=9))
     setup.proxy.faults = [Fault(action="status", status=412, match=method_is("PUT"), times=None)]
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert code == 0, out
     assert "changed meanwhile" in out
     assert setup.ours() == before
     setup.proxy.faults = []
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert code == 0 and "1 updated" in out, out
 
 
-def test_server_errors_are_retried(setup: Setup, capsys: Any) -> None:
-    setup.write_leads(lead_block("a"), lead_block("b"))
+def test_server_errors_are_retried(setup: DavProject, capsys: Any) -> None:
+    setup.write_leads_of(lead_block("a"), lead_block("b"))
     setup.proxy.faults = [
         Fault(action="status", status=503, headers={"Retry-After": "0"}, match=method_is("PUT")),
         Fault(action="drop", match=method_is("PUT"), skip=1),
         Fault(action="status", status=500, match=method_is("REPORT", "PROPFIND")),
     ]
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert code == 0, out
     assert len(setup.ours()) == 2
 
 
-def test_unreachable_server_fails_the_target_with_exit_3(setup: Setup, capsys: Any) -> None:
-    setup.write_leads(lead_block("a"))
+def test_unreachable_server_fails_the_target_with_exit_3(setup: DavProject, capsys: Any) -> None:
+    setup.write_leads_of(lead_block("a"))
     setup.proxy.faults = [Fault(action="drop", times=None)]
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert code == 3
     assert "phone: FAILED" not in out or "unreachable" in out
     assert re.search(r"unreachable|dropped", out), out
@@ -273,9 +201,9 @@ def test_todo_falls_back_to_events_when_the_calendar_takes_none(
     try:
         if cal.password:
             monkeypatch.setenv(PASSWORD_ENV, cal.password)
-        setup = Setup(tmp_path, cal, proxy, as_="todo")
-        setup.write_leads(lead_block("a"))
-        code, out = setup.sync(capsys)
+        setup = DavProject(tmp_path, cal, proxy, as_="todo")
+        setup.write_leads_of(lead_block("a"))
+        code, out = setup.sync()
         assert code == 0, out
         assert "to-dos" in out
         (body,) = setup.ours().values()
@@ -284,28 +212,28 @@ def test_todo_falls_back_to_events_when_the_calendar_takes_none(
         drop_calendar(cal)
 
 
-def test_mass_delete_stops_and_force_goes_on(setup: Setup, capsys: Any) -> None:
+def test_mass_delete_stops_and_force_goes_on(setup: DavProject, capsys: Any) -> None:
     setup.config.write_text(setup.config.read_text().replace("max_deletes: 20", "max_deletes: 1"))
-    setup.write_leads(*(lead_block(f"lead-{i}") for i in range(3)))
-    assert setup.sync(capsys)[0] == 0
-    setup.write_leads(lead_block("lead-0"))
+    setup.write_leads_of(*(lead_block(f"lead-{i}") for i in range(3)))
+    assert setup.sync()[0] == 0
+    setup.write_leads_of(lead_block("lead-0"))
     setup.proxy.reset()
-    code, out = setup.sync(capsys)
+    code, out = setup.sync()
     assert code == 4, out
     assert "--force" in out
     assert setup.proxy.count("DELETE") == 0 and len(setup.ours()) == 3
-    code, out = setup.sync(capsys, "--force")
+    code, out = setup.sync("--force")
     assert code == 0, out
     assert set(setup.ours()) == {"followsync-lead-0-cadence-phone"}
 
 
 def test_wrong_password_is_one_clear_line_without_the_secret(
-        server: Server, setup: Setup, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        server: Server, setup: DavProject, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     if server.kind != "radicale":
         pytest.skip("xandikos runs without authentication here")
     secret = "wr0ng-Pa55word-xyz"
     monkeypatch.setenv(PASSWORD_ENV, secret)
-    setup.write_leads(lead_block("a"))
+    setup.write_leads_of(lead_block("a"))
     for args in (["sync"], ["plan"], ["calendars"], ["-v", "sync"]):
         code = main(["--config", str(setup.config), "--now", NOW, *args])
         out = capsys.readouterr()
@@ -317,11 +245,11 @@ def test_wrong_password_is_one_clear_line_without_the_secret(
 
 
 def test_the_password_never_appears_in_any_output(
-        server: Server, setup: Setup, capsys: Any, caplog: Any) -> None:
+        server: Server, setup: DavProject, capsys: Any, caplog: Any) -> None:
     if server.kind != "radicale":
         pytest.skip("xandikos runs without authentication here")
     secret = os.environ[PASSWORD_ENV]
-    setup.write_leads(lead_block("a"), lead_block("b"))
+    setup.write_leads_of(lead_block("a"), lead_block("b"))
     texts = []
     for args in (["-vv", "sync"], ["-v", "plan"], ["-v", "calendars"], ["-v", "sync"],
                  ["validate"], ["agenda", "--json"]):
@@ -355,22 +283,22 @@ def test_any_faults_then_a_clean_sync_converge(
     try:
         if cal.password:
             monkeypatch.setenv(PASSWORD_ENV, cal.password)
-        setup = Setup(tmp_path_factory.mktemp("conv"), cal, proxy)
+        setup = DavProject(tmp_path_factory.mktemp("conv"), cal, proxy)
         status, _ = cal.put_raw("dentist.ics", FOREIGN)
         assert status in (201, 204)
         _, foreign_before, _ = cal.get_raw("dentist.ics")
-        setup.write_leads(*(lead_block(f"lead-{i}") for i in range(5)))
-        assert setup.sync(capsys)[0] == 0
+        setup.write_leads_of(*(lead_block(f"lead-{i}") for i in range(5)))
+        assert setup.sync()[0] == 0
         # the lead file changes: some leads go, some move; faults hit the sync that follows
         wanted = sorted(keep)
-        setup.write_leads(*(lead_block(f"lead-{i}", day=9 if i in moved else 1) for i in wanted),
+        setup.write_leads_of(*(lead_block(f"lead-{i}", day=9 if i in moved else 1) for i in wanted),
                           lead_block("newcomer"))
         proxy.faults = [_fault(kind, k) for kind, k in faults]
-        code, out = setup.sync(capsys)
+        code, out = setup.sync()
         assert code in (0, 3), out
         assert "Traceback" not in out
         proxy.faults = []
-        code, out = setup.sync(capsys)
+        code, out = setup.sync()
         assert code == 0, out
         ours = setup.ours()  # asserts no duplicate UID
         assert set(ours) == {f"followsync-lead-{i}-cadence-phone" for i in wanted} | {
@@ -381,7 +309,7 @@ def test_any_faults_then_a_clean_sync_converge(
                 f"followsync-lead-{i}-cadence-phone"]
         assert cal.get_raw("dentist.ics")[1] == foreign_before
         proxy.reset()
-        code, out = setup.sync(capsys)
+        code, out = setup.sync()
         assert code == 0 and proxy.count() == 1, (out, proxy.seen())
     finally:
         proxy.stop()

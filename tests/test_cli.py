@@ -1,4 +1,4 @@
-"""The command line, called in-process (SPEC §4): output, exit codes, what is written."""
+"""The command line, called in-process (README, "Commands"): output, exit codes, what is written."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -18,6 +19,7 @@ from followsync.cli import cli, main
 from followsync.errors import ConfigError
 from followsync.leads import parse_lead_file
 from followsync.yamlsrc import load
+from tests.project import Project
 
 NOW = "2026-12-01T08:00"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "job-search.yaml"
@@ -48,46 +50,26 @@ SUMMARY = re.compile(r"^(\S+): (\d+) created, (\d+) updated, (\d+) deleted, (\d+
                      r" \(\d+\.\d\d s\)$")
 
 
-class Project:
-    """A config, a lead file and an .ics target in a temporary folder."""
+@dataclass
+class Proj(Project):
+    """The shared project with this file's leads, an .ics target, and a summary reader."""
 
-    def __init__(self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.dir = folder
-        self.capsys = capsys
-        self.config = folder / "config.yaml"
-        self.leads = folder / "leads.yaml"
-        self.ics = folder / "out.ics"
-        self.state = folder / "state"
-        self.write_config()
-        self.leads.write_text(LEADS)
-
-    def write_config(self, extra: str = "", targets: str = "") -> None:
-        targets = targets or "  - {name: file, type: ics, path: out.ics}\n"
-        self.config.write_text("leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-                               f"targets:\n{targets}{textwrap.dedent(extra)}")
-
-    def run(self, *args: str, now: str | None = NOW) -> tuple[int, str, str]:
-        argv = ["--config", str(self.config)] + (["--now", now] if now else []) + list(args)
-        code = main(argv)
-        out, err = self.capsys.readouterr()
-        return code, out, err
+    capsys: pytest.CaptureFixture[str] | None = None
 
     def sync(self, *args: str, now: str = NOW) -> list[tuple[str, int, int, int, int]]:
         code, out, err = self.run("sync", *args, now=now)
         assert (code, err) == (0, ""), err
         return summaries(out)
 
-    def edit(self, old: str, new: str) -> None:
-        text = self.leads.read_text()
-        assert old in text
-        self.leads.write_text(text.replace(old, new, 1))
-
     def items(self) -> dict[str, icalendar.cal.Component]:
         cal = icalendar.Calendar.from_ical(self.ics.read_bytes())
         return {str(c["UID"]): c for c in cal.walk() if c.name in ("VEVENT", "VTODO")}
 
-    def snapshot(self) -> tuple[bytes, int]:
-        return self.ics.read_bytes(), self.ics.stat().st_mtime_ns
+    @property
+    def out(self) -> pytest.CaptureFixture[str]:
+        """What a direct `main([...])` call printed (the capsys of the test)."""
+        assert self.capsys is not None
+        return self.capsys
 
 
 def summaries(out: str) -> list[tuple[str, int, int, int, int]]:
@@ -101,10 +83,11 @@ def summaries(out: str) -> list[tuple[str, int, int, int, int]]:
 
 
 @pytest.fixture
-def proj(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Project:
-    folder = tmp_path.resolve() / "proj"
-    folder.mkdir()
-    return Project(folder, capsys)
+def proj(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Proj:
+    made = Proj(tmp_path.resolve() / "proj", NOW, capsys)
+    made.write_config()
+    made.write_leads(LEADS)
+    return made
 
 
 # --- init ----------------------------------------------------------------------------------
@@ -215,7 +198,7 @@ def test_init_into_another_folder_says_to_pass_config(
 
 # --- validate and plan ---------------------------------------------------------------------
 
-def test_validate_ok_and_failing(proj: Project) -> None:
+def test_validate_ok_and_failing(proj: Proj) -> None:
     assert proj.run("validate") == (0, f"ok: {proj.config} and 3 leads in {proj.leads}\n", "")
     proj.edit("    org: Frost Inc\n", "    org: Frost Inc\n    orgg: x\n")
     assert proj.run("validate") == (1, "", f"{proj.leads}:19:5: unknown key 'orgg'\n"
@@ -223,7 +206,7 @@ def test_validate_ok_and_failing(proj: Project) -> None:
     assert not proj.state.exists()
 
 
-def test_plan_shows_creates_with_reasons_and_writes_nothing(proj: Project) -> None:
+def test_plan_shows_creates_with_reasons_and_writes_nothing(proj: Proj) -> None:
     code, out, err = proj.run("plan")
     assert (code, err) == (0, "")
     assert out.splitlines() == [
@@ -240,7 +223,7 @@ def test_plan_shows_creates_with_reasons_and_writes_nothing(proj: Project) -> No
     assert sorted(p.name for p in proj.dir.iterdir()) == ["config.yaml", "leads.yaml"]
 
 
-def test_plan_after_a_sync_shows_updates_and_deletes(proj: Project) -> None:
+def test_plan_after_a_sync_shows_updates_and_deletes(proj: Proj) -> None:
     proj.sync()
     before = proj.snapshot()
     proj.edit("  sam-beta:\n    name: Sam Beta\n", "  sam-beta:\n    name: Sam Beta\n"
@@ -262,7 +245,7 @@ def test_plan_after_a_sync_shows_updates_and_deletes(proj: Project) -> None:
 
 # --- sync ----------------------------------------------------------------------------------
 
-def test_sync_writes_the_file_and_a_second_sync_changes_nothing(proj: Project) -> None:
+def test_sync_writes_the_file_and_a_second_sync_changes_nothing(proj: Proj) -> None:
     assert proj.sync() == [("file", 3, 0, 0, 0)]
     items = proj.items()
     assert sorted(items) == ["followsync-dana-acme-cadence-file",
@@ -277,7 +260,7 @@ def test_sync_writes_the_file_and_a_second_sync_changes_nothing(proj: Project) -
     assert proj.snapshot() == before
 
 
-def test_one_summary_line_per_target(proj: Project) -> None:
+def test_one_summary_line_per_target(proj: Proj) -> None:
     proj.write_config(targets="  - {name: file, type: ics, path: out.ics}\n"
                               "  - {name: phone, type: ics, path: phone.ics, as: todo}\n")
     assert proj.sync() == [("file", 3, 0, 0, 0), ("phone", 3, 0, 0, 0)]
@@ -292,7 +275,7 @@ def test_one_summary_line_per_target(proj: Project) -> None:
     assert err.splitlines()[-1] == f"Error: no target named 'nope' in {proj.config}"
 
 
-def test_changing_one_lead_updates_exactly_one_item_and_keeps_its_uid(proj: Project) -> None:
+def test_changing_one_lead_updates_exactly_one_item_and_keeps_its_uid(proj: Proj) -> None:
     proj.sync()
     before = proj.items()
     proj.edit("    last_contact: 2026-11-20\n", "    last_contact: 2026-11-20\n    log:\n"
@@ -307,7 +290,7 @@ def test_changing_one_lead_updates_exactly_one_item_and_keeps_its_uid(proj: Proj
         assert after[uid].to_ical() == before[uid].to_ical()
 
 
-def test_a_new_day_moves_only_the_rolled_overdue_item(proj: Project) -> None:
+def test_a_new_day_moves_only_the_rolled_overdue_item(proj: Proj) -> None:
     proj.sync()
     assert proj.sync(now="2026-12-02T08:00") == [("file", 0, 1, 0, 2)]
     dana = proj.items()["followsync-dana-acme-cadence-file"]
@@ -315,7 +298,7 @@ def test_a_new_day_moves_only_the_rolled_overdue_item(proj: Project) -> None:
     assert str(dana["SUMMARY"]) == "Dana Whitfield: follow up (5 days overdue)"
 
 
-def test_removing_a_lead_deletes_its_items(proj: Project) -> None:
+def test_removing_a_lead_deletes_its_items(proj: Proj) -> None:
     proj.sync()
     text = proj.leads.read_text()
     proj.leads.write_text(text[: text.index("  sam-beta:")] + text[text.index("  cold-one:"):])
@@ -323,8 +306,8 @@ def test_removing_a_lead_deletes_its_items(proj: Project) -> None:
     assert sorted(proj.items()) == ["followsync-dana-acme-cadence-file"]
 
 
-def test_safety_max_deletes_stops_then_force_goes_on(proj: Project) -> None:
-    proj.write_config("safety: {max_deletes: 1}\n")
+def test_safety_max_deletes_stops_then_force_goes_on(proj: Proj) -> None:
+    proj.write_config(extra="safety: {max_deletes: 1}\n")
     proj.sync()
     before = proj.snapshot()
     text = proj.leads.read_text()
@@ -343,7 +326,7 @@ def test_safety_max_deletes_stops_then_force_goes_on(proj: Project) -> None:
     assert sorted(proj.items()) == ["followsync-dana-acme-cadence-file"]
 
 
-def test_a_lead_file_with_no_leads_never_deletes(proj: Project) -> None:
+def test_a_lead_file_with_no_leads_never_deletes(proj: Proj) -> None:
     proj.sync()
     before = proj.snapshot()
     for empty in ("version: 1\nleads: {}\n", "version: 1\nleads:\n"):
@@ -355,14 +338,14 @@ def test_a_lead_file_with_no_leads_never_deletes(proj: Project) -> None:
         assert proj.snapshot() == before
 
 
-def test_a_state_dir_that_is_a_file_is_reported_not_a_crash(proj: Project) -> None:
+def test_a_state_dir_that_is_a_file_is_reported_not_a_crash(proj: Proj) -> None:
     (proj.dir / "state").write_text("not a folder\n")
     assert proj.run("sync") == (1, "", f"followsync: cannot use the state folder {proj.state}: "
                                        "it is a file\n  hint: check `state_dir:` in the config\n")
     assert not proj.ics.exists()
 
 
-def test_a_damaged_state_database_is_reported_not_a_crash(proj: Project) -> None:
+def test_a_damaged_state_database_is_reported_not_a_crash(proj: Proj) -> None:
     proj.state.mkdir()
     (proj.state / "state.sqlite").write_bytes(b"garbage, not SQLite" * 100)
     expected = (f"followsync: the state database {proj.state / 'state.sqlite'} is damaged "
@@ -373,7 +356,7 @@ def test_a_damaged_state_database_is_reported_not_a_crash(proj: Project) -> None
     assert not proj.ics.exists()
 
 
-def test_the_state_is_rebuilt_from_the_calendar(proj: Project) -> None:
+def test_the_state_is_rebuilt_from_the_calendar(proj: Proj) -> None:
     """With the state gone, items already in the file are adopted, not duplicated."""
     proj.sync()
     before = proj.snapshot()
@@ -383,7 +366,7 @@ def test_the_state_is_rebuilt_from_the_calendar(proj: Project) -> None:
     assert proj.snapshot()[0] == before[0]
 
 
-def test_after_a_lost_state_plan_and_sync_count_the_same_items(proj: Project) -> None:
+def test_after_a_lost_state_plan_and_sync_count_the_same_items(proj: Proj) -> None:
     """`plan` counts what it lists (the found items are to check); `sync` then finds them
     unchanged: both count with one function (diff.tally)."""
     proj.sync()
@@ -398,7 +381,7 @@ def test_after_a_lost_state_plan_and_sync_count_the_same_items(proj: Project) ->
 
 
 def test_sync_summary_is_singular_and_plural_right() -> None:
-    from followsync.engine import TargetReport
+    from followsync.sync import TargetReport
 
     one = TargetReport("phone", created=1, unchanged=1, kept=1, conflicts=1)
     assert one.summary() == ("phone: 1 created, 0 updated, 0 deleted, 1 unchanged, 1 calendar "
@@ -410,7 +393,7 @@ def test_sync_summary_is_singular_and_plural_right() -> None:
 
 # --- agenda --------------------------------------------------------------------------------
 
-def test_agenda_text(proj: Project) -> None:
+def test_agenda_text(proj: Proj) -> None:
     code, out, err = proj.run("agenda")
     assert (code, err) == (0, "")
     assert out == textwrap.dedent("""\
@@ -427,7 +410,7 @@ def test_agenda_text(proj: Project) -> None:
     assert not proj.state.exists()
 
 
-def test_agenda_json(proj: Project) -> None:
+def test_agenda_json(proj: Proj) -> None:
     code, out, err = proj.run("agenda", "--json")
     assert (code, err) == (0, "")
     data = json.loads(out)
@@ -451,7 +434,7 @@ def test_agenda_json(proj: Project) -> None:
                              "unanswered": 2, "last_touch": "2026-10-08"}]
 
 
-def test_agenda_shows_an_item_where_it_was_moved_in_the_calendar(proj: Project) -> None:
+def test_agenda_shows_an_item_where_it_was_moved_in_the_calendar(proj: Proj) -> None:
     assert proj.sync() == [("file", 3, 0, 0, 0)]
     # the user drags Dana's overdue follow-up to next Tuesday 10:30 in the calendar app
     text = proj.ics.read_text()
@@ -489,7 +472,7 @@ def test_agenda_shows_an_item_where_it_was_moved_in_the_calendar(proj: Project) 
 
 
 def test_agenda_shortens_names_between_words_and_closes_the_parenthesis(
-    proj: Project,
+    proj: Proj,
 ) -> None:
     proj.edit("org: Acme Corp", "org: Acme Corporation of Northern Ireland")
     proj.edit("name: Cole Dunn", "name: Cole Dunn-Fairweather-Montgomery-Smythe the Third")
@@ -502,7 +485,7 @@ def test_agenda_shortens_names_between_words_and_closes_the_parenthesis(
                          "2026-10-08")
 
 
-def test_now_with_an_offset_is_read_in_the_configured_zone(proj: Project) -> None:
+def test_now_with_an_offset_is_read_in_the_configured_zone(proj: Proj) -> None:
     code, out, _ = proj.run("agenda", "--json", now="2026-12-01T23:30:00+00:00")
     assert code == 0
     assert json.loads(out)["today"] == "2026-12-02"  # 00:30 in Berlin
@@ -510,7 +493,7 @@ def test_now_with_an_offset_is_read_in_the_configured_zone(proj: Project) -> Non
 
 # --- schema --------------------------------------------------------------------------------
 
-def test_schema_is_json_and_accepts_the_example(proj: Project) -> None:
+def test_schema_is_json_and_accepts_the_example(proj: Proj) -> None:
     code, out, err = proj.run("schema")
     assert (code, err) == (0, "")
     schema = json.loads(out)
@@ -532,7 +515,7 @@ def test_schema_is_json_and_accepts_the_example(proj: Project) -> None:
     ("days: []", False), ("on_status: {offer: {after: 1h, do: x}}", False),
     ("on_status: {offer: {after: 0m, do: x}}", True),
 ])
-def test_schema_follows_the_lead_file(proj: Project, settings: str, valid: bool) -> None:
+def test_schema_follows_the_lead_file(proj: Proj, settings: str, valid: bool) -> None:
     """The schema editors use accepts what followsync accepts, and refuses what it refuses."""
     jsonschema = pytest.importorskip("jsonschema")
     _code, out, _ = proj.run("schema")
@@ -551,11 +534,11 @@ def test_schema_follows_the_lead_file(proj: Project, settings: str, valid: bool)
 
 # --- global options ------------------------------------------------------------------------
 
-def test_global_options_after_the_command_name(proj: Project) -> None:
+def test_global_options_after_the_command_name(proj: Proj) -> None:
     """`followsync plan -v`, as the README writes it: every command takes them after its name."""
     def run(*argv: str) -> tuple[int, str, str]:
         code = main(list(argv))
-        return (code, *proj.capsys.readouterr())
+        return (code, *proj.out.readouterr())
 
     config = str(proj.config)
     code, out, err = run("validate", "--config", config)
@@ -593,7 +576,7 @@ def test_global_options_after_the_command_name(proj: Project) -> None:
             assert option in out, (name, option)
 
 
-def test_invalid_now_is_a_usage_error(proj: Project) -> None:
+def test_invalid_now_is_a_usage_error(proj: Proj) -> None:
     code, out, err = proj.run("plan", now="garbage")
     assert (code, out) == (2, "")
     assert err.splitlines()[-1] == ("Error: --now 'garbage' is not an ISO date or date-time "
@@ -601,37 +584,37 @@ def test_invalid_now_is_a_usage_error(proj: Project) -> None:
     assert not proj.state.exists()
 
 
-def test_quiet_prints_nothing_on_success(proj: Project) -> None:
+def test_quiet_prints_nothing_on_success(proj: Proj) -> None:
     code = main(["--config", str(proj.config), "--now", NOW, "--quiet", "sync"])
     assert code == 0
-    assert proj.capsys.readouterr() == ("", "")
+    assert proj.out.readouterr() == ("", "")
     assert proj.ics.exists()
     code = main(["-q", "--config", str(proj.config), "--now", NOW, "validate"])
-    assert (code, *proj.capsys.readouterr()) == (0, "", "")
+    assert (code, *proj.out.readouterr()) == (0, "", "")
 
 
-def test_quiet_still_prints_errors(proj: Project) -> None:
+def test_quiet_still_prints_errors(proj: Proj) -> None:
     proj.edit("    org: Acme Corp\n", "    org: Acme Corp\n    orgg: x\n")
     code = main(["-q", "--config", str(proj.config), "--now", NOW, "sync"])
-    out, err = proj.capsys.readouterr()
+    out, err = proj.out.readouterr()
     assert (code, out) == (1, "")
     assert err.startswith(f"{proj.leads}:10:5: unknown key 'orgg'")
 
 
 def test_environment_gives_now_and_config(
-    proj: Project, monkeypatch: pytest.MonkeyPatch
+    proj: Proj, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FOLLOWSYNC_CONFIG", str(proj.config))
     monkeypatch.setenv("FOLLOWSYNC_NOW", "2026-12-05T10:00")
     assert main(["agenda", "--json"]) == 0
-    out, err = proj.capsys.readouterr()
+    out, err = proj.out.readouterr()
     assert err == ""
     data = json.loads(out)
     assert data["today"] == "2026-12-05"
     assert data["overdue"][0]["overdue_days"] == 8
     # --now wins over $FOLLOWSYNC_NOW
     assert main(["--now", "2026-12-03", "agenda", "--json"]) == 0
-    assert json.loads(proj.capsys.readouterr().out)["today"] == "2026-12-03"
+    assert json.loads(proj.out.readouterr().out)["today"] == "2026-12-03"
     monkeypatch.setenv("FOLLOWSYNC_NOW", "not a date")
     assert main(["agenda"]) == 2
 

@@ -22,20 +22,20 @@ from pathlib import Path
 import pytest
 
 from followsync.cli import main
-from followsync.state import Lock
+from followsync.locks import Lock
 from tests.forkrunner import ROOT, Child, ForkRunner
-from tests.servers import Server, drop_calendar, fresh_calendar
-from tests.test_crash import (
-    ICS_CONFIG,
+from tests.killing import (
     PASSWORD_ENV,
     Dav,
     KillProxy,
-    _told,
-    _wait_reached,
-    _zombie,
     assert_holds,
-    leads_text,
+    noted_leads,
+    told,
+    wait_reached,
+    zombie,
 )
+from tests.project import Project, make_project
+from tests.servers import Server, drop_calendar, fresh_calendar
 
 NOW = "2026-11-12T10:00"
 
@@ -47,23 +47,22 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkRunner]:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    (tmp_path / "config.yaml").write_text(ICS_CONFIG)
-    (tmp_path / "leads.yaml").write_text(leads_text([("a", "2026-11-01"), ("b", "2026-11-02")]))
-    return tmp_path
+def project(tmp_path: Path) -> Project:
+    """Two leads syncing to out.ics."""
+    return make_project(tmp_path, noted_leads([("a", "2026-11-01"), ("b", "2026-11-02")]), NOW)
 
 
-def argv(project: Path, *command: str, now: str = NOW) -> list[str]:
-    return ["--config", str(project / "config.yaml"), "--now", now, *(command or ("sync",))]
+def argv(project: Project, *command: str, now: str = NOW) -> list[str]:
+    return project.argv(*(command or ("sync",)), now=now)
 
 
-def holding(runner: ForkRunner, project: Path, seconds: float) -> Child:
+def holding(runner: ForkRunner, project: Project, seconds: float) -> Child:
     """A sync process that holds the state lock for `seconds` after writing the .ics file."""
     marker = project / f"held-{time.monotonic_ns()}"
     child = runner.start(argv(project), pause_after_replace=seconds, marker=marker)
     deadline = time.monotonic() + 20
-    while not _told(marker):
-        assert time.monotonic() < deadline and not _zombie(child.pid), child.output()
+    while not told(marker):
+        assert time.monotonic() < deadline and not zombie(child.pid), child.output()
         time.sleep(0.005)
     return child
 
@@ -79,9 +78,9 @@ def short_wait(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
 
 
 def test_a_sync_that_cannot_get_the_lock_names_the_holder_and_writes_nothing(
-        runner: ForkRunner, project: Path, capsys: pytest.CaptureFixture[str],
+        runner: ForkRunner, project: Project, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    (project / "leads.yaml").write_text(leads_text([("a", "2026-11-03")]))
+    (project / "leads.yaml").write_text(noted_leads([("a", "2026-11-03")]))
     other = holding(runner, project, 30.0)
     written = (project / "out.ics").read_bytes()
     short_wait(monkeypatch, 0.5)
@@ -101,7 +100,7 @@ def test_a_sync_that_cannot_get_the_lock_names_the_holder_and_writes_nothing(
 
 
 def test_a_sync_waits_briefly_for_the_lock_then_goes_on(
-        runner: ForkRunner, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        runner: ForkRunner, project: Project, capsys: pytest.CaptureFixture[str]) -> None:
     other = holding(runner, project, 1.5)
     started = time.monotonic()
     code = main(argv(project))
@@ -114,7 +113,7 @@ def test_a_sync_waits_briefly_for_the_lock_then_goes_on(
 
 
 def test_done_does_not_wait_for_a_running_sync(
-        runner: ForkRunner, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        runner: ForkRunner, project: Project, capsys: pytest.CaptureFixture[str]) -> None:
     other = holding(runner, project, 30.0)
     started = time.monotonic()
     code = main(argv(project, "done", "a", "--by", "them", "--note", "replied"))
@@ -150,7 +149,7 @@ print(json.dumps([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in ch
 """
 
 
-def test_many_done_at_once_all_land(project: Path) -> None:
+def test_many_done_at_once_all_land(project: Project) -> None:
     """Eight `followsync done` processes on one lead file at the same instant: each one
     that says it logged its entry did (before the fix, about half were silently lost)."""
     count = 8
@@ -178,10 +177,10 @@ def test_two_syncs_against_a_server_never_write_at_the_same_time(
     try:
         with KillProxy(server.url) as proxy:
             dav = Dav(tmp_path, server, proxy, url=cal.calendar_url)
-            dav.leads.write_text(leads_text([("a", "2026-11-01"), ("b", "2026-11-02")]))
+            dav.leads.write_text(noted_leads([("a", "2026-11-01"), ("b", "2026-11-02")]))
             proxy.arm(2, "before")  # request 1 lists the calendar, 2 is the first PUT
-            first = runner.start(dav.argv(), env=dav.env)
-            assert _wait_reached(proxy, first), first.output()
+            first = runner.start(dav.sync_argv(), env=dav.env)
+            assert wait_reached(proxy, first), first.output()
             seen_while_held: list[int] = []
 
             def go_on() -> None:
@@ -191,7 +190,7 @@ def test_two_syncs_against_a_server_never_write_at_the_same_time(
             timer = threading.Timer(1.5, go_on)
             timer.start()
             started = time.monotonic()
-            code, out = dav.sync(capsys)
+            code, out = dav.sync()
             took = time.monotonic() - started
             timer.join()
             assert runner.wait(first).code == 0, first.output()
@@ -205,7 +204,7 @@ def test_two_syncs_against_a_server_never_write_at_the_same_time(
         drop_calendar(cal)
 
 
-def test_the_lock_file_is_private(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_lock_file_is_private(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv(project)) == 0
     lock = project / "state" / "lock"
     assert lock.stat().st_mode & 0o777 == 0o600

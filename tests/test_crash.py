@@ -20,34 +20,34 @@ import random
 import re
 import shutil
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from followsync.cli import main
 from followsync.state import State
-from tests.faultproxy import FaultProxy
-from tests.forkrunner import Child, ForkRunner
+from tests.forkrunner import ForkRunner
+from tests.killing import (
+    NOW,
+    PASSWORD_ENV,
+    Dav,
+    KillProxy,
+    assert_holds,
+    noted_leads,
+    told,
+    wait_reached,
+    zombie,
+)
+from tests.project import config_text
 from tests.servers import CalendarInfo, Server, drop_calendar, fresh_calendar
 
-PASSWORD_ENV = "FOLLOWSYNC_CRASH_PW"
-NOW = "2026-11-12T10:00"
 FOREIGN = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Someone else//EN\r\nBEGIN:VEVENT\r\n"
            "UID:dentist-1\r\nDTSTAMP:20261101T120000Z\r\nDTSTART:20261203T140000Z\r\n"
            "DTEND:20261203T150000Z\r\nSUMMARY:Dentist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
 KILL_POINTS: dict[str, int] = {}  # scenario → kill points exercised (for the report)
-
-
-def leads_text(leads: list[tuple[str, str]]) -> str:
-    """Leads as (id, date of the last note I sent); cadence 2w, reminders at 09:30."""
-    body = "".join(f"  {lead}:\n    name: Person {lead}\n    org: Org {lead}\n"
-                   f"    log:\n      - {day} sent a note\n" for lead, day in leads)
-    return f'version: 1\ndefaults:\n  cadence: [2w, 1mo]\n  at: "09:30"\nleads:\n{body}'
 
 
 @pytest.fixture(scope="module")
@@ -57,69 +57,6 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkRunner]:
 
 
 # =========================================================================== CalDAV
-class KillProxy(FaultProxy):
-    """Holds request number `kill_at` of the current run (numbering restarts at `arm`)
-    before forwarding it, or after the server applied it, until `release`."""
-
-    def __init__(self, upstream: str) -> None:
-        super().__init__(upstream)
-        self.kill_at: int | None = None
-        self.when = "before"
-        self.reached = threading.Event()
-        self.gate = threading.Event()
-        self._mine = threading.local()
-
-    def start(self) -> KillProxy:
-        super().start()
-        assert self._server is not None
-        # the answer to a held request goes to a killed client: that is expected, not news
-        self._server.handle_error = lambda request, address: None  # type: ignore[method-assign]
-        return self
-
-    def arm(self, k: int | None, when: str = "before") -> None:
-        self.reset()
-        self.kill_at, self.when = k, when
-        self.reached.clear()
-        self.gate.clear()
-
-    def release(self) -> None:
-        self.kill_at = None
-        self.gate.set()
-
-    def _admit(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
-        request = super()._admit(method, path, headers, body)
-        self._mine.number = request.number
-        return request
-
-    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes
-                 ) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        hit = self.kill_at is not None and getattr(self._mine, "number", None) == self.kill_at
-        if hit and self.when == "before":
-            self.reached.set()
-            self.gate.wait(60)
-            raise OSError("held, then dropped: the client was killed")  # never forwarded
-        answer = super()._forward(method, path, headers, body)
-        if hit:  # the server has applied it; the client will never hear back
-            self.reached.set()
-            self.gate.wait(60)
-        return answer
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return True
-
-
-def _wait_reached(proxy: KillProxy, child: Child, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proxy.reached.wait(0.01):
-            return True
-        if _zombie(child.pid):  # the run ended before request k
-            return proxy.reached.is_set()
-    return False
 
 
 def state_is_sound(folder: Path) -> None:
@@ -133,63 +70,6 @@ def state_is_sound(folder: Path) -> None:
     finally:
         db.close()
     State(folder).close()
-
-
-class Dav:
-    """A config and lead file syncing to one calendar through a kill proxy: by the calendar's
-    URL, or by its display name (discovery, and MKCALENDAR when it is missing)."""
-
-    def __init__(self, tmp: Path, server: Server, proxy: KillProxy, *, url: str = "",
-                 name: str = "") -> None:
-        self.tmp, self.server, self.proxy = tmp, server, proxy
-        self.config = tmp / "config.yaml"
-        self.leads = tmp / "leads.yaml"
-        where = f"    url: {proxy.url_for(url)}\n" if url else \
-            f"    url: {proxy.url}\n    calendar: {name}\n"
-        self.config.write_text(
-            "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-            f"targets:\n  - name: phone\n    type: caldav\n{where}"
-            f"    username: {server.username}\n    password_env: {PASSWORD_ENV}\n")
-        self.config.chmod(0o600)
-        self.env = {PASSWORD_ENV: server.password or ""}
-
-    def argv(self, now: str = NOW) -> list[str]:
-        return ["--config", str(self.config), "--now", now, "sync"]
-
-    def sync(self, capsys: pytest.CaptureFixture[str], now: str = NOW) -> tuple[int, str]:
-        code = main(self.argv(now))
-        out = capsys.readouterr()
-        return code, out.out + out.err
-
-
-def ours(cal: CalendarInfo) -> tuple[dict[str, bytes], int]:
-    """UID → body of every item with followsync's mark (asserting each UID once), and the
-    number of items in the calendar."""
-    found: dict[str, bytes] = {}
-    hrefs = cal.hrefs()
-    for href in hrefs:
-        status, body, _ = cal.get_raw(href)
-        assert status == 200
-        if b"X-FOLLOWSYNC-LEAD" in body:
-            uid = re.search(rb"^UID:(.*?)\r?$", body, re.M)
-            assert uid is not None
-            key = uid.group(1).decode()
-            assert key not in found, f"duplicate UID {key}"
-            found[key] = body
-    return found, len(hrefs)
-
-
-def assert_holds(cal: CalendarInfo, expected: dict[str, str], foreign: bytes | None,
-                 where: object = None) -> None:
-    """Exactly the expected items (lead → local start), plus the foreign one untouched."""
-    found, total = ours(cal)
-    assert set(found) == {f"followsync-{lead}-cadence-phone" for lead in expected}, where
-    for lead, start in expected.items():
-        assert f"DTSTART;TZID=Europe/Berlin:{start}".encode() in \
-            found[f"followsync-{lead}-cadence-phone"], (lead, start, where)
-    assert total == len(expected) + (foreign is not None), where
-    if foreign is not None:
-        assert cal.get_raw("dentist.ics")[1] == foreign, where
 
 
 def calendars(server: Server) -> dict[str, str]:
@@ -234,21 +114,21 @@ def run_kill_points(scenario: Scenario, name: str) -> int:
     return len(points)
 
 
-def killed_then_synced(runner: ForkRunner, dav: Dav, k: int, when: str, now: str,
-                       capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def killed_then_synced(runner: ForkRunner, dav: Dav, k: int, when: str, now: str
+                       ) -> tuple[int, str]:
     """Run the sync as a process, SIGKILL it while the proxy holds request k, check the
     state database, then sync normally (in-process): its exit code and output."""
-    child = runner.start(dav.argv(now), env=dav.env)
-    assert _wait_reached(dav.proxy, child), (k, when, child.output())
+    child = runner.start(dav.sync_argv(now), env=dav.env)
+    assert wait_reached(dav.proxy, child), (k, when, child.output())
     assert runner.kill(child).killed, (k, when)
     dav.proxy.release()
     state_is_sound(dav.tmp / "state")
-    return dav.sync(capsys, now)
+    return dav.sync(now)
 
 
 def test_kill_anywhere_in_a_sync_with_creates_updates_and_deletes(
         radicale_server: Server, runner: ForkRunner, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """4 leads synced; then 2 move (updates), 2 go (deletes), 2 come (creates), beside a
     foreign event. The sync of that change is killed at each of its requests."""
     server = radicale_server
@@ -268,21 +148,21 @@ def test_kill_anywhere_in_a_sync_with_creates_updates_and_deletes(
                 dav = Dav(folder, server, proxy, url=cal.calendar_url)
                 assert cal.put_raw("dentist.ics", FOREIGN)[0] in (201, 204)
                 foreign = cal.get_raw("dentist.ics")[1]
-                dav.leads.write_text(leads_text(before))
-                assert dav.sync(capsys)[0] == 0
-                dav.leads.write_text(leads_text(after))
+                dav.leads.write_text(noted_leads(before))
+                assert dav.sync()[0] == 0
+                dav.leads.write_text(noted_leads(after))
                 proxy.arm(k, when)
                 if k is None:
-                    code, out = dav.sync(capsys)
+                    code, out = dav.sync()
                     assert code == 0, out
                     assert_holds(cal, expected, foreign)
                     return [seen.method for seen in proxy.seen()]
-                code, out = killed_then_synced(runner, dav, k, when, NOW, capsys)
+                code, out = killed_then_synced(runner, dav, k, when, NOW)
                 assert code == 0, (k, when, out)
                 assert_holds(cal, expected, foreign, (k, when))
                 state_is_sound(folder / "state")
                 proxy.arm(None)
-                code, out = dav.sync(capsys)
+                code, out = dav.sync()
                 assert (code, proxy.count()) == (0, 1), (k, when, out, proxy.seen())
                 assert "0 created, 0 updated, 0 deleted, 4 unchanged (" in out, (k, when, out)
                 return []
@@ -295,7 +175,7 @@ def test_kill_anywhere_in_a_sync_with_creates_updates_and_deletes(
 
 def test_kill_anywhere_in_a_first_sync_that_creates_the_calendar(
         radicale_server: Server, runner: ForkRunner, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The very first sync: discovery, MKCALENDAR of a calendar that does not exist yet,
     then the uploads. Afterwards there is ONE new calendar, of that name, with the items."""
     server = radicale_server
@@ -311,21 +191,21 @@ def test_kill_anywhere_in_a_first_sync_that_creates_the_calendar(
         with KillProxy(server.url) as proxy:
             try:
                 dav = Dav(folder, server, proxy, name=name)
-                dav.leads.write_text(leads_text(leads))
+                dav.leads.write_text(noted_leads(leads))
                 proxy.arm(k, when)
                 if k is None:
-                    code, out = dav.sync(capsys)
+                    code, out = dav.sync()
                     assert code == 0, out
                     sequence = [seen.method for seen in proxy.seen()]
                 else:
-                    code, out = killed_then_synced(runner, dav, k, when, NOW, capsys)
+                    code, out = killed_then_synced(runner, dav, k, when, NOW)
                     assert code == 0, (k, when, out)
                 made = {path: shown for path, shown in calendars(server).items()
                         if path not in existing}
                 assert list(made.values()) == [name], (k, when, made)  # one, and named
                 assert_holds(calendar_at(server, next(iter(made))), expected, None, (k, when))
                 proxy.arm(None)
-                code, out = dav.sync(capsys)
+                code, out = dav.sync()
                 assert (code, proxy.count()) == (0, 1), (k, when, out, proxy.seen())
                 return sequence if k is None else []
             finally:
@@ -338,7 +218,7 @@ def test_kill_anywhere_in_a_first_sync_that_creates_the_calendar(
 
 def test_kill_anywhere_in_a_daily_roll_then_the_next_days_still_roll(
         radicale_server: Server, runner: ForkRunner, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Overdue items move to today every day. The day-2 sync (two updates whose only cause
     is the date) is killed; day 2 converges, and on day 3 both items still move: a write
     that landed unrecorded must not be mistaken for the user editing the item."""
@@ -357,17 +237,17 @@ def test_kill_anywhere_in_a_daily_roll_then_the_next_days_still_roll(
         with KillProxy(server.url) as proxy:
             try:
                 dav = Dav(folder, server, proxy, url=cal.calendar_url)
-                dav.leads.write_text(leads_text(leads))
-                assert dav.sync(capsys, now=day1)[0] == 0
+                dav.leads.write_text(noted_leads(leads))
+                assert dav.sync(now=day1)[0] == 0
                 assert_holds(cal, on("20261112"), None)
                 proxy.arm(k, when)
                 if k is None:
-                    assert dav.sync(capsys, now=day2)[0] == 0
+                    assert dav.sync(now=day2)[0] == 0
                     return [seen.method for seen in proxy.seen()]
-                code, out = killed_then_synced(runner, dav, k, when, day2, capsys)
+                code, out = killed_then_synced(runner, dav, k, when, day2)
                 assert code == 0 and "kept" not in out, (k, when, out)
                 assert_holds(cal, on("20261113"), None, (k, when))
-                code, out = dav.sync(capsys, now=day3)
+                code, out = dav.sync(now=day3)
                 assert code == 0 and "2 updated" in out, (k, when, out)
                 assert_holds(cal, on("20261114"), None, (k, when))
                 return []
@@ -379,8 +259,7 @@ def test_kill_anywhere_in_a_daily_roll_then_the_next_days_still_roll(
 
 
 # ============================================================================ .ics file
-ICS_CONFIG = ("leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-              "targets:\n  - {name: file, type: ics, path: out.ics}\n")
+ICS_CONFIG = config_text()
 FOREIGN_ICS_EVENT = ("BEGIN:VEVENT\r\nUID:dentist-1\r\nDTSTAMP:20261101T120000Z\r\n"
                      "DTSTART:20261203T140000Z\r\nSUMMARY:Dentist\r\nEND:VEVENT\r\n")
 
@@ -409,24 +288,15 @@ def _killed_runs(runner: ForkRunner, folder: Path, argv: list[str], target: Path
             time.sleep(rng.uniform(0, full))
         else:
             deadline = time.monotonic() + 20
-            while not _told(marker) and not _zombie(child.pid) and time.monotonic() < deadline:
+            while not told(marker) and not zombie(child.pid) and time.monotonic() < deadline:
                 time.sleep(0.001)
-            size = int(_told(marker) or 0)
+            size = int(told(marker) or 0)
             time.sleep(rng.uniform(0, size / 1024 * 0.001))  # inside the slowed write
             during += 1
         runner.kill(child)
         killed += child.killed
         results.append(target.read_bytes() if target.exists() else b"")
     return results, during, killed
-
-
-def _told(marker: Path) -> str:
-    """The first complete line the child wrote to `marker`, or ''."""
-    try:
-        text = marker.read_text()
-    except FileNotFoundError:
-        return ""
-    return text.split("\n", 1)[0].split()[0] if "\n" in text else ""
 
 
 def _timed_run(runner: ForkRunner, folder: Path, argv: list[str], reset: Callable[[], None]
@@ -451,7 +321,7 @@ def test_an_ics_file_killed_during_its_write_is_the_old_or_the_new_one(
     old_set = [(f"old{i}", "2026-11-01") for i in range(30)]
     new_set = [(f"old{i}", "2026-11-05") for i in range(0, 30, 2)] + \
         [(f"new{i}", "2026-11-02") for i in range(30)]
-    leads.write_text(leads_text(old_set))
+    leads.write_text(noted_leads(old_set))
     argv = ["--config", str(folder / "config.yaml"), "--now", NOW, "sync"]
     assert main(argv) == 0
     text = ics.read_bytes().replace(b"END:VCALENDAR\r\n",
@@ -461,7 +331,7 @@ def test_an_ics_file_killed_during_its_write_is_the_old_or_the_new_one(
     old_bytes = ics.read_bytes()
     snapshot = folder / "snapshot"
     shutil.copytree(folder / "state", snapshot)
-    leads.write_text(leads_text(new_set))
+    leads.write_text(noted_leads(new_set))
     capsys.readouterr()
 
     def reset() -> None:
@@ -518,7 +388,7 @@ def test_an_ics_sync_killed_after_the_rename_converges_on_the_next_days(
     the items it wrote are ours, not edits by the user, so the next day they still roll."""
     folder = tmp_path
     (folder / "config.yaml").write_text(ICS_CONFIG)
-    (folder / "leads.yaml").write_text(leads_text([("a", "2026-10-01"), ("b", "2026-10-02")]))
+    (folder / "leads.yaml").write_text(noted_leads([("a", "2026-10-01"), ("b", "2026-10-02")]))
     ics = folder / "out.ics"
 
     def argv(now: str) -> list[str]:
@@ -529,8 +399,8 @@ def test_an_ics_sync_killed_after_the_rename_converges_on_the_next_days(
     marker = folder / "renamed"
     child = runner.start(argv("2026-11-13T10:00"), pause_after_replace=30.0, marker=marker)
     deadline = time.monotonic() + 20
-    while not _told(marker):
-        assert time.monotonic() < deadline and not _zombie(child.pid), child.output()
+    while not told(marker):
+        assert time.monotonic() < deadline and not zombie(child.pid), child.output()
         time.sleep(0.005)
     assert ics.read_bytes().count(b"DTSTART;TZID=Europe/Berlin:20261113T093000") == 2
     assert runner.kill(child).killed
@@ -552,7 +422,7 @@ def test_done_killed_during_its_write_leaves_the_old_or_the_new_lead_file(
     (folder / "config.yaml").write_text(ICS_CONFIG)
     leads = folder / "leads.yaml"
     # a big lead file, so the slowed write takes a while
-    text = "# my leads\n" + leads_text([(f"lead{i}", "2026-11-01") for i in range(60)])
+    text = "# my leads\n" + noted_leads([(f"lead{i}", "2026-11-01") for i in range(60)])
     leads.write_text(text)
     old_bytes = leads.read_bytes()
     argv = ["--config", str(folder / "config.yaml"), "--now", NOW, "done", "lead7",

@@ -1,4 +1,4 @@
-"""`followsync done LEAD [--on DATE] [--by me|them|both] [--note TEXT]` (SPEC §4, issue 5).
+"""`followsync done LEAD [--on DATE] [--by me|them|both] [--note TEXT]` (README, "Commands"; issue 5).
 
 It logs a touch in the lead file and changes nothing else: every test byte-compares the file
 outside the new entry (the new file minus the inserted text is the old file, exactly), reads
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 import followsync.leadedit
-from followsync.cli import main
 from followsync.errors import FollowsyncError
 from followsync.leadedit import log_touch
 from followsync.leads import LeadFile, Touch, parse_lead_file
+from tests.project import Project
 
 NOW = "2026-05-04T10:00"  # a Monday
 TODAY = date(2026, 5, 4)
@@ -130,27 +130,11 @@ def encode(text: str, variant: str) -> bytes:
     return (b"\xef\xbb\xbf" if "bom" in variant else b"") + text.encode()
 
 
-class Project:
-    def __init__(self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.dir, self.capsys = folder, capsys
-        self.config = folder / "config.yaml"
-        self.leads = folder / "leads.yaml"
-        self.ics = folder / "out.ics"
-        self.config.write_text("leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-                               "targets:\n  - {name: file, type: ics, path: out.ics}\n")
-
-    def run(self, *args: str, now: str = NOW) -> tuple[int, str]:
-        code = main(["--config", str(self.config), "--now", now, *args])
-        out = self.capsys.readouterr()
-        return code, out.out + out.err
-
-
 @pytest.fixture
-def proj(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-         monkeypatch: pytest.MonkeyPatch) -> Project:
-    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
-    monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
-    return Project(tmp_path, capsys)
+def proj(tmp_path: Path) -> Project:
+    made = Project(tmp_path, NOW)
+    made.write_config()
+    return made
 
 
 def inserted(old: bytes, new: bytes) -> bytes:
@@ -204,7 +188,7 @@ def test_done_adds_only_the_entry(proj: Project, variant: str, lead_id: str) -> 
     by = ("me", "them", "both")[index % 3]
     old = encode(LEADS, variant)
     proj.leads.write_bytes(old)
-    code, out = proj.run("done", lead_id, "--on", "2026-05-02", "--by", by, "--note", note)
+    code, out = proj.output("done", lead_id, "--on", "2026-05-02", "--by", by, "--note", note)
     assert code == 0, out
     new = proj.leads.read_bytes()
     touch = Touch(date=date(2026, 5, 2), by=by, note=" ".join(note.split()))
@@ -213,7 +197,7 @@ def test_done_adds_only_the_entry(proj: Project, variant: str, lead_id: str) -> 
     assert entry.encode() in added  # what it says it wrote is what it wrote
     assert_only_touch_added(old, new, lead_id, touch)
     assert_line_ends(old, new, lead_id)
-    code, out = proj.run("validate")
+    code, out = proj.output("validate")
     assert code == 0, out
 
 
@@ -224,13 +208,13 @@ def test_any_note_reads_back_exactly(proj: Project, note: str) -> None:
     proj.leads.write_bytes(LEADS.encode())
     for lead_id, by in (("dana", "me"), ("flowlog", "them"), ("nolog", "both"), ("dana", "me")):
         old = proj.leads.read_bytes()
-        code, out = proj.run("done", lead_id, "--by", by, "--note", note)
+        code, out = proj.output("done", lead_id, "--by", by, "--note", note)
         assert code == 0, out
         new = proj.leads.read_bytes()
         inserted(old, new)
         assert_only_touch_added(old, new, lead_id, Touch(date=TODAY, by=by,
                                                          note=" ".join(note.split())))
-    assert proj.run("validate")[0] == 0
+    assert proj.output("validate")[0] == 0
 
 
 @pytest.mark.parametrize("variant", ["lf", "crlf"])
@@ -238,7 +222,7 @@ def test_last_lead_without_log_and_without_final_newline(proj: Project, variant:
     old = encode(LAST_WITHOUT_LOG, variant)
     assert not old.endswith(b"\n")
     proj.leads.write_bytes(old)
-    code, out = proj.run("done", "last", "--note", "called: left a message")
+    code, out = proj.output("done", "last", "--note", "called: left a message")
     assert code == 0, out
     new = proj.leads.read_bytes()
     added = inserted(old, new)
@@ -246,14 +230,14 @@ def test_last_lead_without_log_and_without_final_newline(proj: Project, variant:
     assert added.startswith(newline) and added.endswith(newline)
     assert new.count(b"\n") - old.count(b"\n") == 3  # the old last line's end, `log:`, the entry
     assert_only_touch_added(old, new, "last", Touch(date=TODAY, note="called: left a message"))
-    assert proj.run("validate")[0] == 0
+    assert proj.output("validate")[0] == 0
 
 
 def test_defaults_are_today_in_the_config_zone_and_by_me(proj: Project) -> None:
     proj.leads.write_bytes(LEADS.encode())
     old = proj.leads.read_bytes()
     # 23:30 UTC on May 4 is already May 5 in Berlin
-    code, out = proj.run("done", "dana", now="2026-05-04T23:30+00:00")
+    code, out = proj.output("done", "dana", now="2026-05-04T23:30+00:00")
     assert code == 0, out
     assert_only_touch_added(old, proj.leads.read_bytes(), "dana",
                             Touch(date=date(2026, 5, 5), by="me", note=""))
@@ -265,7 +249,7 @@ def test_repeated_done_keeps_appending_in_order(proj: Project) -> None:
     touches = [Touch(date=date(2026, 5, day), by=by, note=f"n{day}")
                for day, by in ((1, "me"), (2, "them"), (3, "both"), (4, "me"))]
     for touch in touches:
-        code, out = proj.run("done", "multiflow", "--on", touch.date.isoformat(), "--by",
+        code, out = proj.output("done", "multiflow", "--on", touch.date.isoformat(), "--by",
                              touch.by, "--note", touch.note)
         assert code == 0, out
     assert original.leads is not None
@@ -278,7 +262,7 @@ def test_repeated_done_keeps_appending_in_order(proj: Project) -> None:
 def test_unknown_lead_is_a_usage_error_with_a_suggestion(proj: Project) -> None:
     proj.leads.write_bytes(LEADS.encode())
     before = proj.leads.read_bytes()
-    code, out = proj.run("done", "dnaa", "--note", "x")
+    code, out = proj.output("done", "dnaa", "--note", "x")
     assert code == 2, out
     assert "did you mean 'dana'" in out
     assert "Traceback" not in out
@@ -289,7 +273,7 @@ def test_invalid_lead_file_exits_1_and_is_not_touched(proj: Project) -> None:
     broken = LEADS.replace("    name: No Log\n", "    name: No Log\n    cadence: [soon]\n")
     proj.leads.write_bytes(broken.encode())
     stat_before = proj.leads.stat()
-    code, out = proj.run("done", "dana", "--note", "x")
+    code, out = proj.output("done", "dana", "--note", "x")
     assert code == 1, out
     assert "leads.yaml:" in out and "cadence" in out
     assert proj.leads.read_bytes() == broken.encode()
@@ -300,7 +284,7 @@ def test_invalid_lead_file_exits_1_and_is_not_touched(proj: Project) -> None:
 @pytest.mark.parametrize("on", ["2026-02-30", "tomorrow", "2026/05/01", "05-01-2026"])
 def test_invalid_on_is_a_usage_error(proj: Project, on: str) -> None:
     proj.leads.write_bytes(LEADS.encode())
-    code, out = proj.run("done", "dana", "--on", on)
+    code, out = proj.output("done", "dana", "--on", on)
     assert code == 2, out
     assert "--on" in out
     assert proj.leads.read_bytes() == LEADS.encode()
@@ -335,7 +319,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", disk_full)
-    code, out = proj.run("done", "dana", "--note", "x")
+    code, out = proj.output("done", "dana", "--note", "x")
     assert code == 1, out
     assert "No space left on device" in out and "left as it was" in out
     assert proj.leads.read_bytes() == LEADS.encode()
@@ -346,7 +330,7 @@ def test_the_write_is_atomic_and_keeps_the_mode(proj: Project) -> None:
     proj.leads.write_bytes(LEADS.encode())
     proj.leads.chmod(0o640)
     inode = proj.leads.stat().st_ino
-    code, out = proj.run("done", "dana", "--note", "x")
+    code, out = proj.output("done", "dana", "--note", "x")
     assert code == 0, out
     stat = proj.leads.stat()
     assert stat.st_mode & 0o7777 == 0o640
@@ -374,7 +358,7 @@ def test_sync_after_done_moves_the_follow_up(proj: Project) -> None:
     proj.leads.write_text("version: 1\ndefaults: {cadence: [1w, 2w], at: '09:30'}\nleads:\n"
                           "  dana:\n    name: Dana   # keep me\n    log:\n"
                           "      - 2026-04-30 sent the CV\n")
-    assert proj.run("sync")[0] == 0
+    assert proj.output("sync")[0] == 0
 
     def start() -> str:
         cal = icalendar.Calendar.from_ical(proj.ics.read_bytes())
@@ -383,9 +367,9 @@ def test_sync_after_done_moves_the_follow_up(proj: Project) -> None:
         return event.decoded("DTSTART").strftime("%Y-%m-%d %H:%M")
 
     assert start() == "2026-05-14 09:30"  # one unanswered touch: + 2w
-    code, out = proj.run("done", "dana", "--by", "them", "--note", "replied: call next week")
+    code, out = proj.output("done", "dana", "--by", "them", "--note", "replied: call next week")
     assert code == 0, out
-    code, out = proj.run("sync")
+    code, out = proj.output("sync")
     assert code == 0 and "1 updated" in out, out
     assert start() == "2026-05-11 09:30"  # their reply today resets the cadence: + 1w
     assert "# keep me" in proj.leads.read_text()
@@ -396,7 +380,7 @@ def test_a_lead_shared_through_a_yaml_alias_is_refused_not_logged_twice(proj: Pr
     text = ("version: 1\nleads:\n  dana: &d\n    name: Dana\n    log:\n      - 2026-04-01 a\n"
             "  dana2: *d\n")
     proj.leads.write_text(text)
-    code, out = proj.run("done", "dana2", "--note", "x")
+    code, out = proj.output("done", "dana2", "--note", "x")
     assert code == 1, out
     assert "could not add the entry" in out and "nothing was written" in out
     assert proj.leads.read_text() == text
@@ -409,11 +393,11 @@ def test_the_lead_is_found_in_the_second_lead_file(proj: Project) -> None:
     proj.leads.write_bytes(LEADS.encode())
     second = "version: 1\nleads:\n  zed:   # in the second file\n    name: Zed\n"
     other.write_text(second)
-    code, out = proj.run("done", "zed", "--by", "them", "--note", "wrote back")
+    code, out = proj.output("done", "zed", "--by", "them", "--note", "wrote back")
     assert code == 0, out
     assert str(other) in out
     assert proj.leads.read_bytes() == LEADS.encode()
     new = other.read_bytes()
     assert inserted(second.encode(), new) == b"    log:\n      - {date: 2026-05-04, by: them, " \
         b'note: "wrote back"}\n'
-    assert proj.run("validate")[0] == 0
+    assert proj.output("validate")[0] == 0

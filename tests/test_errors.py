@@ -1,17 +1,16 @@
 """Broken lead files and configs: the exact FILE:LINE:COL message and hint, exit code 1,
-and the calendar file left exactly as it was (SPEC §4: "1 invalid config or lead file
+and the calendar file left exactly as it was (README, "Commands": "1 invalid config or lead file
 (nothing was written)")."""
 
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from followsync.cli import main
+from tests.project import Project
 
 NOW = "2026-12-01T08:00"
 GOOD_LEADS = """\
@@ -24,67 +23,29 @@ leads:
 """
 
 
-@dataclass
-class Setup:
-    dir: Path
-    config: Path
-    leads: Path
-    ics: Path
-
-    def write_leads(self, text: str | bytes, name: str = "leads.yaml") -> Path:
-        path = self.dir / name
-        if isinstance(text, str):
-            path.write_text(textwrap.dedent(text), encoding="utf-8")
-        else:
-            path.write_bytes(text)
-        return path
-
-    def write_config(self, text: str) -> None:
-        self.config.write_text(textwrap.dedent(text), encoding="utf-8")
-
-
-CONFIG = """\
-leads: leads.yaml
-timezone: Europe/Berlin
-state_dir: state
-targets:
-  - {name: file, type: ics, path: out.ics}
-"""
+@pytest.fixture
+def fs(project: Project) -> Project:
+    project.write_leads(GOOD_LEADS)
+    return project
 
 
 @pytest.fixture
-def fs(tmp_path: Path) -> Setup:
-    folder = tmp_path.resolve() / "proj"
-    folder.mkdir()
-    setup = Setup(folder, folder / "config.yaml", folder / "leads.yaml", folder / "out.ics")
-    setup.write_config(CONFIG)
-    setup.write_leads(GOOD_LEADS)
-    return setup
-
-
-def run(fs: Setup, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["--config", str(fs.config), "--now", NOW, *args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def synced(fs: Setup, capsys: pytest.CaptureFixture[str]) -> tuple[Setup, bytes, int]:
+def synced(fs: Project, capsys: pytest.CaptureFixture[str]) -> tuple[Project, bytes, int]:
     """A good first sync, so a later broken file can be checked to leave the .ics alone."""
-    code, _, err = run(fs, capsys, "sync")
+    code, _, err = fs.run("sync")
     assert code == 0, err
     return fs, fs.ics.read_bytes(), fs.ics.stat().st_mtime_ns
 
 
 def assert_fails(
-    synced: tuple[Setup, bytes, int], capsys: pytest.CaptureFixture[str], expected: str
+    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str], expected: str
 ) -> None:
     """`sync` and `validate` both exit 1 with exactly `expected` on stderr; nothing written."""
     fs, before, mtime = synced
     state = fs.dir / "state" / "state.sqlite"
     state_before = state.read_bytes()
     for command in ("sync", "validate", "plan"):
-        code, out, err = run(fs, capsys, command)
+        code, out, err = fs.run(command)
         assert (code, out) == (1, ""), (command, err)
         assert err == expected, command
     assert fs.ics.read_bytes() == before
@@ -489,7 +450,7 @@ def _expected(text: str, **paths: Path) -> str:
 @pytest.mark.parametrize(("text", "expected"), [c[1:] for c in LEAD_CASES],
                          ids=[c[0] for c in LEAD_CASES])
 def test_broken_lead_file(
-    synced: tuple[Setup, bytes, int], capsys: pytest.CaptureFixture[str], text: str | bytes,
+    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str], text: str | bytes,
     expected: str,
 ) -> None:
     fs = synced[0]
@@ -498,7 +459,7 @@ def test_broken_lead_file(
 
 
 def test_every_problem_in_one_file_is_reported_at_once(
-    synced: tuple[Setup, bytes, int], capsys: pytest.CaptureFixture[str]
+    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fs = synced[0]
     fs.write_leads("""\
@@ -536,7 +497,7 @@ digit, e.g. 'bad-id'
 
 
 def test_problems_in_config_and_two_lead_files_are_all_reported(
-    synced: tuple[Setup, bytes, int], capsys: pytest.CaptureFixture[str]
+    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every lead file is checked even when the first one is broken."""
     fs = synced[0]
@@ -560,7 +521,7 @@ def test_problems_in_config_and_two_lead_files_are_all_reported(
 
 
 def test_same_lead_id_in_two_lead_files(
-    synced: tuple[Setup, bytes, int], capsys: pytest.CaptureFixture[str]
+    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fs = synced[0]
     fs.write_config("""\
@@ -579,7 +540,7 @@ def test_same_lead_id_in_two_lead_files(
 
 
 def test_yaml_syntax_error_keeps_pyyaml_line_and_column(
-    synced: tuple[Setup, bytes, int], capsys: pytest.CaptureFixture[str]
+    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fs = synced[0]
     text = "version: 1\nleads:\n  dana: {name: [Dana}\n"
@@ -597,7 +558,7 @@ sequence)
 
 
 def test_unclosed_quote_points_at_the_end_of_the_file(
-    synced: tuple[Setup, bytes, int], capsys: pytest.CaptureFixture[str]
+    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fs = synced[0]
     fs.write_leads('version: 1\nleads:\n  dana:\n    name: "Dana\n    org: Acme\n')
@@ -610,25 +571,25 @@ scalar)
 
 # --- things that must load fine -------------------------------------------------------------
 
-def plan_lines(fs: Setup, capsys: pytest.CaptureFixture[str]) -> list[str]:
-    code, out, err = run(fs, capsys, "plan")
+def plan_lines(fs: Project, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    code, out, err = fs.run("plan")
     assert (code, err) == (0, "")
     return out.splitlines()
 
 
 def test_bom_and_crlf_load_fine_and_lines_still_count(
-    fs: Setup, capsys: pytest.CaptureFixture[str]
+    fs: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = "version: 1\nleads:\n  dana:\n    name: Dana\n    last_contact: 2026-11-20\n"
     fs.write_leads(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
     assert plan_lines(fs, capsys)[1].startswith("  create  dana cadence: 2026-12-01 09:00 event")
     fs.write_leads(b"\xef\xbb\xbf" + (text + "    colour: red\n").replace("\n", "\r\n").encode())
-    code, _, err = run(fs, capsys, "validate")
+    code, _, err = fs.run("validate")
     assert code == 1
     assert err.splitlines()[0] == f"{fs.leads}:6:5: unknown key 'colour'"
 
 
-def test_on_yes_no_keys_stay_strings(fs: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+def test_on_yes_no_keys_stay_strings(fs: Project, capsys: pytest.CaptureFixture[str]) -> None:
     """`on:` is a key named "on" (YAML 1.1 would make it True), `no` a status word."""
     fs.write_leads("""\
         version: 1
@@ -648,7 +609,7 @@ def test_on_yes_no_keys_stay_strings(fs: Setup, capsys: pytest.CaptureFixture[st
 
 
 def test_unquoted_time_is_a_time_not_sexagesimal(
-    fs: Setup, capsys: pytest.CaptureFixture[str]
+    fs: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """YAML 1.1 reads 9:00 as 540; followsync reads the time the user wrote."""
     fs.write_leads("""\
@@ -668,9 +629,9 @@ def test_unquoted_time_is_a_time_not_sexagesimal(
 
 
 def test_log_line_with_a_colon_is_still_a_log_line(
-    fs: Setup, capsys: pytest.CaptureFixture[str]
+    fs: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """SPEC §1 writes `- 2013-06-03 emailed: thanks again`, which YAML reads as a mapping."""
+    """The lead file example writes `- 2013-06-03 emailed: thanks again`, which YAML reads as a mapping."""
     fs.write_leads("""\
         version: 1
         defaults: {cadence: [1w]}
@@ -686,16 +647,12 @@ def test_log_line_with_a_colon_is_still_a_log_line(
            "2026-11-20 (emailed: thanks again, still very interested) + 1w" in lines
 
 
-def test_the_lead_file_example_in_the_spec_loads(
-    fs: Setup, capsys: pytest.CaptureFixture[str]
-) -> None:
-    spec = Path("/work/shared/SPEC.md")
-    if not spec.exists():
-        pytest.skip("SPEC.md is not beside the project")
-    text = spec.read_text()
-    start = text.index("```yaml\n", text.index("## 1. The lead file")) + len("```yaml\n")
+def test_the_lead_file_example_in_the_readme_loads(fs: Project) -> None:
+    """The README's tour of the lead file ("The lead file") is a lead file that validates."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = text.index("```yaml\n", text.index("## The lead file")) + len("```yaml\n")
     fs.write_leads(text[start: text.index("```", start)])
-    code, out, err = run(fs, capsys, "validate")
+    code, out, err = fs.run("validate")
     assert (code, err) == (0, ""), err
     assert out.startswith("ok: ")
 
@@ -835,7 +792,7 @@ e.g. 'my-file'
 @pytest.mark.parametrize(("text", "expected"), [c[1:] for c in CONFIG_CASES],
                          ids=[c[0] for c in CONFIG_CASES])
 def test_broken_config(
-    synced: tuple[Setup, bytes, int], capsys: pytest.CaptureFixture[str], text: str,
+    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str], text: str,
     expected: str,
 ) -> None:
     fs = synced[0]
@@ -845,7 +802,7 @@ def test_broken_config(
 
 @pytest.mark.parametrize("alias", ["ical", "iCalendar", "file", "ics-file", "ICS_FILE"])
 def test_ics_aliases_suggest_ics(
-    fs: Setup, capsys: pytest.CaptureFixture[str], alias: str
+    fs: Project, capsys: pytest.CaptureFixture[str], alias: str
 ) -> None:
     fs.write_config(f"""\
         leads: leads.yaml
@@ -853,14 +810,14 @@ def test_ics_aliases_suggest_ics(
         targets:
           - {{name: file, type: {alias}, path: out.ics}}
         """)
-    code, _, err = run(fs, capsys, "validate")
+    code, _, err = fs.run("validate")
     assert code == 1
     assert err.splitlines()[1] == ("  hint: did you mean 'ics'? (an .ics file; 'caldav' is a "
                                    "calendar on a server)")
 
 
 def test_an_ics_target_in_a_missing_folder_creates_no_folder(
-    fs: Setup, capsys: pytest.CaptureFixture[str]
+    fs: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fs.write_config("""\
         leads: leads.yaml
@@ -869,27 +826,27 @@ def test_an_ics_target_in_a_missing_folder_creates_no_folder(
           - {name: file, type: ics, path: /nonexistent-followsync-dir/dir/out.ics}
         """)
     for command in ("validate", "plan", "sync"):
-        code, out, err = run(fs, capsys, command)
+        code, out, err = fs.run(command)
         assert (code, out) == (1, "")
         assert err.startswith(f"{fs.config}:4:35: the folder of the ics target 'file' does not "
                               "exist: /nonexistent-followsync-dir/dir\n"), err
     assert not Path("/nonexistent-followsync-dir").exists()
     # the default target writes followups.ics beside the config, whose folder exists
     fs.write_config("leads: leads.yaml\nstate_dir: state\n")
-    assert run(fs, capsys, "sync")[0] == 0
+    assert fs.run("sync")[0] == 0
     assert (fs.config.parent / "followups.ics").exists()
 
 
-def test_missing_config_file(fs: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_config_file(fs: Project, capsys: pytest.CaptureFixture[str]) -> None:
     fs.config.unlink()
-    code, out, err = run(fs, capsys, "validate")
+    code, out, err = fs.run("validate")
     assert (code, out) == (1, "")
     assert err == (f"{fs.config}:1:1: config file not found\n"
                    "  hint: create one with `followsync init`, or pass --config PATH\n")
 
 
 def test_a_password_in_a_config_others_can_read_is_refused_without_showing_it(
-    fs: Setup, capsys: pytest.CaptureFixture[str]
+    fs: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fs.write_config("""\
         leads: leads.yaml
@@ -898,7 +855,7 @@ def test_a_password_in_a_config_others_can_read_is_refused_without_showing_it(
           - {name: dav, type: caldav, url: "https://dav.example/", password: s3cr3t-value}
         """)
     fs.config.chmod(0o644)
-    code, out, err = run(fs, capsys, "validate")
+    code, out, err = fs.run("validate")
     assert (code, out) == (1, "")
     assert err == (f"{fs.config}:4:70: target 'dav' has a password in a config file others "
                    "can read\n"

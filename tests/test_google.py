@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from followsync.backends.base import Remote
 from followsync.backends.google import ApiSession, GoogleBackend, event_id_for, from_event
 from followsync.errors import Conflict, TargetError
 from followsync.googleauth import GoogleSettings, TokenStore
+from followsync.model import Remote
 from followsync.render import normalise
 from tests.googleemu import GoogleEmu, event_path
 from tests.test_backend_contract import item, new_uid, rendered_item

@@ -5,9 +5,7 @@ valid and broken files through `followsync validate`, and `plan` when they are v
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import os
 import random
 import re
@@ -25,33 +23,28 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from followsync.cli import main
-from followsync.engine import make_plans
 from followsync.errors import ConfigError
 from followsync.leads import load_leads
 from followsync.render import render, uid_for
+from followsync.sync.planning import make_plans
 from followsync.yamlsrc import MAX_BYTES
 from tests.forkrunner import ForkRunner
+from tests.project import Project, config_text, ics_target, make_project
+from tests.project import cli as run_cli
 
 NOW = "2026-03-02T10:00"
-CONFIG = ("leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-          "targets:\n  - {name: file, type: ics, path: out.ics}\n")
+CONFIG = config_text()
 GOOD = b"version: 1\nleads:\n  dana:\n    name: Dana\n    last_contact: 2026-02-01\n"
 LOCATED = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): \S")
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    (tmp_path / "config.yaml").write_text(CONFIG)
-    (tmp_path / "leads.yaml").write_bytes(GOOD)
-    return tmp_path
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path, GOOD, NOW)
 
 
-def cli(project: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--config", str(project / "config.yaml"), "--now", NOW, *args])
-    return code, out.getvalue(), err.getvalue()
+def cli(project: Project | Path, *args: str) -> tuple[int, str, str]:
+    return run_cli(project / "config.yaml", *args, now=NOW)
 
 
 def assert_located(err: str, file: Path | str, lines: int | None = None) -> None:
@@ -69,7 +62,7 @@ def assert_located(err: str, file: Path | str, lines: int | None = None) -> None
             assert int(found["line"]) <= lines + 1, line
 
 
-def invalid(project: Path, data: bytes, expected: str, bound: float = 5.0) -> str:
+def invalid(project: Project, data: bytes, expected: str, bound: float = 5.0) -> str:
     (project / "leads.yaml").write_bytes(data)
     started = time.monotonic()
     code, out, err = cli(project, "validate")
@@ -91,14 +84,14 @@ def billion_laughs(levels: int = 9) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def test_an_alias_bomb_is_refused_at_once(project: Path) -> None:
+def test_an_alias_bomb_is_refused_at_once(project: Project) -> None:
     """10**10 nodes once expanded: refused where the expansion passes the limit, in well
     under a second of work (before: 2 million nodes were built first, ~5 s)."""
     err = invalid(project, billion_laughs(), "too large (alias expansion?)", bound=2.0)
     assert ":8:5: " in err  # a6 = 10**7 nodes: the first past 2 million
 
 
-def test_a_merge_key_bomb_loads_without_blowing_up(project: Path) -> None:
+def test_a_merge_key_bomb_loads_without_blowing_up(project: Project) -> None:
     """Each lead merges the previous one ten times (`<<: [*a, *a, ...]`): a valid file whose
     naive expansion is 10**9 pairs. It loads in no time, with the merged values."""
     lines = [b"version: 1", b"leads:", b"  l0: &l0 {name: Dana, org: Acme}"]
@@ -122,7 +115,7 @@ DEEP = {
 
 
 @pytest.mark.parametrize("name", list(DEEP))
-def test_deep_nesting_is_an_error_not_a_crash(name: str, project: Path,
+def test_deep_nesting_is_an_error_not_a_crash(name: str, project: Project,
                                               runner: ForkRunner) -> None:
     """libyaml composes recursively in C: ~100,000 levels overflowed the C stack and killed
     the process with SIGSEGV. Run in a child process, so a crash fails this test cleanly."""
@@ -161,20 +154,20 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkRunner]:
         yield running
 
 
-def test_a_50_mb_file_is_refused_quickly(project: Path) -> None:
+def test_a_50_mb_file_is_refused_quickly(project: Project) -> None:
     data = GOOD + b"# " + b"x" * (50 * 2**20) + b"\n"
     err = invalid(project, data, "the file is 50.0 MB; followsync reads YAML files of up to 10 MB")
     assert ":1:1: " in err
 
 
-def test_a_file_just_under_the_limit_is_read(project: Path) -> None:
+def test_a_file_just_under_the_limit_is_read(project: Project) -> None:
     padding = MAX_BYTES - len(GOOD) - 100
     (project / "leads.yaml").write_bytes(GOOD + b"#" + b"x" * padding + b"\n")
     code, _, err = cli(project, "validate")
     assert (code, err) == (0, ""), err
 
 
-def test_thousands_of_problems_are_reported_in_linear_time(project: Path) -> None:
+def test_thousands_of_problems_are_reported_in_linear_time(project: Project) -> None:
     """A large mapping of unknown keys (say, a wrong file): every key is one located
     problem. Locating each used to scan the mapping (4,500 keys took 30 s)."""
     data = b"version: 1\n" + b"".join(b"key%d: %s\n" % (i, b"v" * 50) for i in range(15_000))
@@ -204,7 +197,7 @@ ODD_ERRORS = [
 
 @pytest.mark.parametrize(("name", "data", "expected"), ODD_ERRORS, ids=[c[0] for c in ODD_ERRORS])
 def test_odd_files_are_located_errors(name: str, data: bytes, expected: str,
-                                      project: Path) -> None:
+                                      project: Project) -> None:
     invalid(project, data, expected)
 
 
@@ -220,7 +213,7 @@ ODD_VALID = [
 
 
 @pytest.mark.parametrize(("name", "data"), ODD_VALID, ids=[c[0] for c in ODD_VALID])
-def test_odd_but_valid_files_sync(name: str, data: bytes, project: Path) -> None:
+def test_odd_but_valid_files_sync(name: str, data: bytes, project: Project) -> None:
     (project / "leads.yaml").write_bytes(data)
     code, out, err = cli(project, "sync")
     assert (code, err) == (0, ""), err
@@ -239,7 +232,7 @@ def written_lines(path: Path) -> list[bytes]:
 
 
 def test_unicode_in_every_text_field_is_folded_at_75_octets_on_character_bounds(
-        project: Path) -> None:
+        project: Project) -> None:
     e = EMOJI
     (project / "leads.yaml").write_text(f"""\
 version: 1
@@ -285,7 +278,7 @@ leads:
     assert f"Tack Dana {e * 4} {e}" in summaries
 
 
-def test_very_long_notes(project: Path) -> None:
+def test_very_long_notes(project: Project) -> None:
     notes = "".join(f"line {i}: " + "ä" * 200 + "\n" for i in range(500))  # ~100 kB
     (project / "leads.yaml").write_text(
         "version: 1\nleads:\n  dana:\n    name: Dana\n    last_contact: 2026-02-01\n"
@@ -307,7 +300,7 @@ def test_very_long_notes(project: Path) -> None:
     "Dana; X-B=c: d, e",
 ])
 def test_names_with_braces_and_newlines_neither_crash_nor_inject(name: str,
-                                                                 project: Path) -> None:
+                                                                 project: Project) -> None:
     """Placeholders are filled in one pass: a name holding `{email}` stays literal; a
     newline in a name is escaped text, never a new line or property of the calendar."""
     value = yaml.safe_dump(name, allow_unicode=True, default_style='"').strip()
@@ -330,13 +323,13 @@ def test_names_with_braces_and_newlines_neither_crash_nor_inject(name: str,
 
 # --------------------------------------------------------------------- the .ics target
 @pytest.fixture
-def synced(project: Path) -> tuple[Path, bytes]:
+def synced(project: Project) -> tuple[Project, bytes]:
     assert cli(project, "sync")[0] == 0
     (project / "leads.yaml").write_bytes(GOOD.replace(b"2026-02-01", b"2026-03-01"))
     return project, (project / "out.ics").read_bytes()
 
 
-def target_fails(project: Path, expected: str, before: bytes | None) -> str:
+def target_fails(project: Project, expected: str, before: bytes | None) -> str:
     code, out, err = cli(project, "sync")
     assert code == 3, (out, err)
     assert "Traceback" not in err and "internal error" not in err
@@ -344,17 +337,17 @@ def target_fails(project: Path, expected: str, before: bytes | None) -> str:
     assert len(lines) == 1 and lines[0].startswith("file: "), out + err
     if before is not None:
         assert (project / "out.ics").read_bytes() == before
-    assert [p.name for p in project.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in project.dir.iterdir() if p.name.endswith(".tmp")] == []
     return err
 
 
-def test_an_ics_target_that_is_a_folder(project: Path) -> None:
+def test_an_ics_target_that_is_a_folder(project: Project) -> None:
     (project / "out.ics").mkdir()
     target_fails(project, "is a folder, not an .ics file", None)
 
 
-def test_an_ics_target_under_a_file(project: Path) -> None:
-    (project / "config.yaml").write_text(CONFIG.replace("path: out.ics", "path: plain/out.ics"))
+def test_an_ics_target_under_a_file(project: Project) -> None:
+    project.write_config(targets=ics_target("plain/out.ics"))
     (project / "plain").write_text("not a folder")
     # a config error at its `path:` (it used to fail only when the target was written)
     code, out, err = cli(project, "sync")
@@ -364,7 +357,7 @@ def test_an_ics_target_under_a_file(project: Path) -> None:
     assert (project / "plain").read_text() == "not a folder"
 
 
-def test_a_read_only_ics_target_keeps_the_old_file(synced: tuple[Path, bytes],
+def test_a_read_only_ics_target_keeps_the_old_file(synced: tuple[Project, bytes],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     project, before = synced
 
@@ -379,7 +372,7 @@ def test_a_read_only_ics_target_keeps_the_old_file(synced: tuple[Path, bytes],
     assert b"DTSTART;TZID=Europe/Berlin:20260308T090000" in (project / "out.ics").read_bytes()
 
 
-def test_a_full_disk_keeps_the_old_file(synced: tuple[Path, bytes],
+def test_a_full_disk_keeps_the_old_file(synced: tuple[Project, bytes],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     project, before = synced
     real = os.fdopen

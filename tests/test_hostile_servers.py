@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from followsync.backends.davhttp import MAX_BODY
 from followsync.cli import main
 from tests.faultproxy import FaultProxy
 from tests.hostile_server import HostileServer, loopback_alias_works
+from tests.project import Project, caldav_target
 from tests.servers import CalendarInfo
 
 NOW = "2026-03-02T10:00"
@@ -41,28 +41,21 @@ pytestmark = pytest.mark.skipif(not loopback_alias_works(), reason="no 127.0.0.2
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+def _password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, SECRET)
-    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
 
 
 def write_config(folder: Path, url: str, by_name: bool, timeout: float = TIMEOUT) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "leads.yaml").write_text(textwrap.dedent("""\
+    project = Project(folder, NOW)
+    project.write_leads("""\
         version: 1
         leads:
           dana: {name: Dana, last_contact: 2026-02-01}
           eve: {name: Eve, last_contact: 2026-02-10}
-        """))
-    config = folder / "config.yaml"
-    calendar = "    calendar: Follow-ups\n" if by_name else ""
-    config.write_text(
-        "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\ntargets:\n"
-        f"  - name: phone\n    type: caldav\n    url: {url}\n{calendar}"
-        f"    username: alice\n    password_env: {PASSWORD_ENV}\n    timeout: {timeout}\n")
-    config.chmod(0o600)
-    return config
+        """)
+    return project.write_config(
+        targets=caldav_target(url, calendar="Follow-ups" if by_name else "", username="alice",
+                              password_env=PASSWORD_ENV, timeout=timeout), mode=0o600)
 
 
 def run(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, float]:
@@ -153,7 +146,7 @@ RUNNER = r"""
 import json, os, resource, sys, time
 import caldav, icalendar, pydantic  # the baseline holds every library a sync uses
 from followsync.cli import main
-import followsync.backends.caldav, followsync.engine
+import followsync.backends.caldav, followsync.sync
 for case in json.loads(sys.argv[1]):
     pid = os.fork()
     if pid == 0:

@@ -1,6 +1,6 @@
 """The .ics file target through the CLI: other people's items are kept byte for byte, ours
 are replaced in place, nothing is rewritten for nothing, and a file we cannot safely rewrite
-is left alone (SPEC §2, §3)."""
+is left alone (README, "The config file" and "What appears in the calendar")."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from followsync.cli import main
 from followsync.render import uid_for
+from tests.project import Project
 
 NOW = "2026-12-01T08:00"
 LEADS = """\
@@ -95,24 +95,11 @@ END:VCALENDAR
 """
 
 
-class Project:
-    def __init__(self, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        self.dir = folder
-        self.capsys = capsys
-        self.config = folder / "config.yaml"
-        self.leads = folder / "leads.yaml"
-        self.ics = folder / "out.ics"
-        self.set_targets("  - {name: file, type: ics, path: out.ics}\n")
-        self.leads.write_text(LEADS)
+class Proj(Project):
+    """The shared project with this file's leads; `sync` gives the summary line."""
 
     def set_targets(self, targets: str) -> None:
-        self.config.write_text("leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-                               f"targets:\n{targets}")
-
-    def run(self, *args: str, now: str = NOW) -> tuple[int, str, str]:
-        code = main(["--config", str(self.config), "--now", now, *args])
-        out, err = self.capsys.readouterr()
-        return code, out, err
+        self.write_config(targets=targets)
 
     def sync(self, now: str = NOW) -> str:
         """One sync that must succeed; its summary line without the time taken."""
@@ -120,21 +107,13 @@ class Project:
         assert (code, err) == (0, ""), err
         return re.sub(r" \(\d+\.\d\d s\)$", "", out.strip())
 
-    def edit(self, old: str, new: str) -> None:
-        text = self.leads.read_text()
-        assert old in text
-        self.leads.write_text(text.replace(old, new, 1))
-
-    def snapshot(self, path: Path | None = None) -> tuple[bytes, int]:
-        path = path or self.ics
-        return path.read_bytes(), path.stat().st_mtime_ns
-
 
 @pytest.fixture
-def proj(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Project:
-    folder = tmp_path.resolve() / "proj"
-    folder.mkdir()
-    return Project(folder, capsys)
+def proj(tmp_path: Path) -> Proj:
+    made = Proj(tmp_path.resolve() / "proj", NOW)
+    made.write_config()
+    made.write_leads(LEADS)
+    return made
 
 
 def summary(created: int = 0, updated: int = 0, deleted: int = 0, unchanged: int = 0,
@@ -164,7 +143,7 @@ def without_ours(text: str) -> str:
 # --- foreign items -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("newline", ["\r\n", "\n"], ids=["crlf", "lf"])
-def test_foreign_items_are_kept_byte_for_byte(proj: Project, newline: str) -> None:
+def test_foreign_items_are_kept_byte_for_byte(proj: Proj, newline: str) -> None:
     original = FOREIGN.replace("\n", newline)
     proj.ics.write_bytes(original.encode())
     assert proj.sync() == summary(created=3)
@@ -195,7 +174,7 @@ def test_foreign_items_are_kept_byte_for_byte(proj: Project, newline: str) -> No
                           "lookalike@example.com", OURS[0]]
 
 
-def test_our_items_are_replaced_in_place(proj: Project) -> None:
+def test_our_items_are_replaced_in_place(proj: Proj) -> None:
     proj.ics.write_text(FOREIGN)
     proj.sync()
     # the user moves a foreign event after ours in their app; our order must not matter
@@ -213,7 +192,7 @@ def test_our_items_are_replaced_in_place(proj: Project) -> None:
     assert all("CTO" in after[i].replace("\n ", "") for i in changed)  # unfolded
 
 
-def test_a_no_op_sync_does_not_rewrite_the_file(proj: Project) -> None:
+def test_a_no_op_sync_does_not_rewrite_the_file(proj: Proj) -> None:
     proj.ics.write_text(FOREIGN)
     proj.sync()
     before = proj.snapshot()
@@ -229,7 +208,7 @@ def test_a_no_op_sync_does_not_rewrite_the_file(proj: Project) -> None:
     assert proj.snapshot() == before
 
 
-def test_the_file_mode_is_kept(proj: Project) -> None:
+def test_the_file_mode_is_kept(proj: Proj) -> None:
     proj.sync()
     proj.ics.chmod(0o640)
     proj.edit("    org: Acme Corp\n", "    org: Acme Corporation\n")
@@ -238,7 +217,7 @@ def test_the_file_mode_is_kept(proj: Project) -> None:
     assert [p.name for p in proj.dir.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_a_new_file_follows_the_umask(proj: Project) -> None:
+def test_a_new_file_follows_the_umask(proj: Proj) -> None:
     old = os.umask(0o027)
     try:
         proj.sync()
@@ -247,7 +226,7 @@ def test_a_new_file_follows_the_umask(proj: Project) -> None:
     assert stat.S_IMODE(proj.ics.stat().st_mode) == 0o640
 
 
-def test_an_empty_file_is_filled(proj: Project) -> None:
+def test_an_empty_file_is_filled(proj: Proj) -> None:
     proj.ics.write_bytes(b"")  # `touch followups.ics` before the first sync
     assert proj.sync() == summary(created=3)
     assert uids(proj.ics.read_text()) == OURS
@@ -268,7 +247,7 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
-def test_a_file_that_is_not_icalendar_is_left_alone(proj: Project, case: str) -> None:
+def test_a_file_that_is_not_icalendar_is_left_alone(proj: Proj, case: str) -> None:
     data, where = BAD_FILES[case]
     proj.set_targets("  - {name: file, type: ics, path: out.ics}\n"
                      "  - {name: other, type: ics, path: other.ics}\n")
@@ -293,7 +272,7 @@ def test_a_file_that_is_not_icalendar_is_left_alone(proj: Project, case: str) ->
     assert proj.snapshot() == before
 
 
-def test_when_several_exit_codes_apply_the_highest_is_returned(proj: Project) -> None:
+def test_when_several_exit_codes_apply_the_highest_is_returned(proj: Proj) -> None:
     proj.set_targets("  - {name: file, type: ics, path: out.ics}\n"
                      "  - {name: other, type: ics, path: other.ics}\n"
                      "safety: {max_deletes: 0}\n")
@@ -308,7 +287,7 @@ def test_when_several_exit_codes_apply_the_highest_is_returned(proj: Project) ->
                                    "(safety.max_deletes is 0); nothing was changed there")
 
 
-def test_a_folder_in_place_of_the_file(proj: Project) -> None:
+def test_a_folder_in_place_of_the_file(proj: Proj) -> None:
     proj.ics.mkdir()
     proj.set_targets("  - {name: file, type: ics, path: out.ics}\n"
                      "  - {name: other, type: ics, path: other.ics}\n")
@@ -321,7 +300,7 @@ def test_a_folder_in_place_of_the_file(proj: Project) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_folder(proj: Project) -> None:
+def test_a_read_only_folder(proj: Proj) -> None:
     proj.sync()
     before = proj.snapshot()
     proj.edit("    org: Acme Corp\n", "    org: Acme Corporation\n")
@@ -338,7 +317,7 @@ def test_a_read_only_folder(proj: Project) -> None:
 
 @pytest.mark.parametrize("fail", ["mkstemp", "replace"])
 def test_a_failed_write_keeps_the_old_file_and_is_retried(
-    proj: Project, monkeypatch: pytest.MonkeyPatch, fail: str
+    proj: Proj, monkeypatch: pytest.MonkeyPatch, fail: str
 ) -> None:
     """What a read-only folder does, also when the tests run as root."""
     proj.sync()
@@ -361,7 +340,7 @@ def test_a_failed_write_keeps_the_old_file_and_is_retried(
 
 
 def test_a_file_saved_by_another_app_during_the_sync_is_not_overwritten(
-    proj: Project, monkeypatch: pytest.MonkeyPatch
+    proj: Proj, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from followsync.backends import icsfile
 
@@ -389,14 +368,14 @@ def test_a_file_saved_by_another_app_during_the_sync_is_not_overwritten(
     assert "Acme Corporation" in text
 
 
-# --- edits made in the calendar (SPEC §3) ---------------------------------------------------
+# --- edits made in the calendar (README, "What appears in the calendar") -----------------
 
 def _drop(text: str, uid: str) -> str:
     block = next(b for b in blocks(text) if f"UID:{uid}" in b)
     return text.replace(block, "")
 
 
-def test_an_item_deleted_by_hand_is_not_recreated_until_the_lead_changes(proj: Project) -> None:
+def test_an_item_deleted_by_hand_is_not_recreated_until_the_lead_changes(proj: Proj) -> None:
     """diff.py: the state remembers the item as gone while its input hash stays the same."""
     proj.ics.write_text(FOREIGN)
     proj.sync()
@@ -422,7 +401,7 @@ def test_an_item_deleted_by_hand_is_not_recreated_until_the_lead_changes(proj: P
     assert without_ours(text) == FOREIGN
 
 
-def test_a_rolled_item_deleted_by_hand_stays_deleted_the_next_day(proj: Project) -> None:
+def test_a_rolled_item_deleted_by_hand_stays_deleted_the_next_day(proj: Proj) -> None:
     proj.sync()
     proj.ics.write_text(_drop(proj.ics.read_text(), OURS[0]))  # dana's item is overdue
     assert proj.sync() == summary(unchanged=2, kept=1)
@@ -430,7 +409,7 @@ def test_a_rolled_item_deleted_by_hand_stays_deleted_the_next_day(proj: Project)
     assert OURS[0] not in uids(proj.ics.read_text())
 
 
-def test_an_item_edited_by_hand_is_kept_until_the_lead_changes(proj: Project) -> None:
+def test_an_item_edited_by_hand_is_kept_until_the_lead_changes(proj: Proj) -> None:
     proj.sync()
     text = proj.ics.read_text()
     block = next(b for b in blocks(text) if f"UID:{OURS[2]}" in b)
@@ -448,7 +427,7 @@ def test_an_item_edited_by_hand_is_kept_until_the_lead_changes(proj: Project) ->
                                      if f"UID:{OURS[2]}" in b)
 
 
-def test_an_item_with_our_uid_but_without_our_marks_is_never_touched(proj: Project) -> None:
+def test_an_item_with_our_uid_but_without_our_marks_is_never_touched(proj: Proj) -> None:
     foreign = FOREIGN.replace("UID:lookalike@example.com", f"UID:{OURS[2]}")
     proj.ics.write_text(foreign)
     warning = f"file: {OURS[2]} exists without followsync's marks; it is left alone\n"
@@ -464,7 +443,7 @@ def test_an_item_with_our_uid_but_without_our_marks_is_never_touched(proj: Proje
 
 # --- reading the file back -----------------------------------------------------------------
 
-def test_the_written_file_parses_with_icalendar_and_vobject(proj: Project) -> None:
+def test_the_written_file_parses_with_icalendar_and_vobject(proj: Proj) -> None:
     proj.ics.write_text(FOREIGN)
     proj.sync()
     data = proj.ics.read_bytes()
@@ -505,7 +484,7 @@ def _as_list(value: object) -> list:  # type: ignore[type-arg]
     return value if isinstance(value, list) else [value]
 
 
-def test_todo_items(proj: Project) -> None:
+def test_todo_items(proj: Proj) -> None:
     proj.set_targets("  - {name: file, type: ics, path: out.ics, as: todo}\n")
     proj.sync()
     cal = icalendar.Calendar.from_ical(proj.ics.read_bytes())

@@ -18,39 +18,27 @@ import pytest
 
 from followsync.cli import main
 from tests.hostile_server import HostileServer
+from tests.project import Project, caldav_target, cli
 from tests.servers import CalendarInfo
 
 NOW = "2026-03-02T10:00"
 LEADS = "version: 1\nleads:\n  dana: {name: Dana, last_contact: 2026-02-01}\n"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
-
-
 def write(folder: Path, target: str, mode: int = 0o600, state: str = "state") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "leads.yaml").write_text(LEADS)
-    config = folder / "config.yaml"
-    config.write_text(f"leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: {state}\n"
-                      f"targets:\n{target}")
-    config.chmod(mode)
-    return config
+    project = Project(folder, NOW)
+    project.write_leads(LEADS)
+    return project.write_config(targets=target, state_dir=state, mode=mode)
 
 
 def run(config: Path, *args: str) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--config", str(config), "--now", NOW, *args])
-    return code, out.getvalue() + err.getvalue()
+    code, out, err = cli(config, *args, now=NOW)
+    return code, out + err
 
 
-def caldav_target(url: str, user: str, source: str, calendar: str = "") -> str:
-    where = f"    calendar: {calendar}\n" if calendar else ""
-    return (f"  - name: phone\n    type: caldav\n    url: {url}\n{where}"
-            f"    username: {user}\n    timeout: 5\n{source}")
+def phone_target(url: str, user: str, source: str, calendar: str = "") -> str:
+    return caldav_target(url, calendar=calendar, username=user, timeout=5,
+                         password_source=source)
 
 
 # ------------------------------------------------------------------- password_command
@@ -75,7 +63,7 @@ def test_password_command_is_not_run_through_a_shell(tmp_path: Path,
     made = [tmp_path / f"pwned{i}" for i in range(5)]
     command = (f"echo 'pa ss' $(touch {made[0]}) `touch {made[1]}` ; touch {made[2]} | "
                f"tee {made[3]} > {made[4]} && $HOME")
-    config = write(tmp_path, caldav_target(catcher.url, "alice",
+    config = write(tmp_path, phone_target(catcher.url, "alice",
                                            f'    password_command: "{command}"\n'))
     code, text = run(config, "sync")
     assert code == 3 and "authentication refused" in text, text
@@ -89,7 +77,7 @@ def test_password_command_is_not_run_through_a_shell(tmp_path: Path,
 
 def test_password_command_as_a_list_is_run_as_is(tmp_path: Path,
                                                  catcher: HostileServer) -> None:
-    config = write(tmp_path, caldav_target(catcher.url, "alice",
+    config = write(tmp_path, phone_target(catcher.url, "alice",
                                            '    password_command: [printf, "%s", "a;b $(c)"]\n'))
     code, _ = run(config, "sync")
     assert code == 3
@@ -101,7 +89,7 @@ def test_a_failing_password_command_never_shows_its_output(tmp_path: Path,
     script = tmp_path / "pw.sh"
     script.write_text("#!/bin/sh\necho TopSecret-out\necho TopSecret-err >&2\nexit 7\n")
     script.chmod(0o700)
-    config = write(tmp_path, caldav_target(catcher.url, "alice",
+    config = write(tmp_path, phone_target(catcher.url, "alice",
                                            f"    password_command: {script}\n"))
     code, text = run(config, "-vv", "sync")
     assert code == 3
@@ -149,7 +137,7 @@ def test_no_secret_in_any_output_against_a_real_server(
     for secret, expect in ((cal.password or "", 0), ("Wr0ng-Pa55-" + kind, 3)):
         folder = tmp_path / f"{expect}"
         monkeypatch.setenv("FOLLOWSYNC_TEST_SECRET", secret)
-        config = write(folder, caldav_target(cal.url, cal.username or "", source_lines(
+        config = write(folder, phone_target(cal.url, cal.username or "", source_lines(
             kind, secret, folder), calendar=cal.calendar_name))
         for args in (["-vv", "sync"], ["sync"], ["-vv", "plan"], ["-v", "calendars"],
                      ["calendars"], ["-vv", "validate"], ["-vv", "agenda", "--json"]):
@@ -164,7 +152,7 @@ def test_no_secret_in_any_output_against_a_real_server(
     # the server is gone: retries, errors and all
     folder = tmp_path / "gone"
     monkeypatch.setenv("FOLLOWSYNC_TEST_SECRET", cal.password or "")
-    config = write(folder, caldav_target("http://127.0.0.1:9/", cal.username or "",
+    config = write(folder, phone_target("http://127.0.0.1:9/", cal.username or "",
                                          source_lines(kind, cal.password or "", folder)))
     code, text = run(config, "-vv", "sync")
     assert code == 3 and "unreachable" in text, text
@@ -176,7 +164,7 @@ def test_no_secret_in_the_output_of_a_hostile_server_case(mode: str, tmp_path: P
     secret = "Pa55-hostile-" + mode
     with HostileServer("ok", "127.0.0.2") as other, \
             HostileServer(mode, location=other.url) as server:
-        config = write(tmp_path, caldav_target(server.url, "alice",
+        config = write(tmp_path, phone_target(server.url, "alice",
                                                f'    password: "{secret}"\n'))
         code, text = run(config, "-vv", "sync")
         assert code == 3, text
@@ -211,7 +199,7 @@ def test_an_existing_state_dir_open_to_others_is_made_private(tmp_path: Path) ->
 def test_a_password_in_a_config_others_can_read_is_refused(mode: int, tmp_path: Path,
                                                            catcher: HostileServer) -> None:
     secret = "In-The-Config-42"
-    config = write(tmp_path, caldav_target(catcher.url, "alice", f'    password: "{secret}"\n'),
+    config = write(tmp_path, phone_target(catcher.url, "alice", f'    password: "{secret}"\n'),
                    mode=mode)
     for args in (["sync"], ["-vv", "validate"], ["plan"]):
         code, text = run(config, *args)
@@ -225,7 +213,7 @@ def test_a_password_in_a_config_others_can_read_is_refused(mode: int, tmp_path: 
 def test_a_password_in_a_private_config_works_with_a_warning(
         tmp_path: Path, catcher: HostileServer) -> None:
     secret = "In-The-Config-43"
-    config = write(tmp_path, caldav_target(catcher.url, "alice", f'    password: "{secret}"\n'))
+    config = write(tmp_path, phone_target(catcher.url, "alice", f'    password: "{secret}"\n'))
     code, text = run(config, "sync")
     assert code == 3  # the catcher refuses it, but it was used
     assert "the password is written in the config" in text
@@ -237,7 +225,7 @@ def test_validate_warns_when_a_password_env_variable_is_unset(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under systemd the daemon sees only its unit's environment: a variable set in the
     user's shell alone is a common trap, so `validate` says so (a warning, exit 0)."""
-    config = write(tmp_path, caldav_target("https://dav.example/", "alice",
+    config = write(tmp_path, phone_target("https://dav.example/", "alice",
                                            "    password_env: FOLLOWSYNC_TEST_UNSET\n"))
     monkeypatch.delenv("FOLLOWSYNC_TEST_UNSET", raising=False)
     out, err = io.StringIO(), io.StringIO()
@@ -255,7 +243,7 @@ def test_validate_warns_when_a_password_env_variable_is_unset(
 def test_a_missing_keyring_package_says_how_to_install_it_from_a_checkout(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "keyring", None)  # import keyring → ImportError
-    config = write(tmp_path, caldav_target("http://127.0.0.1:9/", "alice", "    keyring: true\n"))
+    config = write(tmp_path, phone_target("http://127.0.0.1:9/", "alice", "    keyring: true\n"))
     code, text = run(config, "sync")
     assert code == 3
     assert "pipx install --force '.[caldav,keyring]'" in text

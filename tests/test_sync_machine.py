@@ -1,4 +1,5 @@
-"""The two-way sync contract as a state machine (SPEC §3, issue 5), against in-RAM calendars.
+"""The two-way sync contract as a state machine (README, "What appears in the calendar";
+issue 5), against in-RAM calendars.
 
 Hypothesis interleaves edits of the lead file, edits made in calendar apps (a to-do ticked
 off, an item moved, an item deleted, someone else's item added), new days and syncs. A small
@@ -32,14 +33,15 @@ from hypothesis import HealthCheck, Phase, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from followsync import engine
-from followsync.backends.base import is_owned, uid_of
+from followsync import sync
 from followsync.backends.memory import MemoryBackend
 from followsync.config import load_config
 from followsync.leads import Touch, parse_lead_file
+from followsync.marks import is_owned, uid_of
 from followsync.render import summary, uid_for
 from followsync.rules import FollowUp, Memory, plan
-from tests.conftest import leads_text
+from followsync.sync import SyncOptions
+from tests.project import config_text, ics_target, leads_text
 
 ZONE = ZoneInfo("Europe/Berlin")
 START = date(2026, 3, 2)
@@ -116,11 +118,9 @@ class SyncMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="followsync-machine-"))
-        (self.dir / "config.yaml").write_text(
-            "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-            "safety: {max_deletes: 1000}\ntargets:\n"
-            + "".join(f"  - {{name: {name}, type: ics, path: {name}.ics, as: {kind}}}\n"
-                      for name, kind in TARGETS.items()))
+        (self.dir / "config.yaml").write_text(config_text(
+            "".join(ics_target(f"{name}.ics", name, as_=kind) for name, kind in TARGETS.items()),
+            extra="safety: {max_deletes: 1000}\n"))
         self.today = START
         self.leads: dict[str, LeadModel] = {}
         self.next_id = 0
@@ -268,7 +268,7 @@ class SyncMachine(RuleBasedStateMachine):
     @rule()
     def sync(self) -> None:
         self._write_leads()
-        outcome = engine.run(self.config, self._now(), backends=dict(self.backends))
+        outcome = sync.run(self.config, self._now(), SyncOptions(backends=dict(self.backends)))
         for report in outcome.targets:
             assert report.error is None, report.error
             assert report.warnings == [], report.warnings
@@ -278,7 +278,7 @@ class SyncMachine(RuleBasedStateMachine):
         # nothing is rewritten for nothing: a second sync right away writes nothing
         writes = {t: b.writes for t, b in self.backends.items()}
         items = {t: dict(b.items) for t, b in self.backends.items()}
-        engine.run(self.config, self._now(), backends=dict(self.backends))
+        sync.run(self.config, self._now(), SyncOptions(backends=dict(self.backends)))
         assert {t: b.writes for t, b in self.backends.items()} == writes
         assert {t: dict(b.items) for t, b in self.backends.items()} == items
 
@@ -370,8 +370,8 @@ test_the_two_way_sync_contract = SyncMachine.TestCase
 
 # --- regressions the machine's model pins down, as plain tests ------------------------------
 def _run(config: Any, day: date, backends: dict[str, MemoryBackend]) -> None:
-    outcome = engine.run(config, datetime.combine(day, time(10), tzinfo=ZONE),
-                         backends=dict(backends))
+    outcome = sync.run(config, datetime.combine(day, time(10), tzinfo=ZONE),
+                       SyncOptions(backends=dict(backends)))
     assert outcome.exit_code == 0
 
 
@@ -392,10 +392,8 @@ def test_touches_from_two_calendars_on_one_day_give_the_same_plan_in_every_sync(
     and deletions made in the calendars are overridden, for nothing)."""
     (tmp_path / "leads.yaml").write_text(
         DEFAULTS + "  dana:\n    name: Dana\n    last_contact: 2026-03-01\n")
-    (tmp_path / "config.yaml").write_text(
-        "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\ntargets:\n"
-        "  - {name: phone, type: ics, path: a.ics, as: todo}\n"
-        "  - {name: phone2, type: ics, path: b.ics, as: todo}\n")
+    (tmp_path / "config.yaml").write_text(config_text(
+        ics_target("a.ics", "phone", as_="todo") + ics_target("b.ics", "phone2", as_="todo")))
     config = load_config(tmp_path / "config.yaml")
     backends = {"phone": MemoryBackend(), "phone2": MemoryBackend()}
     _run(config, START, backends)

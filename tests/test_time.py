@@ -10,8 +10,6 @@ as a calendar app would, then compared with zoneinfo.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
 import subprocess
@@ -24,7 +22,7 @@ import icalendar
 import pytest
 from dateutil.rrule import rrulestr
 
-from followsync.cli import main
+from tests.project import cli, make_project
 
 ROOT = Path(__file__).resolve().parent.parent
 # zone → why it is here
@@ -41,27 +39,14 @@ ZONES = {
 YEAR = 2027
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
-
-
 def project(folder: Path, zone: str | None, leads: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    zone_line = f"timezone: {zone}\n" if zone else ""
-    (folder / "config.yaml").write_text(
-        f"leads: leads.yaml\n{zone_line}state_dir: state\n"
-        "targets:\n  - {name: file, type: ics, path: out.ics}\n")
-    (folder / "leads.yaml").write_text(leads, encoding="utf-8")
-    return folder
+    """A project in `zone` (None: the machine's zone) syncing to out.ics; its folder."""
+    return make_project(folder, leads, timezone=zone).dir
 
 
 def sync(folder: Path, now: str) -> str:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--config", str(folder / "config.yaml"), "--now", now, "sync"])
-    assert code == 0, err.getvalue()
+    code, _, err = cli(folder / "config.yaml", "sync", now=now)
+    assert code == 0, err
     return (folder / "out.ics").read_text(encoding="utf-8")
 
 

@@ -1,4 +1,5 @@
-"""Two-way sync against a REAL Radicale (issue 5, SPEC §1 status triggers, §3 calendar edits).
+"""Two-way sync against a REAL Radicale (issue 5; README, "The lead file"
+status triggers and "What appears in the calendar" edits).
 
 One config, three targets: `phone` (a Radicale calendar, `as: todo`), `desk` (another Radicale
 calendar, `as: event`) and `file` (an .ics file, `as: event`). Another calendar app is played
@@ -18,9 +19,9 @@ from typing import Any
 import icalendar
 import pytest
 
-from followsync.cli import main
 from followsync.render import uid_for
 from tests.faultproxy import Fault, FaultProxy, ProxyRequest
+from tests.project import Project, caldav_target, ics_target
 from tests.servers import CalendarInfo, Server
 
 PASSWORD_ENV = "FOLLOWSYNC_TEST_TWO_WAY_PASSWORD"
@@ -65,36 +66,31 @@ def when(comp: Any) -> str:
     return str(value.strftime("%Y-%m-%d %H:%M"))
 
 
-class TwoWay:
+class TwoWay(Project):
     """The config and lead file in tmp; the two Radicale calendars; the .ics file."""
 
-    def __init__(self, tmp: Path, phone: CalendarInfo, desk: CalendarInfo, proxy: FaultProxy,
-                 capsys: pytest.CaptureFixture[str]) -> None:
-        self.tmp, self.phone, self.desk, self.proxy, self.capsys = tmp, phone, desk, proxy, capsys
-        self.config = tmp / "config.yaml"
-        self.leads = tmp / "leads.yaml"
-        self.ics = tmp / "followups.ics"
+    def __init__(self, tmp: Path, phone: CalendarInfo, desk: CalendarInfo, proxy: FaultProxy
+                 ) -> None:
+        super().__init__(tmp)
+        self.tmp, self.phone, self.desk, self.proxy = tmp, phone, desk, proxy
 
         def caldav(name: str, cal: CalendarInfo, kind: str) -> str:
-            return (f"  - name: {name}\n    type: caldav\n    url: {proxy.url_for(cal.url)}\n"
-                    f"    calendar: {cal.calendar_name}\n    as: {kind}\n"
-                    f"    username: {cal.username}\n    password_env: {PASSWORD_ENV}\n")
+            return caldav_target(proxy.url_for(cal.url), name, calendar=cal.calendar_name,
+                                 as_=kind, username=cal.username or "",
+                                 password_env=PASSWORD_ENV)
 
-        self.config.write_text(
-            "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\ntargets:\n"
-            + caldav("phone", phone, "todo") + caldav("desk", desk, "event")
-            + "  - {name: file, type: ics, path: followups.ics, as: event}\n")
-        self.config.chmod(0o600)
-        self.leads.write_text(LEADS)
+        self.write_config(targets=caldav("phone", phone, "todo") + caldav("desk", desk, "event")
+                          + ics_target("followups.ics", as_="event"),
+                          mode=0o600)
+        self.write_leads(LEADS)
 
-    def run(self, *args: str, now: str) -> tuple[int, str]:
-        code = main(["--config", str(self.config), "--now", now, *args])
-        out = self.capsys.readouterr()
-        return code, out.out + out.err
+    @property
+    def ics(self) -> Path:
+        return self.dir / "followups.ics"
 
     def sync(self, now: str) -> dict[str, str]:
         """Sync; the one-line summary per target, by target name."""
-        code, out = self.run("sync", now=now)
+        code, out = self.output("sync", now=now)
         assert code == 0, out
         assert "Traceback" not in out
         return {line.split(":", 1)[0]: line for line in out.splitlines() if ": " in line}
@@ -103,7 +99,7 @@ class TwoWay:
         """Planning from scratch finds nothing to do (`plan` always loads and plans; a `sync`
         may skip that when the files, the day and the calendars are as last time), and a
         sync then writes nothing."""
-        code, out = self.run("plan", now=now)
+        code, out = self.output("plan", now=now)
         assert code == 0, out
         summaries = [line for line in out.splitlines() if not line.startswith(" ")]
         assert len(summaries) == 3, out
@@ -111,11 +107,6 @@ class TwoWay:
             assert "0 to create, 0 to update, 0 to delete" in line, out
         for name, line in self.sync(now).items():
             assert "0 created, 0 updated, 0 deleted" in line, (name, line)
-
-    def edit(self, old: str, new: str) -> None:
-        text = self.leads.read_text()
-        assert old in text, old
-        self.leads.write_text(text.replace(old, new, 1))
 
     def ours(self, cal: CalendarInfo) -> dict[str, Item]:
         """UID → the item, for every item with followsync's marks (fails on a duplicate UID)."""
@@ -152,7 +143,7 @@ class TwoWay:
         return result
 
     def agenda_json(self, now: str) -> dict[str, Any]:
-        code, out = self.run("agenda", "--json", now=now)
+        code, out = self.output("agenda", "--json", now=now)
         assert code == 0, out
         result: dict[str, Any] = json.loads(out)
         return result
@@ -184,14 +175,12 @@ def move(cal: CalendarInfo, item: Item, old: bytes, new: bytes) -> bytes:
 @pytest.fixture
 def two_way(tmp_path: Path, make_dav_calendar: Callable[..., CalendarInfo],
             fault_proxy: Callable[[Server | CalendarInfo | str], FaultProxy],
-            radicale_server: Server, capsys: pytest.CaptureFixture[str],
-            monkeypatch: pytest.MonkeyPatch) -> TwoWay:
+            radicale_server: Server, monkeypatch: pytest.MonkeyPatch) -> TwoWay:
     phone = make_dav_calendar("radicale")
     desk = make_dav_calendar("radicale", components=("VEVENT",))
     assert phone.password
     monkeypatch.setenv(PASSWORD_ENV, phone.password)
-    monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
-    return TwoWay(tmp_path, phone, desk, fault_proxy(radicale_server), capsys)
+    return TwoWay(tmp_path, phone, desk, fault_proxy(radicale_server))
 
 
 # --- to-dos completed in a calendar ------------------------------------------------------
@@ -232,7 +221,7 @@ def test_completed_todos_move_the_next_follow_up_everywhere(two_way: TwoWay) -> 
     assert sorted((t["lead"], t["date"], t["by"]) for t in agenda["from_calendar"]) == [
         ("dana", "2026-11-20", "me"), ("sam", "2026-11-20", "me")]
     assert all(t["note"] == "completed in the calendar (phone)" for t in agenda["from_calendar"])
-    code, text = w.run("agenda", now=DAY3)
+    code, text = w.output("agenda", now=DAY3)
     assert code == 0, text
     assert "Ticked off in a calendar" in text
     assert re.search(r"Fri 2026-11-20\s+Dana Whitfield \(Acme\)\s+completed in the calendar",
@@ -337,7 +326,7 @@ def test_a_412_is_re_read_and_a_completion_made_meanwhile_is_not_lost(two_way: T
     w.edit("      - 2026-11-10 sent the CV\n", "      - 2026-11-10 sent the CV and a letter\n")
     w.proxy.reset()
     w.proxy.faults = [Fault(action="delay", delay=0.0, match=user_ticks_it_off_first, times=None)]
-    code, out = w.run("sync", now=DAY1)
+    code, out = w.output("sync", now=DAY1)
     assert code == 0, out
     assert users, "the PUT to the to-do never came"
     assert "changed meanwhile" in out
@@ -415,8 +404,8 @@ def test_status_triggers_through_the_cli(two_way: TwoWay) -> None:
 
     # done once a touch is logged on or after the day: cat on 11-20 ends both of hers; ben's
     # touch on 11-18 ends his thank-you (since 11-16) but not the offer news (11-19)
-    assert w.run("done", "cat", "--on", "2026-11-20", "--note", "sent thanks", now=DAY3)[0] == 0
-    assert w.run("done", "ben", "--on", "2026-11-18", "--by", "both", now=DAY3)[0] == 0
+    assert w.output("done", "cat", "--on", "2026-11-20", "--note", "sent thanks", now=DAY3)[0] == 0
+    assert w.output("done", "ben", "--on", "2026-11-18", "--by", "both", now=DAY3)[0] == 0
     w.sync(DAY3)
     third = rules(w)
     assert {k for k in third if "status" in k} == {

@@ -34,10 +34,11 @@ from typing import Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
-from followsync.backends.base import Listing, Remote
+from followsync.backends.base import Listing
 from followsync.backends.davhttp import RETRY_STATUSES, DavSession, Response, _network_reason
 from followsync.errors import ComponentRefused, Conflict, TargetError
 from followsync.googleauth import GoogleSettings, Tokens
+from followsync.model import Remote
 
 log = logging.getLogger("followsync")
 PAGE = 2500  # events per list page (Google's maximum)
@@ -469,7 +470,7 @@ def _owner_uid(event: dict[str, Any]) -> str | None:
 
 
 def _uid_in(text: str) -> str | None:
-    from followsync.backends.base import uid_of
+    from followsync.marks import uid_of
 
     return uid_of(text)
 
