@@ -21,7 +21,7 @@ from followsync import __version__
 from followsync.errors import EXIT_USAGE, ConfigError, FollowsyncError
 
 if TYPE_CHECKING:
-    from followsync.config import Config
+    from followsync.config import Config, Target
 
 log = logging.getLogger("followsync")
 EXIT_BUG = 70
@@ -279,15 +279,18 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
 @cli.command()
 @click.pass_obj
 def calendars(obj: Context) -> None:
-    """List the calendars each CalDAV target's account can see, and which one it uses."""
-    from followsync.backends.caldav import CaldavBackend
-
+    """List the calendars of each CalDAV or Google target's account, marking the one used."""
     config = obj.config()
-    targets = [t for t in config.targets if t.type == "caldav"]
+    targets = [t for t in config.targets if t.type in ("caldav", "google")]
     if not targets:
-        raise click.UsageError(f"{config.path} has no caldav target")
+        raise click.UsageError(f"{config.path} has no caldav or google target")
     failed = False
     for target in targets:
+        if target.type == "google":
+            failed = not _google_calendars(obj, config, target) or failed
+            continue
+        from followsync.backends.caldav import CaldavBackend
+
         backend = CaldavBackend(target)
         try:
             found = backend.calendars()
@@ -308,6 +311,51 @@ def calendars(obj: Context) -> None:
             obj.say(f"   {target.calendar!r} does not exist yet: the next sync creates it")
     if failed:
         raise SystemExit(3)
+
+
+def _google_calendars(obj: Context, config: Config, target: Target) -> bool:
+    """`followsync calendars` for a google target; False when it could not list them."""
+    from followsync.backends.google import GoogleBackend
+    from followsync.googleauth import settings_for
+
+    backend = GoogleBackend(settings_for(target), readonly=True)
+    try:
+        found = backend.calendars()
+    except FollowsyncError as exc:
+        click.echo(f"{target.name}: {exc}", err=True)
+        return False
+    finally:
+        backend.close()
+    obj.say(f"{target.name} (Google Calendar):")
+    for cal in found:
+        used = cal["name"] == target.calendar or (target.calendar == "primary"
+                                                  and cal["primary"])
+        mark = "*" if used else " "
+        obj.say(f" {mark} {cal['name'] or '(no name)':<28} {cal['access']:<14} {cal['id']}")
+    if target.calendar != "primary" and not any(c["name"] == target.calendar for c in found):
+        obj.say(f"   {target.calendar!r} does not exist yet: the next sync creates it")
+    return True
+
+
+@cli.command()
+@click.argument("target_name", metavar="TARGET")
+@click.option("--no-browser", is_flag=True, help="Only print the sign-in URL (e.g. over SSH).")
+@click.pass_obj
+def auth(obj: Context, target_name: str, no_browser: bool) -> None:
+    """Sign in to a google target's account and keep its token.
+
+    See the README, section "Google Calendar"."""
+    from followsync.googleauth import settings_for, sign_in
+
+    config = obj.config()
+    target = next((t for t in config.targets if t.name == target_name), None)
+    if target is None or target.type != "google":
+        names = [t.name for t in config.targets if t.type == "google"]
+        raise click.UsageError(f"no google target named {target_name!r} in {config.path}"
+                               + (f" (google targets: {', '.join(names)})" if names else ""))
+    where = sign_in(settings_for(target), open_browser=not no_browser,
+                    say=lambda text: click.echo(text, err=True))
+    obj.say(f"{target.name}: signed in; the token is kept in {where}")
 
 
 @cli.command()

@@ -27,7 +27,8 @@ class _Model(BaseModel):
 
 
 class TargetModel(_Model):
-    """One calendar to keep in step: a CalDAV calendar or a local .ics file."""
+    """One calendar to keep in step: a CalDAV calendar, a local .ics file or a Google
+    calendar."""
 
     name: Annotated[str, Field(pattern=TARGET_NAME)]
     type: TargetType
@@ -42,9 +43,19 @@ class TargetModel(_Model):
     keyring: bool = False
     verify: bool | Text = True
     timeout: Annotated[float, Field(gt=0)] = 30.0
+    client_secret: Text | None = None
+    auth_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    endpoint: Text | None = None
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> TargetModel:
+        google_only = [k for k in ("client_secret", "auth_port", "endpoint")
+                       if getattr(self, k) is not None]
+        if self.type != "google" and google_only:
+            raise Invalid(f"a {self.type} target does not take {', '.join(google_only)}",
+                          "those are for `type: google` targets")
+        if self.type == "google":
+            return self._google_fields()
         if self.type == "ics":
             if not self.path:
                 raise Invalid("an ics target needs `path:`",
@@ -64,6 +75,29 @@ class TargetModel(_Model):
             if len(secrets) > 1:
                 raise Invalid(f"give only one of {', '.join(secrets)}",
                               "keep one way to get the password and remove the others")
+        return self
+
+    def _google_fields(self) -> TargetModel:
+        extra = [k for k in ("path", "url", "username", "password", "password_command",
+                             "password_env") if getattr(self, k)] + \
+            (["keyring"] if self.keyring else [])
+        if extra:
+            raise Invalid(f"a google target does not take {', '.join(extra)}",
+                          "it signs in with `followsync auth NAME` (see README, \"Google "
+                          "Calendar\")")
+        if not self.calendar:
+            raise Invalid("a google target needs `calendar:`",
+                          "the calendar's name (created if missing), or `primary`")
+        if not self.client_secret:
+            raise Invalid("a google target needs `client_secret:`",
+                          "the JSON file of your own \"Desktop app\" OAuth client (see "
+                          "README, \"Google Calendar\")")
+        if self.as_ == "todo":
+            raise Invalid("a google target takes events only",
+                          "remove `as: todo` (Google Calendar has no to-dos with a time)")
+        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
+            raise Invalid(f"endpoint {self.endpoint!r} is not an http(s) URL",
+                          "e.g. `endpoint: http://127.0.0.1:9000`, or remove it to use Google")
         return self
 
 
@@ -126,10 +160,18 @@ class Target:
     keyring: bool = False
     verify: bool | str = True
     timeout: float = 30.0
+    client_secret: Path | None = None
+    auth_port: int | None = None
+    endpoint: str | None = None
+    # a google target keeps its tokens in the state folder and makes calendars in this zone
+    state_dir: Path | None = None
+    zone: str = "UTC"
 
     @property
     def key(self) -> str:
         where = str(self.path) if self.type == "ics" else f"{self.url}#{self.calendar or ''}"
+        if self.type == "google":
+            where = f"{self.endpoint or 'google'}#{self.calendar}"
         return f"{self.name}|{self.type}|{where}"
 
     def __repr__(self) -> str:  # never show a password, even in a debugger or a traceback
@@ -236,6 +278,8 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
             problems.append(Problem(str(path), line, col, f"{value} is listed twice in `leads:`",
                                     "remove one of them"))
         seen.add(at(value))
+    zone = ZoneInfo(model.timezone) if model.timezone else system_zone()
+    state_dir = at(model.state_dir) if model.state_dir else default_state_dir()
     targets = []
     for index, tm in enumerate(model.targets or [TargetModel(name="file", type="ics",
                                                               path="followups.ics")]):
@@ -258,6 +302,13 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
                 f"{'is a file' if folder.exists() else 'does not exist'}: {folder}",
                 "check `path:` for a typo, or create the folder first (followsync does not "
                 "create it)"))
+        if tm.client_secret and not at(tm.client_secret).is_file():
+            problems.append(source.problem(
+                ("targets", index, "client_secret"),
+                f"the client_secret file of target {tm.name!r} does not exist: "
+                f"{at(tm.client_secret)}",
+                "download your \"Desktop app\" OAuth client's JSON from the Google Cloud "
+                "console (README, \"Google Calendar\")"))
         command = tm.password_command
         targets.append(Target(
             name=tm.name, type=tm.type, kind=tm.as_,
@@ -267,6 +318,8 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
             password_env=tm.password_env, keyring=tm.keyring,
             verify=at(tm.verify).as_posix() if isinstance(tm.verify, str) else tm.verify,
             timeout=tm.timeout,
+            client_secret=at(tm.client_secret) if tm.client_secret else None,
+            auth_port=tm.auth_port, endpoint=tm.endpoint, state_dir=state_dir, zone=zone.key,
         ))
     if problems:
         raise ConfigError(problems)
@@ -274,8 +327,8 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
     return Config(
         path=path,
         lead_paths=tuple(at(p) for p in lead_list),
-        timezone=ZoneInfo(model.timezone) if model.timezone else system_zone(),
-        state_dir=at(model.state_dir) if model.state_dir else default_state_dir(),
+        timezone=zone,
+        state_dir=state_dir,
         targets=tuple(targets),
         interval=interval if interval > timedelta(0) else timedelta(minutes=15),
         watch=model.daemon.watch,

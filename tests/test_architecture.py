@@ -52,6 +52,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                          "followsync.daemon", "followsync.commands"),
     "followsync.credentials": ("followsync.sync", "followsync.state", "followsync.backends",
                                "followsync.cli", "followsync.daemon", "followsync.config"),
+    # signing in to Google and keeping its tokens: used by the google backend and `auth`
+    "followsync.googleauth": ("followsync.sync", "followsync.state", "followsync.cli",
+                              "followsync.daemon", "followsync.commands", "followsync.leads",
+                              "followsync.rules", "followsync.diff"),
     "followsync.sync": ("followsync.cli", "followsync.daemon", "followsync.commands"),
     "followsync.daemon": ("followsync.cli", "followsync.commands", "followsync.backends"),
     "followsync.commands": ("followsync.cli", "followsync.daemon", "followsync.backends",
@@ -200,6 +204,34 @@ def test_a_no_op_sync_of_a_caldav_calendar_loads_neither_the_leads_nor_icalendar
     assert code == 0 and "2 unchanged" in out, out
     assert proxy.count() == 1  # the one sync-collection REPORT
     assert heavy(loaded) == []
+
+
+def test_a_no_op_sync_of_a_google_calendar_loads_neither_the_leads_nor_icalendar(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against the emulation of Google's API (tests/googleemu.py): one API request, no token
+    request, and none of the heavy modules (nor google's client libraries)."""
+    from followsync.googleauth import GoogleSettings, TokenStore
+    from tests.googleemu import GoogleEmu
+
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+    emu = GoogleEmu().start()
+    try:
+        (tmp_path / "client.json").write_text(json.dumps({"installed": {
+            "client_id": emu.client_id, "client_secret": emu.client_secret}}))
+        TokenStore(GoogleSettings("work", "F", tmp_path / "client.json", tmp_path / "state"),
+                   emu.client_id).keep_refresh(emu.issue_tokens()[0])
+        config = write_project(tmp_path, "  - name: work\n    type: google\n    calendar: F\n"
+                               f"    client_secret: client.json\n    endpoint: {emu.url}\n")
+        code, loaded, out = probe(config)
+        assert code == 0 and "2 created" in out, out
+        emu.reset_log()
+        code, loaded, out = probe(config)
+        assert code == 0 and "2 unchanged" in out, out
+        assert len(emu.requests) == len(emu.api_requests()) == 1
+        assert heavy(loaded) == []
+        assert not [m for m in loaded if m.startswith(("googleapiclient", "google."))]
+    finally:
+        emu.stop()
 
 
 @pytest.mark.xfail(strict=True, reason="config.py validates the config with pydantic, so "

@@ -292,3 +292,55 @@ def test_a_missing_keyring_package_says_how_to_install_it_from_a_checkout(
     assert code == 3
     assert "pipx install --force '.[caldav,keyring]'" in text
     assert "followsync[" not in text
+
+
+def test_no_google_token_or_secret_in_any_output(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A google target (against tests/googleemu.py): signed in, with expired access tokens,
+    with a dead refresh token (invalid_grant), and with the endpoint gone — the client secret,
+    the tokens and the authorization code show in no output at any verbosity, nor in the
+    state database (the token file in the state folder holds them, mode 0600)."""
+    import json
+
+    from tests.googleemu import GoogleEmu
+    from tests.test_google_cli import sign_in
+
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+    emu = GoogleEmu().start()
+    try:
+        (tmp_path / "client.json").write_text(json.dumps({"installed": {
+            "client_id": emu.client_id, "client_secret": emu.client_secret}}))
+        target = ("  - name: work\n    type: google\n    calendar: Follow-ups\n"
+                  f"    client_secret: client.json\n    endpoint: {emu.url}\n    timeout: 5\n")
+        config = write(tmp_path, target)
+        texts = []
+        code, text = sign_in(config, emu)
+        assert code == 0, text
+        texts.append(text)
+        commands = (["-vv", "sync"], ["sync"], ["-vv", "plan"], ["-v", "calendars"],
+                    ["calendars"], ["-vv", "validate"], ["-vv", "agenda", "--json"])
+        for setup in ("fine", "expired", "invalid_grant"):
+            if setup == "expired":
+                emu.expire_access_tokens()
+            if setup == "invalid_grant":
+                emu.expire_access_tokens()
+                emu.invalid_grant = True
+            for args in commands:
+                code, text = run(config, *args)
+                if args[-1] in ("sync", "calendars"):
+                    assert code == (3 if setup == "invalid_grant" else 0), (setup, args, text)
+                texts.append(text)
+        token_file = tmp_path / "state" / "google-work.json"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        for path in (tmp_path / "state").rglob("*"):
+            if path.is_file() and path != token_file:
+                texts.append(path.read_bytes().decode("latin-1"))
+        secrets = emu.secrets()
+    finally:
+        emu.stop()
+    emu.invalid_grant = False
+    code, text = run(config, "-vv", "sync")  # the endpoint is gone
+    assert code == 3, text
+    texts.append(text)
+    assert len(secrets) >= 4
+    scan(texts, secrets)
