@@ -207,9 +207,12 @@ def test_no_digest_secret_in_any_output(request: pytest.FixtureRequest, tmp_path
                 secrets.append(hashlib.new(
                     name, f"{DIGEST_USER}:{proxy.realm}:{secret}".encode()).hexdigest())
             secrets += forms(DIGEST_USER, secret)
-        assert proxy.authorizations and all(
-            a.startswith("Digest ") for a in proxy.authorizations)  # never Basic
-        for header in proxy.authorizations:
+        # Basic only with the very first request to this (loopback) server, before it asked
+        # for Digest; never after
+        first, *rest = proxy.authorizations
+        assert rest and all(a.startswith("Digest ") for a in rest), proxy.authorizations
+        secrets.append(first)
+        for header in rest:
             secrets += [header, header.split("response=", 1)[1].split(",", 1)[0].strip('"')]
         scan(texts, secrets)
     finally:
