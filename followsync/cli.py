@@ -165,6 +165,11 @@ def validate(obj: Context) -> None:
             log.warning("warning: target %r: $%s (password_env) is not set here; the daemon run "
                         "by systemd needs it set in its unit (README, \"Running as a service\")",
                         target.name, target.password_env)
+    for box in config.mailboxes:
+        if box.password_env and box.password_env not in os.environ:
+            log.warning("warning: mailbox %r: $%s (password_env) is not set here; the daemon run "
+                        "by systemd needs it set in its unit (README, \"Running as a service\")",
+                        box.name, box.password_env)
     files = ", ".join(str(p) for p in config.lead_paths)
     count = len(book.leads)
     obj.say(f"ok: {config.path} and {count} lead{'' if count == 1 else 's'} in {files}")
