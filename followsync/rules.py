@@ -154,7 +154,7 @@ def _plan_lead(
     lead, policy = item.lead, item.policy
     ordered = touches(lead, memory.touches)
     unanswered = unanswered_count(ordered)
-    person = Person(lead.name, lead.org, lead.role, lead.email, lead.phone, lead.url,
+    person = Person(lead.name, lead.org, lead.role, lead.email_text() or None, lead.phone, lead.url,
                     lead.status, lead.notes)
     closed = lead.status is not None and lead.status in policy.closed
     cold = policy.give_up_after is not None and unanswered >= policy.give_up_after
