@@ -280,6 +280,44 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
         obj.say(ag.to_text(result))
 
 
+@cli.command("mail")
+@click.option("--since", "since_text", metavar="DATE",
+              help="Look back to DATE this once, beyond what was read before.")
+@click.option("--all", "show_all", is_flag=True,
+              help="List every mail touch known, not only those this scan found.")
+@click.pass_obj
+def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
+    """Scan the mailboxes now (read-only) and list, per lead, the touches found."""
+    from followsync.commands.show import print_mail
+    from followsync.durations import parse_date
+    from followsync.engine import open_state, today_in
+    from followsync.leads import load_leads
+    from followsync.sources.scan import scan_mailboxes
+    from followsync.state import Lock
+
+    config = obj.config()
+    if not config.mailboxes:
+        raise click.UsageError(f"{config.path} has no `mail:` section (README, \"Mail\")")
+    try:
+        since = parse_date(since_text) if since_text else None
+    except ValueError as exc:
+        raise click.UsageError(f"--since: {exc}") from None
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    today = today_in(config, obj.now(config))
+    lock = Lock(config.state_dir)
+    lock.acquire(what="mail")
+    try:
+        state = open_state(config.state_dir)
+        try:
+            reports = scan_mailboxes(config, book, state, today, since=since)
+            known = state.mail_touches() if show_all else None
+        finally:
+            state.close()
+    finally:
+        lock.release()
+    _exit(print_mail(reports, book, config.timezone, obj.say, known))
+
+
 @cli.command()
 @click.pass_obj
 def calendars(obj: Context) -> None:

@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -106,6 +106,14 @@ class Touch(_Model):
     date: DateT
     by: By = "me"
     note: Text = ""
+
+
+class MailTouch(Touch):
+    """A touch found in mail (README "Mail"): its time orders the touches of one day, its
+    subject is the thread a calendar item links back to. Never part of the lead file."""
+
+    at: datetime
+    subject: str = ""
 
 
 class _LogLineToo:
@@ -407,5 +415,5 @@ def schema() -> dict[str, Any]:
     return result
 
 
-__all__ = ["Lead", "LeadBook", "LeadFile", "LoadedLead", "OneOff", "Policy", "Touch", "Trigger",
+__all__ = ["Lead", "LeadBook", "LeadFile", "LoadedLead", "MailTouch", "OneOff", "Policy", "Touch", "Trigger",
            "date", "expand", "load_leads", "parse_lead_file", "schema", "title"]

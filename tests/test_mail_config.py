@@ -127,7 +127,7 @@ def test_broken_mail_section(synced: Project, text: str, expected: str) -> None:
     before = synced.snapshot()
     state = (synced.state / "state.sqlite").read_bytes()
     want = textwrap.dedent(expected).replace("{C}", str(synced.config))
-    for command in ("validate", "plan", "sync"):
+    for command in ("validate", "plan", "sync", "mail"):
         code, out, err = synced.run(command)
         assert (code, out) == (1, ""), (command, err)
         assert err == want, command
