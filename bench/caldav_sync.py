@@ -179,14 +179,14 @@ import sys
 from datetime import datetime
 from pathlib import Path
 from followsync.config import load_config
-from followsync.engine import make_plans, today_in, wants_for
+from followsync.sync.planning import make_plans, wants_for
 from followsync.leads import load_leads
 from followsync.render import render
 cfg, now_text, out, sequence = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 config = load_config(cfg)
 now = datetime.fromisoformat(now_text).replace(tzinfo=config.timezone)
 book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
-plans, _ = make_plans(book, today_in(config, now), {})
+plans, _ = make_plans(book, config.today(now), {})
 wants = wants_for(plans, config.targets[0], config.timezone.key)
 out.mkdir(parents=True, exist_ok=True)
 for uid, want in wants.items():

@@ -304,7 +304,7 @@ from datetime import date
 from pathlib import Path
 t0, c0 = time.perf_counter(), time.process_time()
 from followsync.leads import load_leads
-from followsync.engine import make_plans
+from followsync.sync.planning import make_plans
 t1, c1 = time.perf_counter(), time.process_time()
 book = load_leads([Path(sys.argv[1])])
 t2, c2 = time.perf_counter(), time.process_time()

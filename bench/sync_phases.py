@@ -19,8 +19,12 @@ import time
 from typing import Any
 
 WRAP = {
-    "followsync.engine": ["load_leads", "make_plans", "wants_for", "_list", "_completions",
-                          "_apply", "render", "normalise", "open_state"],
+    "followsync.sync.planning": ["make_plans", "wants_for"],
+    "followsync.sync.session:Session": ["relist", "completions"],
+    "followsync.sync.apply:Apply": ["run", "text"],
+    "followsync.sync.apply": ["same"],
+    "followsync.leads": ["load_leads"],
+    "followsync.sync": ["open_state"],
     "followsync.diff": ["diff"],
     "followsync.config": ["load_config"],
     "followsync.backends.icsfile": ["parse"],

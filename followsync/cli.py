@@ -1,4 +1,4 @@
-"""The command line (SPEC §4): one function per command, one error handler for exit codes.
+"""The command line (README, "Commands"): one function per command, one error handler for exit codes.
 
 Heavy modules (pydantic, icalendar, caldav) are imported inside the commands that need them,
 so `followsync --help` starts fast.
@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
@@ -180,10 +180,10 @@ def validate(obj: Context) -> None:
 def plan(obj: Context) -> None:
     """Show what a sync would create, update and delete, and why; write nothing."""
     from followsync.commands.show import print_plan
-    from followsync.engine import run
+    from followsync.sync import SyncOptions, run
 
     config = obj.config()
-    outcome = run(config, obj.now(config), dry_run=True)
+    outcome = run(config, obj.now(config), SyncOptions(dry_run=True))
     print_plan(outcome, obj.say)
     _exit(outcome.exit_code)
 
@@ -195,14 +195,15 @@ def plan(obj: Context) -> None:
 def sync(obj: Context, force: bool, only: str | None) -> None:
     """Reconcile every target once, then exit."""
     from followsync.commands.show import Progress, print_outcome
-    from followsync.engine import run
+    from followsync.sync import SyncOptions, run
 
     config = obj.config()
     if only and only not in {t.name for t in config.targets}:
         raise click.UsageError(f"no target named {only!r} in {config.path}")
     progress = Progress() if sys.stderr.isatty() and not obj.quiet else None
     try:
-        outcome = run(config, obj.now(config), force=force, only=only, progress=progress)
+        outcome = run(config, obj.now(config),
+                      SyncOptions(force=force, only=only, progress=progress))
     finally:
         if progress:
             progress.done()
@@ -233,7 +234,6 @@ def run_daemon(obj: Context) -> None:
 def done(obj: Context, lead: str, on_text: str | None, by: str, note: str) -> None:
     """Log a touch with LEAD in the lead file, keeping its comments and layout."""
     from followsync.durations import parse_date
-    from followsync.engine import today_in
     from followsync.leadedit import log_touch, unknown_lead
     from followsync.leads import Touch, load_leads
 
@@ -242,7 +242,7 @@ def done(obj: Context, lead: str, on_text: str | None, by: str, note: str) -> No
     if lead not in book.leads:
         raise unknown_lead(lead, sorted(book.leads))
     try:
-        day = parse_date(on_text) if on_text else today_in(config, obj.now(config))
+        day = parse_date(on_text) if on_text else config.today(obj.now(config))
     except ValueError as exc:
         raise click.UsageError(f"--on: {exc}") from None
     touch = Touch(date=day, by=by, note=" ".join(note.split()))
@@ -261,12 +261,13 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
     import json
 
     from followsync import agenda as ag
-    from followsync.engine import make_plans, open_state, today_in
     from followsync.leads import load_leads
+    from followsync.state import open_state
+    from followsync.sync.planning import make_plans
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
-    today = today_in(config, obj.now(config))
+    today = config.today(obj.now(config))
     state = open_state(config.state_dir, readonly=True)
     try:
         plans, _ = make_plans(book, today, state.memories())
@@ -290,10 +291,9 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
     """Scan the mailboxes now (read-only) and list, per lead, the touches found."""
     from followsync.commands.show import print_mail
     from followsync.durations import parse_date
-    from followsync.engine import open_state, today_in
     from followsync.leads import load_leads
     from followsync.sources.scan import scan_mailboxes
-    from followsync.state import Lock
+    from followsync.state import lock_state, open_state
 
     config = obj.config()
     if not config.mailboxes:
@@ -303,9 +303,8 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
     except ValueError as exc:
         raise click.UsageError(f"--since: {exc}") from None
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
-    today = today_in(config, obj.now(config))
-    lock = Lock(config.state_dir)
-    lock.acquire(what="mail")
+    today = config.today(obj.now(config))
+    lock = lock_state(config.state_dir)
     try:
         state = open_state(config.state_dir)
         try:
@@ -365,11 +364,6 @@ def schema() -> None:
 def _exit(code: int) -> None:
     if code:
         raise SystemExit(code)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(message, err=True)
-    raise SystemExit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The config file (SPEC §2) → a frozen Config with absolute paths and a real time zone."""
+"""The config file (README, "The config file") → a frozen Config with absolute paths and a real time zone."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import stat
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
 
 from followsync.durations import DURATION_FORM, Duration, parse_date, parse_duration
 from followsync.errors import ConfigError, Problem
+from followsync.model import Kind, TargetType, Tls
 from followsync.validation import (
     DATE_HINT,
     DurationT,
@@ -46,8 +47,8 @@ class TargetModel(_Model):
     """One calendar to keep in step: a CalDAV calendar or a local .ics file."""
 
     name: Annotated[str, Field(pattern=TARGET_NAME)]
-    type: Literal["caldav", "ics"]
-    as_: Literal["event", "todo"] | None = Field(default=None, alias="as")
+    type: TargetType
+    as_: Kind | None = Field(default=None, alias="as")
     path: Text | None = None
     url: Text | None = None
     calendar: Text | None = None
@@ -145,7 +146,7 @@ class MailModel(_Model):
     name: Annotated[str, Field(pattern=TARGET_NAME)]
     host: Annotated[Text, Field(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    tls: Literal["implicit", "starttls", "none"] = "implicit"
+    tls: Tls = "implicit"
     username: Annotated[Text, Field(min_length=1)]
     password: Text | None = None
     password_command: Text | list[Text] | None = None
@@ -246,8 +247,8 @@ class Target:
     """A target with paths resolved; `key` tells its state apart from other configs' targets."""
 
     name: str
-    type: Literal["caldav", "ics"]
-    kind: Literal["event", "todo"] | None
+    type: TargetType
+    kind: Kind | None
     path: Path | None = None
     url: str | None = None
     calendar: str | None = None
@@ -277,7 +278,7 @@ class MailConfig:
     host: str
     username: str
     port: int | None = None
-    tls: Literal["implicit", "starttls", "none"] = "implicit"
+    tls: Tls = "implicit"
     password: str | None = None
     password_command: tuple[str, ...] | str | None = None
     password_env: str | None = None
@@ -330,6 +331,10 @@ class Config:
     @property
     def lead_named_at(self) -> dict[Path, tuple[str, int, int]]:
         return {path: (file, line, col) for path, file, line, col in self.lead_origins}
+
+    def today(self, now: datetime) -> date:
+        """The day `now` falls on in the config's time zone: the rules' "today"."""
+        return now.astimezone(self.timezone).date()
 
 
 def find_config(explicit: str | None) -> Path:

@@ -4,7 +4,7 @@ midnight, and sooner after a target failed; reload on SIGHUP, stop on SIGTERM/SI
 Threads, and who does what:
   main      waits for signals and file events (one queue), debounces saves, reloads the
             config, pings systemd's watchdog; it never syncs, so it always answers quickly
-  sync      the one worker that runs engine.run: syncs never overlap, and requests that
+  sync      the one worker that runs sync.run: syncs never overlap, and requests that
             arrive meanwhile are merged into one more run
   scheduler APScheduler's timers (interval, midnight, retries); its jobs only ask for syncs
   watchdog  the inotify observer; its handler only puts events on the main queue
@@ -43,9 +43,10 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from followsync import engine, logs
+from followsync import logs, sync
 from followsync.config import Config, load_config
 from followsync.errors import EXIT_INVALID, ConfigError, FollowsyncError, LockBusy
+from followsync.locks import Lock
 from followsync.notify import Notifier, watchdog_seconds
 from followsync.schedule import (
     Change,
@@ -57,7 +58,6 @@ from followsync.schedule import (
     should_report,
     watched_files,
 )
-from followsync.state import Lock
 
 DAEMON_LOCK = "daemon.lock"  # held for the daemon's life; "lock" is held per sync
 
@@ -158,7 +158,7 @@ class Daemon:
         self._failures: dict[str, int] = {}
         self._last_problem: str | None = None
         self._status = "starting"
-        self._syncing = threading.Lock()  # held during engine.run
+        self._syncing = threading.Lock()  # held during sync.run
 
     # ------------------------------------------------------------------ life cycle
     def serve(self) -> int:
@@ -299,7 +299,8 @@ class Daemon:
                 continue
             try:
                 with self._syncing:
-                    outcome = engine.run(config, datetime.now(config.timezone), only=only)
+                    outcome = sync.run(config, datetime.now(config.timezone),
+                                       sync.SyncOptions(only=only))
             except ConfigError as exc:
                 self._problem(str(exc), pending.saved)
                 return
@@ -323,7 +324,7 @@ class Daemon:
         self._last_problem = text
         self._set_status(f"{what}: {text.splitlines()[0] if text else ''}")
 
-    def _report(self, outcome: engine.Outcome, config: Config) -> None:
+    def _report(self, outcome: sync.Outcome, config: Config) -> None:
         for report in outcome.targets:
             for warning in report.warnings:
                 log.warning("%s", warning)
@@ -332,9 +333,9 @@ class Daemon:
                                                     if report.hint else ""))
             else:
                 log.info("%s", report.summary())
-        codes = {r.name: r.exit_code for r in outcome.targets}
-        self._failures, retries = next_retries(self._failures, codes, config.interval)
-        for name in codes:
+        retryable = {r.name: r.retryable for r in outcome.targets}
+        self._failures, retries = next_retries(self._failures, retryable, config.interval)
+        for name in retryable:
             if not self.scheduler.running:  # stopping: no more timers
                 break
             if name in retries:

@@ -1,22 +1,20 @@
 """PURE: desired items + what the target holds + the state → actions (plain data).
 
-Decisions are made here, before anything is written; the engine only carries them out.
-Rules (SPEC §3): only items with followsync's marks are listed, so only those can be changed;
-an item edited in the calendar app is kept until the lead file changes that follow-up; one
-deleted by hand is not recreated until then; nothing unchanged is rewritten.
+Decisions are made here, before anything is written; the sync only carries them out.
+The rules (README, "What appears in the calendar" and "Safety"): only items with
+followsync's marks are listed, so only those can be changed; an item edited in the calendar
+app is kept until the lead file changes that follow-up; one deleted by hand is not recreated
+until then; nothing unchanged is rewritten.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import assert_never
 
-from followsync.backends.base import Remote
+from followsync.model import Kind, Remote, Row
 from followsync.rules import FollowUp
-from followsync.state import Row
-
-Kind = Literal["event", "todo"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,7 @@ class Forget:
 @dataclass(frozen=True)
 class Same:
     """What a sync made of an Adopt (or of a write of ours that had landed): the item there
-    is already as planned. Only the engine makes these, never `diff`."""
+    is already as planned. Only the sync (sync.apply) makes these, never `diff`."""
 
     uid: str
 
@@ -90,7 +88,7 @@ class Same:
 @dataclass(frozen=True)
 class Missed:
     """What a sync made of a write that met a newer version (412): left for the next sync.
-    Only the engine makes these, never `diff`."""
+    Only the sync (sync.apply) makes these, never `diff`."""
 
     uid: str
 
@@ -117,15 +115,45 @@ def tally(actions: Iterable[Action], unchanged: int) -> Tally:
     counts = dict.fromkeys(("created", "updated", "deleted", "kept", "checked", "conflicts"), 0)
     counts["unchanged"] = unchanged
     for action in actions:
-        kind = _COUNTED_AS.get(type(action))
+        kind = counted_as(action)
         if kind is not None:
             counts[kind] += 1
     return Tally(**counts)
 
 
-_COUNTED_AS: dict[type, str] = {Create: "created", Update: "updated", Delete: "deleted",
-                                Adopt: "checked", Accept: "kept", Gone: "kept",
-                                Same: "unchanged", Missed: "conflicts"}
+def counted_as(action: Action) -> str | None:
+    """The Tally field an action counts in (None: bookkeeping). Every action type is named
+    here: a new one fails mypy (assert_never) until it is given its place."""
+    match action:
+        case Create():
+            return "created"
+        case Update():
+            return "updated"
+        case Delete():
+            return "deleted"
+        case Adopt():
+            return "checked"
+        case Accept() | Gone():
+            return "kept"
+        case Same():
+            return "unchanged"
+        case Missed():
+            return "conflicts"
+        case Forget():
+            return None
+        case _:
+            assert_never(action)
+
+
+def is_write(action: Action) -> bool:
+    """Whether carrying out the action writes to the target (what progress counts)."""
+    match action:
+        case Create() | Update() | Adopt() | Delete():
+            return True
+        case Accept() | Gone() | Forget() | Same() | Missed():
+            return False
+        case _:
+            assert_never(action)
 
 
 @dataclass(frozen=True)

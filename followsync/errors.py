@@ -1,4 +1,5 @@
-"""The errors meant for users: each carries the exit code SPEC §4 gives it.
+"""The errors meant for users: each carries its exit code (README, "Commands":
+exit codes).
 
 Anything that is not one of these is a bug and is reported as one by the CLI.
 """

@@ -21,7 +21,7 @@ import yaml
 from followsync.atomic import write_atomic
 from followsync.errors import ConfigError, FollowsyncError, UsageError
 from followsync.leads import Touch, parse_lead_file
-from followsync.state import flock_until
+from followsync.locks import flock_until
 from followsync.yamlsrc import Source, load
 
 

@@ -1,4 +1,4 @@
-"""The lead file (SPEC §1): pydantic models, loading with located errors, effective settings.
+"""The lead file (README, "The lead file"): pydantic models, loading with located errors, effective settings.
 
 Models stay close to what the user writes; `Policy` is the flattened result of built-in
 defaults, the file's `defaults:` and the lead's own overrides, which is what the rules use.
@@ -28,6 +28,7 @@ from pydantic_core import CoreSchema
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
 from followsync.gcpause import paused_gc
+from followsync.model import Kind
 from followsync.validation import (
     WEEKDAYS,
     DateT,
@@ -49,7 +50,6 @@ TITLE_PLACEHOLDERS = (*PLACEHOLDERS, "action")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _TOUCH_LINE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:\s+(.*))?$", re.DOTALL)
 By = Literal["me", "them", "both"]
-Kind = Literal["event", "todo"]
 
 
 class _Model(BaseModel):

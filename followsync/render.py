@@ -1,4 +1,5 @@
-"""PURE: a follow-up → the iCalendar item the calendar shows (SPEC §3).
+"""PURE: a follow-up → the iCalendar item the calendar shows (README, "What appears
+in the calendar").
 
 Each item is rendered as a standalone VCALENDAR (what a CalDAV resource is); the .ics target
 merges them into one file. `input_hash` lets a sync skip rendering anything whose inputs have
@@ -12,10 +13,12 @@ import re
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from followsync import __version__
+from followsync.marks import LEAD_MARK, RULE_MARK
+from followsync.model import Kind
 
 if TYPE_CHECKING:  # the rules (and pydantic) load only when something is rendered
     from followsync.rules import FollowUp
@@ -24,10 +27,7 @@ RENDER_VERSION = "2"  # bump when the output changes, so every item is rewritten
 TZ_FIRST_YEAR, TZ_LAST_YEAR = 2000, 2045  # the span of a VTIMEZONE written as a list of changes
 PRODID = f"-//followsync//followsync {__version__}//EN"
 CATEGORY = "followsync"
-LEAD_MARK = "X-FOLLOWSYNC-LEAD"
-RULE_MARK = "X-FOLLOWSYNC-RULE"
 VOLATILE = {"DTSTAMP", "LAST-MODIFIED", "SEQUENCE", "PRODID", "CREATED"}
-Kind = Literal["event", "todo"]
 
 
 def uid_for(target: str, lead_id: str, rule: str) -> str:

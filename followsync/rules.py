@@ -1,4 +1,4 @@
-"""PURE: when is each lead's next follow-up due? (SPEC §1 "When is the next follow-up due?")
+"""PURE: when is each lead's next follow-up due? (README, "When is a follow-up due?")
 
 No clock, no files: `today` and what followsync remembers of each lead are arguments, so the
 rules can be tested exhaustively. The output is plain data for `render` and `agenda`.
@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, time, timedelta
-from typing import Literal
 
 from followsync.durations import Duration
 from followsync.leads import Lead, LoadedLead, Policy, Touch, expand, title
+from followsync.model import Kind
 
 ORDINALS = {1: "st", 2: "nd", 3: "rd"}
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -58,7 +58,7 @@ class FollowUp:
     at: time | None  # None: an all-day item
     duration: Duration
     alarms: tuple[Duration, ...]
-    kind: Literal["event", "todo"]
+    kind: Kind
     action: str
     title: str  # the SUMMARY, without the overdue note
     reason: str
@@ -93,7 +93,7 @@ def remember(previous: Memory | None, lead: Lead, today: date) -> Memory:
 
 
 def touches(lead: Lead, calendar: tuple[Touch, ...] = ()) -> list[Touch]:
-    """All touches in SPEC order: by date; on one date `last_contact` first, then the log,
+    """All touches in the README's order: by date; on one date `last_contact` first, then the log,
     then to-dos completed in a calendar."""
     found: list[tuple[date, int, int, Touch]] = []
     if lead.last_contact is not None:

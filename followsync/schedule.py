@@ -15,8 +15,6 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 
-from followsync.errors import EXIT_TARGET
-
 FIRST_RETRY = timedelta(seconds=30)
 AFTER_MIDNIGHT = timedelta(seconds=5)
 
@@ -35,15 +33,15 @@ def backoff_delay(failures: int, interval: timedelta) -> timedelta:
 
 
 def next_retries(
-    failures: Mapping[str, int], exit_codes: Mapping[str, int], interval: timedelta
+    failures: Mapping[str, int], retryable: Mapping[str, bool], interval: timedelta
 ) -> tuple[dict[str, int], dict[str, timedelta]]:
-    """After a sync: the new failure counts and, for each target that just failed, when to
-    retry it. A target that synced (or stopped on a safety limit, which needs the user) is
-    no longer counted."""
-    counts = {name: n for name, n in failures.items() if name not in exit_codes}
+    """After a sync: the new failure counts and, for each target that just failed in a way
+    worth retrying (TargetReport.retryable), when to retry it. A target that synced (or
+    stopped on a safety limit, which needs the user) is no longer counted."""
+    counts = {name: n for name, n in failures.items() if name not in retryable}
     retries = {}
-    for name, code in exit_codes.items():
-        if code == EXIT_TARGET:
+    for name, again in retryable.items():
+        if again:
             counts[name] = failures.get(name, 0) + 1
             retries[name] = backoff_delay(counts[name], interval)
     return counts, retries

@@ -2,26 +2,27 @@
 
 Per target and UID: where the item is (href), its ETag and the input hash last written, so a
 sync knows what it owns and what changed without re-reading everything; per lead: when it was
-first seen and the status seen last (for status triggers). One lock per state dir keeps two
-processes from syncing at once.
+first seen and the status seen last (for status triggers). One lock per state dir (see
+`lock_state`) keeps two processes from syncing at once. Every transaction is begun and ended
+here: the sync says where one starts (`transaction`) and where it may be made durable early
+(`checkpoint`), never BEGIN or COMMIT itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from followsync.errors import FollowsyncError, LockBusy
+from followsync.errors import FollowsyncError
+from followsync.locks import Lock
+from followsync.model import Row
 
-if TYPE_CHECKING:  # a no-op sync needs neither (see engine._nothing_changed)
+if TYPE_CHECKING:  # a no-op sync needs neither (see sync.fastpath)
     from followsync.leads import Touch
     from followsync.rules import Memory
     from followsync.sources import Bookmark, FoundTouch
@@ -57,23 +58,6 @@ CREATE TABLE IF NOT EXISTS mail_marks (
 """
 
 
-@dataclass(frozen=True)
-class Row:
-    """The state of one item we wrote: `gone` means the user deleted it in the calendar."""
-
-    uid: str
-    href: str
-    etag: str
-    hash: str
-    sequence: int
-    lead: str
-    rule: str
-    gone: bool = False
-    source: str = ""  # the follow-up as the lead file defines it (see render.source_hash)
-    edited: bool = False  # changed in the calendar app; kept until the lead file changes it
-    moved: str = ""  # where an edited item stands in the calendar (readback.placed_at)
-
-
 class State:
     """An open state database. Writes are grouped in transactions by the caller."""
 
@@ -93,9 +77,7 @@ class State:
             self.db.executescript(_SCHEMA)
             found = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise FollowsyncError(f"the state database {path} is damaged ({exc})",
-                                  "move it away; the next sync rebuilds it from the calendars")\
-                from None
+            raise damaged(path, exc) from None
         if found is None:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         elif int(found[0]) > SCHEMA_VERSION:
@@ -119,14 +101,22 @@ class State:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, keep_on_error: bool = False) -> Iterator[None]:
+        """All writes inside or none. `keep_on_error` commits what was written even when the
+        block fails: for a backend whose every write reaches the server at once, the state
+        must remember what is there (see Backend.immediate)."""
         self.db.execute("BEGIN")
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT" if keep_on_error else "ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Inside a transaction: make what was written so far durable, and go on."""
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
 
     # items -------------------------------------------------------------------
     def rows(self, target: str) -> dict[str, Row]:
@@ -161,7 +151,7 @@ class State:
         self.db.execute("DELETE FROM items WHERE target=?", (target,))
 
     def clean_digest(self, target: str) -> str | None:
-        """The inputs digest of the target's last clean sync (see engine._nothing_changed)."""
+        """The inputs digest of the target's last clean sync (see sync.fastpath)."""
         found = self.db.execute("SELECT value FROM meta WHERE key=?",
                                 (f"clean:{target}",)).fetchone()
         return str(found[0]) if found else None
@@ -272,41 +262,35 @@ class State:
         self.db.close()
 
 
-def flock_until(fd: int, deadline: float, pause: float = 0.05) -> bool:
-    """Take an exclusive flock on `fd`, trying until the monotonic `deadline`; False if it
-    stayed busy (the caller says who holds it)."""
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(pause)
+def damaged(path: Path, exc: Exception) -> FollowsyncError:
+    """The one message for a state database SQLite cannot read."""
+    return FollowsyncError(f"the state database {path} is damaged ({exc})",
+                           "move it away; the next sync rebuilds it from the calendars")
 
 
-class Lock:
-    """An exclusive lock on a state dir, naming its holder's PID when busy."""
+@contextlib.contextmanager
+def _folder_errors(folder: Path) -> Iterator[None]:
+    """A state folder that cannot be used (a file, no permission, a damaged database) is a
+    user's problem with a hint, not a crash."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise damaged(folder / "state.sqlite", exc) from None
+    except OSError as exc:
+        why = "it is a file" if folder.exists() and not folder.is_dir() else exc.strerror
+        raise FollowsyncError(f"cannot use the state folder {folder}: {why}",
+                              "check `state_dir:` in the config") from None
 
-    def __init__(self, folder: Path, name: str = "lock") -> None:
-        self.path = folder / name
-        self.fd: int | None = None
 
-    def acquire(self, wait: float = 10.0, what: str = "sync") -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        if not flock_until(fd, time.monotonic() + wait):
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise LockBusy(f"another followsync (PID {holder}) is using {self.path.parent}",
-                           "wait for it to finish, or stop the running daemon")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
-        self.fd = fd
+def open_state(folder: Path, readonly: bool = False) -> State:
+    """The state in `folder` (readonly: for `plan` and `agenda`, nothing is created)."""
+    with _folder_errors(folder):
+        return State(folder, readonly=readonly)
 
-    def release(self) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, 0)
-            os.close(self.fd)
-            self.fd = None
+
+def lock_state(folder: Path) -> Lock:
+    """Take the state dir's lock (LockBusy when another sync holds it); release it after."""
+    lock = Lock(folder)
+    with _folder_errors(folder):
+        lock.acquire()
+    return lock

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 _RUNNER = r"""
 import json, os, sys, time
 import caldav, icalendar, pydantic, yaml  # noqa: F401  (imported once, shared by every child)
-import followsync.backends.caldav, followsync.backends.icsfile, followsync.engine  # noqa: F401
+import followsync.backends.caldav, followsync.backends.icsfile, followsync.sync  # noqa: F401
 import followsync.leadedit  # noqa: F401
 from followsync.cli import main
 

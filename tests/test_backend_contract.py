@@ -22,10 +22,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from followsync.backends.base import Backend, Listing, Remote, is_owned, uid_of
+from followsync.backends.base import Backend, Listing
 from followsync.backends.icsfile import IcsFileBackend
 from followsync.backends.memory import MemoryBackend
 from followsync.errors import Conflict, TargetError
+from followsync.marks import is_owned, uid_of
+from followsync.model import Remote
 from followsync.render import normalise
 from tests.servers import CalendarInfo
 
@@ -611,7 +613,7 @@ def test_an_item_we_deleted_that_comes_back_is_listed_again(harness: Harness) ->
     assert listing.unchanged is False
 
 
-# Statuses are free words (SPEC §1) and `on_status` keys are not restricted, so a
+# Statuses are free words (README, "The lead file") and `on_status` keys are not restricted, so a
 # `status-<status>` rule gives UIDs with spaces, accents, slashes, % + &.
 ODD_STATUSES = {"space": "on hold", "accent": "entrevistó", "slash": "yes/no",
                 "percent": "50%+1 & co"}
@@ -768,8 +770,8 @@ def test_caldav_target_url_may_be_the_server_the_principal_or_the_calendar(
 @pytest.mark.parametrize("server", ["radicale", "xandikos"])
 def test_caldav_no_op_listing_fetches_no_item_bodies(
         request: pytest.FixtureRequest, fault_proxy: Callable[..., Any], server: str) -> None:
-    """SPEC: a no-op sync must be cheap. Through a counting proxy: after a first sync, the
-    next listing with the cursor must not GET or multiget any item."""
+    """A no-op sync must be cheap (README, "Calendar providers"). Through a counting proxy:
+    after a first sync, the next listing with the cursor must not GET or multiget any item."""
     pytest.importorskip("followsync.backends.caldav")
     from followsync.backends.caldav import CaldavBackend
 

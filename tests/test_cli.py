@@ -1,4 +1,4 @@
-"""The command line, called in-process (SPEC §4): output, exit codes, what is written."""
+"""The command line, called in-process (README, "Commands"): output, exit codes, what is written."""
 
 from __future__ import annotations
 
@@ -381,7 +381,7 @@ def test_after_a_lost_state_plan_and_sync_count_the_same_items(proj: Proj) -> No
 
 
 def test_sync_summary_is_singular_and_plural_right() -> None:
-    from followsync.engine import TargetReport
+    from followsync.sync import TargetReport
 
     one = TargetReport("phone", created=1, unchanged=1, kept=1, conflicts=1)
     assert one.summary() == ("phone: 1 created, 0 updated, 0 deleted, 1 unchanged, 1 calendar "

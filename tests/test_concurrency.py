@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from followsync.cli import main
-from followsync.state import Lock
+from followsync.locks import Lock
 from tests.forkrunner import ROOT, Child, ForkRunner
 from tests.killing import (
     PASSWORD_ENV,

@@ -30,7 +30,8 @@ import pytest
 from followsync import logs
 from followsync.config import load_config
 from followsync.daemon import DAEMON_LOCK, Daemon, SyncWorker, span
-from followsync.errors import EXIT_OK, EXIT_SAFETY, EXIT_TARGET
+from followsync.errors import EXIT_TARGET
+from followsync.locks import Lock
 from followsync.notify import Notifier
 from followsync.schedule import (
     Debounce,
@@ -43,7 +44,6 @@ from followsync.schedule import (
     should_report,
     watched_files,
 )
-from followsync.state import Lock
 from tests.project import Project, ics_target
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -62,19 +62,19 @@ def test_backoff_doubles_from_30_seconds_up_to_the_interval() -> None:
 
 def test_a_failed_target_is_retried_sooner_and_forgotten_once_it_syncs() -> None:
     interval = timedelta(minutes=15)
-    failures, retries = next_retries({}, {"phone": EXIT_TARGET, "file": EXIT_OK}, interval)
+    failures, retries = next_retries({}, {"phone": True, "file": False}, interval)
     assert failures == {"phone": 1}
     assert retries == {"phone": 30 * S}
-    failures, retries = next_retries(failures, {"phone": EXIT_TARGET}, interval)
+    failures, retries = next_retries(failures, {"phone": True}, interval)
     assert (failures, retries) == ({"phone": 2}, {"phone": 60 * S})
     # a retry of another target leaves phone's count alone
-    failures, retries = next_retries(failures, {"laptop": EXIT_TARGET}, interval)
+    failures, retries = next_retries(failures, {"laptop": True}, interval)
     assert failures == {"phone": 2, "laptop": 1}
-    failures, retries = next_retries(failures, {"phone": EXIT_OK}, interval)
+    failures, retries = next_retries(failures, {"phone": False}, interval)
     assert failures == {"laptop": 1}
     assert retries == {}
     # a safety stop needs the user (sync --force): no retry loop
-    assert next_retries({}, {"phone": EXIT_SAFETY}, interval) == ({}, {})
+    assert next_retries({}, {"phone": False}, interval) == ({}, {})
 
 
 @pytest.mark.parametrize(("now", "expected"), [
@@ -283,9 +283,9 @@ def test_jobs_follow_the_config_and_its_reload(tmp_path: Path) -> None:
         daemon.reload("test")
         assert daemon.config.interval == timedelta(hours=2)
         # a failing target gets a retry job 30 s out; a later success cancels it
-        from followsync.engine import Outcome, TargetReport
+        from followsync.sync import Outcome, TargetReport
 
-        failed = TargetReport("file", error="unreachable", exit_code=EXIT_TARGET)
+        failed = TargetReport("file", error="unreachable", exit_code=EXIT_TARGET, retryable=True)
         daemon._report(Outcome(date(2027, 1, 1), [], [failed]), daemon.config)
         retry = daemon.scheduler.get_job("retry:file")
         assert retry is not None

@@ -1,4 +1,4 @@
-"""`followsync done LEAD [--on DATE] [--by me|them|both] [--note TEXT]` (SPEC §4, issue 5).
+"""`followsync done LEAD [--on DATE] [--by me|them|both] [--note TEXT]` (README, "Commands"; issue 5).
 
 It logs a touch in the lead file and changes nothing else: every test byte-compares the file
 outside the new entry (the new file minus the inserted text is the old file, exactly), reads

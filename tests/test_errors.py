@@ -1,5 +1,5 @@
 """Broken lead files and configs: the exact FILE:LINE:COL message and hint, exit code 1,
-and the calendar file left exactly as it was (SPEC §4: "1 invalid config or lead file
+and the calendar file left exactly as it was (README, "Commands": "1 invalid config or lead file
 (nothing was written)")."""
 
 from __future__ import annotations
@@ -631,7 +631,7 @@ def test_unquoted_time_is_a_time_not_sexagesimal(
 def test_log_line_with_a_colon_is_still_a_log_line(
     fs: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """SPEC §1 writes `- 2013-06-03 emailed: thanks again`, which YAML reads as a mapping."""
+    """The lead file example writes `- 2013-06-03 emailed: thanks again`, which YAML reads as a mapping."""
     fs.write_leads("""\
         version: 1
         defaults: {cadence: [1w]}

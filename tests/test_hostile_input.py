@@ -23,10 +23,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from followsync.engine import make_plans
 from followsync.errors import ConfigError
 from followsync.leads import load_leads
 from followsync.render import render, uid_for
+from followsync.sync.planning import make_plans
 from followsync.yamlsrc import MAX_BYTES
 from tests.forkrunner import ForkRunner
 from tests.project import Project, config_text, ics_target, make_project

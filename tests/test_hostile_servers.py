@@ -146,7 +146,7 @@ RUNNER = r"""
 import json, os, resource, sys, time
 import caldav, icalendar, pydantic  # the baseline holds every library a sync uses
 from followsync.cli import main
-import followsync.backends.caldav, followsync.engine
+import followsync.backends.caldav, followsync.sync
 for case in json.loads(sys.argv[1]):
     pid = os.fork()
     if pid == 0:

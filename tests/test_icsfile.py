@@ -1,6 +1,6 @@
 """The .ics file target through the CLI: other people's items are kept byte for byte, ours
 are replaced in place, nothing is rewritten for nothing, and a file we cannot safely rewrite
-is left alone (SPEC §2, §3)."""
+is left alone (README, "The config file" and "What appears in the calendar")."""
 
 from __future__ import annotations
 
@@ -368,7 +368,7 @@ def test_a_file_saved_by_another_app_during_the_sync_is_not_overwritten(
     assert "Acme Corporation" in text
 
 
-# --- edits made in the calendar (SPEC §3) ---------------------------------------------------
+# --- edits made in the calendar (README, "What appears in the calendar") -----------------
 
 def _drop(text: str, uid: str) -> str:
     block = next(b for b in blocks(text) if f"UID:{uid}" in b)

@@ -1,4 +1,4 @@
-"""Rendering follow-ups as iCalendar items (SPEC §3), checked with two independent parsers."""
+"""Rendering follow-ups as iCalendar items (README, "What appears in the calendar"), checked with two independent parsers."""
 # ruff: noqa: E501  (SPEC_EXAMPLE below is the SPEC's lead file verbatim, long comments and all)
 
 from __future__ import annotations
@@ -471,7 +471,7 @@ def test_vtimezone_covers_items_late_in_the_year(zone: str) -> None:
             assert start.utcoffset() == datetime.combine(day, time(9), tz).utcoffset()
 
 
-# --- the SPEC §1 lead file, verbatim, through the rules and into the calendar ---------------
+# --- the specification's lead file, verbatim, through the rules and into the calendar ---------------
 
 SPEC_EXAMPLE = """\
 # yaml-language-server: $schema=./followsync.schema.json   (written by `followsync schema`)

@@ -1,4 +1,4 @@
-"""Table tests for the follow-up rules (SPEC §1 "When is the next follow-up due?")."""
+"""Table tests for the follow-up rules (README, "When is a follow-up due?")."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def me_touches(day: str, count: int) -> list[str]:
     return [f"{day} note{i + 1}" for i in range(count)]
 
 
-# --- the SPEC's worked example, verbatim ------------------------------------------------------
+# --- the specification's worked example, verbatim -------------------------------------------------
 
 WORKED = """\
 version: 1
@@ -435,7 +435,7 @@ def test_one_off_time_of_day(defaults: dict[str, Any], one_off: dict[str, Any],
 
 
 def test_yaml_11_words_stay_strings() -> None:
-    """`on:` is a key, and `yes`/`no` are text, not booleans (SPEC §1)."""
+    """`on:` is a key, and `yes`/`no` are text, not booleans (README, "The lead file")."""
     text = ("leads:\n  dana:\n    name: no\n    status: yes\n    org: on\n"
             "    follow_ups:\n      - {on: 2020-02-01, do: off}\n")
     [item] = leads_text(text)

@@ -1,4 +1,5 @@
-"""The two-way sync contract as a state machine (SPEC §3, issue 5), against in-RAM calendars.
+"""The two-way sync contract as a state machine (README, "What appears in the calendar";
+issue 5), against in-RAM calendars.
 
 Hypothesis interleaves edits of the lead file, edits made in calendar apps (a to-do ticked
 off, an item moved, an item deleted, someone else's item added), new days and syncs. A small
@@ -32,13 +33,14 @@ from hypothesis import HealthCheck, Phase, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from followsync import engine
-from followsync.backends.base import is_owned, uid_of
+from followsync import sync
 from followsync.backends.memory import MemoryBackend
 from followsync.config import load_config
 from followsync.leads import Touch, parse_lead_file
+from followsync.marks import is_owned, uid_of
 from followsync.render import summary, uid_for
 from followsync.rules import FollowUp, Memory, plan
+from followsync.sync import SyncOptions
 from tests.project import config_text, ics_target, leads_text
 
 ZONE = ZoneInfo("Europe/Berlin")
@@ -266,7 +268,7 @@ class SyncMachine(RuleBasedStateMachine):
     @rule()
     def sync(self) -> None:
         self._write_leads()
-        outcome = engine.run(self.config, self._now(), backends=dict(self.backends))
+        outcome = sync.run(self.config, self._now(), SyncOptions(backends=dict(self.backends)))
         for report in outcome.targets:
             assert report.error is None, report.error
             assert report.warnings == [], report.warnings
@@ -276,7 +278,7 @@ class SyncMachine(RuleBasedStateMachine):
         # nothing is rewritten for nothing: a second sync right away writes nothing
         writes = {t: b.writes for t, b in self.backends.items()}
         items = {t: dict(b.items) for t, b in self.backends.items()}
-        engine.run(self.config, self._now(), backends=dict(self.backends))
+        sync.run(self.config, self._now(), SyncOptions(backends=dict(self.backends)))
         assert {t: b.writes for t, b in self.backends.items()} == writes
         assert {t: dict(b.items) for t, b in self.backends.items()} == items
 
@@ -368,8 +370,8 @@ test_the_two_way_sync_contract = SyncMachine.TestCase
 
 # --- regressions the machine's model pins down, as plain tests ------------------------------
 def _run(config: Any, day: date, backends: dict[str, MemoryBackend]) -> None:
-    outcome = engine.run(config, datetime.combine(day, time(10), tzinfo=ZONE),
-                         backends=dict(backends))
+    outcome = sync.run(config, datetime.combine(day, time(10), tzinfo=ZONE),
+                       SyncOptions(backends=dict(backends)))
     assert outcome.exit_code == 0
 
 

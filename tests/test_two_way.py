@@ -1,4 +1,5 @@
-"""Two-way sync against a REAL Radicale (issue 5, SPEC §1 status triggers, §3 calendar edits).
+"""Two-way sync against a REAL Radicale (issue 5; README, "The lead file"
+status triggers and "What appears in the calendar" edits).
 
 One config, three targets: `phone` (a Radicale calendar, `as: todo`), `desk` (another Radicale
 calendar, `as: event`) and `file` (an .ics file, `as: event`). Another calendar app is played

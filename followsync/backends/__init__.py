@@ -1,1 +1,30 @@
-"""Targets behind one small protocol: the engine never knows which kind it talks to."""
+"""Targets behind one small protocol (base.Backend): the sync never knows which kind it
+talks to.
+
+A new target type is a module here and one case in `open_backend`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, assert_never
+
+if TYPE_CHECKING:
+    from followsync.backends.base import Backend
+    from followsync.config import Target
+
+
+def open_backend(target: Target, readonly: bool = False) -> Backend:
+    """The backend for a target, its module imported only when used; a readonly one (for
+    `plan` and the fast path) creates nothing, not even a missing calendar."""
+    match target.type:
+        case "ics":
+            from followsync.backends.icsfile import IcsFileBackend
+
+            assert target.path is not None
+            return IcsFileBackend(target.path, label=target.name)
+        case "caldav":
+            from followsync.backends.caldav import CaldavBackend
+
+            return CaldavBackend(target, readonly=readonly)
+        case _:
+            assert_never(target.type)

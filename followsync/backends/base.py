@@ -1,4 +1,4 @@
-"""The protocol every target kind implements, and helpers to read followsync's marks.
+"""The protocol every target kind implements, and what a listing of a target says.
 
 A backend only moves items; every decision is made before, in `diff`. Writes are conditional:
 `create` fails with Conflict if the UID exists, `update` and `delete` if the ETag moved on.
@@ -6,22 +6,11 @@ A backend only moves items; every decision is made before, in `diff`. Writes are
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-_UNFOLD = re.compile(r"\r?\n[ \t]")
-_MARK = re.compile(r"^X-FOLLOWSYNC-LEAD[;:]", re.MULTILINE)
-_UID = re.compile(r"^UID(?:;[^:\r\n]*)?:(.*?)\r?$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Remote:
-    """Where an item lives in a target and the version we last saw of it."""
-
-    href: str
-    etag: str
+from followsync.model import Remote
 
 
 @dataclass(frozen=True)
@@ -36,7 +25,7 @@ class Listing:
     cursor: str | None = None
     unchanged: bool = False
     fresh: bool = False  # the target is new or was emptied as a whole (an .ics file deleted)
-    foreign: int = 0
+    foreign: int = 0  # others' items seen while listing (the contract tests count them)
     warnings: list[str] = field(default_factory=list)
     # The calendar the state describes is gone (deleted on the server): the state's rows no
     # longer apply, every item is written anew. `note` says so for `plan` and the log.
@@ -45,20 +34,33 @@ class Listing:
 
 
 class Backend(Protocol):
-    """One calendar. Methods raise TargetError for failures and Conflict for lost races."""
+    """One calendar. Methods raise TargetError for failures and Conflict for lost races.
+
+    The re-read contract: a write that fails with Conflict may have landed all the same (an
+    HTTP backend retries a PUT or DELETE whose answer was lost, and the retry then meets its
+    own first attempt: 412). So a backend may retry writes only because the sync, after every
+    Conflict, re-reads the item (`find`, `get`) and counts it as written when it says what
+    was sent (see sync.apply.Apply.recover; tests/test_caldav_sync.py checks it through a
+    proxy that drops the answer to a PUT).
+    """
 
     label: str
+    # True when every write reaches the target at once (a server): the sync then commits the
+    # state every few writes and keeps what was written when it stops half-way. False when
+    # nothing is written before `commit` (a file): a failed sync leaves state and file as
+    # they were.
+    immediate: bool
 
     def listing(self, known: Mapping[str, Remote], cursor: str | None) -> Listing:
         """Owned items by UID; `known` (from the state) and `cursor` make it cheap."""
         ...
 
     def supports(self, component: str) -> bool:
-        """Whether the calendar takes VEVENT or VTODO items."""
+        """Whether the calendar takes VEVENT or VTODO items (known after `listing`)."""
         ...
 
     def get(self, remote: Remote) -> str:
-        """The item's iCalendar text."""
+        """The item's iCalendar text; Conflict if it is no longer there."""
         ...
 
     def find(self, uid: str) -> Remote | None:
@@ -66,7 +68,8 @@ class Backend(Protocol):
         ...
 
     def create(self, uid: str, text: str) -> Remote:
-        """Add a new item; Conflict if one with this UID exists."""
+        """Add a new item; Conflict if one with this UID exists. ComponentRefused if the
+        calendar does not take the item's component (a VTODO): `supports` then says so."""
         ...
 
     def update(self, remote: Remote, text: str) -> Remote:
@@ -83,17 +86,3 @@ class Backend(Protocol):
 
     def close(self) -> None:
         ...
-
-
-def unfold(text: str) -> str:
-    return _UNFOLD.sub("", text)
-
-
-def is_owned(text: str) -> bool:
-    """Whether an item carries followsync's mark (only those are ever changed or deleted)."""
-    return bool(_MARK.search(unfold(text)))
-
-
-def uid_of(text: str) -> str | None:
-    match = _UID.search(unfold(text))
-    return match.group(1).strip() if match else None

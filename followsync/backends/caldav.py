@@ -6,53 +6,33 @@ If-None-Match: * for a new item), a removal one DELETE with If-Match. Finding th
 (by display name under the principal, creating it when missing) and listing calendars use
 python-caldav, imported only then. Items are stored at `<uid>.ics`, so an item whose state was
 lost is found again without searching by UID.
+
+Here: the sync-token logic and the conditional writes. The XML is in `davxml`, the HTTP in
+`davhttp`, finding calendars through python-caldav in `caldavlib`, secrets in `credentials`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import re
-import shlex
-import subprocess
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
 
-from followsync.backends.base import Listing, Remote, is_owned, uid_of
+from followsync.backends import davxml as x
+from followsync.backends.base import Listing
+from followsync.backends.caldavlib import COMPONENTS, Discovery
 from followsync.backends.davhttp import DavSession, Response
+from followsync.backends.davxml import Missing
 from followsync.config import Target
+from followsync.credentials import password_for
 from followsync.errors import ComponentRefused, Conflict, TargetError
+from followsync.marks import is_owned, uid_of
+from followsync.model import Remote
 
 log = logging.getLogger("followsync")
-T = TypeVar("T")
-NS = {"d": "DAV:", "c": "urn:ietf:params:xml:ns:caldav", "cs": "http://calendarserver.org/ns/"}
 MULTIGET_BATCH = 100
-_PROPFIND = """<?xml version="1.0" encoding="utf-8"?>
-<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav" xmlns:cs="http://calendarserver.org/ns/">
- <d:prop><d:getetag/><d:resourcetype/><d:sync-token/><cs:getctag/><d:displayname/>
- <c:supported-calendar-component-set/></d:prop>
-</d:propfind>"""
-_SYNC = """<?xml version="1.0" encoding="utf-8"?>
-<d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token>
-<d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"""
-_MULTIGET = """<?xml version="1.0" encoding="utf-8"?>
-<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">
-<d:prop><d:getetag/><c:calendar-data/></d:prop>{hrefs}</c:calendar-multiget>"""
-_MKCALENDAR = """<?xml version="1.0" encoding="utf-8"?>
-<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop>
-<c:supported-calendar-component-set>{comps}</c:supported-calendar-component-set>
-</d:prop></d:set></c:mkcalendar>"""
-_BY_UID = """<?xml version="1.0" encoding="utf-8"?>
-<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">
-<d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR">
-<c:comp-filter name="{comp}"><c:prop-filter name="UID">
-<c:text-match collation="i;octet">{uid}</c:text-match></c:prop-filter></c:comp-filter>
-</c:comp-filter></c:filter></c:calendar-query>"""
 
 
 @dataclass(frozen=True)
@@ -78,51 +58,10 @@ class Cursor:
             return None
 
 
-def password_for(target: Target) -> str | None:
-    """The target's password from the command, the environment, the keyring or the file."""
-    if target.password_command:
-        command = target.password_command
-        argv = list(command) if isinstance(command, tuple) else shlex.split(command)
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=30, check=False,
-                                  stdin=subprocess.DEVNULL)
-        except FileNotFoundError:
-            raise TargetError(f"target {target.name}: password_command not found: {argv[0]}")\
-                from None
-        except subprocess.TimeoutExpired:
-            raise TargetError(f"target {target.name}: password_command took longer than 30 s")\
-                from None
-        if done.returncode != 0:
-            raise TargetError(f"target {target.name}: password_command failed "
-                              f"(exit {done.returncode})",
-                              "run it by hand to see why; its output is never shown here")
-        return done.stdout.decode("utf-8", errors="replace").rstrip("\r\n")
-    if target.password_env:
-        value = os.environ.get(target.password_env)
-        if value is None:
-            raise TargetError(f"target {target.name}: ${target.password_env} is not set",
-                              "set it in the service's environment (see README)")
-        return value
-    if target.keyring:
-        try:
-            import keyring
-        except ImportError:
-            raise TargetError("keyring: true needs the keyring package",
-                              "followsync is not on the package index: from its checkout, "
-                              "pipx install --force '.[caldav,keyring]'") from None
-        value = keyring.get_password("followsync", f"{target.username}@{target.url}")
-        if value is None:
-            raise TargetError(f"target {target.name}: no password in the keyring for "
-                              f"{target.username}@{target.url}",
-                              f"keyring set followsync {target.username}@{target.url}")
-        return str(value)
-    return target.password
-
-
 class CaldavBackend:
     """One CalDAV calendar; state-aware listing, conditional writes."""
 
-    immediate = True  # every write reaches the server at once; the engine commits state often
+    immediate = True  # every write reaches the server at once (see base.Backend)
 
     def __init__(self, target: Target, session: DavSession | None = None,
                  readonly: bool = False) -> None:
@@ -136,6 +75,7 @@ class CaldavBackend:
                                              timeout=target.timeout)
         self.cursor: Cursor | None = None
         self._wrote: dict[str, str | None] = {}  # href → ETag written (None: deleted)
+        self.discovery = Discovery(target, self.session, self._secret)
 
     def _secret(self) -> str | None:
         if self._password is None:
@@ -156,7 +96,7 @@ class CaldavBackend:
         props = next(iter(answer.values()))
         if not props.get("calendar"):
             raise TargetError(f"{url} is not a calendar", "use `followsync calendars` to list them")
-        return Cursor(url, props.get("components") or ("VEVENT", "VTODO"), None)
+        return Cursor(url, props.get("components") or COMPONENTS, None)
 
     def discover(self) -> str | None:
         """The calendar URL: `url` itself when it is a calendar and no name is given, else the
@@ -166,79 +106,11 @@ class CaldavBackend:
         assert target.url is not None
         if not target.calendar:
             return target.url if target.url.endswith("/") else target.url + "/"
-        return self._retrying(self._find_or_make)
-
-    def _retrying(self, work: Callable[[], T]) -> T:
-        """python-caldav does not retry: do it here for network errors, 5xx and 429."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return work()
-            except TargetError:
-                raise
-            except Exception as exc:
-                if attempt > self.session.retries or not _transient(exc):
-                    raise _library_error(exc, self.target, self._password) from None
-                self.session.pause(attempt, None, f"discovery: {type(exc).__name__}")
-
-    def _find_or_make(self) -> str | None:
-        target = self.target
-        client = self._client()
-        try:
-            principal = client.get_principal()
-            for calendar in principal.get_calendars():
-                if (calendar.get_display_name() or "") == target.calendar:
-                    return str(calendar.url)
-            if self.readonly:
-                return None
-            components = ["VEVENT", "VTODO"]
-            log.warning("%s: creating calendar %r", target.name, target.calendar)
-            made = principal.make_calendar(name=target.calendar,
-                                           supported_calendar_component_set=components)
-            return str(made.url)
-        finally:
-            client.close()
+        return self.discovery.find(create=not self.readonly)
 
     def calendars(self) -> list[dict[str, Any]]:
         """Every calendar the account sees: name, URL, components."""
-        return self._retrying(self._list_calendars)
-
-    def _list_calendars(self) -> list[dict[str, Any]]:
-        client = self._client()
-        try:
-            principal = client.get_principal()
-            found = []
-            for calendar in principal.get_calendars():
-                try:
-                    components = list(calendar.get_supported_components())
-                except Exception:
-                    components = []
-                found.append({"name": calendar.get_display_name() or "", "url": str(calendar.url),
-                              "components": components})
-            return found
-        finally:
-            client.close()
-
-    def _client(self) -> Any:
-        try:
-            import caldav
-        except ImportError:
-            raise TargetError("CalDAV targets need the caldav package",
-                              "followsync is not on the package index: from its checkout, "
-                              "pipx install --force '.[caldav]'") from None
-        target = self.target
-        client: Any = caldav.DAVClient
-        made = client(
-            url=target.url, username=target.username, password=self._secret(),
-            ssl_verify_cert=target.verify, timeout=max(1, int(target.timeout)),
-            auth_type="basic" if target.username else None, enable_rfc6764=False)
-        # Its HTTP goes through our session, under the hot path's rules: no redirect is
-        # followed, nothing is sent to another host, answers are bounded in size and time.
-        with contextlib.suppress(Exception):
-            made.session.close()
-        made.session = _ViaSession(self.session)
-        return made
+        return self.discovery.calendars()
 
     # reading -----------------------------------------------------------------
     def listing(self, known: Mapping[str, Remote], cursor: str | None) -> Listing:
@@ -255,7 +127,7 @@ class CaldavBackend:
                 if changes is not None:
                     return changes
             return self._full_listing(found, by_href)
-        except _Missing:
+        except Missing:
             if remembered is None:  # never synced there: a wrong URL, not a deleted calendar
                 raise
             return self._relocate(remembered)
@@ -268,7 +140,7 @@ class CaldavBackend:
         name = self.target.calendar
         what = f"calendar {name!r}" if name else f"the calendar at {gone.url}"
         if name:
-            url = self._retrying(self._find_existing)
+            url = self.discovery.find(create=False)
             if url is not None:
                 note = f"{what} was deleted on the server; found it again at {url}"
                 found = Cursor(url, gone.components, None)
@@ -279,15 +151,14 @@ class CaldavBackend:
                 url = self.discover()
                 assert url is not None
                 note = f"{what} was deleted on the server; created it again"
-                found = Cursor(url, ("VEVENT", "VTODO"), None)
+                found = Cursor(url, COMPONENTS, None)
         elif self.readonly:
             return Listing({}, fresh=True, reset=True, note=f"{what} was deleted on the "
                            "server; a sync creates it again there")
         else:
             log.warning("%s: creating calendar %s again", self.label, gone.url)
-            comps = "".join(f'<c:comp name="{c}"/>' for c in gone.components)
             response = self.session.request("MKCALENDAR", gone.url,
-                                            _MKCALENDAR.format(comps=comps))
+                                            x.mkcalendar_request(gone.components))
             _expect(response, (201,), "MKCALENDAR", gone.url)
             note = f"{what} was deleted on the server; created it again"
             found = Cursor(gone.url, gone.components, None)
@@ -295,14 +166,6 @@ class CaldavBackend:
         listing = self._full_listing(found, {})
         return Listing(listing.items, cursor=listing.cursor, fresh=True, foreign=listing.foreign,
                        reset=True, note=note)
-
-    def _find_existing(self) -> str | None:
-        """The calendar named `calendar` under the principal, if there is one."""
-        readonly, self.readonly = self.readonly, True
-        try:
-            return self._find_or_make()
-        finally:
-            self.readonly = readonly
 
     def _full_listing(self, found: Cursor, by_href: Mapping[str, str]) -> Listing:
         """Every item's ETag (one PROPFIND), fetching the ones the state does not know."""
@@ -333,32 +196,25 @@ class CaldavBackend:
         self, found: Cursor, known: Mapping[str, Remote], by_href: dict[str, str]
     ) -> Listing | None:
         """What changed since the token; None when the token is no longer valid."""
-        body = _SYNC.format(token=_xml_escape(found.token or ""))
-        response = self.session.request("REPORT", found.url, body, {"Depth": "0"})
+        response = self.session.request("REPORT", found.url, x.sync_request(found.token or ""),
+                                        {"Depth": "0"})
         if response.status in (403, 409, 412, 400, 404, 410):
             log.info("%s: sync token refused (HTTP %s); listing everything", self.label,
                      response.status)
             return None
         _expect(response, (207,), "REPORT sync-collection", found.url)
-        root = _parse_xml(response.body, found.url)
-        token_el = root.find("d:sync-token", NS)
-        token = token_el.text if token_el is not None else None
+        answer = x.parse_sync(response.body, found.url)
+        token = answer.token
         items = dict(known)
         unknown: dict[str, str] = {}
         changed = False
-        for resp in root.findall("d:response", NS):
-            href = _href(resp)
-            if href is None:
-                continue
-            status = resp.find("d:status", NS)
-            etag = _first_text(resp, ".//d:getetag")
+        for href, etag in answer.changes:
             uid = by_href.get(href)
-            if (status is not None and " 404 " in f"{status.text} ") or etag is None:
+            if etag is None:
                 if uid is not None:
                     items.pop(uid, None)
                     changed = True
-                continue
-            if uid is not None:
+            elif uid is not None:
                 if items.get(uid) != Remote(href, etag):
                     items[uid] = Remote(href, etag)
                     changed = True
@@ -391,58 +247,18 @@ class CaldavBackend:
 
     def _multiget(self, hrefs: list[str]) -> dict[str, tuple[str | None, str]]:
         assert self.cursor is not None
-        body = _MULTIGET.format(hrefs="".join(f"<d:href>{_xml_escape(h)}</d:href>" for h in hrefs))
-        response = self.session.request("REPORT", self.cursor.url, body, {"Depth": "1"})
+        response = self.session.request("REPORT", self.cursor.url, x.multiget_request(hrefs),
+                                        {"Depth": "1"})
         _expect(response, (207,), "REPORT calendar-multiget", self.cursor.url)
-        result: dict[str, tuple[str | None, str]] = {}
-        for resp in _parse_xml(response.body, self.cursor.url).findall("d:response", NS):
-            href = _href(resp)
-            data = _first_text(resp, ".//c:calendar-data")
-            if href is not None and data is not None:
-                result[href] = (_first_text(resp, ".//d:getetag"), data)
-        return result
+        return x.parse_multiget(response.body, self.cursor.url)
 
     def _propfind(self, url: str, depth: int) -> dict[str, dict[str, Any]]:
-        response = self.session.request("PROPFIND", url, _PROPFIND, {"Depth": str(depth)})
+        response = self.session.request("PROPFIND", url, x.PROPFIND, {"Depth": str(depth)})
         if response.status in (404, 410):
-            raise _Missing(f"no calendar at {url} (HTTP {response.status})",
-                           "use `followsync calendars` to list the calendars")
+            raise Missing(f"no calendar at {url} (HTTP {response.status})",
+                          "use `followsync calendars` to list the calendars")
         _expect(response, (207,), "PROPFIND", url)
-        found: dict[str, dict[str, Any]] = {}
-        base = urlsplit(url).path.rstrip("/")
-        for resp in _parse_xml(response.body, url).findall("d:response", NS):
-            href = _href(resp)
-            if href is None:
-                continue
-            gone = resp.find("d:status", NS)  # Xandikos answers 207 with a 404 inside
-            if href.rstrip("/") == base and gone is not None and \
-                    any(f" {code} " in f"{gone.text} " for code in (404, 410)):
-                raise _Missing(f"no calendar at {url} (HTTP 404)",
-                               "use `followsync calendars` to list the calendars")
-            props: dict[str, Any] = {}
-            for propstat in resp.findall("d:propstat", NS):
-                status = propstat.find("d:status", NS)
-                if status is not None and " 200 " not in f"{status.text} ":
-                    continue
-                prop = propstat.find("d:prop", NS)
-                if prop is None:
-                    continue
-                etag = prop.find("d:getetag", NS)
-                if etag is not None and etag.text:
-                    props["etag"] = etag.text
-                token = prop.find("d:sync-token", NS)
-                if token is not None and token.text:
-                    props["token"] = token.text
-                kind = prop.find("d:resourcetype", NS)
-                if kind is not None and kind.find("c:calendar", NS) is not None:
-                    props["calendar"] = True
-                comps = prop.find("c:supported-calendar-component-set", NS)
-                if comps is not None:
-                    names = tuple(c.get("name", "").upper() for c in comps.findall("c:comp", NS))
-                    if names:
-                        props["components"] = names
-            found[href] = props
-        return found
+        return x.parse_props(response.body, url)
 
     def supports(self, component: str) -> bool:
         return self.cursor is None or component in self.cursor.components
@@ -457,29 +273,20 @@ class CaldavBackend:
     def find(self, uid: str) -> Remote | None:
         assert self.cursor is not None
         href = self._href_for(uid)
-        response = self.session.request("PROPFIND", href, _PROPFIND, {"Depth": "0"})
+        response = self.session.request("PROPFIND", href, x.PROPFIND, {"Depth": "0"})
         if response.status == 207:
-            for props in self._parse_props(response, href).values():
-                if props.get("etag"):
-                    return Remote(urlsplit(self.session.url(href)).path, props["etag"])
+            for etag in x.parse_etags(response.body, href).values():
+                if etag:
+                    return Remote(urlsplit(self.session.url(href)).path, etag)
         for comp in ("VEVENT", "VTODO"):
-            body = _BY_UID.format(comp=comp, uid=_xml_escape(uid))
-            response = self.session.request("REPORT", self.cursor.url, body, {"Depth": "1"})
+            response = self.session.request("REPORT", self.cursor.url, x.uid_query(comp, uid),
+                                            {"Depth": "1"})
             if response.status != 207:
                 continue
-            for resp in _parse_xml(response.body, self.cursor.url).findall("d:response", NS):
-                found_href, etag = _href(resp), _first_text(resp, ".//d:getetag")
-                if found_href and etag:
+            for found_href, etag in x.parse_etags(response.body, self.cursor.url).items():
+                if etag:
                     return Remote(found_href, etag)
         return None
-
-    def _parse_props(self, response: Response, url: str) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for resp in _parse_xml(response.body, url).findall("d:response", NS):
-            href = _href(resp)
-            if href is not None:
-                found[href] = {"etag": _first_text(resp, ".//d:getetag")}
-        return found
 
     # writing -----------------------------------------------------------------
     def _href_for(self, uid: str) -> str:
@@ -528,11 +335,11 @@ class CaldavBackend:
         etag = response.header("ETag")
         if etag and not etag.startswith("W/"):
             return Remote(path, etag)
-        answer = self.session.request("PROPFIND", href, _PROPFIND, {"Depth": "0"})
+        answer = self.session.request("PROPFIND", href, x.PROPFIND, {"Depth": "0"})
         _expect(answer, (207,), "PROPFIND", href)
-        for props in self._parse_props(answer, href).values():
-            if props.get("etag"):
-                return Remote(path, props["etag"])
+        for found in x.parse_etags(answer.body, href).values():
+            if found:
+                return Remote(path, found)
         raise TargetError(f"the server gave no ETag for {href}")
 
     def commit(self) -> str | None:
@@ -550,69 +357,21 @@ class CaldavBackend:
         return self.cursor.dump()
 
     def _token_after_own_writes(self, found: Cursor) -> str | None:
-        body = _SYNC.format(token=_xml_escape(found.token or ""))
         try:
-            response = self.session.request("REPORT", found.url, body, {"Depth": "0"})
-        except TargetError:
-            return None
-        if response.status != 207:
-            return None
-        try:
-            root = _parse_xml(response.body, found.url)
-        except TargetError:
-            return None
-        for resp in root.findall("d:response", NS):
-            href = _href(resp)
-            if href is None:
-                continue
-            status = resp.find("d:status", NS)
-            gone = (status is not None and " 404 " in f"{status.text} ") or \
-                _first_text(resp, ".//d:getetag") is None
-            seen = None if gone else _first_text(resp, ".//d:getetag")
-            if href not in self._wrote or self._wrote[href] != seen:
+            response = self.session.request("REPORT", found.url,
+                                            x.sync_request(found.token or ""), {"Depth": "0"})
+            if response.status != 207:
                 return None
-        return _first_text(root, "d:sync-token")
+            answer = x.parse_sync(response.body, found.url)
+        except TargetError:
+            return None
+        for href, etag in answer.changes:
+            if href not in self._wrote or self._wrote[href] != etag:
+                return None
+        return answer.token
 
     def close(self) -> None:
         self.session.close()
-
-
-class _Missing(TargetError):
-    """No calendar (HTTP 404 or 410) at a URL."""
-
-
-class _ViaSession:
-    """Stands in for python-caldav's niquests Session: every request goes through the
-    backend's DavSession (retries, no redirects, same host only, MAX_BODY, deadline)."""
-
-    def __init__(self, session: DavSession) -> None:
-        self.session = session
-
-    def request(self, method: str, url: str, data: bytes | str | None = None,
-                headers: Mapping[str, str] | None = None, **_ignored: Any) -> _LibraryResponse:
-        sent = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
-        response = self.session.request(method, url, data or b"", sent)
-        if _declares(response.body):
-            raise TargetError(f"the server's answer from {url} declares XML entities; refused")
-        return _LibraryResponse(response, url)
-
-    def close(self) -> None:
-        """The backend closes its session itself (discovery and syncing share it)."""
-
-
-class _LibraryResponse:
-    """What python-caldav reads from a niquests Response."""
-
-    def __init__(self, response: Response, url: str) -> None:
-        from niquests.structures import CaseInsensitiveDict
-
-        self.status_code = response.status
-        self.headers = CaseInsensitiveDict(dict(response.headers))
-        self.content = response.body
-        self.text = response.body.decode("utf-8", errors="replace")
-        self.reason = ""
-        self.url = url
-        self.ok = response.status < 400
 
 
 def _expect(response: Response, ok: tuple[int, ...], what: str, url: str) -> None:
@@ -630,85 +389,3 @@ def _refuses_component(response: Response, text: str) -> bool:
     """A refusal of a VTODO because of its type (RFC 4791 supported-calendar-component)."""
     return "BEGIN:VTODO" in text and (b"supported-calendar-component" in response.body
                                       or b"VTODO" in response.body or response.status == 415)
-
-
-_SPACE = re.compile(rb"\s*")
-
-
-def _declares(body: bytes) -> bool:
-    """Whether a declaration (<!DOCTYPE, <!ENTITY, ...) comes before the root element."""
-    at = 0
-    while True:
-        at = _SPACE.match(body, at).end()  # type: ignore[union-attr]
-        if body.startswith(b"<!--", at):
-            end = body.find(b"-->", at + 4)
-        elif body.startswith(b"<?", at):
-            end = body.find(b"?>", at + 2)
-        else:
-            return body.startswith(b"<!", at)
-        if end < 0:
-            return False
-        at = end + 3 if body[end] == ord("-") else end + 2
-
-
-def _parse_xml(body: bytes, url: str) -> ET.Element:
-    # Any declaration (DOCTYPE, ENTITY) before the root element is refused, however much
-    # whitespace, comment or processing instruction comes first: no entity is ever expanded.
-    # (Text inside elements, CDATA included, may say "<!DOCTYPE" freely.)
-    if _declares(body):
-        raise TargetError(f"the server's answer from {url} declares XML entities; refused")
-    try:
-        return ET.fromstring(body)
-    except ET.ParseError as exc:
-        raise TargetError(f"the server's answer from {url} is not valid XML ({exc})") from None
-
-
-def _href(resp: ET.Element) -> str | None:
-    href = resp.find("d:href", NS)
-    if href is None or not href.text:
-        return None
-    text = href.text.strip()
-    path = urlsplit(text).path if "://" in text else text
-    return quote(unquote(path), safe="/@-_.~%+:,;=!$&'()*")
-
-
-def _first_text(element: ET.Element, path: str) -> str | None:
-    found = element.find(path, NS)
-    return found.text if found is not None and found.text else None
-
-
-def _xml_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _transient(exc: Exception) -> bool:
-    """Whether a python-caldav / niquests error is worth retrying."""
-    status = str(getattr(exc, "status", "") or "")
-    text = str(exc)[:300]
-    if status.startswith("5") or status == "429" or any(
-            f"{code} " in text or f"'{code}" in text for code in (500, 502, 503, 504, 429)):
-        return True
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout",
-                         "OSError", "RemoteDisconnected", "ProtocolError"})
-
-
-def _library_error(exc: Exception, target: Target, secret: str | None = None) -> TargetError:
-    """python-caldav's exceptions as one clear line (never with a password in it)."""
-    name = type(exc).__name__
-    status = getattr(exc, "status", None) or ""
-    if "Authorization" in name or str(status) == "401":
-        return TargetError(f"authentication refused for user {target.username} at {target.url}",
-                           "check username and password (iCloud and Fastmail need an "
-                           "app-specific password)")
-    if "NotFound" in name or str(status) == "404":
-        return TargetError(f"nothing found at {target.url} (HTTP 404)",
-                           "use the server's CalDAV URL; see the README's provider notes")
-    if _transient(exc):
-        return TargetError(f"{target.url} is unreachable or failing: {name}",
-                           "the next sync retries")
-    reason = str(exc).splitlines()[0][:200] if str(exc) else name
-    for hidden in (secret, target.password):
-        if hidden:
-            reason = reason.replace(hidden, "***")
-    return TargetError(f"{target.url}: {reason}")

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from followsync.atomic import write_atomic
-from followsync.backends.base import Listing, Remote, is_owned, uid_of
+from followsync.backends.base import Listing
 from followsync.errors import Conflict, TargetError
+from followsync.marks import is_owned, uid_of
+from followsync.model import Remote
 from followsync.render import PRODID
 
 _BEGIN = re.compile(r"^BEGIN:(.+)$", re.IGNORECASE)
@@ -122,6 +124,8 @@ def owned_uid(block: Block) -> str | None:
 
 class IcsFileBackend:
     """The whole file in memory between `listing` and `commit`."""
+
+    immediate = False  # nothing is written before `commit` (see base.Backend)
 
     def __init__(self, path: Path, label: str = "") -> None:
         self.path = path

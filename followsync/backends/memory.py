@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from followsync.backends.base import Listing, Remote, is_owned, uid_of
+from followsync.backends.base import Listing
 from followsync.errors import Conflict
+from followsync.marks import is_owned, uid_of
+from followsync.model import Remote
 
 
 class MemoryBackend:
     """A calendar held in a dict href → (etag, text); ETags are content digests."""
 
     label = "memory"
+    immediate = True  # like a server: every write lands at once
 
     def __init__(self, components: tuple[str, ...] = ("VEVENT", "VTODO")) -> None:
         self.items: dict[str, tuple[str, str]] = {}

@@ -6,17 +6,17 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 if TYPE_CHECKING:  # a summary needs neither the diff nor the rules
     from datetime import tzinfo
 
     from followsync import diff as d
-    from followsync.engine import Outcome, TargetReport
     from followsync.leads import LeadBook
     from followsync.sources import FoundTouch
     from followsync.sources.scan import MailReport
-from followsync.errors import EXIT_OK, EXIT_SAFETY
+    from followsync.sync.report import Outcome, TargetReport
+from followsync.errors import EXIT_OK
 
 log = logging.getLogger("followsync")
 
@@ -28,48 +28,47 @@ def _when(want: d.Want) -> str:
 
 
 def describe(action: d.Action) -> str | None:
-    """One line for a planned action; None for bookkeeping the user need not see."""
+    """One line for a planned action; None for bookkeeping the user need not see. Every
+    action type is named: a new one fails mypy (assert_never) until it has its line."""
     from followsync import diff as d
 
-    if isinstance(action, d.Create):
-        w = action.want
-        return f"  create  {w.item.lead_id} {w.item.rule}: {_when(w)} — {w.item.reason}"
-    if isinstance(action, d.Update):
-        w = action.want
-        return f"  update  {w.item.lead_id} {w.item.rule}: {_when(w)} — {w.item.reason}"
-    if isinstance(action, d.Adopt):
-        w = action.want
-        return f"  check   {w.item.lead_id} {w.item.rule}: found in the calendar, not in the " \
-               f"state; compared and updated if needed"
-    if isinstance(action, d.Delete):
-        why = "no longer due (done, closed, or removed from the lead file)"
-        who = f"{action.row.lead} {action.row.rule}" if action.row else action.uid
-        return f"  delete  {who}: {why}"
-    if isinstance(action, d.Accept):
-        return f"  keep    {action.want.item.lead_id} {action.want.item.rule}: edited in the " \
-               "calendar; kept until the lead file changes it"
-    if isinstance(action, d.Gone):
-        return f"  skip    {action.want.item.lead_id} {action.want.item.rule}: deleted in the " \
-               "calendar; not recreated until the lead file changes it"
-    return None
+    match action:
+        case d.Create(want=w):
+            return f"  create  {w.item.lead_id} {w.item.rule}: {_when(w)} — {w.item.reason}"
+        case d.Update(want=w):
+            return f"  update  {w.item.lead_id} {w.item.rule}: {_when(w)} — {w.item.reason}"
+        case d.Adopt(want=w):
+            return f"  check   {w.item.lead_id} {w.item.rule}: found in the calendar, not in " \
+                   "the state; compared and updated if needed"
+        case d.Delete(uid=uid, row=row):
+            who = f"{row.lead} {row.rule}" if row else uid
+            return f"  delete  {who}: no longer due (done, closed, or removed from the lead file)"
+        case d.Accept(want=w):
+            return f"  keep    {w.item.lead_id} {w.item.rule}: edited in the calendar; kept " \
+                   "until the lead file changes it"
+        case d.Gone(want=w):
+            return f"  skip    {w.item.lead_id} {w.item.rule}: deleted in the calendar; not " \
+                   "recreated until the lead file changes it"
+        case d.Forget() | d.Same() | d.Missed():
+            return None
+        case _:
+            assert_never(action)
 
 
 def _report_problems(report: TargetReport) -> None:
     for warning in report.warnings:
         log.warning("%s", warning)
     if report.error:
-        log.error("%s: %s", report.name, report.error)
-        if report.hint:
-            log.error("  hint: %s", report.hint)
+        log.error("%s", report.problem())
 
 
 def print_plan(outcome: Outcome, say: Callable[[str], None]) -> None:
     for report in outcome.targets:
         _report_problems(report)
         lines = [line for line in map(describe, report.actions) if line]
-        if report.error and report.exit_code != EXIT_SAFETY:
+        if report.error and report.retryable:  # a safety stop still shows the plan
             continue
-        say(f"{report.name}: {report.counts(planned=True)}")
+        say(report.summary(planned=True))
         for note in report.notes:
             say(f"  {note}")
         for line in lines:

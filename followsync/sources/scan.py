@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
-from followsync.config import Config, MailConfig, Target
+from followsync.config import Config, MailConfig
 from followsync.errors import EXIT_OK, EXIT_TARGET, FollowsyncError
 from followsync.sources import FoundTouch
 from followsync.state import State
@@ -75,12 +75,9 @@ def looked_for(box: MailConfig, addresses: Mapping[str, str]) -> str:
 
 def password_of(box: MailConfig) -> str:
     """The mailbox's password, found as a CalDAV target's is (README "The config file")."""
-    from followsync.backends.caldav import password_for
+    from followsync.credentials import password_for
 
-    shaped = Target(name=box.name, type="caldav", kind=None, url=box.url, username=box.username,
-                    password=box.password, password_command=box.password_command,
-                    password_env=box.password_env, keyring=box.keyring)
-    return password_for(shaped) or ""
+    return password_for(box) or ""
 
 
 def mailbox_of(box: MailConfig, since: date) -> Mailbox:

@@ -1,0 +1,93 @@
+"""Secrets for targets (and, next, touch sources): password_command, password_env, the
+keyring, or the password in the config — in that order (README, "The config file").
+
+A secret is never logged or shown: errors name where it was looked for, not what was found.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from typing import Protocol
+
+from followsync.errors import TargetError
+
+COMMAND_TIMEOUT = 30  # seconds a password_command may take
+
+
+class Secured(Protocol):
+    """What a config entry that logs in says about its secret."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def password_command(self) -> tuple[str, ...] | str | None: ...
+    @property
+    def password_env(self) -> str | None: ...
+    @property
+    def keyring(self) -> bool: ...
+
+
+def password_for(entry: Secured) -> str | None:
+    """The entry's password from the command, the environment, the keyring or the file."""
+    if entry.password_command:
+        return _from_command(_who(entry), entry.password_command)
+    if entry.password_env:
+        value = os.environ.get(entry.password_env)
+        if value is None:
+            raise TargetError(f"{_who(entry)}: ${entry.password_env} is not set",
+                              "set it in the service's environment (see README)")
+        return value
+    if entry.keyring:
+        return _from_keyring(_who(entry), f"{entry.username}@{entry.url}")
+    return entry.password
+
+
+def _who(entry: Secured) -> str:
+    """`target NAME`, or `mailbox NAME` for a `mail:` entry (it says so by its URL)."""
+    return f"{'mailbox' if (entry.url or '').startswith('imap://') else 'target'} {entry.name}"
+
+
+def _from_command(name: str, command: tuple[str, ...] | str) -> str:
+    argv = list(command) if isinstance(command, tuple) else shlex.split(command)
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise TargetError(f"{name}: password_command not found: {argv[0]}") from None
+    except subprocess.TimeoutExpired:
+        raise TargetError(f"{name}: password_command took longer than "
+                          f"{COMMAND_TIMEOUT} s") from None
+    if done.returncode != 0:
+        raise TargetError(f"{name}: password_command failed (exit {done.returncode})",
+                          "run it by hand to see why; its output is never shown here")
+    return done.stdout.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _from_keyring(name: str, account: str) -> str:
+    try:
+        import keyring
+    except ImportError:
+        raise TargetError("keyring: true needs the keyring package",
+                          "followsync is not on the package index: from its checkout, "
+                          "pipx install --force '.[caldav,keyring]'") from None
+    value = keyring.get_password("followsync", account)
+    if value is None:
+        raise TargetError(f"{name}: no password in the keyring for {account}",
+                          f"keyring set followsync {account}")
+    return str(value)
+
+
+def auth_refused(who: str, url: str) -> TargetError:
+    """The one message for a server that refused our credentials (`who`: "user NAME", or
+    "no user name given")."""
+    return TargetError(f"authentication refused for {who} at {url}",
+                       "check username and password (iCloud and Fastmail need an "
+                       "app-specific password)")

@@ -1,0 +1,294 @@
+"""Carry out one target's actions: one method per action type, one conflict recovery.
+
+`reconcile` decides (wants → diff → the safety limit) and `Apply` writes. Every write is
+conditional; when one fails with Conflict the item is read again (`recover`), which is
+what makes the HTTP layer's retries of a PUT or DELETE safe (see backends.base.Backend).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, assert_never
+
+from followsync.backends.base import Backend
+from followsync.config import Config
+from followsync.errors import ComponentRefused, Conflict, SafetyStop
+from followsync.marks import is_owned
+from followsync.model import Remote, Row
+from followsync.state import State
+from followsync.sync.options import Progress, SyncOptions
+from followsync.sync.planning import wants_for
+from followsync.sync.report import TargetReport
+from followsync.sync.session import Session
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from followsync import diff as d
+    from followsync.rules import LeadPlan
+
+log = logging.getLogger("followsync")
+_SEQUENCE = re.compile(r"^SEQUENCE:(\d+)", re.MULTILINE)
+STATE_BATCH = 50  # commit the state this often while writing to a server
+
+
+def reconcile(
+    config: Config, session: Session, plans: list[LeadPlan], state: State, now: datetime,
+    options: SyncOptions, allow_deletes: bool,
+) -> None:
+    """Make the target hold what the plans want (or, for `plan`, say what that takes)."""
+    try:
+        _reconcile_once(config, session, plans, state, now, options, allow_deletes)
+    except ComponentRefused as exc:
+        # The server said no to a VTODO: the backend now reports no VTODO support, so a
+        # second pass writes events; what the first pass wrote is in the state.
+        log.warning("%s; writing events instead", exc.message)
+        report = session.report
+        report.warnings.append(f"{session.target.name}: to-dos refused by the server; "
+                               "events written instead")
+        report.created = report.updated = report.deleted = report.unchanged = 0
+        session.relist(state)
+        _reconcile_once(config, session, plans, state, now, options, allow_deletes)
+
+
+def _reconcile_once(
+    config: Config, session: Session, plans: list[LeadPlan], state: State, now: datetime,
+    options: SyncOptions, allow_deletes: bool,
+) -> None:
+    from followsync import diff as d
+
+    target, report, listing = session.target, session.report, session.listing
+    assert listing is not None
+    rows = session.rows
+    if listing.fresh:  # the whole target was emptied or is new: nothing "deleted by hand"
+        rows = {uid: row for uid, row in rows.items() if not row.gone}
+    todo_ok = session.backend.supports("VTODO")
+    wants = wants_for(plans, target, config.timezone.key, todo_ok)
+    if not todo_ok and any(w.item.kind == "todo" or target.kind == "todo"
+                           for w in wants.values()):
+        report.warnings.append(f"{target.name}: the calendar does not take to-dos (VTODO); "
+                               "writing events instead")
+    if listing.note:
+        report.notes.append(listing.note)
+    if listing.reset and not options.dry_run:
+        session.forget_old_calendar(state)
+    result = d.diff(wants, listing.items, rows, allow_deletes=allow_deletes)
+    report.actions = result.actions
+    report.count(d.tally(result.actions, result.unchanged))  # a sync counts again what it did
+    if not allow_deletes and any(uid not in wants for uid in listing.items):
+        report.warnings.append(f"{target.name}: the lead files hold no leads; nothing is deleted")
+    if result.deletes > config.max_deletes and not options.force:
+        raise SafetyStop(
+            f"this sync would delete {result.deletes} items from {target.name} "
+            f"(safety.max_deletes is {config.max_deletes}); nothing was changed there",
+            "check the lead file; if the deletions are right, run `followsync sync --force`")
+    if options.dry_run:
+        return
+    Apply(target.name, target.key, state, session.backend, report, now, config.timezone,
+          options.progress).run(result)
+    if listing.reset:
+        session.say_rewritten()
+
+
+def same(there: str, ours: str, target: str, href: str, quiet: bool = False) -> bool:
+    """Whether an item read from a target says what we would write. An item that is not
+    valid iCalendar (a broken server or app) is not the same: ours replaces it."""
+    from followsync.render import normalise
+
+    try:
+        return normalise(there) == normalise(ours)
+    except Exception as exc:  # icalendar raises ValueError, and worse on some input
+        if quiet:
+            return False
+        why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        log.warning("%s: %s is not valid iCalendar (%s); followsync's version replaces it",
+                    target, href, why)
+        return False
+
+
+@dataclass
+class Apply:
+    """One target's actions carried out, in one state transaction."""
+
+    name: str
+    key: str  # the target's key in the state
+    state: State
+    backend: Backend
+    report: TargetReport
+    now: datetime
+    zone: ZoneInfo
+    progress: Progress | None = None
+    outcomes: list[d.Action] = field(default_factory=list)  # counted by diff.tally
+    writes: int = 0
+
+    def run(self, result: d.Diff) -> None:
+        """Every action, then the backend's commit; the report counts what was done, also
+        when it stops half-way (an immediate backend's writes then stay in the state)."""
+        from followsync import diff as d
+
+        total = sum(1 for a in result.actions if d.is_write(a))
+        try:
+            with self.state.transaction(keep_on_error=self.backend.immediate):
+                for action in result.actions:
+                    self.carry_out(action)
+                    if d.is_write(action):
+                        self._wrote(total)
+                self.state.set_cursor(self.key, self.backend.commit())
+        finally:
+            self.report.count(d.tally(self.outcomes, result.unchanged))
+
+    def _wrote(self, total: int) -> None:
+        self.writes += 1
+        if self.progress is not None:
+            self.progress(self.name, self.writes, total)
+        if self.backend.immediate and self.writes % STATE_BATCH == 0:
+            self.state.checkpoint()
+
+    def carry_out(self, action: d.Action) -> None:
+        """One action. A new action type fails mypy here until it is handled (assert_never)."""
+        from followsync import diff as d
+
+        match action:
+            case d.Create():
+                self.create(action)
+            case d.Update():
+                self.update(action.want, action.remote, (action.row.sequence if action.row
+                                                         else 0) + 1)
+            case d.Adopt():
+                self.adopt(action.want, action.remote)
+            case d.Delete():
+                self.delete(action)
+            case d.Accept():
+                self.accept(action)
+            case d.Gone():
+                self.gone(action)
+            case d.Forget():
+                self.state.forget(self.key, action.uid)
+            case d.Same() | d.Missed():
+                raise AssertionError(f"{action} is an outcome, never planned")
+            case _:
+                assert_never(action)
+
+    # --- one method per action -------------------------------------------------------
+    def create(self, action: d.Create) -> None:
+
+        want = action.want
+        try:
+            remote = self.backend.create(want.uid, self.text(want, 0))
+        except Conflict:
+            found = self.backend.find(want.uid)
+            if found is None:  # refused, yet not there: a lost race; try next time
+                self.missed(want.uid, "could not be created (changed meanwhile); left for the "
+                            "next sync")
+            else:  # there already: ours from a retried PUT or a lost state, or someone's
+                self.adopt(want, found)
+            return
+        self.record(want, remote, 0)
+        self.outcomes.append(action)
+
+    def update(self, want: d.Want, remote: Remote, sequence: int) -> None:
+        from followsync import diff as d
+
+        text = self.text(want, sequence)
+        try:
+            written = self.backend.update(remote, text)
+        except Conflict:
+            landed = self.recover(want.uid, text)
+            if landed is None:
+                self.missed(want.uid, "changed in the calendar meanwhile; left as it is")
+                return
+            written = landed
+        self.record(want, written, sequence)
+        self.outcomes.append(d.Update(want, written, None))
+
+    def adopt(self, want: d.Want, remote: Remote) -> None:
+        """An item of ours the state does not know: record it if it is as planned, else
+        rewrite it (an item without followsync's mark is someone else's: left alone)."""
+        from followsync import diff as d
+
+        text = self.backend.get(remote)
+        if not is_owned(text):
+            self.report.warnings.append(f"{self.name}: {want.uid} exists without followsync's "
+                                        "marks; it is left alone")
+            return
+        found = _SEQUENCE.search(text.replace("\r\n", "\n"))
+        sequence = int(found.group(1)) if found else 0
+        if same(text, self.text(want, sequence), self.name, remote.href):
+            self.record(want, remote, sequence)
+            self.outcomes.append(d.Same(want.uid))
+        else:
+            self.update(want, remote, sequence + 1)
+
+    def delete(self, action: d.Delete) -> None:
+        try:
+            self.backend.delete(action.remote)
+        except Conflict:
+            self.missed(action.uid, "changed in the calendar meanwhile; not deleted")
+            return
+        self.state.forget(self.key, action.uid)
+        self.outcomes.append(action)
+
+    def accept(self, action: d.Accept) -> None:
+        """Keep the user's edit — unless the item is what this sync would write: then it is
+        a write of ours that landed but was never recorded (the process was killed after
+        the server or the file had it)."""
+        from followsync import diff as d
+
+        sequence = action.row.sequence + 1
+        if self.says(action.remote, self.text(action.want, sequence)):
+            self.record(action.want, action.remote, sequence)
+            self.outcomes.append(d.Same(action.want.uid))
+            return
+        self.state.put(self.key, replace(action.row, etag=action.remote.etag, edited=True,
+                                         moved=self.placed(action.remote)))
+        self.outcomes.append(action)
+
+    def gone(self, action: d.Gone) -> None:
+        if not action.row.gone:
+            self.state.put(self.key, replace(action.row, gone=True))
+        self.outcomes.append(action)
+
+    # --- helpers -----------------------------------------------------------------
+    def recover(self, uid: str, text: str) -> Remote | None:
+        """After a Conflict: where the item stands if it says what we sent — our own write
+        that landed (a retried PUT meets its first attempt) — else None."""
+        found = self.backend.find(uid)
+        if found is not None and same(self.backend.get(found), text, self.name, found.href):
+            return found
+        return None
+
+    def says(self, remote: Remote, text: str) -> bool:
+        """Whether the item at `remote` says `text` (quietly: a user's edit is no error)."""
+        try:
+            there = self.backend.get(remote)
+        except Conflict:
+            return False
+        return same(there, text, self.name, remote.href, quiet=True)
+
+    def text(self, want: d.Want, sequence: int) -> str:
+        from followsync.render import render
+
+        return render(want.item, uid=want.uid, kind=want.kind, zone=self.zone, stamp=self.now,
+                      sequence=sequence)
+
+    def record(self, want: d.Want, remote: Remote, sequence: int) -> None:
+        self.state.put(self.key, Row(want.uid, remote.href, remote.etag, want.hash, sequence,
+                                     want.item.lead_id, want.item.rule, source=want.source))
+
+    def missed(self, uid: str, why: str) -> None:
+        from followsync import diff as d
+
+        self.outcomes.append(d.Missed(uid))
+        log.warning("%s: %s %s", self.name, uid, why)
+
+    def placed(self, remote: Remote) -> str:
+        """Where the user put an item they edited in the calendar (`agenda` shows it)."""
+        from followsync.readback import placed_at
+
+        try:
+            return placed_at(self.backend.get(remote), self.zone)
+        except Conflict:
+            return ""

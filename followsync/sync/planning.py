@@ -1,0 +1,90 @@
+"""Plans and wants: the leads' memories, touches found outside the lead file, the rules'
+answer, and the items each target should hold.
+
+`merge_touches` is THE one place where touches from touch sources join the leads' memories:
+to-dos completed in a calendar now; a mail source's touches go into the same call next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import date
+from typing import TYPE_CHECKING
+
+from followsync.config import Target
+from followsync.state import State
+
+if TYPE_CHECKING:  # the core (pydantic models, rules, diff) loads only when a plan is made
+    from followsync import diff as d
+    from followsync.leads import LeadBook, Touch
+    from followsync.rules import LeadPlan, Memory
+    from followsync.sync.session import Completion
+
+LeadTouch = tuple[str, "Touch"]  # a lead id and a touch with that lead
+
+
+def merge_touches(
+    memories: dict[str, Memory], *sources: Iterable[LeadTouch]
+) -> dict[str, Memory]:
+    """The leads' memories with every touch the sources found added (once each); a touch
+    for a lead the state does not know yet waits for the sync after the lead is seen."""
+    merged = dict(memories)
+    for source in sources:
+        for lead, touch in source:
+            known = merged.get(lead)
+            if known is not None and touch not in known.touches:
+                merged[lead] = replace(known, touches=(*known.touches, touch))
+    return merged
+
+
+def make_plans(
+    book: LeadBook, today: date, known: dict[str, Memory]
+) -> tuple[list[LeadPlan], list[tuple[str, Memory]]]:
+    """The rules' answer for every lead, and the lead memories that changed."""
+    from followsync.rules import plan, remember
+
+    memory: dict[str, Memory] = {}
+    changed: list[tuple[str, Memory]] = []
+    for lead_id, item in book.leads.items():
+        before = known.get(lead_id)
+        after = remember(before, item.lead, today)
+        memory[lead_id] = after
+        if after != before:
+            changed.append((lead_id, after))
+    return plan(book.leads.values(), today, memory), changed
+
+
+def plan_leads(
+    book: LeadBook, today: date, state: State, completions: list[Completion], dry_run: bool
+) -> list[LeadPlan]:
+    """Plan every lead with what the state remembers and the touches found this sync; a
+    real sync then remembers both (`plan` writes nothing)."""
+    memories = merge_touches(state.memories(), [(c.lead, c.touch) for c in completions])
+    plans, changed = make_plans(book, today, memories)
+    if not dry_run:
+        with state.transaction():
+            state.remember(changed)
+            for found in completions:
+                state.add_touch(found.target_key, found.uid, found.lead, found.touch)
+    return plans
+
+
+def wants_for(
+    plans: Iterable[LeadPlan], target: Target, zone: str, todo_ok: bool = True
+) -> dict[str, d.Want]:
+    """The items a target should hold, by UID."""
+    from followsync import diff as d
+    from followsync.render import input_hash, source_hash, uid_for
+
+    wants: dict[str, d.Want] = {}
+    for lead_plan in plans:
+        for item in lead_plan.follow_ups:
+            kind = target.kind or item.kind
+            if kind == "todo" and not todo_ok:
+                kind = "event"
+            uid = uid_for(target.name, item.lead_id, item.rule)
+            digest = input_hash(item, kind, zone, uid)
+            source = source_hash(item, kind, zone, uid) if item.overdue_days else digest
+            wants[uid] = d.Want(uid, item, kind, digest, source)
+    return wants

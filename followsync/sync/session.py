@@ -1,0 +1,126 @@
+"""One target opened for a sync: its backend, the state's rows, what it holds, the to-dos
+ticked off there, and what to do when the calendar the state describes was deleted."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
+
+from followsync.backends import open_backend
+from followsync.backends.base import Backend, Listing
+from followsync.config import Config, Target
+from followsync.errors import Conflict
+from followsync.model import Row, standing
+from followsync.state import State
+from followsync.sync.options import SyncOptions
+from followsync.sync.report import TargetReport, target_errors
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from followsync.leads import Touch
+
+log = logging.getLogger("followsync")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A to-do of ours ticked off in a calendar: a touch by me, kept in the state."""
+
+    target_key: str
+    uid: str
+    lead: str
+    touch: Touch
+
+
+@dataclass
+class Session:
+    """A target being synced: its backend, what the state and the target hold."""
+
+    target: Target
+    backend: Backend
+    own: bool  # opened here, so closed here (an injected backend is the caller's)
+    report: TargetReport
+    started: float = field(default_factory=time.monotonic)
+    listing: Listing | None = None
+    rows: dict[str, Row] = field(default_factory=dict)  # the state's rows as at `listing`
+
+    def relist(self, state: State) -> Listing:
+        """Read the state's rows and list the target against them."""
+        self.rows = state.rows(self.target.key)
+        listing = self.backend.listing(standing(self.rows), state.cursor(self.target.key))
+        self.report.warnings.extend(listing.warnings)
+        if listing.reset:  # the rows describe a calendar that is gone: none of them applies
+            self.rows = {}
+        self.listing = listing
+        return listing
+
+    def completions(self, zone: ZoneInfo, today: date) -> list[Completion]:
+        """To-dos of ours ticked off in the calendar since we wrote them: touches by me."""
+        from followsync.leads import Touch
+        from followsync.readback import completed_on
+
+        assert self.listing is not None
+        found = []
+        for uid, remote in self.listing.items.items():
+            row = self.rows.get(uid)
+            if row is None or row.gone or row.etag == remote.etag:
+                continue
+            try:
+                text = self.backend.get(remote)
+            except Conflict:
+                continue
+            day = completed_on(text, zone, today)
+            if day is not None:
+                note = f"completed in the calendar ({self.target.name})"
+                found.append(Completion(self.target.key, uid, row.lead,
+                                        Touch(date=day, by="me", note=note)))
+        return found
+
+    def forget_old_calendar(self, state: State) -> None:
+        """The calendar was deleted on the server (listing.reset): forget its items, moves
+        and deletions; everything is written anew."""
+        assert self.listing is not None
+        with state.transaction():
+            state.forget_all(self.target.key)
+            state.set_cursor(self.target.key, self.listing.cursor)
+
+    def say_rewritten(self) -> None:
+        """After a reset: say what was uploaded again, in the log."""
+        assert self.listing is not None
+        written = self.report.created + self.report.updated
+        log.warning("%s: %s and uploaded %d %s", self.target.name, self.listing.note, written,
+                    "item" if written == 1 else "items")
+
+
+@contextmanager
+def opened(
+    config: Config, state: State, options: SyncOptions, reports: list[TargetReport]
+) -> Iterator[list[Session]]:
+    """Open and list every target the sync concerns (a report each, in `reports`); a
+    target that fails is reported and left out. Closes the backends opened here."""
+    sessions: list[Session] = []
+    try:
+        for target in config.targets:
+            if not options.wants(target.name):
+                continue
+            report = TargetReport(target.name)
+            reports.append(report)
+            started = time.monotonic()
+            with target_errors(report):
+                injected = options.backends.get(target.name)
+                backend = injected or open_backend(target, readonly=options.dry_run)
+                session = Session(target, backend, injected is None, report, started)
+                sessions.append(session)
+                session.relist(state)
+            report.seconds = time.monotonic() - started
+        yield [s for s in sessions if s.listing is not None]
+    finally:
+        for session in sessions:
+            if session.own:
+                session.backend.close()
