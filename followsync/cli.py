@@ -263,14 +263,14 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
     from followsync import agenda as ag
     from followsync.leads import load_leads
     from followsync.state import open_state
-    from followsync.sync.planning import make_plans
+    from followsync.sync.planning import mail_touches, make_plans
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
     today = config.today(obj.now(config))
     state = open_state(config.state_dir, readonly=True)
     try:
-        plans, _ = make_plans(book, today, state.memories())
+        plans, _ = make_plans(book, today, state.memories(), mail_touches(config, state, book))
         moves = state.moves()
     finally:
         state.close()
@@ -292,7 +292,7 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
     from followsync.commands.show import print_mail
     from followsync.durations import parse_date
     from followsync.leads import load_leads
-    from followsync.sources.scan import scan_mailboxes
+    from followsync.sources.scan import lead_addresses, scan_mailboxes
     from followsync.state import lock_state, open_state
 
     config = obj.config()
@@ -308,7 +308,7 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
     try:
         state = open_state(config.state_dir)
         try:
-            reports = scan_mailboxes(config, book, state, today, since=since)
+            reports = scan_mailboxes(config, lead_addresses(book), state, today, since=since)
             known = state.mail_touches() if show_all else None
         finally:
             state.close()

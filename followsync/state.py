@@ -199,6 +199,13 @@ class State:
             [(lead, m.first_seen.isoformat(), m.status,
               m.status_changed.isoformat() if m.status_changed else None) for lead, m in changed])
 
+    def meta(self, key: str) -> str | None:
+        found = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(found[0]) if found else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     # mail (README "Mail") ----------------------------------------------------------
     def mail_marks(self, mailbox: str) -> dict[str, Bookmark]:
         """How far each folder of a mailbox was read (by its config key)."""

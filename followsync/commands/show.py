@@ -76,6 +76,7 @@ def print_plan(outcome: Outcome, say: Callable[[str], None]) -> None:
 
 
 def print_outcome(outcome: Outcome, say: Callable[[str], None]) -> None:
+    report_mail(outcome.mailboxes, say)
     for report in outcome.targets:
         _report_problems(report)
         if not report.error:

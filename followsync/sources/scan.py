@@ -10,6 +10,7 @@ is reported (exit 3) and the others are still scanned.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -88,16 +89,41 @@ def mailbox_of(box: MailConfig, since: date) -> Mailbox:
                    folders=box.folders, since=since)
 
 
+def known_addresses(config: Config, state: State) -> dict[str, str]:
+    """`lead_addresses` of the lead files as they are now, without loading them when they
+    are as at the last scan (a digest of their bytes is kept with the map in the state):
+    a sync with nothing new stays cheap. A lead file that does not load raises ConfigError."""
+    digest = hashlib.sha256()
+    for path in config.lead_paths:
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"\0missing")
+        digest.update(b"\0" + str(path).encode())
+    kept = state.meta("mail-addresses")
+    if kept is not None:
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            saved = json.loads(kept)
+            if saved["files"] == digest.hexdigest():
+                return {str(k): str(v) for k, v in saved["map"].items()}
+    from followsync.leads import load_leads
+
+    found = lead_addresses(load_leads(list(config.lead_paths), named_at=config.lead_named_at))
+    with state.transaction():
+        state.set_meta("mail-addresses", json.dumps({"files": digest.hexdigest(), "map": found}))
+    return found
+
+
 def scan_mailboxes(
-    config: Config, book: LeadBook, state: State, today: date, *, since: date | None = None,
-    only: Iterable[str] | None = None,
+    config: Config, addresses: Mapping[str, str], state: State, today: date, *,
+    since: date | None = None, only: Iterable[str] | None = None,
 ) -> list[MailReport]:
-    """Scan every mailbox (or those named in `only`) and keep what was found. `since`: a
-    one-off look back from that date, beyond the bookmarks (touches already known are not
-    found twice). The caller holds the state's lock."""
+    """Scan every mailbox (or those named in `only`) for mail with `addresses` (address →
+    lead id, see `lead_addresses`) and keep what was found. `since`: a one-off look back
+    from that date, beyond the bookmarks (touches already known are not found twice). The
+    caller holds the state's lock."""
     from followsync.sources.mail import scan_mailbox
 
-    addresses = lead_addresses(book)
     wanted = set(only) if only is not None else None
     reports = []
     for box in config.mailboxes:
@@ -163,4 +189,5 @@ def lead_touches(state: State, book: LeadBook, config: Config) -> list[tuple[str
     return found
 
 
-__all__ = ["MailReport", "lead_addresses", "lead_touches", "scan_mailboxes", "touch_note"]
+__all__ = ["MailReport", "known_addresses", "lead_addresses", "lead_touches", "scan_mailboxes",
+           "touch_note"]
