@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from urllib.parse import quote
 
 import pytest
 
-from tests.imapserver import Account
+from tests.imapserver import Account, CountingProxy
 from tests.mailproject import mail_from, mail_project, mail_to
 from tests.project import Project
 
@@ -180,3 +182,40 @@ def test_agenda_lists_recent_mail(
     _code, out, _ = p.run("agenda")
     assert re.search(r"Mail \(last 30 days\)\n  Sat 2026-11-28 16:05  Ann Lee +from: Re: coffee",
                      out), out
+
+
+PROBE = """
+import json, sys
+from followsync.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "loaded": sorted(m for m in sys.modules
+                  if m.startswith(("followsync.", "icalendar")))}))
+"""
+HEAVY = ("icalendar", "followsync.leads", "followsync.rules", "followsync.diff",
+         "followsync.sync.planning", "followsync.sync.apply")
+
+
+def test_a_sync_with_no_new_mail_is_one_status_per_folder_and_the_no_op_path(
+        project: Project, imap_account: Account, imap_proxy: CountingProxy,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    acc = imap_account
+    p = mail_project(project, monkeypatch, acc, leads=LEADS)
+    p.write_config(p.config.read_text().replace(f"port: {acc.port}", f"port: {imap_proxy.port}"))
+    mail_to(acc, DANA, "2026-11-10", "hello")  # INBOX and Sent
+
+    def probe() -> tuple[int, list[str], str]:
+        done = subprocess.run([sys.executable, "-c", PROBE, *p.argv("sync")],
+                              capture_output=True, text=True, check=False, timeout=120)
+        *printed, last = done.stdout.strip().splitlines()
+        result = json.loads(last)
+        return result["code"], result["loaded"], "\n".join(printed) + done.stderr
+
+    code, _, out = probe()
+    assert code == 0 and "mailbox inbox: 1 new touch " in out and "2 created" in out, out
+    imap_proxy.reset()
+    code, loaded, out = probe()
+    assert code == 0 and "mailbox inbox: 0 new touches" in out and "2 unchanged" in out, out
+    assert [m for m in loaded if m.startswith(HEAVY)] == []
+    verbs = imap_proxy.verbs()
+    assert verbs.count("STATUS") == 2
+    assert not {"EXAMINE", "SELECT", "UID FETCH", "FETCH", "STORE"} & set(verbs), verbs
