@@ -6,10 +6,12 @@ rebuilt by scanning again."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -28,6 +30,7 @@ leads:
     email: [dana@acme.example, dana.w@home.example]
   ann: {name: Ann Lee, email: ann@x.example, last_contact: 2026-11-01}
 """
+ROOT = Path(__file__).resolve().parent.parent
 DANA = "Dana Whitfield <dana@acme.example>"
 
 
@@ -205,7 +208,8 @@ def test_a_sync_with_no_new_mail_is_one_status_per_folder_and_the_no_op_path(
 
     def probe() -> tuple[int, list[str], str]:
         done = subprocess.run([sys.executable, "-c", PROBE, *p.argv("sync")],
-                              capture_output=True, text=True, check=False, timeout=120)
+                              capture_output=True, text=True, check=False, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
         *printed, last = done.stdout.strip().splitlines()
         result = json.loads(last)
         return result["code"], result["loaded"], "\n".join(printed) + done.stderr
