@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,14 @@ def test_validate_warns_about_an_unset_password_env(
     code, _, err = project.run("validate")
     assert code == 0
     assert "mailbox 'inbox': $FS_TEST_MAILPW (password_env) is not set here" in err
+
+
+def test_the_readme_mail_example_loads(project: Project) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Mail\n", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    project.write_config(HEAD + example)
+    (box,) = load_config(project.config).mailboxes
+    assert (box.name, box.port, box.tls, box.folders) == ("inbox", 993, "implicit",
+                                                         ("INBOX", "Sent"))
+    assert box.me == ("me@example.com", "me@old.example")
