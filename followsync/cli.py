@@ -165,6 +165,11 @@ def validate(obj: Context) -> None:
             log.warning("warning: target %r: $%s (password_env) is not set here; the daemon run "
                         "by systemd needs it set in its unit (README, \"Running as a service\")",
                         target.name, target.password_env)
+    for box in config.mailboxes:
+        if box.password_env and box.password_env not in os.environ:
+            log.warning("warning: mailbox %r: $%s (password_env) is not set here; the daemon run "
+                        "by systemd needs it set in its unit (README, \"Running as a service\")",
+                        box.name, box.password_env)
     files = ", ".join(str(p) for p in config.lead_paths)
     count = len(book.leads)
     obj.say(f"ok: {config.path} and {count} lead{'' if count == 1 else 's'} in {files}")
@@ -258,14 +263,14 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
     from followsync import agenda as ag
     from followsync.leads import load_leads
     from followsync.state import open_state
-    from followsync.sync.planning import make_plans
+    from followsync.sync.planning import mail_touches, make_plans
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
     today = config.today(obj.now(config))
     state = open_state(config.state_dir, readonly=True)
     try:
-        plans, _ = make_plans(book, today, state.memories())
+        plans, _ = make_plans(book, today, state.memories(), mail_touches(config, state, book))
         moves = state.moves()
     finally:
         state.close()
@@ -274,6 +279,42 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
         click.echo(json.dumps(ag.to_json(result), indent=2, ensure_ascii=False))
     else:
         obj.say(ag.to_text(result))
+
+
+@cli.command("mail")
+@click.option("--since", "since_text", metavar="DATE",
+              help="Look back to DATE this once, beyond what was read before.")
+@click.option("--all", "show_all", is_flag=True,
+              help="List every mail touch known, not only those this scan found.")
+@click.pass_obj
+def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
+    """Scan the mailboxes now (read-only) and list, per lead, the touches found."""
+    from followsync.commands.show import print_mail
+    from followsync.durations import parse_date
+    from followsync.leads import load_leads
+    from followsync.sources.scan import lead_addresses, scan_mailboxes
+    from followsync.state import lock_state, open_state
+
+    config = obj.config()
+    if not config.mailboxes:
+        raise click.UsageError(f"{config.path} has no `mail:` section (README, \"Mail\")")
+    try:
+        since = parse_date(since_text) if since_text else None
+    except ValueError as exc:
+        raise click.UsageError(f"--since: {exc}") from None
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    today = config.today(obj.now(config))
+    lock = lock_state(config.state_dir)
+    try:
+        state = open_state(config.state_dir)
+        try:
+            reports = scan_mailboxes(config, lead_addresses(book), state, today, since=since)
+            known = state.mail_touches() if show_all else None
+        finally:
+            state.close()
+    finally:
+        lock.release()
+    _exit(print_mail(reports, book, config.timezone, obj.say, known))
 
 
 @cli.command()

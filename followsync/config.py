@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from followsync.durations import Duration
+from followsync.durations import DURATION_FORM, Duration, parse_date, parse_duration
 from followsync.errors import ConfigError, Problem
-from followsync.model import Kind, TargetType
-from followsync.validation import DurationT, Invalid, Text, validate
+from followsync.model import Kind, TargetType, Tls
+from followsync.validation import (
+    DATE_HINT,
+    DurationT,
+    Invalid,
+    OneOrList,
+    Text,
+    one_as_list,
+    validate,
+)
 from followsync.yamlsrc import Source, load
 
 TARGET_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -101,6 +118,111 @@ class TargetModel(_Model):
         return self
 
 
+def _since(value: Any) -> Any:
+    """`since:` is a date (`2026-01-01`) or how far back from today (`365d`, `6mo`)."""
+    if isinstance(value, date | Duration):
+        return value
+    if isinstance(value, str) and value.strip()[:1].isdigit() and "-" in value:
+        try:
+            return parse_date(value)
+        except ValueError as exc:
+            raise Invalid(str(exc).split("; expected", 1)[0], DATE_HINT) from None
+    back = "write a date (YYYY-MM-DD) or how far back: 365d, 6mo, 1y"
+    try:
+        found = parse_duration(value) if isinstance(value, str) else None
+    except ValueError:
+        found = None
+    if found is None:
+        raise Invalid(f"not a date or a duration: {value!r}", back)
+    if found.unit == "m":
+        raise Invalid(f"{str(found)!r} is less than a day",
+                      f"`{found}` is minutes: did you mean `{found.amount}mo`? {back}")
+    if found.unit == "h":
+        raise Invalid(f"{str(found)!r} is less than a day", back)
+    return found
+
+
+_SECONDS = re.compile(r"^\s*(\d{1,6})\s*s\s*$")
+MIN_MAIL_INTERVAL = timedelta(seconds=1)
+
+
+def _interval(value: Any) -> Any:
+    """How often the daemon looks for mail: a duration, or seconds (`30s`) for tests and
+    impatient users; at least one second."""
+    if isinstance(value, str) and (found := _SECONDS.match(value)):
+        seconds = int(found.group(1))
+        if seconds < 1:
+            raise Invalid(f"{value.strip()!r} is too short", "look at most once a second: 1s")
+        return timedelta(seconds=seconds)
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise Invalid(f"not a duration: {value!r}", f"write {DURATION_FORM}, or seconds: 30s")
+    try:
+        length = parse_duration(value).as_timedelta()
+    except ValueError as exc:
+        raise Invalid(str(exc).split("; expected", 1)[0],
+                      f"write {DURATION_FORM}, or seconds: 30s") from None
+    if length < MIN_MAIL_INTERVAL:
+        raise Invalid(f"{value.strip()!r} is too short", "look at most once a second: 1s")
+    return length
+
+
+SinceT = Annotated[date | Duration, BeforeValidator(_since), WithJsonSchema(
+    {"type": "string", "description": "a date (YYYY-MM-DD) or a duration back from today"})]
+IntervalT = Annotated[timedelta, BeforeValidator(_interval), WithJsonSchema(
+    {"type": "string", "pattern": r"^\d+(s|m|h|d|w|mo|y)$"})]
+
+
+class MailModel(_Model):
+    """One mailbox where touches are found (README "Mail")."""
+
+    name: Annotated[str, Field(pattern=TARGET_NAME)]
+    host: Annotated[Text, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    tls: Tls = "implicit"
+    username: Annotated[Text, Field(min_length=1)]
+    password: Text | None = None
+    password_command: Text | list[Text] | None = None
+    password_env: Text | None = None
+    keyring: bool = False
+    me: Annotated[list[Text], BeforeValidator(one_as_list), OneOrList] | None = None
+    folders: Annotated[list[Text], Field(min_length=1), BeforeValidator(one_as_list),
+                       OneOrList] | None = None
+    since: SinceT = Duration(365, "d")
+    interval: IntervalT = timedelta(minutes=5)
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("me")
+    @classmethod
+    def _addresses(cls, value: list[str] | None) -> list[str] | None:
+        for address in value or []:
+            if "@" not in address:
+                raise Invalid(f"{address!r} is not a mail address",
+                              "list your own addresses, e.g. `me: [me@example.com]`")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> MailModel:
+        secrets = [k for k in ("password", "password_command", "password_env")
+                   if getattr(self, k)] + (["keyring"] if self.keyring else [])
+        if len(secrets) > 1:
+            raise Invalid(f"give only one of {', '.join(secrets)}",
+                          "keep one way to get the password and remove the others")
+        if not secrets:
+            raise Invalid(f"mailbox {self.name!r} needs a password",
+                          "add `password_command: pass show mail/...` (or password_env, "
+                          "keyring: true); Gmail, Fastmail and iCloud need an app password")
+        if self.tls == "none":
+            from followsync.hosts import is_loopback
+
+            if not is_loopback(self.host):
+                raise Invalid(f"tls: none would send the password in clear text to {self.host}",
+                              "use tls: implicit (port 993) or tls: starttls (port 143); "
+                              "none is only for a server on this machine (127.0.0.1)")
+        return self
+
+
 class DaemonModel(_Model):
     interval: DurationT = Duration(15, "m")
     watch: bool = True
@@ -115,6 +237,7 @@ class ConfigModel(_Model):
     timezone: Text | None = None
     state_dir: Text | None = None
     targets: list[TargetModel] | None = None
+    mail: list[MailModel] = []
     daemon: DaemonModel = DaemonModel()
     safety: SafetyModel = SafetyModel()
 
@@ -140,6 +263,16 @@ class ConfigModel(_Model):
         if dupes:
             raise Invalid(f"target names must be unique: {', '.join(dupes)}",
                           "rename one; the name keeps each target's state apart")
+        return value
+
+    @field_validator("mail")
+    @classmethod
+    def _unique_mailboxes(cls, value: list[MailModel]) -> list[MailModel]:
+        names = [m.name for m in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise Invalid(f"mailbox names must be unique: {', '.join(dupes)}",
+                          "rename one; the name keeps each mailbox's state apart")
         return value
 
 
@@ -179,6 +312,47 @@ class Target:
 
 
 @dataclass(frozen=True)
+class MailConfig:
+    """A `mail:` entry with its defaults filled in; the password is resolved only when the
+    mailbox is scanned (see followsync.sources.scan)."""
+
+    name: str
+    host: str
+    username: str
+    port: int | None = None
+    tls: Tls = "implicit"
+    password: str | None = None
+    password_command: tuple[str, ...] | str | None = None
+    password_env: str | None = None
+    keyring: bool = False
+    me: tuple[str, ...] = ()
+    folders: tuple[str, ...] | None = None
+    since: date | Duration = Duration(365, "d")
+    interval: timedelta = timedelta(minutes=5)
+    timeout: float = 30.0
+
+    @property
+    def url(self) -> str:
+        """Where the mailbox is, as a URL (the keyring entry is `username@url`)."""
+        return f"imap://{self.host}"
+
+    @property
+    def key(self) -> str:
+        """Tells this mailbox's bookmarks apart from another account's of the same name."""
+        return f"{self.name}|{self.username}@{self.host}:{self.port or ''}"
+
+    def since_day(self, today: date) -> date:
+        """The first day the first scan of a folder looks at."""
+        if isinstance(self.since, Duration):
+            back = today - self.since.delta()
+            return back.date() if isinstance(back, datetime) else back
+        return self.since
+
+    def __repr__(self) -> str:  # never show a password
+        return f"MailConfig(name={self.name!r}, host={self.host!r})"
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the config file says, ready to use."""
 
@@ -194,6 +368,7 @@ class Config:
     # where the config names each lead file, as (config file, line, col): a missing lead
     # file is reported there, where the user has to fix it
     lead_origins: tuple[tuple[Path, str, int, int], ...] = ()
+    mailboxes: tuple[MailConfig, ...] = ()
 
     @property
     def lead_named_at(self) -> dict[Path, tuple[str, int, int]]:
@@ -321,6 +496,26 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
             client_secret=at(tm.client_secret) if tm.client_secret else None,
             auth_port=tm.auth_port, endpoint=tm.endpoint, state_dir=state_dir, zone=zone.key,
         ))
+    mailboxes = []
+    for index, mm in enumerate(model.mail):
+        if mm.password:
+            if path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+                problems.append(source.problem(
+                    ("mail", index, "password"),
+                    f"mailbox {mm.name!r} has a password in a config file others can read",
+                    f"run `chmod 600 {path}`, or better use password_command or password_env"))
+            else:
+                warnings.append(f"mailbox {mm.name!r}: the password is written in the config; "
+                                "password_command or password_env keep it out of the file")
+        command = mm.password_command
+        mailboxes.append(MailConfig(
+            name=mm.name, host=mm.host.strip(), username=mm.username, port=mm.port, tls=mm.tls,
+            password=mm.password,
+            password_command=tuple(command) if isinstance(command, list) else command,
+            password_env=mm.password_env, keyring=mm.keyring,
+            me=tuple(a.strip().lower() for a in mm.me or ()),
+            folders=tuple(mm.folders) if mm.folders is not None else None,
+            since=mm.since, interval=mm.interval, timeout=mm.timeout))
     if problems:
         raise ConfigError(problems)
     interval = model.daemon.interval.as_timedelta()
@@ -336,4 +531,5 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
         warnings=tuple(warnings),
         lead_origins=tuple((at(p), str(path), line, col)
                            for p, (line, col) in zip(lead_list, lead_where, strict=True)),
+        mailboxes=tuple(mailboxes),
     )

@@ -12,6 +12,7 @@ from typing import Literal
 
 Kind = Literal["event", "todo"]  # what a follow-up becomes: a VEVENT or a VTODO
 TargetType = Literal["caldav", "ics", "google"]  # the target kinds the config accepts
+Tls = Literal["implicit", "starttls", "none"]  # how a mailbox is reached (README "Mail")
 
 
 @dataclass(frozen=True)

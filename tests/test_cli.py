@@ -415,7 +415,7 @@ def test_agenda_json(proj: Proj) -> None:
     assert (code, err) == (0, "")
     data = json.loads(out)
     assert list(data) == ["version", "today", "overdue", "upcoming", "cold", "later",
-                          "from_calendar"]
+                          "from_calendar", "from_mail"]
     assert (data["version"], data["today"], data["later"]) == (1, "2026-12-01", 0)
     keys = ["lead", "name", "org", "rule", "due", "at", "was_due", "overdue_days", "title",
             "action",

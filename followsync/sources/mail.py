@@ -33,13 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
-from typing import Literal
 
 from followsync.errors import TargetError
 from followsync.hosts import is_loopback
+from followsync.model import Tls
 from followsync.sources import Bookmark, Direction, FoundTouch, ScanResult
-
-Tls = Literal["implicit", "starttls", "none"]
 
 HEADER_FIELDS = ("FROM", "TO", "CC", "DATE", "MESSAGE-ID", "SUBJECT", "LIST-ID", "AUTO-SUBMITTED",
                  "PRECEDENCE")
