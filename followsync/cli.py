@@ -34,10 +34,14 @@ class Context:
     verbose: int
     quiet: bool
 
-    def config(self) -> Config:
+    def config(self, cached: bool = False) -> Config:
+        """The config; `cached`: as validated before when nothing it depends on changed (a
+        `sync` with nothing to do then needs no pydantic: see configcache)."""
         from followsync.config import find_config, load_config
+        from followsync.configcache import load_config_cached
 
-        config = load_config(find_config(self.config_path))
+        path = find_config(self.config_path)
+        config = load_config_cached(path) if cached else load_config(path)
         for warning in config.warnings:
             log.warning("%s", warning)
         return config
@@ -197,7 +201,7 @@ def sync(obj: Context, force: bool, only: str | None) -> None:
     from followsync.commands.show import Progress, print_outcome
     from followsync.sync import SyncOptions, run
 
-    config = obj.config()
+    config = obj.config(cached=True)
     if only and only not in {t.name for t in config.targets}:
         raise click.UsageError(f"no target named {only!r} in {config.path}")
     progress = Progress() if sys.stderr.isatty() and not obj.quiet else None
