@@ -17,7 +17,7 @@ from followsync.errors import ConfigError, Problem
 from followsync.model import Kind, TargetType, Tls
 
 if TYPE_CHECKING:
-    from followsync.configmodel import ConfigModel
+    from followsync.configmodel import ConfigModel, MailModel, TargetModel
     from followsync.yamlsrc import Source
 
 
@@ -186,101 +186,109 @@ def load_config(path: Path) -> Config:
 
 
 def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
+    """The checked model with paths made absolute and checks that need the disk; every
+    problem at once."""
     from followsync.configmodel import TargetModel
 
-    base = path.parent.resolve()
-
-    def at(value: str) -> Path:
-        return (base / Path(value).expanduser()).resolve()
-
+    r = _Resolver(path, source)
     lead_list = [model.leads] if isinstance(model.leads, str) else list(model.leads)
     lead_where = [source.where(("leads",) if isinstance(model.leads, str) else ("leads", i))
                   for i in range(len(lead_list))]
-    warnings: list[str] = []
-    problems: list[Problem] = []
     seen: set[Path] = set()
     for value, (line, col) in zip(lead_list, lead_where, strict=True):
-        if at(value) in seen:
-            problems.append(Problem(str(path), line, col, f"{value} is listed twice in `leads:`",
-                                    "remove one of them"))
-        seen.add(at(value))
+        if r.at(value) in seen:
+            r.problems.append(Problem(str(path), line, col, f"{value} is listed twice in "
+                                      "`leads:`", "remove one of them"))
+        seen.add(r.at(value))
     zone = ZoneInfo(model.timezone) if model.timezone else system_zone()
-    state_dir = at(model.state_dir) if model.state_dir else default_state_dir()
-    targets = []
-    for index, tm in enumerate(model.targets or [TargetModel(name="file", type="ics",
-                                                              path="followups.ics")]):
-        if tm.password:
-            mode = path.stat().st_mode
-            if mode & (stat.S_IRGRP | stat.S_IROTH):
-                problems.append(source.problem(
-                    ("targets", index, "password"),
-                    f"target {tm.name!r} has a password in a config file others can read",
-                    f"run `chmod 600 {path}`, or better use password_command or password_env"))
-            else:
-                warnings.append(f"target {tm.name!r}: the password is written in the config; "
-                                "password_command or password_env keep it out of the file")
-        if tm.path and model.targets is not None and not at(tm.path).parent.is_dir():
-            # a typo here would otherwise become a new folder somewhere (as root: anywhere)
-            folder = at(tm.path).parent
-            problems.append(source.problem(
-                ("targets", index, "path"),
-                f"the folder of the ics target {tm.name!r} "
-                f"{'is a file' if folder.exists() else 'does not exist'}: {folder}",
-                "check `path:` for a typo, or create the folder first (followsync does not "
-                "create it)"))
-        if tm.client_secret and not at(tm.client_secret).is_file():
-            problems.append(source.problem(
-                ("targets", index, "client_secret"),
-                f"the client_secret file of target {tm.name!r} does not exist: "
-                f"{at(tm.client_secret)}",
-                "download your \"Desktop app\" OAuth client's JSON from the Google Cloud "
-                "console (README, \"Google Calendar\")"))
-        command = tm.password_command
-        targets.append(Target(
-            name=tm.name, type=tm.type, kind=tm.as_,
-            path=at(tm.path) if tm.path else None,
-            url=tm.url, calendar=tm.calendar, username=tm.username, password=tm.password,
-            password_command=tuple(command) if isinstance(command, list) else command,
-            password_env=tm.password_env, keyring=tm.keyring,
-            verify=at(tm.verify).as_posix() if isinstance(tm.verify, str) else tm.verify,
-            timeout=tm.timeout,
-            client_secret=at(tm.client_secret) if tm.client_secret else None,
-            auth_port=tm.auth_port, endpoint=tm.endpoint, state_dir=state_dir, zone=zone.key,
-        ))
-    mailboxes = []
-    for index, mm in enumerate(model.mail):
-        if mm.password:
-            if path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
-                problems.append(source.problem(
-                    ("mail", index, "password"),
-                    f"mailbox {mm.name!r} has a password in a config file others can read",
-                    f"run `chmod 600 {path}`, or better use password_command or password_env"))
-            else:
-                warnings.append(f"mailbox {mm.name!r}: the password is written in the config; "
-                                "password_command or password_env keep it out of the file")
-        command = mm.password_command
-        mailboxes.append(MailConfig(
-            name=mm.name, host=mm.host.strip(), username=mm.username, port=mm.port, tls=mm.tls,
-            password=mm.password,
-            password_command=tuple(command) if isinstance(command, list) else command,
-            password_env=mm.password_env, keyring=mm.keyring,
-            me=tuple(a.strip().lower() for a in mm.me or ()),
-            folders=tuple(mm.folders) if mm.folders is not None else None,
-            since=mm.since, interval=mm.interval, timeout=mm.timeout))
-    if problems:
-        raise ConfigError(problems)
+    state_dir = r.at(model.state_dir) if model.state_dir else default_state_dir()
+    default = [TargetModel(name="file", type="ics", path="followups.ics")]
+    targets = [r.target(index, tm, state_dir, zone, explicit=model.targets is not None)
+               for index, tm in enumerate(model.targets or default)]
+    mailboxes = [r.mailbox(index, mm) for index, mm in enumerate(model.mail)]
+    if r.problems:
+        raise ConfigError(r.problems)
     interval = model.daemon.interval.as_timedelta()
     return Config(
         path=path,
-        lead_paths=tuple(at(p) for p in lead_list),
+        lead_paths=tuple(r.at(p) for p in lead_list),
         timezone=zone,
         state_dir=state_dir,
         targets=tuple(targets),
         interval=interval if interval > timedelta(0) else timedelta(minutes=15),
         watch=model.daemon.watch,
         max_deletes=model.safety.max_deletes,
-        warnings=tuple(warnings),
-        lead_origins=tuple((at(p), str(path), line, col)
+        warnings=tuple(r.warnings),
+        lead_origins=tuple((r.at(p), str(path), line, col)
                            for p, (line, col) in zip(lead_list, lead_where, strict=True)),
         mailboxes=tuple(mailboxes),
     )
+
+
+class _Resolver:
+    """What `_resolve` needs per entry: paths relative to the config, and the problems and
+    warnings found so far."""
+
+    def __init__(self, path: Path, source: Source) -> None:
+        self.path, self.source, self.base = path, source, path.parent.resolve()
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    def at(self, value: str) -> Path:
+        return (self.base / Path(value).expanduser()).resolve()
+
+    def written_password(self, where: tuple[str, int], what: str) -> None:
+        """A `password:` in the file: refused where others can read it, else a warning."""
+        if self.path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+            self.problems.append(self.source.problem(
+                (*where, "password"), f"{what} has a password in a config file others can read",
+                f"run `chmod 600 {self.path}`, or better use password_command or password_env"))
+        else:
+            self.warnings.append(f"{what}: the password is written in the config; "
+                                 "password_command or password_env keep it out of the file")
+
+    def target(self, index: int, tm: TargetModel, state_dir: Path, zone: ZoneInfo,
+               explicit: bool) -> Target:
+        if tm.password:
+            self.written_password(("targets", index), f"target {tm.name!r}")
+        if tm.path and explicit and not self.at(tm.path).parent.is_dir():
+            # a typo here would otherwise become a new folder somewhere (as root: anywhere)
+            folder = self.at(tm.path).parent
+            self.problems.append(self.source.problem(
+                ("targets", index, "path"),
+                f"the folder of the ics target {tm.name!r} "
+                f"{'is a file' if folder.exists() else 'does not exist'}: {folder}",
+                "check `path:` for a typo, or create the folder first (followsync does not "
+                "create it)"))
+        if tm.client_secret and not self.at(tm.client_secret).is_file():
+            self.problems.append(self.source.problem(
+                ("targets", index, "client_secret"),
+                f"the client_secret file of target {tm.name!r} does not exist: "
+                f"{self.at(tm.client_secret)}",
+                "download your \"Desktop app\" OAuth client's JSON from the Google Cloud "
+                "console (README, \"Google Calendar\")"))
+        command = tm.password_command
+        return Target(
+            name=tm.name, type=tm.type, kind=tm.as_,
+            path=self.at(tm.path) if tm.path else None,
+            url=tm.url, calendar=tm.calendar, username=tm.username, password=tm.password,
+            password_command=tuple(command) if isinstance(command, list) else command,
+            password_env=tm.password_env, keyring=tm.keyring,
+            verify=self.at(tm.verify).as_posix() if isinstance(tm.verify, str) else tm.verify,
+            timeout=tm.timeout,
+            client_secret=self.at(tm.client_secret) if tm.client_secret else None,
+            auth_port=tm.auth_port, endpoint=tm.endpoint, state_dir=state_dir, zone=zone.key,
+        )
+
+    def mailbox(self, index: int, mm: MailModel) -> MailConfig:
+        if mm.password:
+            self.written_password(("mail", index), f"mailbox {mm.name!r}")
+        command = mm.password_command
+        return MailConfig(
+            name=mm.name, host=mm.host.strip(), username=mm.username, port=mm.port, tls=mm.tls,
+            password=mm.password,
+            password_command=tuple(command) if isinstance(command, list) else command,
+            password_env=mm.password_env, keyring=mm.keyring,
+            me=tuple(a.strip().lower() for a in mm.me or ()),
+            folders=tuple(mm.folders) if mm.folders is not None else None,
+            since=mm.since, interval=mm.interval, timeout=mm.timeout)
