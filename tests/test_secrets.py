@@ -115,6 +115,20 @@ def source_lines(kind: str, secret: str, folder: Path) -> str:
     return f'    password: "{secret}"\n'
 
 
+def everything_shown(config: Path, expect: int, *commands: list[str]) -> list[str]:
+    """What each command printed (`sync` and `calendars` must exit `expect`), and every file
+    of the state: the places a secret must never appear."""
+    texts = []
+    for args in commands:
+        code, text = run(config, *args)
+        if args[-1] in ("sync", "calendars"):
+            assert code == expect, (args, text)
+        texts.append(text)
+    texts += [path.read_bytes().decode("latin-1")
+              for path in (config.parent / "state").rglob("*") if path.is_file()]
+    return texts
+
+
 def forms(user: str, secret: str) -> list[str]:
     """The secret as it could leak: itself, and inside a Basic Authorization header."""
     token = base64.b64encode(f"{user}:{secret}".encode()).decode()
@@ -140,15 +154,9 @@ def test_no_secret_in_any_output_against_a_real_server(
         monkeypatch.setenv("FOLLOWSYNC_TEST_SECRET", secret)
         config = write(folder, phone_target(cal.url, cal.username or "", source_lines(
             kind, secret, folder), calendar=cal.calendar_name))
-        for args in (["-vv", "sync"], ["sync"], ["-vv", "plan"], ["-v", "calendars"],
-                     ["calendars"], ["-vv", "validate"], ["-vv", "agenda", "--json"]):
-            code, text = run(config, *args)
-            if args[-1] in ("sync", "calendars"):
-                assert code == expect, (args, text)
-            texts.append(text)
-        for path in (folder / "state").rglob("*"):
-            if path.is_file():
-                texts.append(path.read_bytes().decode("latin-1"))
+        texts += everything_shown(config, expect, ["-vv", "sync"], ["sync"], ["-vv", "plan"],
+                                  ["-v", "calendars"], ["calendars"], ["-vv", "validate"],
+                                  ["-vv", "agenda", "--json"])
         scan(texts, forms(cal.username or "", secret))
     # the server is gone: retries, errors and all
     folder = tmp_path / "gone"
@@ -191,18 +199,11 @@ def test_no_digest_secret_in_any_output(request: pytest.FixtureRequest, tmp_path
         secrets: list[str] = []
         for secret, expect in ((DIGEST_PASSWORD, 0), ("Wr0ng-D1gest-Pa55", 3)):
             folder = tmp_path / f"{expect}"
-            config = write(folder, (  # written out: helper names differ between branches
-                f"  - name: phone\n    type: caldav\n    url: {proxy.url_for(cal.url)}\n"
-                f"    calendar: {cal.calendar_name}\n    username: {DIGEST_USER}\n"
-                f'    timeout: 5\n    password: "{secret}"\n'))
-            for args in (["-vv", "sync"], ["sync"], ["-vv", "calendars"], ["-vv", "plan"]):
-                code, text = run(config, *args)
-                if args[-1] in ("sync", "calendars"):
-                    assert code == expect, (args, text)
-                texts.append(text)
-            for path in (folder / "state").rglob("*"):
-                if path.is_file():
-                    texts.append(path.read_bytes().decode("latin-1"))
+            config = write(folder, phone_target(proxy.url_for(cal.url), DIGEST_USER,
+                                                f'    password: "{secret}"\n',
+                                                calendar=cal.calendar_name))
+            texts += everything_shown(config, expect, ["-vv", "sync"], ["sync"],
+                                      ["-vv", "calendars"], ["-vv", "plan"])
             for name in ("md5", "sha256"):
                 secrets.append(hashlib.new(
                     name, f"{DIGEST_USER}:{proxy.realm}:{secret}".encode()).hexdigest())
