@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from followsync.leads import Touch
+from followsync.leads import MailTouch, Touch
 from followsync.rules import FollowUp, LeadPlan
 
 RECENT_DAYS = 30  # how far back `agenda` lists touches that came from a calendar
@@ -24,6 +24,7 @@ class Agenda:
     from_calendar: list[tuple[LeadPlan, Touch]]  # recent to-dos ticked off in a calendar
     # (lead, rule) → the rules' follow-up, for items shown where the user moved them
     moved: dict[tuple[str, str], FollowUp] = field(default_factory=dict)
+    from_mail: list[tuple[LeadPlan, MailTouch]] = field(default_factory=list)  # newest first
 
 
 def _placed(f: FollowUp, where: str) -> FollowUp | None:
@@ -66,7 +67,9 @@ def build(
     since = today - timedelta(days=RECENT_DAYS)
     recent = sorted(((p, t) for p in plans for t in p.calendar_touches if t.date >= since),
                     key=lambda pt: (pt[1].date, pt[0].lead_id), reverse=True)
-    return Agenda(today, overdue, upcoming, cold, later, recent, moved)
+    mail = sorted(((p, t) for p in plans for t in p.mail_touches if t.date >= since),
+                  key=lambda pt: (pt[1].at, pt[0].lead_id), reverse=True)
+    return Agenda(today, overdue, upcoming, cold, later, recent, moved, mail)
 
 
 def _item(f: FollowUp, agenda: Agenda) -> dict[str, Any]:
@@ -132,6 +135,9 @@ def to_json(agenda: Agenda) -> dict[str, Any]:
         "later": agenda.later,
         "from_calendar": [{"lead": p.lead_id, "name": p.person.name, "date": t.date.isoformat(),
                            "by": t.by, "note": t.note} for p, t in agenda.from_calendar],
+        "from_mail": [{"lead": p.lead_id, "name": p.person.name, "date": t.date.isoformat(),
+                       "time": t.at.strftime("%H:%M"), "by": t.by, "subject": t.subject}
+                      for p, t in agenda.from_mail],
     }
 
 
@@ -169,4 +175,11 @@ def to_text(agenda: Agenda) -> str:
         for p, t in agenda.from_calendar:
             lines.append(f"  {t.date.strftime('%a %Y-%m-%d')}        "
                          f"{who(p.person.name, p.person.org):<{WHO_WIDTH}}  {t.note}")
+    if agenda.from_mail:
+        lines.append(f"Mail (last {RECENT_DAYS} days)")
+        for p, t in agenda.from_mail:
+            way = "from" if t.by == "them" else "to"
+            lines.append(f"  {t.at.strftime('%a %Y-%m-%d %H:%M')}  "
+                         f"{who(p.person.name, p.person.org):<{WHO_WIDTH}}  {way}: "
+                         f"{t.subject or '(no subject)'}")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from followsync import __version__
 from followsync.errors import EXIT_USAGE, ConfigError, FollowsyncError
 
 if TYPE_CHECKING:
-    from followsync.config import Config
+    from followsync.config import Config, Target
 
 log = logging.getLogger("followsync")
 EXIT_BUG = 70
@@ -34,10 +34,14 @@ class Context:
     verbose: int
     quiet: bool
 
-    def config(self) -> Config:
+    def config(self, cached: bool = False) -> Config:
+        """The config; `cached`: as validated before when nothing it depends on changed (a
+        `sync` with nothing to do then needs no pydantic: see configcache)."""
         from followsync.config import find_config, load_config
+        from followsync.configcache import load_config_cached
 
-        config = load_config(find_config(self.config_path))
+        path = find_config(self.config_path)
+        config = load_config_cached(path) if cached else load_config(path)
         for warning in config.warnings:
             log.warning("%s", warning)
         return config
@@ -165,6 +169,11 @@ def validate(obj: Context) -> None:
             log.warning("warning: target %r: $%s (password_env) is not set here; the daemon run "
                         "by systemd needs it set in its unit (README, \"Running as a service\")",
                         target.name, target.password_env)
+    for box in config.mailboxes:
+        if box.password_env and box.password_env not in os.environ:
+            log.warning("warning: mailbox %r: $%s (password_env) is not set here; the daemon run "
+                        "by systemd needs it set in its unit (README, \"Running as a service\")",
+                        box.name, box.password_env)
     files = ", ".join(str(p) for p in config.lead_paths)
     count = len(book.leads)
     obj.say(f"ok: {config.path} and {count} lead{'' if count == 1 else 's'} in {files}")
@@ -192,7 +201,7 @@ def sync(obj: Context, force: bool, only: str | None) -> None:
     from followsync.commands.show import Progress, print_outcome
     from followsync.sync import SyncOptions, run
 
-    config = obj.config()
+    config = obj.config(cached=True)
     if only and only not in {t.name for t in config.targets}:
         raise click.UsageError(f"no target named {only!r} in {config.path}")
     progress = Progress() if sys.stderr.isatty() and not obj.quiet else None
@@ -258,14 +267,14 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
     from followsync import agenda as ag
     from followsync.leads import load_leads
     from followsync.state import open_state
-    from followsync.sync.planning import make_plans
+    from followsync.sync.planning import mail_touches, make_plans
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
     today = config.today(obj.now(config))
     state = open_state(config.state_dir, readonly=True)
     try:
-        plans, _ = make_plans(book, today, state.memories())
+        plans, _ = make_plans(book, today, state.memories(), mail_touches(config, state, book))
         moves = state.moves()
     finally:
         state.close()
@@ -276,18 +285,57 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
         obj.say(ag.to_text(result))
 
 
+@cli.command("mail")
+@click.option("--since", "since_text", metavar="DATE",
+              help="Look back to DATE this once, beyond what was read before.")
+@click.option("--all", "show_all", is_flag=True,
+              help="List every mail touch known, not only those this scan found.")
+@click.pass_obj
+def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
+    """Scan the mailboxes now (read-only) and list, per lead, the touches found."""
+    from followsync.commands.show import print_mail
+    from followsync.durations import parse_date
+    from followsync.leads import load_leads
+    from followsync.sources.scan import lead_addresses, scan_mailboxes
+    from followsync.state import lock_state, open_state
+
+    config = obj.config()
+    if not config.mailboxes:
+        raise click.UsageError(f"{config.path} has no `mail:` section (README, \"Mail\")")
+    try:
+        since = parse_date(since_text) if since_text else None
+    except ValueError as exc:
+        raise click.UsageError(f"--since: {exc}") from None
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    today = config.today(obj.now(config))
+    lock = lock_state(config.state_dir)
+    try:
+        state = open_state(config.state_dir)
+        try:
+            reports = scan_mailboxes(config, lead_addresses(book), state, today, since=since)
+            known = state.mail_touches() if show_all else None
+        finally:
+            state.close()
+    finally:
+        lock.release()
+    _exit(print_mail(reports, book, config.timezone, obj.say, known))
+
+
 @cli.command()
 @click.pass_obj
 def calendars(obj: Context) -> None:
-    """List the calendars each CalDAV target's account can see, and which one it uses."""
-    from followsync.backends.caldav import CaldavBackend
-
+    """List the calendars of each CalDAV or Google target's account, marking the one used."""
     config = obj.config()
-    targets = [t for t in config.targets if t.type == "caldav"]
+    targets = [t for t in config.targets if t.type in ("caldav", "google")]
     if not targets:
-        raise click.UsageError(f"{config.path} has no caldav target")
+        raise click.UsageError(f"{config.path} has no caldav or google target")
     failed = False
     for target in targets:
+        if target.type == "google":
+            failed = not _google_calendars(obj, config, target) or failed
+            continue
+        from followsync.backends.caldav import CaldavBackend
+
         backend = CaldavBackend(target)
         try:
             found = backend.calendars()
@@ -308,6 +356,51 @@ def calendars(obj: Context) -> None:
             obj.say(f"   {target.calendar!r} does not exist yet: the next sync creates it")
     if failed:
         raise SystemExit(3)
+
+
+def _google_calendars(obj: Context, config: Config, target: Target) -> bool:
+    """`followsync calendars` for a google target; False when it could not list them."""
+    from followsync.backends.google import GoogleBackend
+    from followsync.googleauth import settings_for
+
+    backend = GoogleBackend(settings_for(target), readonly=True)
+    try:
+        found = backend.calendars()
+    except FollowsyncError as exc:
+        click.echo(f"{target.name}: {exc}", err=True)
+        return False
+    finally:
+        backend.close()
+    obj.say(f"{target.name} (Google Calendar):")
+    for cal in found:
+        used = cal["name"] == target.calendar or (target.calendar == "primary"
+                                                  and cal["primary"])
+        mark = "*" if used else " "
+        obj.say(f" {mark} {cal['name'] or '(no name)':<28} {cal['access']:<14} {cal['id']}")
+    if target.calendar != "primary" and not any(c["name"] == target.calendar for c in found):
+        obj.say(f"   {target.calendar!r} does not exist yet: the next sync creates it")
+    return True
+
+
+@cli.command()
+@click.argument("target_name", metavar="TARGET")
+@click.option("--no-browser", is_flag=True, help="Only print the sign-in URL (e.g. over SSH).")
+@click.pass_obj
+def auth(obj: Context, target_name: str, no_browser: bool) -> None:
+    """Sign in to a google target's account and keep its token.
+
+    See the README, section "Google Calendar"."""
+    from followsync.googleauth import settings_for, sign_in
+
+    config = obj.config()
+    target = next((t for t in config.targets if t.name == target_name), None)
+    if target is None or target.type != "google":
+        names = [t.name for t in config.targets if t.type == "google"]
+        raise click.UsageError(f"no google target named {target_name!r} in {config.path}"
+                               + (f" (google targets: {', '.join(names)})" if names else ""))
+    where = sign_in(settings_for(target), open_browser=not no_browser,
+                    say=lambda text: click.echo(text, err=True))
+    obj.say(f"{target.name}: signed in; the token is kept in {where}")
 
 
 @cli.command()

@@ -1,112 +1,24 @@
-"""The config file (README, "The config file") → a frozen Config with absolute paths and a real time zone."""
+"""The config file (README, "The config file") → a frozen Config with absolute paths and a
+real time zone. The schema it is checked against is `configmodel` (pydantic), imported only
+when a config is validated."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
-from followsync.model import Kind, TargetType
-from followsync.validation import DurationT, Invalid, Text, validate
-from followsync.yamlsrc import Source, load
+from followsync.model import Kind, TargetType, Tls
 
-TARGET_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class TargetModel(_Model):
-    """One calendar to keep in step: a CalDAV calendar or a local .ics file."""
-
-    name: Annotated[str, Field(pattern=TARGET_NAME)]
-    type: TargetType
-    as_: Kind | None = Field(default=None, alias="as")
-    path: Text | None = None
-    url: Text | None = None
-    calendar: Text | None = None
-    username: Text | None = None
-    password: Text | None = None
-    password_command: Text | list[Text] | None = None
-    password_env: Text | None = None
-    keyring: bool = False
-    verify: bool | Text = True
-    timeout: Annotated[float, Field(gt=0)] = 30.0
-
-    @model_validator(mode="after")
-    def _fields_for_type(self) -> TargetModel:
-        if self.type == "ics":
-            if not self.path:
-                raise Invalid("an ics target needs `path:`",
-                              "add `path: followups.ics` (the .ics file to write)")
-            extra = [k for k in ("url", "calendar", "username", "password", "password_command",
-                                 "password_env") if getattr(self, k)]
-            if extra:
-                raise Invalid(f"an ics target does not take {', '.join(extra)}",
-                              "remove them, or use `type: caldav` for a CalDAV calendar")
-        else:
-            if not self.url:
-                raise Invalid("a caldav target needs `url:`",
-                              "add the server, principal or calendar URL, e.g. "
-                              "`url: https://dav.example.com/`")
-            secrets = [k for k in ("password", "password_command", "password_env")
-                       if getattr(self, k)] + (["keyring"] if self.keyring else [])
-            if len(secrets) > 1:
-                raise Invalid(f"give only one of {', '.join(secrets)}",
-                              "keep one way to get the password and remove the others")
-        return self
-
-
-class DaemonModel(_Model):
-    interval: DurationT = Duration(15, "m")
-    watch: bool = True
-
-
-class SafetyModel(_Model):
-    max_deletes: Annotated[int, Field(ge=0)] = 20
-
-
-class ConfigModel(_Model):
-    leads: Text | Annotated[list[Text], Field(min_length=1)] = "leads.yaml"
-    timezone: Text | None = None
-    state_dir: Text | None = None
-    targets: list[TargetModel] | None = None
-    daemon: DaemonModel = DaemonModel()
-    safety: SafetyModel = SafetyModel()
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                close = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
-                raise Invalid(f"unknown time zone {value!r}",
-                              f"did you mean {close[0]!r}?" if close else
-                              "use an IANA name such as Europe/Berlin or America/New_York")\
-                    from None
-        return value
-
-    @field_validator("targets")
-    @classmethod
-    def _unique_names(cls, value: list[TargetModel] | None) -> list[TargetModel] | None:
-        names = [t.name for t in value or []]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise Invalid(f"target names must be unique: {', '.join(dupes)}",
-                          "rename one; the name keeps each target's state apart")
-        return value
+if TYPE_CHECKING:
+    from followsync.configmodel import ConfigModel, MailModel, TargetModel
+    from followsync.yamlsrc import Source
 
 
 @dataclass(frozen=True)
@@ -126,14 +38,63 @@ class Target:
     keyring: bool = False
     verify: bool | str = True
     timeout: float = 30.0
+    client_secret: Path | None = None
+    auth_port: int | None = None
+    endpoint: str | None = None
+    # a google target keeps its tokens in the state folder and makes calendars in this zone
+    state_dir: Path | None = None
+    zone: str = "UTC"
 
     @property
     def key(self) -> str:
         where = str(self.path) if self.type == "ics" else f"{self.url}#{self.calendar or ''}"
+        if self.type == "google":
+            where = f"{self.endpoint or 'google'}#{self.calendar}"
         return f"{self.name}|{self.type}|{where}"
 
     def __repr__(self) -> str:  # never show a password, even in a debugger or a traceback
         return f"Target(name={self.name!r}, type={self.type!r})"
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    """A `mail:` entry with its defaults filled in; the password is resolved only when the
+    mailbox is scanned (see followsync.sources.scan)."""
+
+    name: str
+    host: str
+    username: str
+    port: int | None = None
+    tls: Tls = "implicit"
+    password: str | None = None
+    password_command: tuple[str, ...] | str | None = None
+    password_env: str | None = None
+    keyring: bool = False
+    me: tuple[str, ...] = ()
+    folders: tuple[str, ...] | None = None
+    since: date | Duration = Duration(365, "d")
+    interval: timedelta = timedelta(minutes=5)
+    timeout: float = 30.0
+
+    @property
+    def url(self) -> str:
+        """Where the mailbox is, as a URL (the keyring entry is `username@url`)."""
+        return f"imap://{self.host}"
+
+    @property
+    def key(self) -> str:
+        """Tells this mailbox's bookmarks apart from another account's of the same name."""
+        return f"{self.name}|{self.username}@{self.host}:{self.port or ''}"
+
+    def since_day(self, today: date) -> date:
+        """The first day the first scan of a folder looks at."""
+        if isinstance(self.since, Duration):
+            back = today - self.since.delta()
+            return back.date() if isinstance(back, datetime) else back
+        return self.since
+
+    def __repr__(self) -> str:  # never show a password
+        return f"MailConfig(name={self.name!r}, host={self.host!r})"
 
 
 @dataclass(frozen=True)
@@ -152,6 +113,7 @@ class Config:
     # where the config names each lead file, as (config file, line, col): a missing lead
     # file is reported there, where the user has to fix it
     lead_origins: tuple[tuple[Path, str, int, int], ...] = ()
+    mailboxes: tuple[MailConfig, ...] = ()
 
     @property
     def lead_named_at(self) -> dict[Path, tuple[str, int, int]]:
@@ -211,6 +173,10 @@ def load_config(path: Path) -> Config:
         raise ConfigError([Problem(shown, 1, 1, "the config path is a folder, not a file")]) from None
     except OSError as exc:
         raise ConfigError([Problem(shown, 1, 1, f"cannot read the config: {exc.strerror}")]) from None
+    from followsync.configmodel import ConfigModel
+    from followsync.validation import validate
+    from followsync.yamlsrc import load
+
     source = load(shown, data)
     if source.value is not None and not isinstance(source.value, dict):
         raise ConfigError([source.problem((), "the config is a mapping of `key: value` lines",
@@ -220,67 +186,109 @@ def load_config(path: Path) -> Config:
 
 
 def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
-    base = path.parent.resolve()
+    """The checked model with paths made absolute and checks that need the disk; every
+    problem at once."""
+    from followsync.configmodel import TargetModel
 
-    def at(value: str) -> Path:
-        return (base / Path(value).expanduser()).resolve()
-
+    r = _Resolver(path, source)
     lead_list = [model.leads] if isinstance(model.leads, str) else list(model.leads)
     lead_where = [source.where(("leads",) if isinstance(model.leads, str) else ("leads", i))
                   for i in range(len(lead_list))]
-    warnings: list[str] = []
-    problems: list[Problem] = []
     seen: set[Path] = set()
     for value, (line, col) in zip(lead_list, lead_where, strict=True):
-        if at(value) in seen:
-            problems.append(Problem(str(path), line, col, f"{value} is listed twice in `leads:`",
-                                    "remove one of them"))
-        seen.add(at(value))
-    targets = []
-    for index, tm in enumerate(model.targets or [TargetModel(name="file", type="ics",
-                                                              path="followups.ics")]):
+        if r.at(value) in seen:
+            r.problems.append(Problem(str(path), line, col, f"{value} is listed twice in "
+                                      "`leads:`", "remove one of them"))
+        seen.add(r.at(value))
+    zone = ZoneInfo(model.timezone) if model.timezone else system_zone()
+    state_dir = r.at(model.state_dir) if model.state_dir else default_state_dir()
+    default = [TargetModel(name="file", type="ics", path="followups.ics")]
+    targets = [r.target(index, tm, state_dir, zone, explicit=model.targets is not None)
+               for index, tm in enumerate(model.targets or default)]
+    mailboxes = [r.mailbox(index, mm) for index, mm in enumerate(model.mail)]
+    if r.problems:
+        raise ConfigError(r.problems)
+    interval = model.daemon.interval.as_timedelta()
+    return Config(
+        path=path,
+        lead_paths=tuple(r.at(p) for p in lead_list),
+        timezone=zone,
+        state_dir=state_dir,
+        targets=tuple(targets),
+        interval=interval if interval > timedelta(0) else timedelta(minutes=15),
+        watch=model.daemon.watch,
+        max_deletes=model.safety.max_deletes,
+        warnings=tuple(r.warnings),
+        lead_origins=tuple((r.at(p), str(path), line, col)
+                           for p, (line, col) in zip(lead_list, lead_where, strict=True)),
+        mailboxes=tuple(mailboxes),
+    )
+
+
+class _Resolver:
+    """What `_resolve` needs per entry: paths relative to the config, and the problems and
+    warnings found so far."""
+
+    def __init__(self, path: Path, source: Source) -> None:
+        self.path, self.source, self.base = path, source, path.parent.resolve()
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+
+    def at(self, value: str) -> Path:
+        return (self.base / Path(value).expanduser()).resolve()
+
+    def written_password(self, where: tuple[str, int], what: str) -> None:
+        """A `password:` in the file: refused where others can read it, else a warning."""
+        if self.path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+            self.problems.append(self.source.problem(
+                (*where, "password"), f"{what} has a password in a config file others can read",
+                f"run `chmod 600 {self.path}`, or better use password_command or password_env"))
+        else:
+            self.warnings.append(f"{what}: the password is written in the config; "
+                                 "password_command or password_env keep it out of the file")
+
+    def target(self, index: int, tm: TargetModel, state_dir: Path, zone: ZoneInfo,
+               explicit: bool) -> Target:
         if tm.password:
-            mode = path.stat().st_mode
-            if mode & (stat.S_IRGRP | stat.S_IROTH):
-                problems.append(source.problem(
-                    ("targets", index, "password"),
-                    f"target {tm.name!r} has a password in a config file others can read",
-                    f"run `chmod 600 {path}`, or better use password_command or password_env"))
-            else:
-                warnings.append(f"target {tm.name!r}: the password is written in the config; "
-                                "password_command or password_env keep it out of the file")
-        if tm.path and model.targets is not None and not at(tm.path).parent.is_dir():
+            self.written_password(("targets", index), f"target {tm.name!r}")
+        if tm.path and explicit and not self.at(tm.path).parent.is_dir():
             # a typo here would otherwise become a new folder somewhere (as root: anywhere)
-            folder = at(tm.path).parent
-            problems.append(source.problem(
+            folder = self.at(tm.path).parent
+            self.problems.append(self.source.problem(
                 ("targets", index, "path"),
                 f"the folder of the ics target {tm.name!r} "
                 f"{'is a file' if folder.exists() else 'does not exist'}: {folder}",
                 "check `path:` for a typo, or create the folder first (followsync does not "
                 "create it)"))
+        if tm.client_secret and not self.at(tm.client_secret).is_file():
+            self.problems.append(self.source.problem(
+                ("targets", index, "client_secret"),
+                f"the client_secret file of target {tm.name!r} does not exist: "
+                f"{self.at(tm.client_secret)}",
+                "download your \"Desktop app\" OAuth client's JSON from the Google Cloud "
+                "console (README, \"Google Calendar\")"))
         command = tm.password_command
-        targets.append(Target(
+        return Target(
             name=tm.name, type=tm.type, kind=tm.as_,
-            path=at(tm.path) if tm.path else None,
+            path=self.at(tm.path) if tm.path else None,
             url=tm.url, calendar=tm.calendar, username=tm.username, password=tm.password,
             password_command=tuple(command) if isinstance(command, list) else command,
             password_env=tm.password_env, keyring=tm.keyring,
-            verify=at(tm.verify).as_posix() if isinstance(tm.verify, str) else tm.verify,
+            verify=self.at(tm.verify).as_posix() if isinstance(tm.verify, str) else tm.verify,
             timeout=tm.timeout,
-        ))
-    if problems:
-        raise ConfigError(problems)
-    interval = model.daemon.interval.as_timedelta()
-    return Config(
-        path=path,
-        lead_paths=tuple(at(p) for p in lead_list),
-        timezone=ZoneInfo(model.timezone) if model.timezone else system_zone(),
-        state_dir=at(model.state_dir) if model.state_dir else default_state_dir(),
-        targets=tuple(targets),
-        interval=interval if interval > timedelta(0) else timedelta(minutes=15),
-        watch=model.daemon.watch,
-        max_deletes=model.safety.max_deletes,
-        warnings=tuple(warnings),
-        lead_origins=tuple((at(p), str(path), line, col)
-                           for p, (line, col) in zip(lead_list, lead_where, strict=True)),
-    )
+            client_secret=self.at(tm.client_secret) if tm.client_secret else None,
+            auth_port=tm.auth_port, endpoint=tm.endpoint, state_dir=state_dir, zone=zone.key,
+        )
+
+    def mailbox(self, index: int, mm: MailModel) -> MailConfig:
+        if mm.password:
+            self.written_password(("mail", index), f"mailbox {mm.name!r}")
+        command = mm.password_command
+        return MailConfig(
+            name=mm.name, host=mm.host.strip(), username=mm.username, port=mm.port, tls=mm.tls,
+            password=mm.password,
+            password_command=tuple(command) if isinstance(command, list) else command,
+            password_env=mm.password_env, keyring=mm.keyring,
+            me=tuple(a.strip().lower() for a in mm.me or ()),
+            folders=tuple(mm.folders) if mm.folders is not None else None,
+            since=mm.since, interval=mm.interval, timeout=mm.timeout)

@@ -38,16 +38,21 @@ class Secured(Protocol):
 def password_for(entry: Secured) -> str | None:
     """The entry's password from the command, the environment, the keyring or the file."""
     if entry.password_command:
-        return _from_command(entry.name, entry.password_command)
+        return _from_command(_who(entry), entry.password_command)
     if entry.password_env:
         value = os.environ.get(entry.password_env)
         if value is None:
-            raise TargetError(f"target {entry.name}: ${entry.password_env} is not set",
+            raise TargetError(f"{_who(entry)}: ${entry.password_env} is not set",
                               "set it in the service's environment (see README)")
         return value
     if entry.keyring:
-        return _from_keyring(entry.name, f"{entry.username}@{entry.url}")
+        return _from_keyring(_who(entry), f"{entry.username}@{entry.url}")
     return entry.password
+
+
+def _who(entry: Secured) -> str:
+    """`target NAME`, or `mailbox NAME` for a `mail:` entry (it says so by its URL)."""
+    return f"{'mailbox' if (entry.url or '').startswith('imap://') else 'target'} {entry.name}"
 
 
 def _from_command(name: str, command: tuple[str, ...] | str) -> str:
@@ -56,12 +61,12 @@ def _from_command(name: str, command: tuple[str, ...] | str) -> str:
         done = subprocess.run(argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False,
                               stdin=subprocess.DEVNULL)
     except FileNotFoundError:
-        raise TargetError(f"target {name}: password_command not found: {argv[0]}") from None
+        raise TargetError(f"{name}: password_command not found: {argv[0]}") from None
     except subprocess.TimeoutExpired:
-        raise TargetError(f"target {name}: password_command took longer than "
+        raise TargetError(f"{name}: password_command took longer than "
                           f"{COMMAND_TIMEOUT} s") from None
     if done.returncode != 0:
-        raise TargetError(f"target {name}: password_command failed (exit {done.returncode})",
+        raise TargetError(f"{name}: password_command failed (exit {done.returncode})",
                           "run it by hand to see why; its output is never shown here")
     return done.stdout.decode("utf-8", errors="replace").rstrip("\r\n")
 
@@ -75,7 +80,7 @@ def _from_keyring(name: str, account: str) -> str:
                           "pipx install --force '.[caldav,keyring]'") from None
     value = keyring.get_password("followsync", account)
     if value is None:
-        raise TargetError(f"target {name}: no password in the keyring for {account}",
+        raise TargetError(f"{name}: no password in the keyring for {account}",
                           f"keyring set followsync {account}")
     return str(value)
 

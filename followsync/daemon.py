@@ -53,6 +53,7 @@ from followsync.schedule import (
     Debounce,
     MidnightTrigger,
     Pending,
+    backoff_delay,
     classify,
     next_retries,
     should_report,
@@ -156,6 +157,8 @@ class Daemon:
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
         self.observer: Any = None
         self._failures: dict[str, int] = {}
+        self._mail_failures: dict[str, int] = {}  # mailbox → failed scans in a row
+        self._mail_wait: dict[str, float] = {}  # mailbox → monotonic time of its next try
         self._last_problem: str | None = None
         self._status = "starting"
         self._syncing = threading.Lock()  # held during sync.run
@@ -222,7 +225,8 @@ class Daemon:
         c = self.config
         watching = ", ".join(sorted(p.name for p in self.watched)) or "nothing"
         return (f"every {span(c.interval)} and after midnight ({c.timezone.key}); "
-                f"watching {watching}; targets {', '.join(t.name for t in c.targets)}")
+                f"watching {watching}; targets {', '.join(t.name for t in c.targets)}"
+                + "".join(f"; mail {b.name} every {span(b.interval)}" for b in c.mailboxes))
 
     def schedule(self) -> None:
         """(Re)create the timed jobs for the current config."""
@@ -234,6 +238,18 @@ class Daemon:
         self.scheduler.add_job(
             self.worker.request, MidnightTrigger(self.config.timezone), id="midnight",
             name="after midnight", replace_existing=True, misfire_grace_time=12 * 3600)
+        # Each mailbox is looked at every `interval` (README "Mail"): a sync round, which
+        # scans first and takes the no-op path when nothing new came.
+        boxes = {f"mail:{box.name}": box for box in self.config.mailboxes}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("mail:") and job.id not in boxes:
+                job.remove()
+        for job_id, box in boxes.items():
+            seconds = box.interval.total_seconds()
+            self.scheduler.add_job(
+                self.worker.request, IntervalTrigger(seconds=seconds, timezone=UTC),
+                id=job_id, name=f"look for mail in {box.name}", replace_existing=True,
+                misfire_grace_time=max(1, int(seconds)))
 
     def watch(self) -> None:
         """(Re)watch the folders of the config and the lead files."""
@@ -300,7 +316,7 @@ class Daemon:
             try:
                 with self._syncing:
                     outcome = sync.run(config, datetime.now(config.timezone),
-                                       sync.SyncOptions(only=only))
+                                       sync.SyncOptions(only=only, scan=self._scan(only)))
             except ConfigError as exc:
                 self._problem(str(exc), pending.saved)
                 return
@@ -316,6 +332,38 @@ class Daemon:
             self._last_problem = None
             self._report(outcome, config)
 
+    def _scan(self, only: str | None) -> frozenset[str]:
+        """The mailboxes a sync round scans: none for a retry of one target; else those not
+        waiting for a retry after failing (README "Mail")."""
+        if only is not None:
+            return frozenset()
+        now = time.monotonic()
+        return frozenset(box.name for box in self.config.mailboxes
+                         if self._mail_wait.get(box.name, 0.0) <= now)
+
+    def _report_mail(self, outcome: sync.Outcome, config: Config) -> None:
+        """Log each scanned mailbox; one that failed waits (backing off, at most its
+        interval) before it is tried again, the calendars syncing meanwhile."""
+        for report in outcome.mailboxes:
+            box = next((b for b in config.mailboxes if b.name == report.name), None)
+            if report.error is None:  # a scan with nothing new is not worth a line
+                log.log(logging.INFO if report.found else logging.DEBUG, "%s", report.summary())
+                self._mail_failures.pop(report.name, None)
+                self._mail_wait.pop(report.name, None)
+                continue
+            log.error("%s", report.summary() + (f"\n  hint: {report.hint}" if report.hint
+                                                 else ""))
+            count = self._mail_failures.get(report.name, 0) + 1
+            self._mail_failures[report.name] = count
+            delay = backoff_delay(count, box.interval if box else config.interval)
+            self._mail_wait[report.name] = time.monotonic() + delay.total_seconds()
+            if self.scheduler.running:
+                log.info("mailbox %s: trying again in %s", report.name, span(delay))
+                self.scheduler.add_job(self.worker.request, "date",
+                                       run_date=datetime.now(UTC) + delay,
+                                       id=f"retry-mail:{report.name}", replace_existing=True,
+                                       misfire_grace_time=None)
+
     def _problem(self, text: str, saved: bool, what: str = "lead files not loaded") -> None:
         if should_report(text, self._last_problem, saved):
             log.error("%s; the calendars are left as they are\n%s", what, text)
@@ -325,6 +373,7 @@ class Daemon:
         self._set_status(f"{what}: {text.splitlines()[0] if text else ''}")
 
     def _report(self, outcome: sync.Outcome, config: Config) -> None:
+        self._report_mail(outcome, config)
         for report in outcome.targets:
             for warning in report.warnings:
                 log.warning("%s", warning)

@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -110,6 +110,14 @@ class Touch(_Model):
     note: Text = ""
 
 
+class MailTouch(Touch):
+    """A touch found in mail (README "Mail"): its time orders the touches of one day, its
+    subject is the thread a calendar item links back to. Never part of the lead file."""
+
+    at: datetime
+    subject: str = ""
+
+
 class _LogLineToo:
     """JSON Schema: a log entry may also be written as a `DATE text` line (editors accept it)."""
 
@@ -175,7 +183,8 @@ class Lead(Settings):
     name: Annotated[Text, Field(min_length=1)]
     org: Text | None = None
     role: Text | None = None
-    email: Text | None = None
+    email: Annotated[list[Text], Field(min_length=1), BeforeValidator(one_as_list),
+                     OneOrList] | None = None  # one address or a list
     phone: Text | None = None
     url: Text | None = None
     tags: list[Text] = []
@@ -187,6 +196,18 @@ class Lead(Settings):
     next: DateT | None = None
     snooze_until: DateT | None = None
     follow_ups: list[OneOff] = []
+
+    def addresses(self) -> tuple[str, ...]:
+        """The lead's mail addresses, lower-cased (mail is matched on these, README "Mail")."""
+        return tuple(dict.fromkeys(a.strip().lower() for a in self.email or [] if a.strip()))
+
+    def email_text(self) -> str:
+        """Every address as one line of text (for DESCRIPTION)."""
+        return ", ".join(self.email or [])
+
+    def first_email(self) -> str:
+        """The first address ({email} in templates)."""
+        return (self.email or [""])[0]
 
     @field_validator("follow_ups")
     @classmethod
@@ -535,7 +556,7 @@ def _lead_of_slice(file: str, lead_id: str, text: str) -> tuple[Lead, int] | Non
 def expand(template: str, lead: Lead) -> str:
     """Fill {name} {org} {role} {email} in one pass, so text inside them is never expanded."""
     values = {"name": lead.name, "org": lead.org or "", "role": lead.role or "",
-              "email": lead.email or ""}
+              "email": lead.first_email()}
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
@@ -554,7 +575,7 @@ def title(template: str, action: str, lead: Lead) -> str:
     if name and name.casefold() in action.casefold():
         template = _NAME_AND_SEPARATOR.sub("", template)
     values = {"name": lead.name, "org": lead.org or "", "role": lead.role or "",
-              "email": lead.email or "", "action": action}
+              "email": lead.first_email(), "action": action}
     text = " ".join(_PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)),
                                      template).split()).strip(_SEPARATORS)
     flat = " ".join(action.split())
@@ -570,5 +591,5 @@ def schema() -> dict[str, Any]:
     return result
 
 
-__all__ = ["Lead", "LeadBook", "LeadFile", "LoadedLead", "OneOff", "Policy", "Touch", "Trigger",
+__all__ = ["Lead", "LeadBook", "LeadFile", "LoadedLead", "MailTouch", "OneOff", "Policy", "Touch", "Trigger",
            "date", "expand", "load_leads", "parse_lead_file", "schema", "title"]

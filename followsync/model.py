@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["event", "todo"]  # what a follow-up becomes: a VEVENT or a VTODO
-TargetType = Literal["caldav", "ics"]  # the target kinds the config accepts
+TargetType = Literal["caldav", "ics", "google"]  # the target kinds the config accepts
+Tls = Literal["implicit", "starttls", "none"]  # how a mailbox is reached (README "Mail")
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ def _slug(text: str) -> str:
 def input_hash(item: FollowUp, kind: Kind, zone: str, uid: str) -> str:
     """A digest of everything that shapes the rendered item (but not the clock)."""
     text = repr((RENDER_VERSION, uid, kind, zone, item))
+    if item.person.reply:  # not in Person's repr: items without mail keep their hashes
+        text += f"|{item.person.reply}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -94,8 +96,8 @@ def description(item: FollowUp) -> str:
         lines.append(f"{person.role}, {person.org}")
     elif person.role or person.org:
         lines.append(person.role or person.org or "")
-    for label, value in (("Email", person.email), ("Phone", person.phone),
-                         ("Link", person.url), ("Status", person.status)):
+    for label, value in (("Email", person.email), ("Reply", person.reply),
+                         ("Phone", person.phone), ("Link", person.url), ("Status", person.status)):
         if value:
             lines.append(f"{label}: {value}")
     if person.notes:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, time, timedelta
+from urllib.parse import quote
 
 from followsync.durations import Duration
-from followsync.leads import Lead, LoadedLead, Policy, Touch, expand, title
+from followsync.leads import Lead, LoadedLead, MailTouch, Policy, Touch, expand, title
 from followsync.model import Kind
 
 ORDINALS = {1: "st", 2: "nd", 3: "rd"}
@@ -47,6 +48,9 @@ class Person:
     url: str | None = None
     status: str | None = None
     notes: str | None = None
+    # a mailto: link answering the lead's last mail thread (README "Mail"); out of repr so
+    # that the items of leads without mail keep their hashes (render.input_hash adds it)
+    reply: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class LeadPlan:
     last_touch: Touch | None
     follow_ups: tuple[FollowUp, ...]
     calendar_touches: tuple[Touch, ...] = ()  # to-dos ticked off in a calendar
+    mail_touches: tuple[MailTouch, ...] = ()  # found in mail, oldest first
 
 
 def remember(previous: Memory | None, lead: Lead, today: date) -> Memory:
@@ -106,8 +111,21 @@ def touches(lead: Lead, calendar: tuple[Touch, ...] = ()) -> list[Touch]:
     return [t for *_, t in sorted(found, key=lambda item: item[:3])]
 
 
-def _by_day_note(touch: Touch) -> tuple[date, str]:
-    return touch.date, touch.note
+def _by_day_note(touch: Touch) -> tuple[date, str, str]:
+    when = touch.at.time().isoformat() if isinstance(touch, MailTouch) else ""
+    return touch.date, when, touch.note
+
+
+def reply_link(lead: Lead, mail: tuple[MailTouch, ...]) -> str | None:
+    """`mailto:` the lead's first address with `Re: <the last mail's subject>`."""
+    addresses = lead.addresses()
+    if not mail or not addresses:
+        return None
+    subject = " ".join(max(mail, key=_by_day_note).subject.split())
+    if subject and not subject.lower().startswith("re:"):
+        subject = f"Re: {subject}"
+    return f"mailto:{quote(addresses[0], safe='@')}" + \
+        (f"?subject={quote(subject, safe='')}" if subject else "")
 
 
 def unanswered_count(ordered: list[Touch]) -> int:
@@ -178,13 +196,16 @@ def _plan_lead(
     lead, policy = item.lead, item.policy
     ordered = touches(lead, memory.touches)
     unanswered = unanswered_count(ordered)
-    person = Person(lead.name, lead.org, lead.role, lead.email, lead.phone, lead.url,
-                    lead.status, lead.notes)
+    mail = tuple(sorted((t for t in memory.touches if isinstance(t, MailTouch)),
+                        key=_by_day_note))
+    ticked = tuple(t for t in memory.touches if not isinstance(t, MailTouch))
+    person = Person(lead.name, lead.org, lead.role, lead.email_text() or None, lead.phone, lead.url,
+                    lead.status, lead.notes, reply_link(lead, mail))
     closed = lead.status is not None and lead.status in policy.closed
     cold = policy.give_up_after is not None and unanswered >= policy.give_up_after
     last = ordered[-1] if ordered else None
     if closed:
-        return LeadPlan(item.id, person, True, cold, unanswered, last, (), memory.touches)
+        return LeadPlan(item.id, person, True, cold, unanswered, last, (), ticked, mail)
     make = _Maker(item.id, lead, policy, person, today)
     found: list[FollowUp] = []
     cadence = _cadence(lead, policy, ordered, unanswered, cold, memory, make)
@@ -219,8 +240,7 @@ def _plan_lead(
                           f"{who}entered status {status!r} on {day.isoformat()}"
                           f" + {trigger.after}", at=trigger.at,
                           all_day=False if trigger.at is not None else None))
-    return LeadPlan(item.id, person, False, cold, unanswered, last, tuple(found),
-                    memory.touches)
+    return LeadPlan(item.id, person, False, cold, unanswered, last, tuple(found), ticked, mail)
 
 
 def _cadence(

@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,8 +26,9 @@ from followsync.model import Row
 if TYPE_CHECKING:  # a no-op sync needs neither (see sync.fastpath)
     from followsync.leads import Touch
     from followsync.rules import Memory
+    from followsync.sources import Bookmark, FoundTouch
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -45,6 +46,15 @@ CREATE TABLE IF NOT EXISTS touches (
 CREATE TABLE IF NOT EXISTS cursors (target TEXT PRIMARY KEY, cursor TEXT);
 CREATE TABLE IF NOT EXISTS leads (
     lead TEXT PRIMARY KEY, first_seen TEXT NOT NULL, status TEXT, status_changed TEXT
+);
+CREATE TABLE IF NOT EXISTS mail_touches (
+    key TEXT NOT NULL, lead TEXT NOT NULL, at TEXT NOT NULL, by TEXT NOT NULL,
+    subject TEXT NOT NULL, mailbox TEXT NOT NULL, folder TEXT NOT NULL,
+    PRIMARY KEY (key, lead)
+);
+CREATE TABLE IF NOT EXISTS mail_marks (
+    mailbox TEXT NOT NULL, folder TEXT NOT NULL, uidvalidity INTEGER NOT NULL,
+    last_uid INTEGER NOT NULL, PRIMARY KEY (mailbox, folder)
 );
 """
 
@@ -79,7 +89,8 @@ class State:
 
     def _migrate(self, version: int) -> None:
         """Bring an older state up to date in place (1 → 2: source hash and edited flag;
-        2 → 3: where an edited item stands in the calendar)."""
+        2 → 3: where an edited item stands in the calendar; 3 → 4: mail touches and
+        bookmarks, whose tables `_SCHEMA` has just created: a first scan fills them)."""
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
         if version < 2:
             if "source" not in columns:
@@ -214,6 +225,72 @@ class State:
             "INSERT OR REPLACE INTO leads VALUES (?,?,?,?)",
             [(lead, m.first_seen.isoformat(), m.status,
               m.status_changed.isoformat() if m.status_changed else None) for lead, m in changed])
+
+    def meta(self, key: str) -> str | None:
+        found = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(found[0]) if found else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # mail (README "Mail") ----------------------------------------------------------
+    def mail_marks(self, mailbox: str) -> dict[str, Bookmark]:
+        """How far each folder of a mailbox was read (by its config key)."""
+        from followsync.sources import Bookmark
+
+        return {r[0]: Bookmark(int(r[1]), int(r[2])) for r in self.db.execute(
+            "SELECT folder, uidvalidity, last_uid FROM mail_marks WHERE mailbox=?", (mailbox,))}
+
+    def mail_looked_for(self, mailbox: str) -> str | None:
+        """The digest of what the mailbox's bookmarks were read for (addresses, since, ...)."""
+        found = self.db.execute("SELECT value FROM meta WHERE key=?",
+                                (f"mail-for:{mailbox}",)).fetchone()
+        return str(found[0]) if found else None
+
+    def mail_keys(self) -> set[str]:
+        """The message keys of every stored mail touch (a message seen twice is one touch)."""
+        return {r[0] for r in self.db.execute("SELECT DISTINCT key FROM mail_touches")}
+
+    def save_mail_scan(self, mailbox: str, name: str, looked_for: str,
+                       marks: Mapping[str, Bookmark], found: Iterable[FoundTouch],
+                       replace_all: bool = False) -> int:
+        """Keep a scan's outcome: the mailbox's bookmarks become `marks`, and the touches
+        found are added (`replace_all`: they replace the mailbox's stored ones, after a
+        rescan from scratch). The number of touches that were new."""
+        if replace_all:
+            self.db.execute("DELETE FROM mail_touches WHERE mailbox=?", (name,))
+        before = self.db.total_changes
+        self.db.executemany(
+            "INSERT OR IGNORE INTO mail_touches VALUES (?,?,?,?,?,?,?)",
+            [(t.key, t.lead, t.when.isoformat(), t.by, t.subject, name, t.folder)
+             for t in found])
+        added = self.db.total_changes - before
+        self.db.execute("DELETE FROM mail_marks WHERE mailbox=?", (mailbox,))
+        self.db.executemany("INSERT INTO mail_marks VALUES (?,?,?,?)",
+                            [(mailbox, folder, m.uidvalidity, m.last_uid)
+                             for folder, m in marks.items()])
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                        (f"mail-for:{mailbox}", looked_for))
+        if added or replace_all:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('mail-generation', ?)",
+                            (str(int(self.mail_generation()) + 1),))
+        return added
+
+    def mail_generation(self) -> str:
+        """Changes whenever the stored mail touches do (a sync's no-op path compares it)."""
+        found = self.db.execute("SELECT value FROM meta WHERE key='mail-generation'").fetchone()
+        return str(found[0]) if found else "0"
+
+    def mail_touches(self) -> list[FoundTouch]:
+        """Every stored mail touch, oldest first."""
+        from datetime import datetime
+
+        from followsync.sources import FoundTouch
+
+        return [FoundTouch(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4], r[5])
+                for r in self.db.execute(
+                    "SELECT at, lead, by, key, subject, folder FROM mail_touches"
+                    " ORDER BY at, lead, key")]
 
     def close(self) -> None:
         self.db.close()

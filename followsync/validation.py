@@ -263,6 +263,7 @@ def _clean_loc(
 
 _ICS = ("ics", "an .ics file; 'caldav' is a calendar on a server")
 _CALDAV = ("caldav", "a calendar on a server; 'ics' is a local .ics file")
+_GOOGLE = ("google", "Google Calendar through its API (see README, \"Google Calendar\")")
 # Other names people give a choice, checked before spelling: `type: ical` is closer in
 # letters to 'caldav' than to 'ics', but means an .ics file.
 ALIASES: dict[str, tuple[str, str]] = {
@@ -270,6 +271,8 @@ ALIASES: dict[str, tuple[str, str]] = {
                                "local", "vcalendar", "ifb", "calendar-file")},
     **{name: _CALDAV for name in ("dav", "webdav", "cal-dav", "nextcloud", "radicale",
                                   "icloud", "fastmail", "baikal", "server")},
+    **{name: _GOOGLE for name in ("gcal", "google-calendar", "googlecalendar", "gmail",
+                                  "gsuite", "workspace")},
 }
 
 

@@ -308,6 +308,12 @@ class FaultProxy:
         with self._lock:
             return list(self.requests)
 
+    def challenges(self) -> int:
+        """401 answers seen. A new process sends no credentials over plain HTTP until the
+        server's 401 says how (Basic or Digest), so its first request meets one."""
+        with self._lock:
+            return sum(1 for s in self.requests if s.status == 401)
+
     # -- internals used by the handler --
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:

@@ -35,7 +35,13 @@ import json, os, sys, time
 import caldav, icalendar, pydantic, yaml  # noqa: F401  (imported once, shared by every child)
 import followsync.backends.caldav, followsync.backends.icsfile, followsync.sync  # noqa: F401
 import followsync.leadedit  # noqa: F401
+import followsync.configcache
 from followsync.cli import main
+from followsync.config import load_config
+
+# the children are killed at chosen file writes of a sync: the config cache's own write
+# (configcache) would be the first of them, so they validate the config every time
+followsync.configcache.load_config_cached = load_config
 
 def slow_disk(marker):
     real = os.fdopen

@@ -52,6 +52,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                          "followsync.daemon", "followsync.commands"),
     "followsync.credentials": ("followsync.sync", "followsync.state", "followsync.backends",
                                "followsync.cli", "followsync.daemon", "followsync.config"),
+    # signing in to Google and keeping its tokens: used by the google backend and `auth`
+    "followsync.googleauth": ("followsync.sync", "followsync.state", "followsync.cli",
+                              "followsync.daemon", "followsync.commands", "followsync.leads",
+                              "followsync.rules", "followsync.diff"),
     "followsync.sync": ("followsync.cli", "followsync.daemon", "followsync.commands"),
     "followsync.daemon": ("followsync.cli", "followsync.commands", "followsync.backends"),
     "followsync.commands": ("followsync.cli", "followsync.daemon", "followsync.backends",
@@ -124,10 +128,12 @@ leads:
       - 2026-11-01 called
 """
 PASSWORD_ENV = "FOLLOWSYNC_TEST_ARCH_PASSWORD"
-# What a sync loads only when something changed: the leads' pydantic models, the rules, the
-# diff, the rendering library.
-HEAVY = ("icalendar", "followsync.leads", "followsync.rules", "followsync.diff",
-         "followsync.sync.planning", "followsync.sync.apply")
+# What a sync loads only when something changed: pydantic (the config is read validated, from
+# followsync's cache: configcache), the leads' models, the rules, the diff, the rendering
+# library.
+HEAVY = ("pydantic", "followsync.configmodel", "followsync.validation", "icalendar",
+         "followsync.leads", "followsync.rules", "followsync.diff", "followsync.sync.planning",
+         "followsync.sync.apply")
 PROBE = """
 import json, sys
 from followsync.cli import main
@@ -202,13 +208,46 @@ def test_a_no_op_sync_of_a_caldav_calendar_loads_neither_the_leads_nor_icalendar
     assert heavy(loaded) == []
 
 
-@pytest.mark.xfail(strict=True, reason="config.py validates the config with pydantic, so "
-                   "every command loads it; the fast path skips only the leads' models")
-def test_a_no_op_sync_does_not_load_pydantic(tmp_path: Path) -> None:
+def test_a_no_op_sync_of_a_google_calendar_loads_neither_the_leads_nor_icalendar(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against the emulation of Google's API (tests/googleemu.py): one API request, no token
+    request, and none of the heavy modules (nor google's client libraries)."""
+    from followsync.googleauth import GoogleSettings, TokenStore
+    from tests.googleemu import GoogleEmu
+
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+    emu = GoogleEmu().start()
+    try:
+        (tmp_path / "client.json").write_text(json.dumps({"installed": {
+            "client_id": emu.client_id, "client_secret": emu.client_secret}}))
+        TokenStore(GoogleSettings("work", "F", tmp_path / "client.json", tmp_path / "state"),
+                   emu.client_id).keep_refresh(emu.issue_tokens()[0])
+        config = write_project(tmp_path, "  - name: work\n    type: google\n    calendar: F\n"
+                               f"    client_secret: client.json\n    endpoint: {emu.url}\n")
+        code, loaded, out = probe(config)
+        assert code == 0 and "2 created" in out, out
+        emu.reset_log()
+        code, loaded, out = probe(config)
+        assert code == 0 and "2 unchanged" in out, out
+        assert len(emu.requests) == len(emu.api_requests()) == 1
+        assert heavy(loaded) == []
+        assert not [m for m in loaded if m.startswith(("googleapiclient", "google."))]
+    finally:
+        emu.stop()
+
+
+def test_a_no_op_sync_does_not_load_pydantic_and_a_changed_config_is_validated_again(
+        tmp_path: Path) -> None:
+    """The config comes validated from the cache only while its bytes are as they were: a
+    broken edit is reported as always (exit 1, FILE:LINE:COL)."""
     config = write_project(tmp_path, ics_target(tmp_path))
     probe(config)
     _, loaded, _ = probe(config)
     assert "pydantic" not in loaded
+    config.write_text(config.read_text().replace("state_dir:", "stat_dir:"))
+    code, loaded, out = probe(config)
+    assert code == 1 and "unknown key 'stat_dir'" in out, out
+    assert "pydantic" in loaded
 
 
 # --- a retried write that had landed --------------------------------------------------------

@@ -66,7 +66,7 @@ def test_first_sync_then_noop_costs_one_request(setup: DavProject, capsys: Any) 
     code, out = setup.sync()
     assert code == 0, out
     assert "0 created, 0 updated, 0 deleted, 5 unchanged" in out
-    assert setup.proxy.count() == 1, setup.proxy.seen()
+    assert setup.proxy.count() == 1, setup.proxy.seen()  # Basic goes with it: no 401 first
     assert setup.proxy.count("PUT") == 0
 
 

@@ -415,7 +415,7 @@ def test_agenda_json(proj: Proj) -> None:
     assert (code, err) == (0, "")
     data = json.loads(out)
     assert list(data) == ["version", "today", "overdue", "upcoming", "cold", "later",
-                          "from_calendar"]
+                          "from_calendar", "from_mail"]
     assert (data["version"], data["today"], data["later"]) == (1, "2026-12-01", 0)
     keys = ["lead", "name", "org", "rule", "due", "at", "was_due", "overdue_days", "title",
             "action",
@@ -558,7 +558,8 @@ def test_global_options_after_the_command_name(proj: Proj) -> None:
     assert (code, out) == (0, "")
     assert "2026-12-03" in proj.leads.read_text()
     code, _, err = run("calendars", "--config", config)
-    assert (code, err.splitlines()[-1]) == (2, f"Error: {proj.config} has no caldav target")
+    assert (code, err.splitlines()[-1]) == (2, f"Error: {proj.config} has no caldav or google "
+                                                "target")
     code, _, err = run("run", "--now", NOW, "--config", config)
     assert code == 2 and "--now and $FOLLOWSYNC_NOW do not apply to `run`" in err
     code, out, _ = run("schema", "-v", "--config", config)

@@ -705,7 +705,7 @@ CONFIG_CASES = [
         targets:
           - {name: file, type: icss, path: out.ics}
         """, """\
-        {C}:4:24: targets.1.type: got 'icss'; expected 'caldav' or 'ics'
+        {C}:4:24: targets.1.type: got 'icss'; expected 'caldav', 'ics' or 'google'
           hint: did you mean 'ics'?
         """),
     ("bad-target-name", """\
@@ -777,7 +777,7 @@ e.g. 'my-file'
         targets:
           - {name: file, type: ical, path: out.ics}
         """, """\
-        {C}:4:24: targets.1.type: got 'ical'; expected 'caldav' or 'ics'
+        {C}:4:24: targets.1.type: got 'ical'; expected 'caldav', 'ics' or 'google'
           hint: did you mean 'ics'? (an .ics file; 'caldav' is a calendar on a server)
         """),
     ("config-is-a-list", """\

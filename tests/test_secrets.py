@@ -50,6 +50,7 @@ def catcher() -> Iterator[HostileServer]:
 
 
 def sent_password(server: HostileServer) -> str:
+    """The password sent with the one request (Basic goes with it to a loopback server)."""
     (request,) = server.seen()
     scheme, token = request.headers["authorization"].split(" ", 1)
     assert scheme == "Basic"
@@ -114,6 +115,20 @@ def source_lines(kind: str, secret: str, folder: Path) -> str:
     return f'    password: "{secret}"\n'
 
 
+def everything_shown(config: Path, expect: int, *commands: list[str]) -> list[str]:
+    """What each command printed (`sync` and `calendars` must exit `expect`), and every file
+    of the state: the places a secret must never appear."""
+    texts = []
+    for args in commands:
+        code, text = run(config, *args)
+        if args[-1] in ("sync", "calendars"):
+            assert code == expect, (args, text)
+        texts.append(text)
+    texts += [path.read_bytes().decode("latin-1")
+              for path in (config.parent / "state").rglob("*") if path.is_file()]
+    return texts
+
+
 def forms(user: str, secret: str) -> list[str]:
     """The secret as it could leak: itself, and inside a Basic Authorization header."""
     token = base64.b64encode(f"{user}:{secret}".encode()).decode()
@@ -139,15 +154,9 @@ def test_no_secret_in_any_output_against_a_real_server(
         monkeypatch.setenv("FOLLOWSYNC_TEST_SECRET", secret)
         config = write(folder, phone_target(cal.url, cal.username or "", source_lines(
             kind, secret, folder), calendar=cal.calendar_name))
-        for args in (["-vv", "sync"], ["sync"], ["-vv", "plan"], ["-v", "calendars"],
-                     ["calendars"], ["-vv", "validate"], ["-vv", "agenda", "--json"]):
-            code, text = run(config, *args)
-            if args[-1] in ("sync", "calendars"):
-                assert code == expect, (args, text)
-            texts.append(text)
-        for path in (folder / "state").rglob("*"):
-            if path.is_file():
-                texts.append(path.read_bytes().decode("latin-1"))
+        texts += everything_shown(config, expect, ["-vv", "sync"], ["sync"], ["-vv", "plan"],
+                                  ["-v", "calendars"], ["calendars"], ["-vv", "validate"],
+                                  ["-vv", "agenda", "--json"])
         scan(texts, forms(cal.username or "", secret))
     # the server is gone: retries, errors and all
     folder = tmp_path / "gone"
@@ -170,6 +179,45 @@ def test_no_secret_in_the_output_of_a_hostile_server_case(mode: str, tmp_path: P
         assert code == 3, text
         scan([text], forms("alice", secret))
         assert other.seen() == []
+
+
+def test_no_digest_secret_in_any_output(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Against a Digest server (Baïkal's default): neither the password, nor the HA1 (the
+    password's stand-in), nor any Authorization header sent shows in any output, at any
+    verbosity, with the right password and a wrong one."""
+    import hashlib
+
+    from tests.digestproxy import DIGEST_PASSWORD, DIGEST_USER, start_digest_proxy
+    from tests.servers import drop_calendar, fresh_calendar
+
+    radicale_server = request.getfixturevalue("radicale_server")
+    proxy = start_digest_proxy(radicale_server, algorithms=("SHA-256", "MD5"))
+    request.addfinalizer(proxy.stop)
+    cal = fresh_calendar(radicale_server)
+    try:
+        texts: list[str] = []
+        secrets: list[str] = []
+        for secret, expect in ((DIGEST_PASSWORD, 0), ("Wr0ng-D1gest-Pa55", 3)):
+            folder = tmp_path / f"{expect}"
+            config = write(folder, phone_target(proxy.url_for(cal.url), DIGEST_USER,
+                                                f'    password: "{secret}"\n',
+                                                calendar=cal.calendar_name))
+            texts += everything_shown(config, expect, ["-vv", "sync"], ["sync"],
+                                      ["-vv", "calendars"], ["-vv", "plan"])
+            for name in ("md5", "sha256"):
+                secrets.append(hashlib.new(
+                    name, f"{DIGEST_USER}:{proxy.realm}:{secret}".encode()).hexdigest())
+            secrets += forms(DIGEST_USER, secret)
+        # Basic only with the very first request to this (loopback) server, before it asked
+        # for Digest; never after
+        first, *rest = proxy.authorizations
+        assert rest and all(a.startswith("Digest ") for a in rest), proxy.authorizations
+        secrets.append(first)
+        for header in rest:
+            secrets += [header, header.split("response=", 1)[1].split(",", 1)[0].strip('"')]
+        scan(texts, secrets)
+    finally:
+        drop_calendar(cal)
 
 
 # --------------------------------------------------------------------- files and modes
@@ -248,3 +296,55 @@ def test_a_missing_keyring_package_says_how_to_install_it_from_a_checkout(
     assert code == 3
     assert "pipx install --force '.[caldav,keyring]'" in text
     assert "followsync[" not in text
+
+
+def test_no_google_token_or_secret_in_any_output(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A google target (against tests/googleemu.py): signed in, with expired access tokens,
+    with a dead refresh token (invalid_grant), and with the endpoint gone — the client secret,
+    the tokens and the authorization code show in no output at any verbosity, nor in the
+    state database (the token file in the state folder holds them, mode 0600)."""
+    import json
+
+    from tests.googleemu import GoogleEmu
+    from tests.test_google_cli import sign_in
+
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+    emu = GoogleEmu().start()
+    try:
+        (tmp_path / "client.json").write_text(json.dumps({"installed": {
+            "client_id": emu.client_id, "client_secret": emu.client_secret}}))
+        target = ("  - name: work\n    type: google\n    calendar: Follow-ups\n"
+                  f"    client_secret: client.json\n    endpoint: {emu.url}\n    timeout: 5\n")
+        config = write(tmp_path, target)
+        texts = []
+        code, text = sign_in(config, emu)
+        assert code == 0, text
+        texts.append(text)
+        commands = (["-vv", "sync"], ["sync"], ["-vv", "plan"], ["-v", "calendars"],
+                    ["calendars"], ["-vv", "validate"], ["-vv", "agenda", "--json"])
+        for setup in ("fine", "expired", "invalid_grant"):
+            if setup == "expired":
+                emu.expire_access_tokens()
+            if setup == "invalid_grant":
+                emu.expire_access_tokens()
+                emu.invalid_grant = True
+            for args in commands:
+                code, text = run(config, *args)
+                if args[-1] in ("sync", "calendars"):
+                    assert code == (3 if setup == "invalid_grant" else 0), (setup, args, text)
+                texts.append(text)
+        token_file = tmp_path / "state" / "google-work.json"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        for path in (tmp_path / "state").rglob("*"):
+            if path.is_file() and path != token_file:
+                texts.append(path.read_bytes().decode("latin-1"))
+        secrets = emu.secrets()
+    finally:
+        emu.stop()
+    emu.invalid_grant = False
+    code, text = run(config, "-vv", "sync")  # the endpoint is gone
+    assert code == 3, text
+    texts.append(text)
+    assert len(secrets) >= 4
+    scan(texts, secrets)

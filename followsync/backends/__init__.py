@@ -26,5 +26,10 @@ def open_backend(target: Target, readonly: bool = False) -> Backend:
             from followsync.backends.caldav import CaldavBackend
 
             return CaldavBackend(target, readonly=readonly)
+        case "google":
+            from followsync.backends.google import GoogleBackend
+            from followsync.googleauth import settings_for
+
+            return GoogleBackend(settings_for(target), readonly=readonly)
         case _:
             assert_never(target.type)

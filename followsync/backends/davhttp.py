@@ -3,15 +3,18 @@
 The sync's hot path (one REPORT for a no-op, one PUT per change) goes through here rather
 than python-caldav: it gives exact control of preconditions (If-Match / If-None-Match on
 every write), never follows a redirect (a password is never sent to another host), costs no
-import time, and counts requests. Discovery and MKCALENDAR use python-caldav.
+import time, and counts requests. Discovery and MKCALENDAR use python-caldav, whose HTTP is
+routed through here too. Logging in (Basic or Digest, from the server's challenge) is
+`digest.Authenticator`'s.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
+import json
 import logging
+import os
 import random
 import socket
 import ssl
@@ -19,9 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from followsync.backends.digest import Authenticator
 from followsync.errors import TargetError
+from followsync.hosts import is_loopback
 
 log = logging.getLogger("followsync")
 MAX_BODY = 64 * 1024 * 1024  # a server's answer larger than this is refused, not read
@@ -35,10 +41,33 @@ class Response:
     body: bytes
 
     def header(self, name: str) -> str | None:
-        for key, value in self.headers.items():
-            if key.lower() == name.lower():
-                return value
-        return None
+        """The header's value; several of the same name joined with ", " (RFC 9110 5.3)."""
+        values = [value for key, value in self.headers.items() if key.lower() == name.lower()]
+        return ", ".join(values) if values else None
+
+
+def _hints_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "followsync" / "digest-servers.json"
+
+
+def digest_origins() -> set[str]:
+    """The servers (scheme://host:port) that asked for Digest before: they never get Basic."""
+    try:
+        found = json.loads(_hints_file().read_text())
+    except (OSError, ValueError):
+        return set()
+    return {str(origin) for origin in found} if isinstance(found, list) else set()
+
+
+def remember_digest(origin: str) -> None:
+    """Note a server that asked for Digest (no secret: its address only)."""
+    with contextlib.suppress(OSError):
+        from followsync.atomic import write_atomic
+
+        path = _hints_file()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_atomic(path, json.dumps(sorted(digest_origins() | {origin})).encode())
 
 
 class DavSession:
@@ -55,10 +84,13 @@ class DavSession:
         self.base_url = base_url
         self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
         self.username = username
-        self._auth = None
-        if username is not None and password is not None:
-            token = base64.b64encode(f"{username}:{password}".encode()).decode()
-            self._auth = f"Basic {token}"
+        self.origin = f"{self.scheme}://{self.host}:{parts.port or ''}"
+        # Basic goes with the first request over TLS or to this machine (a no-op sync is one
+        # request), unless this server asked for Digest before: then, and over plain HTTP to
+        # another host, nothing is sent before the server's 401 says how
+        self.asked_digest = self.origin in digest_origins()
+        early = (self.scheme == "https" or is_loopback(self.host)) and not self.asked_digest
+        self.auth = Authenticator(username, password, preemptive_basic=early)
         self.verify, self.timeout = verify, timeout
         self.retries, self.retry_budget, self.sleep = retries, retry_budget, sleep
         self.conn: http.client.HTTPConnection | None = None
@@ -102,14 +134,44 @@ class DavSession:
         path = target.path + (f"?{target.query}" if target.query else "")
         data = body.encode() if isinstance(body, str) else body
         sent = {"User-Agent": "followsync", **(headers or {})}
-        if self._auth:
-            sent["Authorization"] = self._auth
         if data:
             sent.setdefault("Content-Type", "application/xml; charset=utf-8")
+        # the first 401 of a session says how to authenticate; a later one only means
+        # "stale nonce" (Digest) or a refusal; three rounds cover both
+        for _round in range(3):
+            response = self._retrying(method, path, data, sent)
+            if response.status != 401 or not self.auth.challenged(
+                    response.header("WWW-Authenticate")):
+                break
+            log.debug("%s asks for %s authentication", self.host, self.auth.scheme)
+            if not self.asked_digest and (self.auth.scheme or "").startswith("Digest"):
+                remember_digest(self.origin)
+                self.asked_digest = True
+        if response.status == 401:
+            who = f"user {self.username}" if self.username else "no user name given"
+            raise TargetError(f"authentication refused for {who} at {self.base_url}",
+                              "check username and password (iCloud and Fastmail need an "
+                              "app-specific password)")
+        if 300 <= response.status < 400:
+            where = response.header("Location") or "?"
+            raise TargetError(f"the server redirected {path} to {where}; followsync does not "
+                              "follow redirects", "put the final URL in the config")
+        if response.status in RETRY_STATUSES:
+            raise TargetError(f"the server keeps failing: HTTP {response.status} for "
+                              f"{method} {path}", "the next sync retries")
+        return response
+
+    def _retrying(self, method: str, path: str, data: bytes, headers: dict[str, str]
+                  ) -> Response:
+        """One request, sent again on network errors, 5xx and 429 while retries last."""
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
+            sent = dict(headers)
+            authorization = self.auth.header(method, path, data)  # a fresh nonce count each
+            if authorization:
+                sent["Authorization"] = authorization
             try:
                 response = self._once(method, path, data, sent)
             except (OSError, http.client.HTTPException) as exc:
@@ -125,20 +187,7 @@ class DavSession:
                 self.pause(attempt, response.header("Retry-After"),
                             f"{method} {path}: HTTP {response.status}")
                 continue
-            break
-        if response.status == 401:
-            who = f"user {self.username}" if self.username else "no user name given"
-            raise TargetError(f"authentication refused for {who} at {self.base_url}",
-                              "check username and password (iCloud and Fastmail need an "
-                              "app-specific password)")
-        if 300 <= response.status < 400:
-            where = response.header("Location") or "?"
-            raise TargetError(f"the server redirected {path} to {where}; followsync does not "
-                              "follow redirects", "put the final URL in the config")
-        if response.status in RETRY_STATUSES:
-            raise TargetError(f"the server keeps failing: HTTP {response.status} for "
-                              f"{method} {path}", "the next sync retries")
-        return response
+            return response
 
     def _once(self, method: str, path: str, data: bytes, headers: dict[str, str]) -> Response:
         """One exchange, over within `timeout` seconds in all: the socket timeout alone
@@ -194,7 +243,10 @@ class DavSession:
         body = b"".join(pieces)
         if raw.getheader("Connection", "").lower() == "close":
             self.close()
-        return Response(raw.status, dict(raw.getheaders()), body)
+        merged: dict[str, str] = {}  # several WWW-Authenticate headers: all challenges count
+        for name, value in raw.getheaders():
+            merged[name] = f"{merged[name]}, {value}" if name in merged else value
+        return Response(raw.status, merged, body)
 
     def _may_retry(self, attempt: int, started: float) -> bool:
         return attempt <= self.retries and time.monotonic() - started < self.retry_budget

@@ -9,8 +9,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, assert_never
 
 if TYPE_CHECKING:  # a summary needs neither the diff nor the rules
+    from datetime import tzinfo
+
     from followsync import diff as d
+    from followsync.leads import LeadBook
+    from followsync.sources import FoundTouch
+    from followsync.sources.scan import MailReport
     from followsync.sync.report import Outcome, TargetReport
+from followsync.errors import EXIT_OK
 
 log = logging.getLogger("followsync")
 
@@ -70,6 +76,7 @@ def print_plan(outcome: Outcome, say: Callable[[str], None]) -> None:
 
 
 def print_outcome(outcome: Outcome, say: Callable[[str], None]) -> None:
+    report_mail(outcome.mailboxes, say)
     for report in outcome.targets:
         _report_problems(report)
         if not report.error:
@@ -96,3 +103,38 @@ class Progress:
         if self.shown:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+
+
+def report_mail(reports: list[MailReport], say: Callable[[str], None]) -> int:
+    """One line per mailbox (a failed one on stderr, with its hint); the exit code."""
+    code = EXIT_OK
+    for report in reports:
+        if report.error:
+            log.error("%s", report.summary())
+            if report.hint:
+                log.error("  hint: %s", report.hint)
+            code = max(code, report.exit_code)
+        else:
+            say(report.summary())
+    return code
+
+
+def print_mail(reports: list[MailReport], book: LeadBook, zone: tzinfo,
+               say: Callable[[str], None], known: list[FoundTouch] | None = None) -> int:
+    """`followsync mail`: per mailbox a summary, then per lead (in file order) the touches
+    found, oldest first: when, who wrote, subject. `known`: list those instead."""
+    code = report_mail(reports, say)
+    touches = known if known is not None else [t for r in reports for t in r.found]
+    by_lead: dict[str, list[FoundTouch]] = {}
+    for touch in sorted(set(touches)):
+        by_lead.setdefault(touch.lead, []).append(touch)
+    for lead_id, item in book.leads.items():
+        found = by_lead.get(lead_id)
+        if not found:
+            continue
+        say(f"{item.lead.name} ({lead_id})")
+        for touch in found:
+            when = touch.when.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+            who = "you wrote " if touch.by == "me" else "they wrote"
+            say(f"  {when}  {who}  {touch.subject or '(no subject)'}")
+    return code

@@ -25,7 +25,6 @@ import base64
 import contextlib
 import hashlib
 import imaplib
-import ipaddress
 import itertools
 import re
 import ssl
@@ -34,12 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from email.header import decode_header, make_header
 from email.utils import getaddresses, parsedate_to_datetime
-from typing import Literal
 
 from followsync.errors import TargetError
+from followsync.hosts import is_loopback
+from followsync.model import Tls
 from followsync.sources import Bookmark, Direction, FoundTouch, ScanResult
-
-Tls = Literal["implicit", "starttls", "none"]
 
 HEADER_FIELDS = ("FROM", "TO", "CC", "DATE", "MESSAGE-ID", "SUBJECT", "LIST-ID", "AUTO-SUBMITTED",
                  "PRECEDENCE")
@@ -127,15 +125,6 @@ def scan_mailbox(mailbox: Mailbox, leads: Mapping[str, str], bookmarks: Mapping[
 
 
 # ------------------------------------------------------------------ connection
-def is_loopback(host: str) -> bool:
-    if host.strip().lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 @contextlib.contextmanager
 def _connect(mailbox: Mailbox, timeout: float, context: ssl.SSLContext | None
              ) -> Iterator[imaplib.IMAP4]:

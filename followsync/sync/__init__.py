@@ -8,7 +8,8 @@ report (what happened). See docs/architecture.md.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from followsync.config import Config
 from followsync.gcpause import paused_gc
@@ -17,6 +18,9 @@ from followsync.sync.fastpath import inputs_digest, nothing_changed, remember_cl
 from followsync.sync.options import SyncOptions
 from followsync.sync.report import Outcome, TargetReport, target_errors
 
+if TYPE_CHECKING:
+    from followsync.sources.scan import MailReport
+
 __all__ = ["Outcome", "SyncOptions", "TargetReport", "run"]
 
 
@@ -24,15 +28,18 @@ def run(config: Config, now: datetime, options: SyncOptions | None = None) -> Ou
     """One reconcile (or, with dry_run, a plan) of every target. ConfigError leaves all as is."""
     options = options or SyncOptions()
     today = config.today(now)
-    digest = inputs_digest(config, today)
     lock = None if options.dry_run else lock_state(config.state_dir)
     try:
         state = open_state(config.state_dir, readonly=options.dry_run)
         try:
+            mailboxes = _scan(config, state, today, options)
+            # stored mail touches are an input of the plan: their generation is in the digest
+            digest = inputs_digest(config, today, state.mail_generation())
             if options.may_skip:
                 targets = [t for t in config.targets if options.wants(t.name)]
                 quick = nothing_changed(config, state, today, digest, targets)
                 if quick is not None:
+                    quick.mailboxes = mailboxes
                     return quick
             from followsync.sync import delta
 
@@ -40,6 +47,7 @@ def run(config: Config, now: datetime, options: SyncOptions | None = None) -> Ou
                 else None
             if outcome is None:
                 outcome = _full(config, state, now, options, digest)
+            outcome.mailboxes = mailboxes
             if not options.dry_run:
                 remember_clean(config, state, outcome, digest)
             return outcome
@@ -50,13 +58,24 @@ def run(config: Config, now: datetime, options: SyncOptions | None = None) -> Ou
             lock.release()
 
 
+def _scan(config: Config, state: State, today: date, options: SyncOptions) -> list[MailReport]:
+    """Scan the mailboxes this sync asks for (README "Mail"): a mailbox with nothing new
+    costs one STATUS per folder; one that fails is reported and the calendars still sync."""
+    names = [box.name for box in config.mailboxes if options.scans(box.name)]
+    if not names:
+        return []
+    from followsync.sources.scan import known_addresses, scan_mailboxes
+
+    return scan_mailboxes(config, known_addresses(config, state), state, today, only=names)
+
+
 def _full(
     config: Config, state: State, now: datetime, options: SyncOptions, digest: str = ""
 ) -> Outcome:
     """Load the leads, open every target, merge the touches found there, plan, reconcile."""
     from followsync.leads import load_leads
     from followsync.sync.apply import reconcile
-    from followsync.sync.planning import plan_leads
+    from followsync.sync.planning import mail_touches, plan_leads
     from followsync.sync.session import opened
 
     today = config.today(now)
@@ -68,7 +87,8 @@ def _full(
             for session in sessions:
                 with target_errors(session.report):
                     completions.extend(session.completions(config.timezone, today))
-            plans = plan_leads(book, today, state, completions, options.dry_run)
+            plans = plan_leads(book, today, state, completions, options.dry_run,
+                               mail_touches(config, state, book))
             for session in sessions:
                 with target_errors(session.report):
                     reconcile(config, session, plans, state, now, options,
@@ -80,3 +100,4 @@ def _full(
             with state.transaction():
                 record(config, state, book, today, digest)
     return Outcome(today, plans, reports, touches=[c.touch for c in completions])
+

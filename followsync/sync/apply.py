@@ -88,8 +88,12 @@ def _reconcile_once(
     wants = wants_for(plans, target, config.timezone.key, todo_ok)
     if not todo_ok and any(w.item.kind == "todo" or target.kind == "todo"
                            for w in wants.values()):
-        report.warnings.append(f"{target.name}: the calendar does not take to-dos (VTODO); "
-                               "writing events instead")
+        if target.type == "google":  # events only, by design (README): a note, not a warning
+            report.notes.append(f"{target.name}: Google Calendar takes events only; to-dos "
+                                "are written as events")
+        else:
+            report.warnings.append(f"{target.name}: the calendar does not take to-dos "
+                                   "(VTODO); writing events instead")
     if listing.note:
         report.notes.append(listing.note)
     if listing.reset and not options.dry_run:

@@ -42,12 +42,14 @@ BASIS_VERSION = 2  # bump when the basis changes shape: an older one is then ign
 Entry = list[Any]  # [slice digest, status or None, status day (ISO) or None, [listens to]]
 
 
-def _others_digest(config: Config, today: date, heads: dict[str, str]) -> str:
-    """Everything a plan depends on besides the leads' own slices, the state and the
-    calendars: this followsync, the day, the config file, each lead file's head."""
+def _others_digest(config: Config, state: State, today: date, heads: dict[str, str]) -> str:
+    """Everything a plan depends on besides the leads' own slices, their memories and the
+    calendars: this followsync, the day, the config file, each lead file's head, the stored
+    mail touches (their generation: new mail for a lead makes the next sync a full one)."""
     from followsync.render import RENDER_VERSION
 
-    digest = hashlib.sha256(f"{__version__}|{RENDER_VERSION}|{today.isoformat()}".encode())
+    digest = hashlib.sha256(f"{__version__}|{RENDER_VERSION}|{today.isoformat()}|"
+                            f"{state.mail_generation()}".encode())
     try:
         digest.update(config.path.read_bytes())
     except OSError:
@@ -79,7 +81,7 @@ def record(config: Config, state: State, book: LeadBook, today: date, clean: str
                                 [name for name, _ in item.policy.on_other_status])
     names = [str(path) for path in config.lead_paths]
     heads = {name: book.layouts[name]["head_key"] for name in names}
-    basis = {"v": BASIS_VERSION, "others": _others_digest(config, today, heads),
+    basis = {"v": BASIS_VERSION, "others": _others_digest(config, state, today, heads),
              "clean": clean, "order": names,
              "files": {name: book.layouts[name] for name in names}, "leads": leads}
     state.set_note(NOTE, json.dumps(basis, separators=(",", ":")))
@@ -158,7 +160,7 @@ def run(config: Config, state: State, now: datetime, options: SyncOptions,
             return None
         files.append(found)
     heads = {f.name: f.layout["head_key"] for f in files}
-    if _others_digest(config, today, heads) != basis["others"]:
+    if _others_digest(config, state, today, heads) != basis["others"]:
         return None
     order = [lead_id for f in files for lead_id in f.ids]
     where = {lead_id: (f, index) for f in files for index, lead_id in enumerate(f.ids)}
@@ -257,6 +259,11 @@ def _sync(
     for status, entries in after_entered.items():  # sorted by day, as rules wants them
         entered[status] = sorted(((place[i], i, date.fromisoformat(day)) for i, day in entries),
                                  key=lambda entry: entry[2])
+    if config.mailboxes:  # the mail touches the state keeps for these leads, as in a full sync
+        from followsync.leads import LeadBook
+        from followsync.sync.planning import mail_touches, merge_touches
+
+        memory = merge_touches(memory, mail_touches(config, state, LeadBook(leads=loaded)))
     plans = plan_some([(place[i], loaded[i]) for i in order if i in dirty], today, memory,
                       entered)
     scope = dirty | set(removed)

@@ -21,12 +21,14 @@ from followsync.state import State
 from followsync.sync.report import Outcome, TargetReport
 
 
-def inputs_digest(config: Config, today: date) -> str:
+def inputs_digest(config: Config, today: date, mail: str = "") -> str:
     """A digest of everything a plan depends on besides the state and the calendars: the
-    config and lead files' bytes, the day, and this followsync's version."""
+    config and lead files' bytes, the day, this followsync's version, and `mail`, the
+    generation of the stored mail touches (State.mail_generation)."""
     from followsync.render import RENDER_VERSION
 
-    digest = hashlib.sha256(f"{__version__}|{RENDER_VERSION}|{today.isoformat()}".encode())
+    digest = hashlib.sha256(
+        f"{__version__}|{RENDER_VERSION}|{today.isoformat()}|{mail}".encode())
     for path in (config.path, *config.lead_paths):
         try:
             digest.update(path.read_bytes())

@@ -23,6 +23,13 @@ class SyncOptions:
     # Backends by target name, used instead of opening the configured ones (tests inject
     # in-RAM calendars); the sync does not close them.
     backends: Mapping[str, Backend] = field(default_factory=dict)
+    # The mailboxes to scan before syncing (README "Mail"): None every one, () none (the
+    # daemon leaves out those waiting for a retry). `plan` never scans.
+    scan: frozenset[str] | None = None
+
+    def scans(self, name: str) -> bool:
+        """Whether this sync scans the mailbox called `name` first."""
+        return not self.dry_run and (self.scan is None or name in self.scan)
 
     def wants(self, name: str) -> bool:
         """Whether this sync concerns the target called `name`."""

@@ -2,7 +2,7 @@
 answer, and the items each target should hold.
 
 `merge_touches` is THE one place where touches from touch sources join the leads' memories:
-to-dos completed in a calendar now; a mail source's touches go into the same call next.
+to-dos completed in a calendar and the mail touches kept in the state (README "Mail").
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from followsync.config import Target
+from followsync.config import Config, Target
 from followsync.state import State
 
 if TYPE_CHECKING:  # the core (pydantic models, rules, diff) loads only when a plan is made
@@ -38,19 +38,30 @@ def merge_touches(
     return merged
 
 
+def mail_touches(config: Config, state: State, book: LeadBook) -> list[LeadTouch]:
+    """The mail touches the state keeps, for the leads of `book` (none without `mail:`)."""
+    if not config.mailboxes:
+        return []
+    from followsync.sources.scan import lead_touches
+
+    return lead_touches(state, book, config)
+
+
 def make_plans(
-    book: LeadBook, today: date, known: dict[str, Memory]
+    book: LeadBook, today: date, known: dict[str, Memory], mail: Iterable[LeadTouch] = ()
 ) -> tuple[list[LeadPlan], list[tuple[str, Memory]]]:
-    """The rules' answer for every lead, and the lead memories that changed."""
+    """The rules' answer for every lead, and the lead memories that changed. `mail` joins
+    the memories after every lead has one: a lead first seen today counts its mail too."""
     from followsync.gcpause import paused_gc
     from followsync.rules import plan, remember
 
     with paused_gc():  # (see gcpause: with the collector on, planning 50,000 leads was
-        return _make_plans(book, today, known, plan, remember)  # superlinear)
+        return _make_plans(book, today, known, mail, plan, remember)  # superlinear)
 
 
 def _make_plans(
-    book: LeadBook, today: date, known: dict[str, Memory], plan: Any, remember: Any
+    book: LeadBook, today: date, known: dict[str, Memory], mail: Iterable[LeadTouch],
+    plan: Any, remember: Any,
 ) -> tuple[list[LeadPlan], list[tuple[str, Memory]]]:
     memory: dict[str, Memory] = {}
     changed: list[tuple[str, Memory]] = []
@@ -60,16 +71,18 @@ def _make_plans(
         memory[lead_id] = after
         if after != before:
             changed.append((lead_id, after))
-    return plan(book.leads.values(), today, memory), changed
+    return plan(book.leads.values(), today, merge_touches(memory, mail)), changed
 
 
 def plan_leads(
-    book: LeadBook, today: date, state: State, completions: list[Completion], dry_run: bool
+    book: LeadBook, today: date, state: State, completions: list[Completion], dry_run: bool,
+    mail: Iterable[LeadTouch] = (),
 ) -> list[LeadPlan]:
-    """Plan every lead with what the state remembers and the touches found this sync; a
-    real sync then remembers both (`plan` writes nothing)."""
+    """Plan every lead with what the state remembers, the touches found this sync and the
+    mail touches (`mail`, from the state: see sources.scan.lead_touches); a real sync then
+    remembers the lead memories and completions (`plan` writes nothing)."""
     memories = merge_touches(state.memories(), [(c.lead, c.touch) for c in completions])
-    plans, changed = make_plans(book, today, memories)
+    plans, changed = make_plans(book, today, memories, mail)
     if not dry_run:
         with state.transaction():
             state.remember(changed)

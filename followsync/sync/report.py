@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # a no-op sync's report needs neither the diff nor the rules
     from followsync import diff as d
     from followsync.leads import Touch
     from followsync.rules import LeadPlan
+    from followsync.sources.scan import MailReport
 
 
 @dataclass
@@ -103,7 +104,9 @@ class Outcome:
     plans: list[LeadPlan]
     targets: list[TargetReport]
     touches: list[Touch] = field(default_factory=list)  # to-dos completed in a calendar
+    mailboxes: list[MailReport] = field(default_factory=list)  # scanned before the sync
 
     @property
     def exit_code(self) -> int:
-        return max([EXIT_OK, *(t.exit_code for t in self.targets)])
+        return max([EXIT_OK, *(t.exit_code for t in self.targets),
+                    *(m.exit_code for m in self.mailboxes)])

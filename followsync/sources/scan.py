@@ -1,0 +1,193 @@
+"""Scanning the configured mailboxes against the state (README "Mail").
+
+Per mailbox: resolve the password, scan from the stored bookmarks, keep the new touches and
+bookmarks. A mailbox's bookmarks are only good for what they were read for (the leads'
+addresses, my addresses, `since`, the folders): when that changes, the mailbox is read again
+from `since` and its touches are replaced by what that scan finds, so an address added to a
+lead finds the older mail too, and an address removed no longer counts. A mailbox that fails
+is reported (exit 3) and the others are still scanned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
+
+from followsync.config import Config, MailConfig
+from followsync.errors import EXIT_OK, EXIT_TARGET, FollowsyncError
+from followsync.sources import FoundTouch
+from followsync.state import State
+
+if TYPE_CHECKING:
+    from followsync.leads import LeadBook, Touch
+    from followsync.sources.mail import Mailbox
+
+log = logging.getLogger("followsync")
+
+
+@dataclass
+class MailReport:
+    """What scanning one mailbox did."""
+
+    name: str
+    found: list[FoundTouch] = field(default_factory=list)  # touches new to the state
+    folders: tuple[str, ...] = ()
+    seconds: float = 0.0
+    rescanned: bool = False  # read from `since` (first scan, or what it looks for changed)
+    error: str | None = None
+    hint: str = ""
+    exit_code: int = EXIT_OK
+
+    def summary(self) -> str:
+        if self.error:
+            return f"mailbox {self.name}: FAILED: {self.error}"
+        count = len(self.found)
+        folders = len(self.folders)
+        return (f"mailbox {self.name}: {count} new touch{'' if count == 1 else 'es'} "
+                f"({folders} folder{'' if folders == 1 else 's'}, {self.seconds:.2f} s)")
+
+
+def lead_addresses(book: LeadBook) -> dict[str, str]:
+    """Every lead address (lower-cased) → its lead id. An address two leads share belongs to
+    the first in file order (and is warned about: its mail cannot tell them apart)."""
+    found: dict[str, str] = {}
+    for lead_id, item in book.leads.items():
+        for address in item.lead.addresses():
+            other = found.setdefault(address, lead_id)
+            if other != lead_id:
+                log.warning("warning: %s is the email of both %s and %s; its mail counts for %s",
+                            address, other, lead_id, other)
+    return found
+
+
+def looked_for(box: MailConfig, addresses: Mapping[str, str]) -> str:
+    """A digest of everything a mailbox's bookmarks depend on besides the server."""
+    what = [sorted(addresses.items()), sorted(box.me), str(box.since), box.folders,
+            box.username]
+    return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()
+
+
+def password_of(box: MailConfig) -> str:
+    """The mailbox's password, found as a CalDAV target's is (README "The config file")."""
+    from followsync.credentials import password_for
+
+    return password_for(box) or ""
+
+
+def mailbox_of(box: MailConfig, since: date) -> Mailbox:
+    from followsync.sources.mail import Mailbox
+
+    return Mailbox(name=box.name, host=box.host, username=box.username,
+                   password=password_of(box), port=box.port, tls=box.tls, me=box.me,
+                   folders=box.folders, since=since)
+
+
+def known_addresses(config: Config, state: State) -> dict[str, str]:
+    """`lead_addresses` of the lead files as they are now, without loading them when they
+    are as at the last scan (a digest of their bytes is kept with the map in the state):
+    a sync with nothing new stays cheap. A lead file that does not load raises ConfigError."""
+    digest = hashlib.sha256()
+    for path in config.lead_paths:
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"\0missing")
+        digest.update(b"\0" + str(path).encode())
+    kept = state.meta("mail-addresses")
+    if kept is not None:
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            saved = json.loads(kept)
+            if saved["files"] == digest.hexdigest():
+                return {str(k): str(v) for k, v in saved["map"].items()}
+    from followsync.leads import load_leads
+
+    found = lead_addresses(load_leads(list(config.lead_paths), named_at=config.lead_named_at))
+    with state.transaction():
+        state.set_meta("mail-addresses", json.dumps({"files": digest.hexdigest(), "map": found}))
+    return found
+
+
+def scan_mailboxes(
+    config: Config, addresses: Mapping[str, str], state: State, today: date, *,
+    since: date | None = None, only: Iterable[str] | None = None,
+) -> list[MailReport]:
+    """Scan every mailbox (or those named in `only`) for mail with `addresses` (address →
+    lead id, see `lead_addresses`) and keep what was found. `since`: a one-off look back
+    from that date, beyond the bookmarks (touches already known are not found twice). The
+    caller holds the state's lock."""
+    from followsync.sources.mail import scan_mailbox
+
+    wanted = set(only) if only is not None else None
+    reports = []
+    for box in config.mailboxes:
+        if wanted is not None and box.name not in wanted:
+            continue
+        report = MailReport(box.name)
+        reports.append(report)
+        started = time.monotonic()
+        digest = looked_for(box, addresses)
+        fresh = state.mail_looked_for(box.key) != digest
+        marks = {} if fresh or since is not None else state.mail_marks(box.key)
+        # From scratch, every touch is found again (and replaces the mailbox's stored ones);
+        # else a message already known (in any mailbox) is not looked at twice.
+        known = set() if fresh else state.mail_keys()
+        try:
+            first = box.since_day(today)
+            if since is not None:
+                first = min(first, since) if fresh else since
+            result = scan_mailbox(mailbox_of(box, first), addresses, marks, known,
+                                  config.timezone, timeout=box.timeout)
+        except FollowsyncError as exc:
+            report.error, report.hint, report.exit_code = exc.message, exc.hint, EXIT_TARGET
+            report.seconds = time.monotonic() - started
+            continue
+        with state.transaction():
+            before = {(t.key, t.lead) for t in state.mail_touches()} if fresh else set()
+            state.save_mail_scan(box.key, box.name, digest, result.bookmarks, result.touches,
+                                 replace_all=fresh)
+        report.found = [t for t in result.touches if (t.key, t.lead) not in before] \
+            if fresh else _new(result.touches, known)
+        report.folders = result.folders
+        report.rescanned = fresh or since is not None
+        report.seconds = time.monotonic() - started
+    return reports
+
+
+def _new(found: Iterable[FoundTouch], known: set[str]) -> list[FoundTouch]:
+    return [t for t in found if t.key not in known]
+
+
+def touch_note(touch: FoundTouch, name: str) -> str:
+    """How a mail touch reads in a reason: `mail from Dana Whitfield "Re: the role"`."""
+    way = "from" if touch.by == "them" else "to"
+    subject = " ".join(touch.subject.split()) or "(no subject)"
+    return f'mail {way} {name} "{subject}"'
+
+
+def lead_touches(state: State, book: LeadBook, config: Config) -> list[tuple[str, Touch]]:
+    """The stored mail touches of the leads in `book`, as touches the rules count, in time
+    order (a lead's touches of one day are ordered by their time)."""
+    from followsync.leads import MailTouch
+
+    found: list[tuple[str, Touch]] = []
+    for touch in sorted(state.mail_touches()):
+        item = book.leads.get(touch.lead)
+        if item is None:
+            continue
+        local = touch.when.astimezone(config.timezone)
+        found.append((touch.lead, MailTouch(date=local.date(), by=touch.by,
+                                            note=touch_note(touch, item.lead.name),
+                                            at=local.replace(tzinfo=None),
+                                            subject=touch.subject)))
+    return found
+
+
+__all__ = ["MailReport", "known_addresses", "lead_addresses", "lead_touches", "scan_mailboxes",
+           "touch_note"]

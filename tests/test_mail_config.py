@@ -1,0 +1,203 @@
+"""The `mail:` section of the config (README "Mail"): every mistake as FILE:LINE:COL with a
+hint, all at once, exit 1 and nothing written; credentials as for CalDAV targets."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from followsync.config import load_config
+from followsync.durations import Duration
+from tests.project import Project
+
+LEADS = "version: 1\nleads:\n  dana: {name: Dana, email: dana@acme.example}\n"
+HEAD = "leads: leads.yaml\nstate_dir: state\ntargets:\n  - {name: file, type: ics, path: out.ics}\n"
+
+# (id, the `mail:` section, expected stderr with {C} for the config's path; line numbers
+# count the 4 lines of HEAD)
+CASES = [
+    ("unknown-key", """\
+        mail:
+          - name: inbox
+            hots: imap.example.com
+            username: me@example.com
+            password_env: MAILPW
+        """, """\
+        {C}:6:5: missing required key 'host' in mail.1
+          hint: add `host: ...`
+        {C}:7:5: unknown key 'hots'
+          hint: did you mean 'host'?
+        """),
+    ("bad-tls", """\
+        mail:
+          - {name: inbox, host: imap.example.com, tls: startls, username: me, password_env: P}
+        """, """\
+        {C}:6:48: mail.1.tls: got 'startls'; expected 'implicit', 'starttls' or 'none'
+          hint: did you mean 'starttls'?
+        """),
+    ("tls-none-to-a-remote-host", """\
+        mail:
+          - {name: inbox, host: imap.example.com, tls: none, username: me, password_env: P}
+        """, """\
+        {C}:6:5: mail.1: tls: none would send the password in clear text to imap.example.com
+          hint: use tls: implicit (port 993) or tls: starttls (port 143); none is only for a \
+server on this machine (127.0.0.1)
+        """),
+    ("no-password", """\
+        mail:
+          - {name: inbox, host: imap.example.com, username: me}
+        """, """\
+        {C}:6:5: mail.1: mailbox 'inbox' needs a password
+          hint: add `password_command: pass show mail/...` (or password_env, keyring: true); \
+Gmail, Fastmail and iCloud need an app password
+        """),
+    ("two-passwords", """\
+        mail:
+          - {name: inbox, host: h.example, username: me, password_env: P, keyring: true}
+        """, """\
+        {C}:6:5: mail.1: give only one of password_env, keyring
+          hint: keep one way to get the password and remove the others
+        """),
+    ("since-in-minutes-and-a-bad-interval", """\
+        mail:
+          - name: inbox
+            host: imap.example.com
+            username: me
+            password_env: P
+            since: 12m
+            interval: often
+        """, """\
+        {C}:10:12: mail.1.since: '12m' is less than a day
+          hint: `12m` is minutes: did you mean `12mo`? write a date (YYYY-MM-DD) or how far \
+back: 365d, 6mo, 1y
+        {C}:11:15: mail.1.interval: not a duration: 'often'
+          hint: write an integer and a unit: 30m, 2h, 3d, 2w, 1mo or 1y, or seconds: 30s
+        """),
+    ("bad-date-port-and-me", """\
+        mail:
+          - name: inbox
+            host: imap.example.com
+            port: 99999
+            username: me
+            password_env: P
+            since: 2026-13-01
+          - name: other
+            host: imap.example.com
+            username: me
+            password_env: P
+            me: [me-at-home]
+        """, """\
+        {C}:8:11: mail.1.port: 99999 is too large
+          hint: write a number of at most 65535
+        {C}:11:12: mail.1.since: not a valid date: '2026-13-01' (month must be in 1..12)
+          hint: write YYYY-MM-DD, e.g. 2026-01-06
+        {C}:16:9: mail.2.me: 'me-at-home' is not a mail address
+          hint: list your own addresses, e.g. `me: [me@example.com]`
+        """),
+    ("two-mailboxes-one-name", """\
+        mail:
+          - {name: inbox, host: a.example, username: me, password_env: P}
+          - {name: inbox, host: b.example, username: me, password_env: P}
+        """, """\
+        {C}:6:3: mail: mailbox names must be unique: inbox
+          hint: rename one; the name keeps each mailbox's state apart
+        """),
+    ("mail-is-a-mapping", """\
+        mail: {name: inbox}
+        """, """\
+        {C}:5:7: mail: expected a list, got a mapping
+          hint: write a list: [a, b] or one '- item' per line
+        """),
+]
+
+
+@pytest.fixture
+def synced(project: Project) -> Project:
+    project.write_leads(LEADS)
+    project.write_config(HEAD)
+    assert project.run("sync")[0] == 0
+    return project
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_broken_mail_section(synced: Project, text: str, expected: str) -> None:
+    synced.write_config(HEAD + textwrap.dedent(text))
+    before = synced.snapshot()
+    state = (synced.state / "state.sqlite").read_bytes()
+    want = textwrap.dedent(expected).replace("{C}", str(synced.config))
+    for command in ("validate", "plan", "sync", "mail"):
+        code, out, err = synced.run(command)
+        assert (code, out) == (1, ""), (command, err)
+        assert err == want, command
+    assert synced.snapshot() == before
+    assert (synced.state / "state.sqlite").read_bytes() == state
+
+
+def test_defaults_and_forms(project: Project) -> None:
+    project.write_config(HEAD + textwrap.dedent("""\
+        mail:
+          - {name: a, host: imap.example.com, username: me@example.com, password_env: P}
+          - name: b
+            host: 127.0.0.1
+            port: 1143
+            tls: none
+            username: me
+            password_command: [pass, show, mail]
+            me: ME@Example.com
+            folders: INBOX
+            since: 2026-01-01
+            interval: 30s
+          - {name: c, host: h.example, username: u, password_env: P, since: 6mo, interval: 1h}
+        """))
+    a, b, c = load_config(project.config).mailboxes
+    assert (a.port, a.tls, a.folders, a.me, a.since, a.interval) == (
+        None, "implicit", None, (), Duration(365, "d"), timedelta(minutes=5))
+    assert (b.port, b.tls, b.folders, b.me, b.since, b.interval) == (
+        1143, "none", ("INBOX",), ("me@example.com",), date(2026, 1, 1), timedelta(seconds=30))
+    assert b.password_command == ("pass", "show", "mail")
+    assert c.since_day(date(2026, 12, 1)) == date(2026, 6, 1)
+    assert a.since_day(date(2026, 12, 1)) == date(2025, 12, 1)
+    assert c.interval == timedelta(hours=1)
+
+
+def test_a_mail_password_in_a_config_others_can_read_is_refused(project: Project) -> None:
+    project.write_leads(LEADS)
+    project.write_config(HEAD + "mail:\n  - {name: inbox, host: h.example, username: me, "
+                                "password: s3cr3t-mail}\n")
+    project.config.chmod(0o644)
+    code, out, err = project.run("validate")
+    assert (code, out) == (1, "")
+    assert err == (f"{project.config}:6:60: mailbox 'inbox' has a password in a config file "
+                   "others can read\n"
+                   f"  hint: run `chmod 600 {project.config}`, or better use password_command "
+                   "or password_env\n")
+    project.config.chmod(0o600)
+    code, out, err = project.run("validate")
+    assert code == 0, err
+    assert "mailbox 'inbox': the password is written in the config" in err
+    assert "s3cr3t" not in out + err
+
+
+def test_validate_warns_about_an_unset_password_env(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FS_TEST_MAILPW", raising=False)
+    project.write_leads(LEADS)
+    project.write_config(HEAD + "mail:\n  - {name: inbox, host: h.example, username: me, "
+                                "password_env: FS_TEST_MAILPW}\n")
+    code, _, err = project.run("validate")
+    assert code == 0
+    assert "mailbox 'inbox': $FS_TEST_MAILPW (password_env) is not set here" in err
+
+
+def test_the_readme_mail_example_loads(project: Project) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Mail\n", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    project.write_config(HEAD + example)
+    (box,) = load_config(project.config).mailboxes
+    assert (box.name, box.port, box.tls, box.folders) == ("inbox", 993, "implicit",
+                                                         ("INBOX", "Sent"))
+    assert box.me == ("me@example.com", "me@old.example")
