@@ -81,6 +81,8 @@ class Result:
         return max(self.latencies_s) if self.latencies_s else float("nan")
 
 
+# The probe's item is found by its title, "NAME: follow up" (README, "What appears in the
+# calendar"); the old "Follow up: NAME" title made every save time out.
 def lead_text(n: int, probe: str) -> str:
     text = dump_leads(make_leads(n, seed=7, today=date.today()))
     return text + f"\n  bench-probe:\n    name: {probe}\n    next: 2099-01-05\n"
@@ -212,7 +214,7 @@ def ics_watcher(path: Path) -> Callable[[str], bool]:
             time.sleep(0.002)
             return False
         last[0] = mtime
-        return f"Follow up: {probe}" in path.read_text().replace("\r\n ", "")
+        return f"SUMMARY:{probe}: " in path.read_text().replace("\r\n ", "")
 
     return seen
 
@@ -288,7 +290,7 @@ def probe_on_server(server: Any, probe: str) -> bool:
             response = conn.getresponse()
             body = response.read().decode(errors="replace").replace("\r\n ", "")
             if response.status == 200:
-                return f"Follow up: {probe}" in body
+                return f"SUMMARY:{probe}: " in body
         return False
     finally:
         conn.close()
