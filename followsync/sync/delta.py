@@ -136,6 +136,10 @@ def run(config: Config, state: State, now: datetime, options: SyncOptions,
 
     if options.dry_run or options.only or options.backends:
         return None
+    if any(target.type != "ics" for target in config.targets):
+        # A CalDAV sync already sends only what changed (one REPORT, the PUTs); its listing
+        # may also make a deleted calendar again, which the full sync must report.
+        return None
     stored = state.note(NOTE)
     if stored is None:
         return None
@@ -300,7 +304,6 @@ def _opened(
     the full sync reports it)."""
     from followsync.backends import open_backend
     from followsync.errors import FollowsyncError
-    from followsync.model import standing
     from followsync.sync.session import Session
 
     sessions: list[tuple[Session, tuple[int, int]]] = []
@@ -316,8 +319,11 @@ def _opened(
             session = Session(target, backend, True, report, started)
             sessions.append((session, state.counts_besides(target.key, scope)))
             session.rows = state.rows(target.key, scope)
+            # listed against everything the state says the target holds (a CalDAV listing
+            # tells our items from others' by it), compared for the leads in scope only
+            holds, _ = state.standing(target.key)
             try:
-                listing = backend.listing(standing(session.rows), state.cursor(target.key))
+                listing = backend.listing(holds, state.cursor(target.key))
             except FollowsyncError:
                 yield None
                 return
@@ -330,3 +336,4 @@ def _opened(
     finally:
         for session, _ in sessions:
             session.backend.close()
+
