@@ -43,8 +43,9 @@ def run(config: Config, now: datetime, options: SyncOptions | None = None) -> Ou
                     return quick
             from followsync.sync import delta
 
-            outcome = delta.run(config, state, now, options, digest) if options.may_skip \
-                else None
+            with paused_gc():  # (see gcpause: the basis holds an entry per lead)
+                outcome = delta.run(config, state, now, options, digest) if options.may_skip \
+                    else None
             if outcome is None:
                 outcome = _full(config, state, now, options, digest)
             outcome.mailboxes = mailboxes
