@@ -4,8 +4,10 @@ A lead's validated form depends only on its slice of the file (see leadsplit) an
 followsync: the cache of one lead file is keyed by followsync's version, the digest of its
 own sources that read leads, and the digest of the file's head (`version:` and `defaults:`:
 a change there validates everything again). It lives in memory (the daemon keeps it between
-saves) and in `$XDG_CACHE_HOME/followsync/` (a one-shot command reads it), written only when
-it changed. A cache file that cannot be read is ignored: it is only ever a shortcut.
+saves) and in `$XDG_CACHE_HOME/followsync/` (a one-shot command reads it), written when it
+changed, at the end of the process (after the calendars). A cache file that cannot be read is
+ignored: it is only ever a shortcut. (It is a pickle, in the user's own cache folder: whoever
+can write there can already run code as the user.)
 """
 
 from __future__ import annotations
