@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes | bytearray) -> None:
     """Write `data` to a temp file beside `path`, fsync it, keep the old mode, rename it over
     `path` and fsync the folder. Raises OSError (also when the folder does not exist); the
     old file is then untouched."""

@@ -28,6 +28,8 @@ from pydantic_core import CoreSchema
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
 from followsync.gcpause import paused_gc
+from followsync.leadcache import LeadCache, for_file
+from followsync.leadsplit import Slice, Split, split
 from followsync.model import Kind
 from followsync.validation import (
     WEEKDAYS,
@@ -42,7 +44,7 @@ from followsync.validation import (
     one_as_list,
     validate,
 )
-from followsync.yamlsrc import Source, load
+from followsync.yamlsrc import MAX_BYTES, MAX_NODES, Composed, Source, load
 
 LEAD_ID = r"^[a-z0-9][a-z0-9._-]*$"
 PLACEHOLDERS = ("name", "org", "role", "email")
@@ -303,12 +305,18 @@ class LeadBook:
     """Every lead of every lead file, by id, plus what is needed to locate them again."""
 
     leads: dict[str, LoadedLead] = field(default_factory=dict)
-    sources: dict[str, Source] = field(default_factory=dict)
+    # Where each lead file was cut into slices (leadsplit): its layout, and each lead's
+    # slice digest; a file that could not be cut has no layout (sync.delta needs every file
+    # cut). The YAML node trees are not kept: they do not outlive validation.
+    layouts: dict[str, dict[str, Any]] = field(default_factory=dict)  # leadsplit.layout_of
+    digests: dict[str, str] = field(default_factory=dict)
 
 
-def parse_lead_file(file: str, data: bytes) -> tuple[LeadFile, Source]:
+def parse_lead_file(
+    file: str, data: bytes, seen: Composed | None = None
+) -> tuple[LeadFile, Source]:
     """Parse one lead file's bytes; ConfigError lists every problem found."""
-    source = load(file, data)
+    source = load(file, data, seen)
     if source.value is None:
         # An empty file is far more often a failed save than a wish to drop every lead.
         raise ConfigError([Problem(file, 1, 1, "the lead file is empty",
@@ -356,12 +364,26 @@ def _load_leads(
             problems.append(Problem(name, 1, 1, f"cannot read the lead file: {exc.strerror}",
                                     "check the file's permissions"))
             continue
+        parts = _split(data)
+        cache = for_file(path, parts.head_key) if parts is not None else None
+        if parts is not None and cache is not None:  # (also cold: see _read_batch)
+            quick = _parse_by_slices(name, parts, cache)
+            if quick is not None and not any(lead_id in book.leads for lead_id, _ in quick[1]):
+                base = Policy().apply(quick[0])
+                for lead_id, lead in quick[1]:
+                    book.leads[lead_id] = LoadedLead(lead_id, lead, base.apply(lead), name)
+                _cut(book, name, parts, data)
+                continue
+        # the whole file at once: the reference, and where every problem is located
+        seen = Composed()
         try:
-            parsed, source = parse_lead_file(name, data)
+            parsed, source = parse_lead_file(name, data, seen)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        book.sources[name] = source
+        if parts is not None and cache is not None and not seen.aliases and \
+                _fill_cache(cache, parts, source, parsed):
+            _cut(book, name, parts, data)
         base = Policy().apply(parsed.defaults)
         for lead_id, lead in (parsed.leads or {}).items():
             if lead_id in book.leads:
@@ -372,9 +394,163 @@ def _load_leads(
                                                key=True))
                 continue
             book.leads[lead_id] = LoadedLead(lead_id, lead, base.apply(lead), name)
+        del source, parsed  # the node tree does not outlive validation
     if problems:
         raise ConfigError(problems)
     return book
+
+
+SLICE_DEPTH = 20  # deeper slices are parsed with the whole file (limits counted from there)
+
+
+def _split(data: bytes) -> Split | None:
+    """The file cut into lead slices (leadsplit), when it is text followsync could read."""
+    if len(data) > MAX_BYTES:
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    return split(text) if "\x00" not in text else None
+
+
+def _parse_by_slices(
+    file: str, parts: Split, cache: LeadCache
+) -> tuple[Settings, list[tuple[str, Lead]]] | None:
+    """The file's defaults and leads read slice by slice, each lead from the cache when its
+    text was validated before; None on any doubt or problem, and the caller reads the whole
+    file: the result is always what `parse_lead_file` gives (tests/test_scale.py), and every
+    problem is located by reading the whole file."""
+    from pydantic import ValidationError
+
+    head_seen = Composed()
+    try:
+        head = load(file, parts.head.encode(), head_seen)
+        if not isinstance(head.value, dict) or head.value.get("leads", 0) is not None or \
+                head.where(("leads",), key=True) != (parts.leads_line + 1, 1):
+            return None
+        defaults = LeadFile.model_validate(head.value).defaults
+    except (ConfigError, ValidationError):
+        return None
+    del head
+    if len({piece.lead_id for piece in parts.slices}) != len(parts.slices):
+        return None  # a repeated id: the whole file says where
+    missing = [piece for piece in parts.slices if piece.digest not in cache.entries]
+    for start in range(0, len(missing), BATCH):
+        _read_batch(file, missing[start:start + BATCH], cache)
+    leads: list[tuple[str, Lead]] = []
+    nodes = head_seen.nodes
+    for piece in parts.slices:
+        digest = piece.digest
+        entry = cache.get(digest)
+        if entry is None:
+            entry = _lead_of_slice(file, piece.lead_id, piece.text)
+            if entry is None:
+                return None
+            cache.put(digest, entry)
+        leads.append((piece.lead_id, entry[0]))
+        nodes += entry[1]
+    if nodes > MAX_NODES:
+        return None
+    cache.write()
+    return defaults, leads
+
+
+def _cut(book: LeadBook, name: str, parts: Split, data: bytes) -> None:
+    from followsync.leadsplit import layout_of
+
+    layout = layout_of(data, parts)
+    if layout is not None:
+        book.layouts[name] = layout
+        book.digests.update((piece.lead_id, piece.digest) for piece in parts.slices)
+
+
+def _fill_cache(cache: LeadCache, parts: Split, source: Source, parsed: LeadFile) -> bool:
+    """After reading the whole file: each lead into the cache under its slice's digest, when
+    the file's own nodes show the split cut it exactly there (same ids, same lines)."""
+    import yaml
+
+    found = source.root and source._child(source.root, "leads")
+    if not found or found[0].start_mark.line != parts.leads_line or \
+            not isinstance(found[1], yaml.MappingNode) or not parsed.leads:
+        return False
+    pairs = found[1].value
+    if len(pairs) != len(parts.slices) or len(parsed.leads) != len(pairs):
+        return False
+    for (key, value), piece in zip(pairs, parts.slices, strict=True):
+        if key.value != piece.lead_id or key.start_mark.line != piece.line:
+            return False
+        count, stack = 0, [value]
+        while stack:
+            node = stack.pop()
+            count += 1
+            if isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                for pair in node.value:
+                    stack.extend(pair)
+        # and the slice's own mapping and key: what composing the slice alone counts
+        cache.put(piece.digest, (parsed.leads[piece.lead_id], count + 2))
+    cache.write()
+    return True
+
+
+BATCH = 200  # slices read as one YAML document when the cache does not know them
+
+
+def _read_batch(file: str, pieces: list[Slice], cache: LeadCache) -> None:
+    """Slices not in the cache, read and validated together: one parse and one validation
+    instead of one each (a first read of 50,000 leads), and a small node tree at a time
+    instead of the whole file's (926 MB then). On any doubt nothing is added, and each
+    slice is read alone (`_lead_of_slice`)."""
+    import yaml
+    from pydantic import ValidationError
+
+    ids = [piece.lead_id for piece in pieces]
+    seen = Composed()
+    try:
+        source = load(file, "".join(piece.text for piece in pieces).encode(), seen)
+    except ConfigError:
+        return
+    root = source.root
+    if seen.aliases or seen.depth > SLICE_DEPTH or not isinstance(source.value, dict) or \
+            list(source.value) != ids or not isinstance(root, yaml.MappingNode) or \
+            [key.value for key, _ in root.value] != ids:
+        return
+    try:
+        leads = LeadFile.model_validate({"leads": source.value}).leads or {}
+    except ValidationError:
+        return
+    for (_, value), piece in zip(root.value, pieces, strict=True):
+        count, stack = 0, [value]
+        while stack:
+            node = stack.pop()
+            count += 1
+            if isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                for pair in node.value:
+                    stack.extend(pair)
+        cache.put(piece.digest, (leads[piece.lead_id], count + 2))  # + its mapping and key
+
+
+def _lead_of_slice(file: str, lead_id: str, text: str) -> tuple[Lead, int] | None:
+    """One lead's slice parsed and validated alone, or None on any problem or doubt."""
+    from pydantic import ValidationError
+
+    seen = Composed()
+    try:
+        value = load(file, text.encode(), seen).value
+    except ConfigError:
+        return None
+    if seen.aliases or seen.depth > SLICE_DEPTH or not isinstance(value, dict) or \
+            list(value) != [lead_id]:
+        return None
+    try:
+        leads = LeadFile.model_validate({"leads": value}).leads
+    except ValidationError:
+        return None
+    return (leads[lead_id], seen.nodes) if leads else None
 
 
 def expand(template: str, lead: Lead) -> str:

@@ -6,6 +6,7 @@ rules can be tested exhaustively. The output is plain data for `render` and `age
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, time, timedelta
@@ -145,7 +146,17 @@ def plan(
             for index, item in enumerate(loaded)]
 
 
-Entered = dict[str, list[tuple[int, str, date]]]  # status → (file order, lead id, day)
+# status → (file order, lead id, day), sorted by day (what fires is then sorted by file order)
+Entered = dict[str, list[tuple[int, str, date]]]
+
+
+def plan_some(
+    leads: Iterable[tuple[int, LoadedLead]], today: date, memory: Mapping[str, Memory],
+    entered: Entered,
+) -> list[LeadPlan]:
+    """The plans of some leads only (by their place in the file order), with every lead's
+    status entries given: what `plan` makes of these leads (see sync.delta)."""
+    return [_plan_lead(item, today, memory[item.id], entered, index) for index, item in leads]
 
 
 def _status_entries(leads: list[LoadedLead], memory: Mapping[str, Memory]) -> Entered:
@@ -156,7 +167,20 @@ def _status_entries(leads: list[LoadedLead], memory: Mapping[str, Memory]) -> En
         day = status_day(item.lead, memory[item.id])
         if day is not None and item.lead.status:
             result.setdefault(item.lead.status, []).append((index, item.id, day))
+    for entries in result.values():
+        entries.sort(key=_day)  # (stable: file order within a day) see `_after`
     return result
+
+
+def _day(entry: tuple[int, str, date]) -> date:
+    return entry[2]
+
+
+def _after(entries: list[tuple[int, str, date]], latest: date) -> list[tuple[int, str, date]]:
+    """The status entries (sorted by day) dated after `latest`: the others cannot fire.
+    With every lead listening for a status (`defaults: on_other_status`), looking at every
+    entry for every lead made planning quadratic."""
+    return entries[bisect_right(entries, latest, key=_day):]
 
 
 def status_day(lead: Lead, memory: Memory) -> date | None:
@@ -200,9 +224,12 @@ def _plan_lead(
     own_day = status_day(lead, memory) if lead.status else None
     fired = [(index, item.id, name, own_day, trigger) for name, trigger in policy.on_status
              if own_day is not None and name == lead.status]
-    fired += [(index, lead_id, name, day, trigger)
-              for name, trigger in policy.on_other_status
-              for index, lead_id, day in entered.get(name, ()) if lead_id != item.id]
+    for name, trigger in policy.on_other_status:
+        entries = entered.get(name, ())
+        if latest is not None and entries:  # only entries after the latest touch can fire
+            entries = _after(entries, latest)
+        fired += [(index, lead_id, name, day, trigger)
+                  for index, lead_id, day in entries if lead_id != item.id]
     for _index, lead_id, status, day, trigger in sorted(fired, key=lambda f: f[0]):
         own = lead_id == item.id
         if latest is not None and latest >= day:

@@ -11,16 +11,17 @@ here: the sync says where one starts (`transaction`) and where it may be made du
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from followsync.errors import FollowsyncError
 from followsync.locks import Lock
-from followsync.model import Row
+from followsync.model import Remote, Row
 
 if TYPE_CHECKING:  # a no-op sync needs neither (see sync.fastpath)
     from followsync.leads import Touch
@@ -119,10 +120,15 @@ class State:
         self.db.execute("BEGIN")
 
     # items -------------------------------------------------------------------
-    def rows(self, target: str) -> dict[str, Row]:
-        cur = self.db.execute(
-            "SELECT uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved"
-            " FROM items WHERE target=?", (target,))
+    def rows(self, target: str, leads: Collection[str] | None = None) -> dict[str, Row]:
+        """The target's rows; with `leads`, only those of these leads (sync.delta)."""
+        columns = "uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved"
+        if leads is None:
+            cur = self.db.execute(f"SELECT {columns} FROM items WHERE target=?", (target,))
+        else:
+            cur = self.db.execute(f"SELECT {columns} FROM items WHERE target=? AND lead IN "
+                                  "(SELECT value FROM json_each(?))",
+                                  (target, json.dumps(list(leads))))
         return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]),
                           r[10]) for r in cur}
 
@@ -132,6 +138,21 @@ class State:
             " rule, source, edited, moved) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (target, row.uid, row.href, row.etag, row.hash, row.sequence, int(row.gone),
              row.lead, row.rule, row.source, int(row.edited), row.moved))
+
+    def standing(self, target: str) -> tuple[dict[str, Remote], int]:
+        """`model.standing(self.rows(target))` and how many rows there are, without making
+        the rows (the no-op sync of 50,000 items)."""
+        found = {uid: Remote(href, etag) for uid, href, etag in self.db.execute(
+            "SELECT uid, href, etag FROM items WHERE target=? AND gone=0", (target,))}
+        total = self.db.execute("SELECT COUNT(*) FROM items WHERE target=?", (target,))
+        return found, int(total.fetchone()[0])
+
+    def counts_besides(self, target: str, leads: Collection[str]) -> tuple[int, int]:
+        """How many rows of other leads than these the target has: (standing, gone)."""
+        found = dict(self.db.execute(
+            "SELECT gone, COUNT(*) FROM items WHERE target=? AND lead NOT IN "
+            "(SELECT value FROM json_each(?)) GROUP BY gone", (target, json.dumps(list(leads)))))
+        return found.get(0, 0), found.get(1, 0)
 
     def moves(self) -> dict[tuple[str, str], str]:
         """(lead, rule) → where the user moved its item in a calendar (`agenda` shows the
@@ -162,6 +183,17 @@ class State:
         else:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"clean:{target}", digest))
 
+    def note(self, key: str) -> str | None:
+        """A value the sync keeps between runs (sync.delta's basis), else None."""
+        found = self.db.execute("SELECT value FROM meta WHERE key=?", (f"note:{key}",)).fetchone()
+        return str(found[0]) if found else None
+
+    def set_note(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM meta WHERE key=?", (f"note:{key}",))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"note:{key}", value))
+
     def cursor(self, target: str) -> str | None:
         found = self.db.execute("SELECT cursor FROM cursors WHERE target=?", (target,)).fetchone()
         return found[0] if found else None
@@ -170,19 +202,22 @@ class State:
         self.db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (target, cursor))
 
     # leads -------------------------------------------------------------------
-    def memories(self) -> dict[str, Memory]:
-        """Every lead's memory, with the touches that came from calendars."""
+    def memories(self, leads: Collection[str] | None = None) -> dict[str, Memory]:
+        """Every lead's memory (or these leads'), with the touches that came from calendars."""
         from followsync.leads import Touch
         from followsync.rules import Memory
 
+        only = "" if leads is None else " WHERE lead IN (SELECT value FROM json_each(?))"
+        args = () if leads is None else (json.dumps(list(leads)),)
         found: dict[str, list[Touch]] = {}
         for lead, day, note in self.db.execute(
-                "SELECT lead, day, note FROM touches ORDER BY day, target, uid"):
+                f"SELECT lead, day, note FROM touches{only} ORDER BY day, target, uid", args):
             touch = Touch(date=date.fromisoformat(day), note=note)
             known = found.setdefault(lead, [])
             if touch not in known:  # two to-dos of a lead ticked off one day in one calendar
                 known.append(touch)  # are one touch, as in the sync that first saw them
-        cur = self.db.execute("SELECT lead, first_seen, status, status_changed FROM leads")
+        cur = self.db.execute(f"SELECT lead, first_seen, status, status_changed FROM leads{only}",
+                              args)
         return {r[0]: Memory(date.fromisoformat(r[1]), r[2],
                              date.fromisoformat(r[3]) if r[3] else None,
                              tuple(found.get(r[0], ()))) for r in cur}

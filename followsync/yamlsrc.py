@@ -26,7 +26,7 @@ except AttributeError:  # pragma: no cover - libyaml is in every PyYAML wheel
 
 MAX_NODES = 2_000_000  # stops alias bombs ("billion laughs") long before memory runs out
 MAX_DEPTH = 200
-MAX_BYTES = 10 * 2**20  # ~60,000 leads; a bigger file is a wrong path, and would take minutes
+MAX_BYTES = 32 * 2**20  # ~80,000 leads; a bigger file is a wrong path, and would take minutes
 PathItem = str | int
 _INT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+\.[0-9]*)([eE][-+]?[0-9]+)?$|^[-+]?[0-9]+[eE][-+]?[0-9]+$")
@@ -105,6 +105,11 @@ def _merged_pairs(
     done = {} if _done is None else _done
     if id(node) in done:
         return done[id(node)]
+    pairs_as_written: list[tuple[yaml.Node, yaml.Node]] = node.value
+    keys = {key.value if type(key) is yaml.ScalarNode else id(key) for key, _ in pairs_as_written}
+    if len(keys) == len(pairs_as_written) and "<<" not in keys:
+        done[id(node)] = pairs_as_written  # no merge, no repeated key: as written (the usual)
+        return pairs_as_written
     done[id(node)] = []  # a mapping merged into itself adds nothing more
     pairs: list[tuple[yaml.Node, yaml.Node]] = []
     place: dict[object, int] = {}
@@ -240,13 +245,23 @@ class _TooDeep(Exception):
         self.mark = mark
 
 
-def _compose(text: str) -> yaml.Node | None:
+@dataclass
+class Composed:
+    """What composing saw besides the tree: an alias or anchor, how many nodes."""
+
+    aliases: bool = False
+    nodes: int = 0
+    depth: int = 0
+
+
+def _compose(text: str, seen: Composed | None = None) -> yaml.Node | None:
     """The node tree of a one-document stream, like `yaml.compose`, built with a loop.
 
     libyaml's composer recurses in C: a few hundred kB of `[[[[` or `- - - -` overflow the C
     stack and kill the process (SIGSEGV) before any Python check can run. Here nesting deeper
     than MAX_DEPTH stops at once. Tags are not resolved: the builder types scalars itself.
     """
+    seen = seen if seen is not None else Composed()
     parser = _Loader(text)
     try:
         parser.get_event()  # StreamStart
@@ -261,19 +276,23 @@ def _compose(text: str) -> yaml.Node | None:
             kind = type(event)
             node: Any
             if kind is yaml.ScalarEvent:
+                seen.nodes += 1
                 node = yaml.ScalarNode(_STR, event.value, event.start_mark, event.end_mark,
                                        style=event.style)
             elif kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
                 node = stack.pop()[0]
                 node.end_mark = event.end_mark
             elif kind is yaml.AliasEvent:
+                seen.aliases = True
                 if event.anchor not in anchors:
                     raise ComposerError(None, None, "found undefined alias", event.start_mark)
                 node = anchors[event.anchor]
             elif kind is yaml.SequenceStartEvent:
+                seen.nodes += 1
                 node = yaml.SequenceNode(_SEQ, [], event.start_mark, None,
                                          flow_style=event.flow_style)
             elif kind is yaml.MappingStartEvent:
+                seen.nodes += 1
                 node = yaml.MappingNode(_MAP, [], event.start_mark, None,
                                         flow_style=event.flow_style)
             else:  # pragma: no cover - libyaml sends nothing else inside a document
@@ -281,6 +300,7 @@ def _compose(text: str) -> yaml.Node | None:
             if kind is yaml.ScalarEvent or kind is yaml.SequenceStartEvent or \
                     kind is yaml.MappingStartEvent:
                 if event.anchor is not None:
+                    seen.aliases = True
                     if event.anchor in anchors:
                         raise ComposerError("found duplicate anchor; first occurrence",
                                             anchors[event.anchor].start_mark,
@@ -290,6 +310,7 @@ def _compose(text: str) -> yaml.Node | None:
                     if len(stack) >= MAX_DEPTH:
                         raise _TooDeep(event.start_mark)
                     stack.append([node, None])
+                    seen.depth = max(seen.depth, len(stack))
                     continue
             if not stack:
                 root = node
@@ -319,8 +340,10 @@ def _too_deep(file: str, mark: Any) -> ConfigError:
                                 "a lead file is a flat list of leads; remove the nesting")])
 
 
-def load(file: str, data: bytes) -> Source:
-    """Parse YAML bytes; every syntax or structure problem becomes a ConfigError."""
+def load(file: str, data: bytes, seen: Composed | None = None) -> Source:
+    """Parse YAML bytes; every syntax or structure problem becomes a ConfigError.
+
+    `seen` (optional) is told whether the document used aliases, its nodes and depth."""
     if len(data) > MAX_BYTES:
         raise ConfigError([Problem(file, 1, 1, f"the file is {len(data) / 2**20:.1f} MB; "
                                    f"followsync reads YAML files of up to {MAX_BYTES >> 20} MB",
@@ -337,8 +360,9 @@ def load(file: str, data: bytes) -> Source:
         line = text[: text.index("\x00")].count("\n") + 1
         raise ConfigError([Problem(file, line, 1, "the file contains a NUL byte",
                                    "is this really the lead file? save it as plain text")])
+    seen = seen if seen is not None else Composed()
     try:
-        root = _compose(text)
+        root = _compose(text, seen)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if "nesting depth" in str(exc.problem):  # PyYAML >= 6.0.4 stops deep flow nesting itself
@@ -369,7 +393,9 @@ def load(file: str, data: bytes) -> Source:
         raise ConfigError([Problem(file, 1, 1, "the document is too deeply nested")]) from None
     if root is None:
         return Source(file, None, None)
-    huge = _too_large(root)
+    # Without aliases every node is in the tree once, so no subtree can hold more nodes than
+    # were composed: the walk (a second pass over a big file) is needed only with aliases.
+    huge = _too_large(root) if seen.aliases or seen.nodes > MAX_NODES else None
     if huge is not None:
         mark = huge.start_mark
         raise ConfigError([Problem(file, mark.line + 1, mark.column + 1,

@@ -156,7 +156,7 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkRunner]:
 
 def test_a_50_mb_file_is_refused_quickly(project: Project) -> None:
     data = GOOD + b"# " + b"x" * (50 * 2**20) + b"\n"
-    err = invalid(project, data, "the file is 50.0 MB; followsync reads YAML files of up to 10 MB")
+    err = invalid(project, data, "the file is 50.0 MB; followsync reads YAML files of up to 32 MB")
     assert ":1:1: " in err
 
 

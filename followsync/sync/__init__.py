@@ -41,7 +41,13 @@ def run(config: Config, now: datetime, options: SyncOptions | None = None) -> Ou
                 if quick is not None:
                     quick.mailboxes = mailboxes
                     return quick
-            outcome = _full(config, state, now, options)
+            from followsync.sync import delta
+
+            with paused_gc():  # (see gcpause: the basis holds an entry per lead)
+                outcome = delta.run(config, state, now, options, digest) if options.may_skip \
+                    else None
+            if outcome is None:
+                outcome = _full(config, state, now, options, digest)
             outcome.mailboxes = mailboxes
             if not options.dry_run:
                 remember_clean(config, state, outcome, digest)
@@ -64,7 +70,9 @@ def _scan(config: Config, state: State, today: date, options: SyncOptions) -> li
     return scan_mailboxes(config, known_addresses(config, state), state, today, only=names)
 
 
-def _full(config: Config, state: State, now: datetime, options: SyncOptions) -> Outcome:
+def _full(
+    config: Config, state: State, now: datetime, options: SyncOptions, digest: str = ""
+) -> Outcome:
     """Load the leads, open every target, merge the touches found there, plan, reconcile."""
     from followsync.leads import load_leads
     from followsync.sync.apply import reconcile
@@ -87,5 +95,10 @@ def _full(config: Config, state: State, now: datetime, options: SyncOptions) -> 
                     reconcile(config, session, plans, state, now, options,
                               allow_deletes=bool(book.leads))
                 session.report.seconds = time.monotonic() - session.started
+        if options.may_skip and not options.backends:  # the basis of the next sync's delta
+            from followsync.sync.delta import record
+
+            with state.transaction():
+                record(config, state, book, today, digest)
     return Outcome(today, plans, reports, touches=[c.touch for c in completions])
 

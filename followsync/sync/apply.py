@@ -35,13 +35,26 @@ _SEQUENCE = re.compile(r"^SEQUENCE:(\d+)", re.MULTILINE)
 STATE_BATCH = 50  # commit the state this often while writing to a server
 
 
+@dataclass(frozen=True)
+class Scope:
+    """A sync of some leads only (sync.delta): the session's rows are theirs; the target's
+    other items are as planned, and counted here (standing, and deleted by hand)."""
+
+    leads: frozenset[str]
+    unchanged: int
+    kept: int
+
+
 def reconcile(
     config: Config, session: Session, plans: list[LeadPlan], state: State, now: datetime,
-    options: SyncOptions, allow_deletes: bool,
+    options: SyncOptions, allow_deletes: bool, scope: Scope | None = None,
 ) -> None:
-    """Make the target hold what the plans want (or, for `plan`, say what that takes)."""
+    """Make the target hold what the plans want (or, for `plan`, say what that takes).
+
+    `scope` (sync.delta): the plans are those of these leads only; the target's other items
+    are known to be as planned, and are counted, not compared."""
     try:
-        _reconcile_once(config, session, plans, state, now, options, allow_deletes)
+        _reconcile_once(config, session, plans, state, now, options, allow_deletes, scope)
     except ComponentRefused as exc:
         # The server said no to a VTODO: the backend now reports no VTODO support, so a
         # second pass writes events; what the first pass wrote is in the state.
@@ -51,18 +64,24 @@ def reconcile(
                                "events written instead")
         report.created = report.updated = report.deleted = report.unchanged = 0
         session.relist(state)
-        _reconcile_once(config, session, plans, state, now, options, allow_deletes)
+        _reconcile_once(config, session, plans, state, now, options, allow_deletes, scope)
 
 
 def _reconcile_once(
     config: Config, session: Session, plans: list[LeadPlan], state: State, now: datetime,
-    options: SyncOptions, allow_deletes: bool,
+    options: SyncOptions, allow_deletes: bool, scope: Scope | None = None,
 ) -> None:
     from followsync import diff as d
 
     target, report, listing = session.target, session.report, session.listing
     assert listing is not None
     rows = session.rows
+    outside_unchanged = outside_kept = 0
+    if scope is not None:  # the other leads' items: unchanged, or deleted by hand and kept
+        rows = {uid: row for uid, row in rows.items() if row.lead in scope.leads}
+        listing = replace(listing, items={uid: remote for uid, remote in listing.items.items()
+                                          if uid in rows})
+        outside_unchanged, outside_kept = scope.unchanged, scope.kept
     if listing.fresh:  # the whole target was emptied or is new: nothing "deleted by hand"
         rows = {uid: row for uid, row in rows.items() if not row.gone}
     todo_ok = session.backend.supports("VTODO")
@@ -80,8 +99,11 @@ def _reconcile_once(
     if listing.reset and not options.dry_run:
         session.forget_old_calendar(state)
     result = d.diff(wants, listing.items, rows, allow_deletes=allow_deletes)
+    if outside_unchanged:
+        result = replace(result, unchanged=result.unchanged + outside_unchanged)
     report.actions = result.actions
     report.count(d.tally(result.actions, result.unchanged))  # a sync counts again what it did
+    report.kept += outside_kept
     if not allow_deletes and any(uid not in wants for uid in listing.items):
         report.warnings.append(f"{target.name}: the lead files hold no leads; nothing is deleted")
     if result.deletes > config.max_deletes and not options.force:
@@ -93,6 +115,7 @@ def _reconcile_once(
         return
     Apply(target.name, target.key, state, session.backend, report, now, config.timezone,
           options.progress).run(result)
+    report.kept += outside_kept
     if listing.reset:
         session.say_rewritten()
 

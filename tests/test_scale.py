@@ -1,0 +1,359 @@
+"""Issue 13: a sync costs what changed. The shortcuts must give exactly what the cold path gives.
+
+- reading a lead file slice by slice (leadsplit + leadcache) gives the same leads as reading
+  it whole, or steps aside (None) and lets the whole file decide, errors included;
+- a sync that plans only the leads that changed writes byte for byte the .ics a cold sync
+  writes (see the incremental tests below).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from followsync import leads as L
+from followsync.errors import ConfigError
+from followsync.leadcache import LeadCache
+from followsync.leadsplit import Slice, split
+
+HEAD = """\
+# a lead file
+version: 1
+
+defaults:
+  cadence: [2w, 1mo]
+  on_other_status:
+    offer: {after: 0d, do: "tell them"}
+
+"""
+
+_words = st.sampled_from(["Dana", "Lee", "R&D", "a: b", "#x", "*star", "&amp", "- dash",
+                          "'q'", '"dq"', "line\nnext", "", "ü", "[y]", "~", "yes", "1"])
+_ids = st.one_of(*[st.from_regex(r"[a-z][a-z0-9]{0,5}(-[0-9])?", fullmatch=True)] * 4,
+                 st.sampled_from(["Dana", "a.b", "x_y", "9z", "dana"]))
+_GOOD = ["org", "notes", "notes_block", "log", "log_flow", "status", "tags", "comment", "blank"]
+_ODD = ["bad_date", "anchor", "alias", "quoted_multi", "tab", "unknown"]
+
+
+@st.composite
+def lead_text(draw: st.DrawFn) -> str:
+    """One lead in one of many YAML shapes, sometimes broken or unusual on purpose."""
+    lead_id = draw(_ids)
+    indent = "  "
+    inner = indent + draw(st.sampled_from(["  ", "  ", "  ", " ", "   "]))
+    lines = [f"{indent}{lead_id}:"]
+    if draw(st.integers(0, 12)) == 0:
+        return f"{indent}{lead_id}: {{name: {json.dumps(draw(_words))}}}\n"
+    lines.append(f"{inner}name: {json.dumps(draw(_words) or 'N')}")
+    for key in draw(st.lists(st.sampled_from(_GOOD * 6 + _ODD), max_size=5, unique=True)):
+        word = draw(_words)
+        if key == "org":
+            lines.append(f"{inner}org: {json.dumps(word)}")
+        elif key == "notes":
+            plain = draw(st.booleans()) and "\n" not in word
+            lines.append(f"{inner}notes: {word if plain else json.dumps(word)}")
+        elif key == "notes_block":
+            lines += [f"{inner}notes: |", f"{inner}  {word.splitlines()[0] if word else 'n'}",
+                      "", f"{inner}  # not a comment"]
+        elif key == "log":
+            lines += [f"{inner}log:", f"{inner}  - 2026-11-0{draw(st.integers(1, 9))} hi"]
+        elif key == "log_flow":
+            lines += [f"{inner}log: [{{date: 2026-10-01, by: them,",
+                      f"{inner}  note: ok}}]"]
+        elif key == "status":
+            lines.append(f"{inner}status: {draw(st.sampled_from(['offer', 'waiting', 'won']))}")
+        elif key == "tags":
+            lines.append(f"{inner}tags: [a, b]")
+        elif key == "comment":
+            lines.append(draw(st.sampled_from(["# top comment", f"{inner}# inner", "  #x"])))
+        elif key == "blank":
+            lines.append("")
+        elif key == "bad_date":
+            lines.append(f"{inner}last_contact: 2026-13-01")
+        elif key == "anchor":
+            lines.append(f"{inner}org: &org Acme")
+        elif key == "alias":
+            lines.append(f"{inner}role: *org")
+        elif key == "quoted_multi":
+            lines += [f'{inner}role: "one', f'{indent}two: three"']
+        elif key == "tab":
+            lines.append(f"\t{inner}org: x")
+        elif key == "unknown":
+            lines.append(f"{inner}colour: red")
+    return "\n".join(lines) + "\n"
+
+
+@st.composite
+def lead_file(draw: st.DrawFn) -> str:
+    leads = draw(st.lists(lead_text(), min_size=1, max_size=6))
+    tail = draw(st.sampled_from(["", "", "# the end\n", "version: 1\n", "extra: 1\n"]))
+    text = HEAD + "leads:\n" + "\n".join(leads) + tail
+    if draw(st.integers(0, 20)) == 0:  # a random cut or insertion: anything goes
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(["", ":", "\n", " ", "- ", "'"])) + text[at + 1:]
+    return text
+
+
+def _whole(text: str) -> tuple[L.Settings, list[tuple[str, L.Lead]]] | str:
+    try:
+        parsed, _ = L.parse_lead_file("leads.yaml", text.encode())
+    except ConfigError as exc:
+        return "error: " + "; ".join(str(p) for p in exc.problems)
+    return parsed.defaults, list((parsed.leads or {}).items())
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lead_file())
+def test_reading_by_slices_gives_what_the_whole_file_gives(tmp_path_factory: pytest.TempPathFactory,
+                                                           text: str) -> None:
+    whole = _whole(text)
+    parts = split(text)
+    if parts is None:
+        return
+    folder = tmp_path_factory.mktemp("cache")
+    cache = LeadCache(folder / "leads.yaml", parts.head_key, folder)
+    for _ in range(2):  # cold, then every lead from the cache
+        quick = L._parse_by_slices("leads.yaml", parts, cache)
+        if quick is not None:
+            assert quick == whole, text
+
+
+def test_a_big_file_is_read_by_slices_and_an_edit_reads_one_lead(tmp_path: Path) -> None:
+    leads = "\n".join(f"  lead-{i}:\n    name: Lead {i}\n    notes: |\n      n{i}\n"
+                      for i in range(200))
+    path = tmp_path / "leads.yaml"
+    path.write_text(HEAD + "leads:\n" + leads)
+    first = L.load_leads([path])
+    cold = L.load_leads([path])
+    assert [(k, v.lead) for k, v in first.leads.items()] == \
+        [(k, v.lead) for k, v in cold.leads.items()]
+    parsed: list[str] = []
+    real = L._read_batch
+
+    def counting(file: str, pieces: list[Slice], cache: LeadCache) -> None:
+        parsed.extend(piece.lead_id for piece in pieces)
+        real(file, pieces, cache)
+
+    path.write_text(HEAD + "leads:\n# moved down a line\n" + leads.replace("Lead 7\n", "Lead 7b\n"))
+    L._read_batch = counting  # type: ignore[assignment]
+    try:
+        book = L.load_leads([path])
+    finally:
+        L._read_batch = real  # type: ignore[assignment]
+    assert parsed == ["lead-7"]
+    assert book.leads["lead-7"].lead.name == "Lead 7b"
+
+
+def test_an_error_keeps_its_line_when_the_leads_around_it_moved(tmp_path: Path) -> None:
+    leads = "".join(f"  lead-{i}:\n    name: Lead {i}\n" for i in range(50))
+    path = tmp_path / "leads.yaml"
+    path.write_text(HEAD + "leads:\n" + leads)
+    L.load_leads([path])  # everything cached
+    broken = leads.replace("  lead-30:\n    name: Lead 30\n",
+                           "  lead-30:\n    name: Lead 30\n    last_contact: 2026-13-01\n")
+    path.write_text(HEAD + "leads:\n\n\n# three lines more\n" + broken)
+    with pytest.raises(ConfigError) as caught:
+        L.load_leads([path])
+    lines = (HEAD + "leads:\n\n\n# three lines more\n" + broken).splitlines()
+    expected = lines.index("    last_contact: 2026-13-01") + 1
+    assert [(p.line, p.col) for p in caught.value.problems] == [(expected, 19)]
+
+
+# ------------------------------------------------------------ incremental sync = cold sync
+_STATUSES = ["waiting", "offer", "applied", "won", None]
+
+
+def _lead_yaml(lead_id: str, n: int, status: str | None, touch: int, extra: int) -> str:
+    lines = [f"  {lead_id}:", f"    name: Person {lead_id.upper()} {n}"]
+    if status:
+        lines.append(f"    status: {status}")
+    if touch:
+        lines += ["    log:", f"      - 2026-{10 + touch % 2}-{10 + touch:02d} wrote"]
+    if extra == 1:
+        lines.append("    follow_ups: [{on: 2026-12-20, do: call}]")
+    elif extra == 2:
+        lines += ["    next: 2026-12-09", "    at: \"10:30\""]
+    elif extra == 3:
+        lines += ["    as: todo", "    all_day: true"]
+    elif extra == 4:
+        lines += ["    notes: |", "      a long note", "", "      # still the note"]
+    return "\n".join(lines) + "\n"
+
+
+_edit = st.tuples(st.sampled_from(["change", "status", "add", "remove", "touch", "move",
+                                   "day", "defaults", "break", "nothing", "hand-delete"]),
+                  st.integers(0, 1000), st.sampled_from(_STATUSES), st.integers(0, 4))
+
+
+def _sync(folder: Path, now: str, delta: bool) -> str:
+    from datetime import datetime
+
+    from followsync import sync
+    from followsync.config import load_config
+    from followsync.sync import delta as delta_module
+
+    config = load_config(folder / "config.yaml")
+    real = delta_module.run
+    if not delta:
+        delta_module.run = lambda *args, **kwargs: None  # type: ignore[assignment]
+    try:
+        outcome = sync.run(config, datetime.fromisoformat(now).replace(tzinfo=config.timezone))
+    except ConfigError as exc:
+        return "error: " + "; ".join(str(p) for p in exc.problems).replace(str(folder), "")
+    finally:
+        delta_module.run = real  # type: ignore[assignment]
+    return " | ".join(f"{r.name}: {r.counts()}" for r in outcome.targets)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(_edit, min_size=1, max_size=8), st.integers(3, 12))
+def test_an_incremental_sync_writes_what_a_cold_sync_writes(
+        tmp_path_factory: pytest.TempPathFactory, edits: list[tuple[str, int, str | None, int]],
+        size: int) -> None:
+    """Random edits of a random lead file, each followed by a sync: with the delta and the
+    lead cache, and without either (a cold process each time), the .ics files are the same
+    bytes and the syncs report the same counts."""
+    import os
+    import shutil
+
+    from followsync import leadcache
+
+    # some ids long enough that their items' UID lines are folded
+    leads = {(f"l{i}" if i % 3 else f"lead-with-a-rather-long-identifier-{i}"):
+             [i, _STATUSES[i % 5], i % 9, i % 5] for i in range(size)}
+    order = list(leads)
+    head = "version: 1\ndefaults:\n  on_other_status:\n    offer: {after: 2d, do: congratulate}\n"
+    day = 1
+    folders = [tmp_path_factory.mktemp("warm"), tmp_path_factory.mktemp("cold")]
+    for folder in folders:
+        (folder / "config.yaml").write_text("leads: leads.yaml\ntimezone: Europe/Berlin\n"
+                                            "state_dir: state\ntargets:\n"
+                                            "  - {name: file, type: ics, path: out.ics}\n")
+
+    def write() -> None:
+        text = head + "leads:\n" + "\n".join(_lead_yaml(i, *leads[i]) for i in order)
+        for folder in folders:
+            (folder / "leads.yaml").write_text(text)
+
+    write()
+    for step, (kind, pick, status, extra) in enumerate([("nothing", 0, None, 0), *edits]):
+        lead_id = order[pick % len(order)] if order else ""
+        if kind == "change" and order:
+            leads[lead_id][3] = extra
+        elif kind == "status" and order:
+            leads[lead_id][1] = status
+        elif kind == "touch" and order:
+            leads[lead_id][2] = extra + 5
+        elif kind == "add":
+            new_id = f"n{step}"
+            leads[new_id] = [step, status, extra, extra]
+            order.insert(pick % (len(order) + 1), new_id)
+        elif kind == "remove" and len(order) > 1:
+            order.remove(lead_id)
+        elif kind == "move" and len(order) > 1:
+            order.remove(lead_id)
+            order.insert((pick // 7) % (len(order) + 1), lead_id)
+        elif kind == "day":
+            day += extra
+        elif kind == "defaults":
+            head = head.replace("after: 2d", "after: 3d") if "2d" in head else \
+                head.replace("after: 3d", "after: 2d")
+        write()
+        if kind == "break" and order:
+            for folder in folders:
+                path = folder / "leads.yaml"
+                path.write_text(path.read_text().replace(f"  {lead_id}:\n",
+                                                         f"  {lead_id}:\n    colour: red\n"))
+        if kind == "hand-delete":  # an item deleted in the calendar app, in both files
+            for folder in folders:
+                path = folder / "out.ics"
+                if path.exists():
+                    data = path.read_bytes()
+                    start = data.find(b"BEGIN:VEVENT")
+                    if start >= 0:
+                        end = data.index(b"END:VEVENT\r\n", start) + len(b"END:VEVENT\r\n")
+                        path.write_bytes(data[:start] + data[end:])
+        now = f"2026-12-{day:02d}T08:00"
+        os.environ["XDG_CACHE_HOME"] = str(folders[0] / "cache")
+        warm = _sync(folders[0], now, delta=True)
+        leadcache._OPEN.clear()
+        os.environ["XDG_CACHE_HOME"] = str(folders[1] / "cache")
+        shutil.rmtree(folders[1] / "cache", ignore_errors=True)
+        cold = _sync(folders[1], now, delta=False)
+        leadcache._OPEN.clear()
+        assert warm == cold, (kind, step)
+        files = [(f / "out.ics").read_bytes() if (f / "out.ics").exists() else b""
+                 for f in folders]
+        assert files[0] == files[1], (kind, step, warm)
+
+
+def test_the_delta_runs_for_one_changed_lead(tmp_path: Path) -> None:
+    """The shortcut is taken (a cold sync of 40 leads would parse them all)."""
+    from followsync import leads as leads_module
+
+    (tmp_path / "config.yaml").write_text("leads: leads.yaml\ntimezone: Europe/Berlin\n"
+                                          "state_dir: state\ntargets:\n"
+                                          "  - {name: file, type: ics, path: out.ics}\n")
+    text = "version: 1\nleads:\n" + "".join(_lead_yaml(f"l{i}", i, None, 3, 0) for i in range(40))
+    (tmp_path / "leads.yaml").write_text(text)
+    assert "40 created" in _sync(tmp_path, "2026-12-01T08:00", delta=True)
+    (tmp_path / "leads.yaml").write_text(text.replace("Person L7 7", "Person L7 seven"))
+    parsed: list[str] = []
+    real = leads_module._lead_of_slice
+
+    def counting(file: str, lead_id: str, text: str) -> tuple[L.Lead, int] | None:
+        parsed.append(lead_id)
+        return real(file, lead_id, text)
+
+    leads_module._lead_of_slice = counting  # type: ignore[assignment]
+    try:
+        result = _sync(tmp_path, "2026-12-01T08:00", delta=True)
+    finally:
+        leads_module._lead_of_slice = real  # type: ignore[assignment]
+    assert result == "file: 0 created, 1 updated, 0 deleted, 39 unchanged"
+    assert parsed == ["l7"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lead_file(), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 40),
+                                       st.sampled_from(["", "x", "\n", "  new-lead:\n    name: N\n",
+                                                        "\n  z9:\n    name: Z\n", "# c\n", ":"])),
+                             min_size=1, max_size=3),
+       st.integers(0, 3))
+def test_finding_what_a_save_changed_gives_the_leads_a_whole_cut_gives(
+        text: str, edits: list[tuple[int, int, str]], pad: int) -> None:
+    """`resplit` (the layout before, the bytes after) finds the same leads and slice texts
+    as `split` of the new file, or steps aside (None)."""
+    from followsync.leadsplit import layout_of, resplit
+
+    text = text.replace("leads:\n", "leads:\n" + "".join(
+        f"  pad{i}:\n    name: {'P' * 3000}\n" for i in range(pad)), 1)  # some whole blocks
+    before = split(text)
+    if before is None:
+        return
+    data = text.encode()
+    layout = layout_of(data, before)
+    assert layout is not None
+    new = text
+    for at, length, insert in edits:
+        at %= len(new) + 1
+        new = new[:at] + insert + new[at + length:]
+    after = split(new)
+    found = resplit(new.encode(), layout, {p.lead_id: p.digest for p in before.slices})
+    if found is None:
+        return
+    assert after is not None, new
+    assert found.ids == [p.lead_id for p in after.slices]
+    if len(set(found.ids)) != len(found.ids):
+        return  # a repeated id: the sync reads the whole file
+    for index, (lead_id, piece) in enumerate(zip(found.ids, after.slices, strict=True)):
+        text_now = found.fresh[lead_id].text if lead_id in found.fresh else found.text_of(index)
+        assert text_now == piece.text
+        if lead_id in found.fresh:
+            assert found.fresh[lead_id].digest == piece.digest
+    assert found.layout == layout_of(new.encode(), after)
