@@ -480,22 +480,29 @@ def _fill_cache(cache: LeadCache, parts: Split, source: Source, parsed: LeadFile
     for (key, value), piece in zip(pairs, parts.slices, strict=True):
         if key.value != piece.lead_id or key.start_mark.line != piece.line:
             return False
-        count, stack = 0, [value]
-        while stack:
-            node = stack.pop()
-            count += 1
-            if isinstance(node, yaml.SequenceNode):
-                stack.extend(node.value)
-            elif isinstance(node, yaml.MappingNode):
-                for pair in node.value:
-                    stack.extend(pair)
         # and the slice's own mapping and key: what composing the slice alone counts
-        cache.put(piece.digest, (parsed.leads[piece.lead_id], count + 2))
+        cache.put(piece.digest, (parsed.leads[piece.lead_id], _nodes(value) + 2))
     cache.write()
     return True
 
 
 BATCH = 200  # slices read as one YAML document when the cache does not know them
+
+
+def _nodes(node: Any) -> int:
+    """How many YAML nodes a lead's value holds (the cache keeps it for the size limit)."""
+    import yaml
+
+    count, stack = 0, [node]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for pair in node.value:
+                stack.extend(pair)
+    return count
 
 
 def _read_batch(file: str, pieces: list[Slice], cache: LeadCache) -> None:
@@ -522,16 +529,7 @@ def _read_batch(file: str, pieces: list[Slice], cache: LeadCache) -> None:
     except ValidationError:
         return
     for (_, value), piece in zip(root.value, pieces, strict=True):
-        count, stack = 0, [value]
-        while stack:
-            node = stack.pop()
-            count += 1
-            if isinstance(node, yaml.SequenceNode):
-                stack.extend(node.value)
-            elif isinstance(node, yaml.MappingNode):
-                for pair in node.value:
-                    stack.extend(pair)
-        cache.put(piece.digest, (leads[piece.lead_id], count + 2))  # + its mapping and key
+        cache.put(piece.digest, (leads[piece.lead_id], _nodes(value) + 2))  # + mapping, key
 
 
 def _lead_of_slice(file: str, lead_id: str, text: str) -> tuple[Lead, int] | None:
