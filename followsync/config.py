@@ -52,6 +52,10 @@ class Target:
             where = f"{self.endpoint or 'google'}#{self.calendar}"
         return f"{self.name}|{self.type}|{where}"
 
+    @property
+    def who(self) -> str:
+        return f"target {self.name}"
+
     def __repr__(self) -> str:  # never show a password, even in a debugger or a traceback
         return f"Target(name={self.name!r}, type={self.type!r})"
 
@@ -92,6 +96,10 @@ class MailConfig:
             back = today - self.since.delta()
             return back.date() if isinstance(back, datetime) else back
         return self.since
+
+    @property
+    def who(self) -> str:
+        return f"mailbox {self.name}"
 
     def __repr__(self) -> str:  # never show a password
         return f"MailConfig(name={self.name!r}, host={self.host!r})"

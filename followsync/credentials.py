@@ -1,4 +1,4 @@
-"""Secrets for targets (and, next, touch sources): password_command, password_env, the
+"""Secrets for targets and mailboxes: password_command, password_env, the
 keyring, or the password in the config — in that order (README, "The config file").
 
 A secret is never logged or shown: errors name where it was looked for, not what was found.
@@ -20,7 +20,7 @@ class Secured(Protocol):
     """What a config entry that logs in says about its secret."""
 
     @property
-    def name(self) -> str: ...
+    def who(self) -> str: ...  # "target NAME" or "mailbox NAME", for messages
     @property
     def username(self) -> str | None: ...
     @property
@@ -38,21 +38,16 @@ class Secured(Protocol):
 def password_for(entry: Secured) -> str | None:
     """The entry's password from the command, the environment, the keyring or the file."""
     if entry.password_command:
-        return _from_command(_who(entry), entry.password_command)
+        return _from_command(entry.who, entry.password_command)
     if entry.password_env:
         value = os.environ.get(entry.password_env)
         if value is None:
-            raise TargetError(f"{_who(entry)}: ${entry.password_env} is not set",
+            raise TargetError(f"{entry.who}: ${entry.password_env} is not set",
                               "set it in the service's environment (see README)")
         return value
     if entry.keyring:
-        return _from_keyring(_who(entry), f"{entry.username}@{entry.url}")
+        return _from_keyring(entry.who, f"{entry.username}@{entry.url}")
     return entry.password
-
-
-def _who(entry: Secured) -> str:
-    """`target NAME`, or `mailbox NAME` for a `mail:` entry (it says so by its URL)."""
-    return f"{'mailbox' if (entry.url or '').startswith('imap://') else 'target'} {entry.name}"
 
 
 def _from_command(name: str, command: tuple[str, ...] | str) -> str:
