@@ -28,6 +28,7 @@ child process, so module caches, warm imports and the benchmark's own memory do 
 from __future__ import annotations
 
 import argparse
+import compileall
 import itertools
 import json
 import os
@@ -845,6 +846,10 @@ def main() -> int:
         else:
             shutil.copytree(ROOT / "followsync", SNAPSHOT / "followsync",
                             ignore=shutil.ignore_patterns("__pycache__"))
+        # `pip install .` (the README's way) writes each module's .pyc at install time; an
+        # environment with PYTHONDONTWRITEBYTECODE=1 (as here) would otherwise recompile every
+        # module in every child and measure the compiler, not followsync.
+        compileall.compile_dir(SNAPSHOT / "followsync", quiet=1)
         probe = run_child([sys.executable, "-c", "import followsync; print(followsync.__file__)"],
                           base)
         if not probe.stdout.strip().startswith(str(SNAPSHOT)):

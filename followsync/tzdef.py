@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 RULE_YEAR = 2026  # the year whose rules are written; checked against the years around it
 CHECK_YEARS = range(2021, 2036)
+WEEK = 7  # days between samples in _transitions
 _DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 
 
@@ -23,24 +24,29 @@ def _offset(zone: ZoneInfo, moment: datetime) -> timedelta:
 
 
 def _transitions(zone: ZoneInfo, year: int) -> list[tuple[datetime, timedelta, timedelta, str]]:
-    """(local wall time just before the change, offset from, offset to, name after) in `year`."""
+    """(local wall time just before the change, offset from, offset to, name after) in `year`.
+
+    Sampled a week apart, then narrowed: no zone changes its offset twice within a week
+    (`test_tzdef` checks every zone Python knows against day-by-day sampling)."""
     utc = ZoneInfo("UTC")
     found = []
     moment = datetime(year, 1, 1, tzinfo=utc)
     before = moment.astimezone(zone).utcoffset() or timedelta(0)
-    day = timedelta(days=1)
-    while moment.year == year:
-        after = (moment + day).astimezone(zone).utcoffset() or timedelta(0)
+    stop = datetime(year + 1, 1, 1, tzinfo=utc)
+    while moment < stop:
+        ahead = min(moment + timedelta(days=WEEK), stop)
+        after = ahead.astimezone(zone).utcoffset() or timedelta(0)
         if after != before:
-            low = moment  # the change lies in (low, low + 1 day]: narrow it to 15 minutes
-            for step in (timedelta(hours=1), timedelta(minutes=15), timedelta(minutes=1)):
+            low = moment  # the change lies in (low, low + 1 week]: narrow it to a minute
+            for step in (timedelta(days=1), timedelta(hours=1), timedelta(minutes=15),
+                         timedelta(minutes=1)):
                 while ((low + step).astimezone(zone).utcoffset() or timedelta(0)) == before:
                     low += step
             change = low + timedelta(minutes=1)
             wall = (change + before).replace(tzinfo=None)
             found.append((wall, before, after, change.astimezone(zone).tzname() or ""))
             before = after
-        moment += day
+        moment = ahead
     return found
 
 
@@ -67,11 +73,12 @@ def vtimezone_rules(tzid: str) -> str | None:
     """The zone as a VTIMEZONE with yearly rules, or None when its rules are not regular."""
     zone = ZoneInfo(tzid)
     changes = _transitions(zone, RULE_YEAR)
+    around = {year: _transitions(zone, year) for year in CHECK_YEARS}
     lines = ["BEGIN:VTIMEZONE", f"TZID:{tzid}"]
     if not changes:
         offset = _offset(zone, datetime(RULE_YEAR, 1, 1))
         name = datetime(RULE_YEAR, 1, 1, tzinfo=zone).tzname() or tzid
-        if any(_transitions(zone, year) for year in CHECK_YEARS):
+        if any(around.values()):
             return None
         lines += ["BEGIN:STANDARD", "DTSTART:19700101T000000", f"TZNAME:{name}",
                   f"TZOFFSETFROM:{_fmt(offset)}", f"TZOFFSETTO:{_fmt(offset)}", "END:STANDARD"]
@@ -81,7 +88,7 @@ def vtimezone_rules(tzid: str) -> str | None:
         for wall, old, new, name in changes:
             month, weekday, n = _rule(wall.date())
             for year in CHECK_YEARS:
-                if [c[0] for c in _transitions(zone, year)
+                if [c[0] for c in around[year]
                         if c[0].month == month and c[2] == new] != [
                         datetime.combine(_nth(year, month, weekday, n), wall.time())]:
                     return None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
 import vobject
 
 from followsync.render import vtimezone_text
-from followsync.tzdef import vtimezone_rules
+from followsync.tzdef import CHECK_YEARS, _transitions, vtimezone_rules
 
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Australia/Adelaide",
          "Asia/Kolkata", "Pacific/Auckland", "America/Sao_Paulo", "Europe/London",
@@ -62,3 +62,32 @@ def test_regular_zones_are_two_yearly_rules_and_fixed_zones_one() -> None:
 def test_irregular_zones_fall_back_to_a_list_of_changes() -> None:
     assert vtimezone_rules("Asia/Tehran") is None  # DST abolished in 2022
     assert "RDATE" in vtimezone_text("Asia/Tehran") or "STANDARD" in vtimezone_text("Asia/Tehran")
+
+
+
+def _changes_day_by_day(zone: ZoneInfo, year: int) -> list[tuple[datetime, timedelta]]:
+    """The reference: every UTC midnight of `year` sampled, each change narrowed to the
+    minute; what `_transitions` finds sampling a week apart must be the same."""
+    start = datetime(year, 1, 1, tzinfo=ZoneInfo("UTC"))
+    length = (datetime(year + 1, 1, 1) - datetime(year, 1, 1)).days
+    days = [start + timedelta(days=d) for d in range(length + 1)]  # to next year's Jan 1
+    offsets = [day.astimezone(zone).utcoffset() or timedelta(0) for day in days]
+    found = []
+    for low, before, after in zip(days, offsets, offsets[1:], strict=False):
+        if after != before:
+            for step in (timedelta(hours=1), timedelta(minutes=1)):
+                while (low + step).astimezone(zone).utcoffset() == before:
+                    low += step
+            found.append(((low + timedelta(minutes=1) + before).replace(tzinfo=None), after))
+    return found
+
+
+def test_weekly_sampling_finds_every_change_of_every_zone() -> None:
+    """No zone Python knows changes its offset twice within a week in the years checked."""
+    zones = sorted(available_timezones())
+    assert len(zones) > 300
+    for name in zones:
+        zone = ZoneInfo(name)
+        for year in CHECK_YEARS:
+            assert [(w, a) for w, _, a, _ in _transitions(zone, year)] == \
+                _changes_day_by_day(zone, year), (name, year)
