@@ -689,3 +689,25 @@ def test_help_imports_neither_pydantic_nor_icalendar() -> None:
     done = _python(code)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "HEAVY:"
+
+
+def test_a_command_runs_with_the_collector_paused_and_gets_it_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """main() pauses the cyclic collector for the command (start-up speed) and restores it,
+    also when the command fails."""
+    import gc
+
+    from followsync import cli as cli_module
+
+    seen: list[bool] = []
+
+    def command(args: list[str]) -> int:
+        seen.append(gc.isenabled())
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli_module, "_run", command)
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        cli_module.main(["validate"])
+    assert seen == [False]
+    assert gc.isenabled()
