@@ -19,6 +19,8 @@ from followsync import leads as L
 from followsync.errors import ConfigError
 from followsync.leadcache import LeadCache
 from followsync.leadsplit import Slice, split
+from tests.project import caldav_target
+from tests.servers import CalendarInfo, Server, drop_calendar, fresh_calendar
 
 HEAD = """\
 # a lead file
@@ -209,39 +211,30 @@ def _sync(folder: Path, now: str, delta: bool) -> str:
     return " | ".join(f"{r.name}: {r.counts()}" for r in outcome.targets)
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.lists(_edit, min_size=1, max_size=8), st.integers(3, 12))
-def test_an_incremental_sync_writes_what_a_cold_sync_writes(
-        tmp_path_factory: pytest.TempPathFactory, edits: list[tuple[str, int, str | None, int]],
-        size: int) -> None:
-    """Random edits of a random lead file, each followed by a sync: with the delta and the
-    lead cache, and without either (a cold process each time), the .ics files are the same
-    bytes and the syncs report the same counts."""
-    import os
-    import shutil
+class _Edits:
+    """A random lead file (`size` leads) and the edits a user makes to it between syncs,
+    written alike into every folder given."""
 
-    from followsync import leadcache
+    HEAD = "version: 1\ndefaults:\n  on_other_status:\n    offer: {after: 2d, do: congratulate}\n"
 
-    # some ids long enough that their items' UID lines are folded
-    leads = {(f"l{i}" if i % 3 else f"lead-with-a-rather-long-identifier-{i}"):
-             [i, _STATUSES[i % 5], i % 9, i % 5] for i in range(size)}
-    order = list(leads)
-    head = "version: 1\ndefaults:\n  on_other_status:\n    offer: {after: 2d, do: congratulate}\n"
-    day = 1
-    folders = [tmp_path_factory.mktemp("warm"), tmp_path_factory.mktemp("cold")]
-    for folder in folders:
-        (folder / "config.yaml").write_text("leads: leads.yaml\ntimezone: Europe/Berlin\n"
-                                            "state_dir: state\ntargets:\n"
-                                            "  - {name: file, type: ics, path: out.ics}\n")
+    def __init__(self, size: int, folders: list[Path]) -> None:
+        # some ids long enough that their items' UID lines are folded
+        self.leads = {(f"l{i}" if i % 3 else f"lead-with-a-rather-long-identifier-{i}"):
+                      [i, _STATUSES[i % 5], i % 9, i % 5] for i in range(size)}
+        self.order = list(self.leads)
+        self.head, self.day, self.folders = self.HEAD, 1, folders
+        self.write()
 
-    def write() -> None:
-        text = head + "leads:\n" + "\n".join(_lead_yaml(i, *leads[i]) for i in order)
-        for folder in folders:
+    def write(self) -> None:
+        text = self.head + "leads:\n" + "\n".join(_lead_yaml(i, *self.leads[i])
+                                                 for i in self.order)
+        for folder in self.folders:
             (folder / "leads.yaml").write_text(text)
 
-    write()
-    for step, (kind, pick, status, extra) in enumerate([("nothing", 0, None, 0), *edits]):
+    def apply(self, step: int, kind: str, pick: int, status: str | None, extra: int) -> str:
+        """Make one edit (`hand-delete` is the caller's: it touches the calendars); the
+        moment of the next sync."""
+        leads, order = self.leads, self.order
         lead_id = order[pick % len(order)] if order else ""
         if kind == "change" and order:
             leads[lead_id][3] = extra
@@ -259,16 +252,54 @@ def test_an_incremental_sync_writes_what_a_cold_sync_writes(
             order.remove(lead_id)
             order.insert((pick // 7) % (len(order) + 1), lead_id)
         elif kind == "day":
-            day += extra
+            self.day += extra
         elif kind == "defaults":
-            head = head.replace("after: 2d", "after: 3d") if "2d" in head else \
-                head.replace("after: 3d", "after: 2d")
-        write()
+            self.head = self.head.replace("after: 2d", "after: 3d") if "2d" in self.head else \
+                self.head.replace("after: 3d", "after: 2d")
+        self.write()
         if kind == "break" and order:
-            for folder in folders:
+            for folder in self.folders:
                 path = folder / "leads.yaml"
                 path.write_text(path.read_text().replace(f"  {lead_id}:\n",
                                                          f"  {lead_id}:\n    colour: red\n"))
+        return f"2026-12-{self.day:02d}T08:00"
+
+
+def _warm_and_cold(folders: list[Path], now: str) -> tuple[str, str]:
+    """One sync in each folder: the first with its lead cache and the delta, the second
+    cold (no lead cache, no delta), as a fresh process would be after a cache loss."""
+    import os
+    import shutil
+
+    from followsync import leadcache
+
+    os.environ["XDG_CACHE_HOME"] = str(folders[0] / "cache")
+    warm = _sync(folders[0], now, delta=True)
+    leadcache._OPEN.clear()
+    os.environ["XDG_CACHE_HOME"] = str(folders[1] / "cache")
+    shutil.rmtree(folders[1] / "cache", ignore_errors=True)
+    cold = _sync(folders[1], now, delta=False)
+    leadcache._OPEN.clear()
+    return warm, cold
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(_edit, min_size=1, max_size=8), st.integers(3, 12))
+def test_an_incremental_sync_writes_what_a_cold_sync_writes(
+        tmp_path_factory: pytest.TempPathFactory, edits: list[tuple[str, int, str | None, int]],
+        size: int) -> None:
+    """Random edits of a random lead file, each followed by a sync: with the delta and the
+    lead cache, and without either (a cold process each time), the .ics files are the same
+    bytes and the syncs report the same counts."""
+    folders = [tmp_path_factory.mktemp("warm"), tmp_path_factory.mktemp("cold")]
+    for folder in folders:
+        (folder / "config.yaml").write_text("leads: leads.yaml\ntimezone: Europe/Berlin\n"
+                                            "state_dir: state\ntargets:\n"
+                                            "  - {name: file, type: ics, path: out.ics}\n")
+    edits_made = _Edits(size, folders)
+    for step, (kind, pick, status, extra) in enumerate([("nothing", 0, None, 0), *edits]):
+        now = edits_made.apply(step, kind, pick, status, extra)
         if kind == "hand-delete":  # an item deleted in the calendar app, in both files
             for folder in folders:
                 path = folder / "out.ics"
@@ -278,18 +309,62 @@ def test_an_incremental_sync_writes_what_a_cold_sync_writes(
                     if start >= 0:
                         end = data.index(b"END:VEVENT\r\n", start) + len(b"END:VEVENT\r\n")
                         path.write_bytes(data[:start] + data[end:])
-        now = f"2026-12-{day:02d}T08:00"
-        os.environ["XDG_CACHE_HOME"] = str(folders[0] / "cache")
-        warm = _sync(folders[0], now, delta=True)
-        leadcache._OPEN.clear()
-        os.environ["XDG_CACHE_HOME"] = str(folders[1] / "cache")
-        shutil.rmtree(folders[1] / "cache", ignore_errors=True)
-        cold = _sync(folders[1], now, delta=False)
-        leadcache._OPEN.clear()
+        warm, cold = _warm_and_cold(folders, now)
         assert warm == cold, (kind, step)
         files = [(f / "out.ics").read_bytes() if (f / "out.ics").exists() else b""
                  for f in folders]
         assert files[0] == files[1], (kind, step, warm)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(_edit, min_size=1, max_size=6), st.integers(3, 8))
+def test_an_incremental_sync_puts_on_caldav_what_a_cold_sync_puts(
+        tmp_path_factory: pytest.TempPathFactory, radicale_server: Server,
+        edits: list[tuple[str, int, str | None, int]], size: int) -> None:
+    """The same random edits against two calendars on a real Radicale: the sync with its lead
+    cache and the cold one leave the same items (UID and text as the server gives them back)
+    and report the same counts."""
+    import os
+    import re
+
+    folders = [tmp_path_factory.mktemp("warm-dav"), tmp_path_factory.mktemp("cold-dav")]
+    calendars = [fresh_calendar(radicale_server), fresh_calendar(radicale_server)]
+    os.environ["FOLLOWSYNC_TEST_DAV_PASSWORD"] = radicale_server.password or ""
+    try:
+        for folder, cal in zip(folders, calendars, strict=True):
+            target = caldav_target(cal.calendar_url, name="phone", calendar=cal.calendar_name,
+                                   username=cal.username or "",
+                                   password_env="FOLLOWSYNC_TEST_DAV_PASSWORD")
+            (folder / "config.yaml").write_text(
+                "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
+                "safety: {max_deletes: 1000}\ntargets:\n" + target)
+        edits_made = _Edits(size, folders)
+
+        def items(cal: CalendarInfo) -> dict[str, bytes]:
+            found = {}
+            for href in cal.hrefs():
+                status, body, _ = cal.get_raw(href)
+                assert status == 200
+                uid = re.search(rb"^UID:(.*?)\r?$", body, re.M)
+                assert uid, body
+                found[uid.group(1).decode()] = body
+            return found
+
+        for step, (kind, pick, status, extra) in enumerate([("nothing", 0, None, 0), *edits]):
+            now = edits_made.apply(step, kind, pick, status, extra)
+            if kind == "hand-delete":  # the same item deleted in the calendar app, in both
+                first = min(items(calendars[0]), default=None)
+                for cal in calendars:
+                    for href in cal.hrefs():
+                        if first and f"UID:{first}".encode() in cal.get_raw(href)[1]:
+                            assert cal.delete_raw(href) in (200, 204)
+            warm, cold = _warm_and_cold(folders, now)
+            assert warm == cold, (kind, step)
+            assert items(calendars[0]) == items(calendars[1]), (kind, step, warm)
+    finally:
+        for cal in calendars:
+            drop_calendar(cal)
 
 
 def test_the_delta_runs_for_one_changed_lead(tmp_path: Path) -> None:
