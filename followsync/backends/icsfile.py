@@ -128,6 +128,7 @@ class IcsFileBackend:
     """The whole file in memory between `listing` and `commit`."""
 
     immediate = False  # nothing is written before `commit` (see base.Backend)
+    cursor_only = True  # an unchanged digest says all (see base.Backend)
 
     def __init__(self, path: Path, label: str = "") -> None:
         self.path = path

@@ -304,6 +304,7 @@ def _opened(
     the full sync reports it)."""
     from followsync.backends import open_backend
     from followsync.errors import FollowsyncError
+    from followsync.model import standing
     from followsync.sync.session import Session
 
     sessions: list[tuple[Session, tuple[int, int]]] = []
@@ -319,9 +320,11 @@ def _opened(
             session = Session(target, backend, True, report, started)
             sessions.append((session, state.counts_besides(target.key, scope)))
             session.rows = state.rows(target.key, scope)
-            # listed against everything the state says the target holds (a CalDAV listing
-            # tells our items from others' by it), compared for the leads in scope only
-            holds, _ = state.standing(target.key)
+            # compared for the leads in scope only: a listing that needs `known` (a CalDAV
+            # one tells our items from others' by it) gets all the state says the target
+            # holds; one answering from its cursor (a file) just hands back the scope's
+            holds = standing(session.rows) if backend.cursor_only \
+                else state.standing(target.key)[0]
             try:
                 listing = backend.listing(holds, state.cursor(target.key))
             except FollowsyncError:
