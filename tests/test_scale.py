@@ -406,7 +406,8 @@ def test_a_delta_basis_of_another_shape_is_ignored(tmp_path: Path, monkeypatch: 
     if spoil == "older":  # the shape version 2 kept, under its version number
         ids = [i for name in basis["order"] for i in basis["files"][name]["ids"]]
         basis["v"] = 2
-        basis["leads"] = {i: [d, None, None, ["offer"]] for i, d in zip(ids, leads["digests"])}
+        basis["leads"] = {i: [d, None, None, ["offer"]] for i, d in
+                          zip(ids, leads["digests"], strict=True)}
         stored = json.dumps(basis)
     elif spoil == "columns":  # the right version, one digest short
         leads["digests"] = leads["digests"][:-1]
