@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -369,7 +370,7 @@ def _project(folder: Path, count: int) -> str:
     return text
 
 
-def _parsing(run: object) -> list[str]:
+def _parsing(run: Callable[[], object]) -> list[str]:
     """The ids of the leads parsed from their slices while `run()` runs."""
     from followsync import leads as leads_module
 
@@ -380,11 +381,11 @@ def _parsing(run: object) -> list[str]:
         parsed.append(lead_id)
         return real(file, lead_id, text)
 
-    leads_module._lead_of_slice = counting  # type: ignore[assignment]
+    leads_module._lead_of_slice = counting
     try:
-        run()  # type: ignore[operator]
+        run()
     finally:
-        leads_module._lead_of_slice = real  # type: ignore[assignment]
+        leads_module._lead_of_slice = real
     return parsed
 
 
@@ -444,7 +445,7 @@ def test_a_no_op_sync_of_a_file_reads_no_rows(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "out.ics").write_bytes(data[:start] + data[end:])
     assert "1 calendar edit kept" in _sync(tmp_path, "2026-12-01T08:00", delta=True)
 
-    def no_rows(*args: object) -> None:
+    def no_rows(*args: object) -> object:
         raise AssertionError("every row read")
 
     real = State.rows
