@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes | bytearray | Iterable[bytes]) -> None:
+def write_atomic(path: Path, data: bytes | bytearray | Iterable[bytes | memoryview]) -> None:
     """Write `data` (or its chunks, in order: a large file need never be whole in memory)
     to a temp file beside `path`, fsync it, keep the old mode, rename it over `path` and
     fsync the folder. Raises OSError (also when the folder does not exist); the old file is

@@ -136,6 +136,7 @@ class IcsFileBackend:
         self.newline = "\r\n"
         self.original: bytes | bytearray | None = None  # as read, or as written last
         self._written: str | None = None  # the digest of what `commit` wrote, if not kept
+        self._read_digest = ""  # the digest of `original` as `listing` read it
         self._entries: list[str | Block] | None = None
         self._owned: dict[str, Block] = {}
         self._foreign: dict[str, Block] = {}  # others' items by UID: never written, only read
@@ -200,7 +201,7 @@ class IcsFileBackend:
     def listing(self, known: Mapping[str, Remote], cursor: str | None) -> Listing:
         self.original = self._read()
         self._written = None
-        digest = _digest(self.original)
+        digest = self._read_digest = _digest(self.original)
         if cursor is not None and digest == cursor:
             if self.original and not self.original.isspace():
                 self._splices = _Splices(bytes(self.original))
@@ -297,12 +298,16 @@ class IcsFileBackend:
 
     def commit(self) -> str | None:
         if self._splices is not None and self._entries is None:
-            data = self._splices.result()
-            if data != self.original:
-                self._unchanged_since_read()
-                self._write(data)
-                self.original = data
-            return _digest(data)
+            splices = self._splices
+            digest = hashlib.sha256()
+            for part in splices.parts():  # (written as parts too: never joined in memory)
+                digest.update(part)
+            if digest.hexdigest() == self._read_digest:
+                return self._read_digest
+            self._unchanged_since_read()
+            self._write(iter(splices.parts()))
+            self.original, self._written = None, digest.hexdigest()
+            return self._written
         if self._entries is None:  # nothing was touched
             return _digest(self.original)
         # The entries are encoded chunk by chunk, twice (to know whether the file changes,
@@ -339,7 +344,7 @@ class IcsFileBackend:
             raise TargetError(f"{self.path} changed while followsync was updating it; it "
                               "was left as it is", "sync again (the daemon retries by itself)")
 
-    def _write(self, data: bytes | bytearray | Iterator[bytes]) -> None:
+    def _write(self, data: bytes | bytearray | Iterator[bytes | memoryview]) -> None:
         try:
             write_atomic(self.path, data)
         except OSError as exc:
@@ -449,18 +454,20 @@ class _Splices:
             return -2, -2
         return begin + len(nl), stop + len(nl) + len(b"END:") + len(name) + len(nl)
 
-    def result(self) -> bytes:
-        parts: list[bytes] = []
+    def parts(self) -> list[bytes | memoryview]:
+        """The file after the splices, in order: views of the old bytes between new ones."""
+        view = memoryview(self.data)
+        parts: list[bytes | memoryview] = []
         at = 0
         for start in sorted(self.cuts):
             end, new = self.cuts[start]
-            parts += [self.data[at:start], new]
+            parts += [view[at:start], new]
             at = end
         if self.added:
-            parts += [self.data[at:self.end], *self.added]
+            parts += [view[at:self.end], *self.added]
             at = self.end
-        parts.append(self.data[at:])
-        return b"".join(parts)
+        parts.append(view[at:])
+        return parts
 
 
 def _digest(data: bytes | bytearray | None) -> str:
