@@ -160,20 +160,19 @@ class _Leads:
         return found
 
 
-def record(config: Config, state: State, book: LeadBook, today: date, clean: str) -> None:
-    """After a clean full sync: the basis of the next delta (or none, if a file could not
-    be cut into slices)."""
+def basis_of(config: Config, state: State, book: LeadBook, today: date, clean: str) -> str | None:
+    """After a clean full sync, the basis of the next delta, as text (or None, if a file
+    could not be cut into slices). The full sync makes it as soon as the plans are made,
+    before it writes the calendars (its peak of memory), and keeps it after."""
     from followsync.rules import status_day
 
     if any(str(path) not in book.layouts for path in config.lead_paths) or \
             any(lead_id not in book.digests for lead_id in book.leads):
-        state.set_note(NOTE, None)
-        return
+        return None
     names = [str(path) for path in config.lead_paths]
     order = [lead_id for name in names for lead_id in book.layouts[name]["ids"]]
     if len(order) != len(book.leads) or any(lead_id not in book.leads for lead_id in order):
-        state.set_note(NOTE, None)  # (a lead in two files: the full sync says so each time)
-        return
+        return None  # (a lead in two files: the full sync says so each time)
     memories = state.memories()
     entries: list[tuple[str, Entry]] = []
     for lead_id in order:
@@ -182,15 +181,15 @@ def record(config: Config, state: State, book: LeadBook, today: date, clean: str
         day = status_day(item.lead, memory) if memory is not None else None
         entries.append((lead_id, _entry(book.digests[lead_id], item.lead.status, day,
                                         [name for name, _ in item.policy.on_other_status])))
+    del memories
     heads = {name: book.layouts[name]["head_key"] for name in names}
-    _store(state, {"v": BASIS_VERSION, "others": _others_digest(config, state, today, heads),
-                   "clean": clean, "order": names,
-                   "files": {name: book.layouts[name] for name in names}},
-           _Leads.of(entries))
+    return _text({"v": BASIS_VERSION, "others": _others_digest(config, state, today, heads),
+                  "clean": clean, "order": names,
+                  "files": {name: book.layouts[name] for name in names}}, _Leads.of(entries))
 
 
-def _store(state: State, basis: dict[str, Any], leads: _Leads) -> None:
-    state.set_note(NOTE, json.dumps({**basis, "leads": leads.stored()}, separators=(",", ":")))
+def _text(basis: dict[str, Any], leads: _Leads) -> str:
+    return json.dumps({**basis, "leads": leads.stored()}, separators=(",", ":"))
 
 
 def _after(before: Entered, gone: set[str], changed: dict[str, Entry],
@@ -403,7 +402,7 @@ def _sync(
         basis = {"v": BASIS_VERSION, "others": basis["others"], "clean": clean,
                  "order": [f.name for f in files], "files": {f.name: f.layout for f in files}}
         with state.transaction():
-            _store(state, basis, old.updated(order, place, new))
+            state.set_note(NOTE, _text(basis, old.updated(order, place, new)))
     else:
         with state.transaction():
             state.set_note(NOTE, None)
