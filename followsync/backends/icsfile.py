@@ -302,8 +302,8 @@ class IcsFileBackend:
             digest = hashlib.sha256()
             for part in splices.parts():  # (written as parts too: never joined in memory)
                 digest.update(part)
-            if digest.hexdigest() == self._read_digest:
-                return self._read_digest
+            if digest.hexdigest() == self._last_digest():
+                return digest.hexdigest()
             self._unchanged_since_read()
             self._write(iter(splices.parts()))
             self.original, self._written = None, digest.hexdigest()
@@ -317,12 +317,16 @@ class IcsFileBackend:
         for chunk in self._chunks():
             digest.update(chunk)
         found = digest.hexdigest()
-        if found != _digest(self.original):
+        if found != self._last_digest():
             self._unchanged_since_read()
             self._write(self._chunks())
             self.original = None  # (not kept: `_unchanged_since_read` goes by the digest)
             self._written = found
         return found
+
+    def _last_digest(self) -> str:
+        """The digest of the file as read by `listing`, or as `commit` wrote it last."""
+        return self._written or self._read_digest or _digest(self.original)
 
     def _chunks(self) -> Iterator[bytes]:
         """The file's bytes: every line joined by the file's newline."""
