@@ -8,13 +8,15 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes | bytearray) -> None:
-    """Write `data` to a temp file beside `path`, fsync it, keep the old mode, rename it over
-    `path` and fsync the folder. Raises OSError (also when the folder does not exist); the
-    old file is then untouched."""
+def write_atomic(path: Path, data: bytes | bytearray | Iterable[bytes | memoryview]) -> None:
+    """Write `data` (or its chunks, in order: a large file need never be whole in memory)
+    to a temp file beside `path`, fsync it, keep the old mode, rename it over `path` and
+    fsync the folder. Raises OSError (also when the folder does not exist); the old file is
+    then untouched."""
     folder = path.parent
     try:
         mode: int | None = path.stat().st_mode & 0o7777
@@ -23,8 +25,12 @@ def write_atomic(path: Path, data: bytes | bytearray) -> None:
     # no mkdir: a missing folder is the user's typo, reported (config.py), never created
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+            if isinstance(data, bytes | bytearray):
+                handle.write(data)
+            else:
+                for chunk in data:
+                    handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         if mode is None:

@@ -132,12 +132,17 @@ def _hash(data: bytes | memoryview) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _blocks(data: bytes) -> tuple[list[str], list[str]]:
-    """Digests of the file's whole BLOCKs counted from its start, and from its end."""
+def _blocks(data: bytes, head: list[str] | None = None,
+            tail: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Digests of the file's whole BLOCKs counted from its start, and from its end; `head`
+    and `tail`: the first ones of each, already known (`resplit` found them unchanged)."""
     size = len(data)
     view = memoryview(data)
-    return ([_hash(view[i:i + BLOCK]) for i in range(0, size - BLOCK + 1, BLOCK)],
-            [_hash(view[size - i - BLOCK:size - i]) for i in range(0, size - BLOCK + 1, BLOCK)])
+    head, tail = list(head or ()), list(tail or ())
+    return ([*head, *(_hash(view[i:i + BLOCK])
+                      for i in range(len(head) * BLOCK, size - BLOCK + 1, BLOCK))],
+            [*tail, *(_hash(view[size - i - BLOCK:size - i])
+                      for i in range(len(tail) * BLOCK, size - BLOCK + 1, BLOCK))])
 
 
 def layout_of(data: bytes, parts: Split) -> dict[str, Any] | None:
@@ -252,7 +257,8 @@ def resplit(data: bytes, old: dict[str, Any], digests: dict[str, str]) -> Respli
         fresh[lead_id] = Slice(lead_id, -1, piece, _hash(raw))
     new_ids = [*ids[:first], *(lead_id for _, lead_id in found), *ids[last + 1:]]
     new_offsets = [*offsets[:first], *new_offsets, *(o + delta for o in offsets[last + 1:])]
-    head, tail = _blocks(data)
+    head, tail = _blocks(data, old["blocks"][:same_head // BLOCK],
+                         old["tail_blocks"][:same_tail // BLOCK])
     layout = {**old, "size": size, "blocks": head, "tail_blocks": tail, "end": end + delta,
               "ids": new_ids, "offsets": new_offsets}
     return Resplit(new_ids, fresh, layout, data)

@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS items (
     moved TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (target, uid)
 );
+-- what a sync of a few leads asks (sync.delta, sync.fastpath): their rows, and counts
+CREATE INDEX IF NOT EXISTS items_by_lead ON items (target, lead);
+CREATE INDEX IF NOT EXISTS items_by_gone ON items (target, gone);
 CREATE TABLE IF NOT EXISTS touches (
     target TEXT NOT NULL, uid TEXT NOT NULL, lead TEXT NOT NULL, day TEXT NOT NULL,
     note TEXT NOT NULL, PRIMARY KEY (target, uid, day)
@@ -147,12 +150,20 @@ class State:
         total = self.db.execute("SELECT COUNT(*) FROM items WHERE target=?", (target,))
         return found, int(total.fetchone()[0])
 
-    def counts_besides(self, target: str, leads: Collection[str]) -> tuple[int, int]:
-        """How many rows of other leads than these the target has: (standing, gone)."""
+    def counts(self, target: str) -> tuple[int, int]:
+        """How many rows the target has: (standing, gone), from an index (not 60,000 rows)."""
         found = dict(self.db.execute(
-            "SELECT gone, COUNT(*) FROM items WHERE target=? AND lead NOT IN "
-            "(SELECT value FROM json_each(?)) GROUP BY gone", (target, json.dumps(list(leads)))))
+            "SELECT gone, COUNT(*) FROM items WHERE target=? GROUP BY gone", (target,)))
         return found.get(0, 0), found.get(1, 0)
+
+    def counts_besides(self, target: str, leads: Collection[str]) -> tuple[int, int]:
+        """How many rows of other leads than these the target has: (standing, gone). All
+        the rows less these leads' (two index lookups, not a scan of every row)."""
+        standing, gone = self.counts(target)
+        found = dict(self.db.execute(
+            "SELECT gone, COUNT(*) FROM items WHERE target=? AND lead IN "
+            "(SELECT value FROM json_each(?)) GROUP BY gone", (target, json.dumps(list(leads)))))
+        return standing - found.get(0, 0), gone - found.get(1, 0)
 
     def moves(self) -> dict[tuple[str, str], str]:
         """(lead, rule) → where the user moved its item in a calendar (`agenda` shows the

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -432,3 +433,105 @@ def test_finding_what_a_save_changed_gives_the_leads_a_whole_cut_gives(
         if lead_id in found.fresh:
             assert found.fresh[lead_id].digest == piece.digest
     assert found.layout == layout_of(new.encode(), after)
+
+
+def _project(folder: Path, count: int) -> str:
+    (folder / "config.yaml").write_text("leads: leads.yaml\ntimezone: Europe/Berlin\n"
+                                        "state_dir: state\ntargets:\n"
+                                        "  - {name: file, type: ics, path: out.ics}\n")
+    text = "version: 1\nleads:\n" + "".join(_lead_yaml(f"l{i}", i, None, 3, 0)
+                                            for i in range(count))
+    (folder / "leads.yaml").write_text(text)
+    return text
+
+
+def _parsing(run: Callable[[], object]) -> list[str]:
+    """The ids of the leads parsed from their slices while `run()` runs."""
+    from followsync import leads as leads_module
+
+    parsed: list[str] = []
+    real = leads_module._lead_of_slice
+
+    def counting(file: str, lead_id: str, text: str) -> tuple[L.Lead, int] | None:
+        parsed.append(lead_id)
+        return real(file, lead_id, text)
+
+    leads_module._lead_of_slice = counting
+    try:
+        run()
+    finally:
+        leads_module._lead_of_slice = real
+    return parsed
+
+
+@pytest.mark.parametrize("spoil", ["older", "columns", "not json"])
+def test_a_delta_basis_of_another_shape_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   spoil: str) -> None:
+    """A basis an older followsync kept (version 2: a dict of per-lead lists), or one whose
+    columns do not fit the leads, is never read as this one: the sync is a full one, right,
+    and leaves a basis the next delta can use."""
+    from followsync.state import open_state
+    from followsync.sync import delta
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    text = _project(tmp_path, 12)
+    assert "12 created" in _sync(tmp_path, "2026-12-01T08:00", delta=True)
+    state = open_state(tmp_path / "state")
+    basis = json.loads(state.note(delta.NOTE) or "")
+    leads = basis["leads"]
+    if spoil == "older":  # the shape version 2 kept, under its version number
+        ids = [i for name in basis["order"] for i in basis["files"][name]["ids"]]
+        basis["v"] = 2
+        basis["leads"] = {i: [d, None, None, ["offer"]] for i, d in
+                          zip(ids, leads["digests"], strict=True)}
+        stored = json.dumps(basis)
+    elif spoil == "columns":  # the right version, one digest short
+        leads["digests"] = leads["digests"][:-1]
+        stored = json.dumps(basis)
+    else:
+        stored = "{not json"
+    with state.transaction():
+        state.set_note(delta.NOTE, stored)
+    state.close()
+    text = text.replace("Person L7 7", "Person L7 seven")
+    (tmp_path / "leads.yaml").write_text(text)
+    parsed = _parsing(lambda: _sync(tmp_path, "2026-12-01T08:00", delta=True))
+    assert parsed != ["l7"]  # a full sync: every lead from the lead cache, or all parsed
+    (tmp_path / "leads.yaml").write_text(text.replace("Person L8 8", "Person L8 eight"))
+    result: list[str] = []
+    parsed = _parsing(lambda: result.append(_sync(tmp_path, "2026-12-01T08:00", delta=True)))
+    assert result == ["file: 0 created, 1 updated, 0 deleted, 11 unchanged"]
+    assert parsed == ["l8"]  # the full sync left a basis of this version
+
+
+def test_a_no_op_sync_of_a_file_reads_no_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) \
+        -> None:
+    """An .ics file whose digest is as written last needs nothing of the state's 60,000 rows
+    (their hrefs and ETags): a no-op and a one-lead sync count them from an index, and a
+    deletion by hand still counts as kept."""
+    from followsync.state import State
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    text = _project(tmp_path, 12)
+    assert "12 created" in _sync(tmp_path, "2026-12-01T08:00", delta=True)
+    data = (tmp_path / "out.ics").read_bytes()  # the user deletes one item in the calendar
+    start = data.find(b"BEGIN:VEVENT")
+    end = data.index(b"END:VEVENT\r\n", start) + len(b"END:VEVENT\r\n")
+    (tmp_path / "out.ics").write_bytes(data[:start] + data[end:])
+    assert "1 calendar edit kept" in _sync(tmp_path, "2026-12-01T08:00", delta=True)
+
+    def no_rows(*args: object) -> object:
+        raise AssertionError("every row read")
+
+    real = State.rows
+
+    def some_rows(self: State, target: str, leads: object = None) -> object:
+        return no_rows() if leads is None else real(self, target, leads)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(State, "standing", no_rows)
+    monkeypatch.setattr(State, "rows", some_rows)
+    assert _sync(tmp_path, "2026-12-01T08:00", delta=True) == \
+        "file: 0 created, 0 updated, 0 deleted, 11 unchanged, 1 calendar edit kept"
+    (tmp_path / "leads.yaml").write_text(text.replace("Person L7 7", "Person L7 seven"))
+    assert _sync(tmp_path, "2026-12-01T08:00", delta=True) == \
+        "file: 0 created, 1 updated, 0 deleted, 10 unchanged, 1 calendar edit kept"

@@ -50,6 +50,10 @@ class Backend(Protocol):
     # nothing is written before `commit` (a file): a failed sync leaves state and file as
     # they were.
     immediate: bool
+    # True when a listing whose cursor still matches answers "unchanged" from the cursor
+    # alone and only hands `known` back (a file's digest): a sync that needs no items then
+    # passes the few rows it compares, not the 60,000 the state holds (sync.fastpath, delta).
+    cursor_only: bool
 
     def listing(self, known: Mapping[str, Remote], cursor: str | None) -> Listing:
         """Owned items by UID; `known` (from the state) and `cursor` make it cheap."""

@@ -62,6 +62,7 @@ class CaldavBackend:
     """One CalDAV calendar; state-aware listing, conditional writes."""
 
     immediate = True  # every write reaches the server at once (see base.Backend)
+    cursor_only = False  # `known` tells our items from others' (see base.Backend)
 
     def __init__(self, target: Target, session: DavSession | None = None,
                  readonly: bool = False) -> None:

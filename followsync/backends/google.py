@@ -178,6 +178,7 @@ class GoogleBackend:
     """One Google calendar; events only."""
 
     immediate = True  # every write reaches Google at once; the engine commits state often
+    cursor_only = False  # `known` tells our events from the sync token's changes
 
     def __init__(self, settings: GoogleSettings, readonly: bool = False,
                  tokens: Tokens | None = None, session: ApiSession | None = None) -> None:

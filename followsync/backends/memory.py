@@ -16,6 +16,7 @@ class MemoryBackend:
 
     label = "memory"
     immediate = True  # like a server: every write lands at once
+    cursor_only = False
 
     def __init__(self, components: tuple[str, ...] = ("VEVENT", "VTODO")) -> None:
         self.items: dict[str, tuple[str, str]] = {}

@@ -90,15 +90,20 @@ def _full(
                     completions.extend(session.completions(config.timezone, today))
             plans = plan_leads(book, today, state, completions, options.dry_run,
                                mail_touches(config, state, book))
+            basis = None  # the next delta's basis, made before the calendars are written
+            if options.may_skip and not options.backends:  # (when this sync peaks in memory)
+                from followsync.sync.delta import basis_of
+
+                basis = basis_of(config, state, book, today, digest)
             for session in sessions:
                 with target_errors(session.report):
                     reconcile(config, session, plans, state, now, options,
                               allow_deletes=bool(book.leads))
                 session.report.seconds = time.monotonic() - session.started
         if options.may_skip and not options.backends:  # the basis of the next sync's delta
-            from followsync.sync.delta import record
+            from followsync.sync.delta import NOTE
 
             with state.transaction():
-                record(config, state, book, today, digest)
+                state.set_note(NOTE, basis)
     return Outcome(today, plans, reports, touches=[c.touch for c in completions])
 

@@ -16,6 +16,7 @@ from followsync import __version__
 from followsync.backends import open_backend
 from followsync.config import Config, Target
 from followsync.errors import FollowsyncError
+from followsync.model import Remote
 from followsync.state import State
 from followsync.sync.report import Outcome, TargetReport
 
@@ -65,11 +66,16 @@ def _unchanged(target: Target, state: State) -> tuple[TargetReport, str | None] 
     to keep when only others' items changed (or every no-op would fetch those changes
     again). None when anything of ours changed, or the target says anything but "as was"."""
     started = time.monotonic()
-    holds, count = state.standing(target.key)  # (not 60,000 rows: their hrefs and ETags)
     cursor = state.cursor(target.key)
     try:
         backend = open_backend(target, readonly=True)  # a full sync makes what is missing
         try:
+            if backend.cursor_only:  # (a file's digest: no need for 60,000 hrefs and ETags)
+                holds: dict[str, Remote] = {}
+                standing, gone = state.counts(target.key)
+            else:
+                holds, count = state.standing(target.key)
+                standing, gone = len(holds), count - len(holds)
             listing = backend.listing(holds, cursor)
         finally:
             backend.close()
@@ -78,7 +84,7 @@ def _unchanged(target: Target, state: State) -> tuple[TargetReport, str | None] 
     if not listing.unchanged or listing.warnings or listing.reset:
         return None
     # the deletions made in the calendar that stand count as kept, as in a full sync
-    report = TargetReport(target.name, unchanged=len(holds), kept=count - len(holds),
+    report = TargetReport(target.name, unchanged=standing, kept=gone,
                           seconds=time.monotonic() - started)
     newer = listing.cursor if listing.cursor and listing.cursor != cursor else None
     return report, newer
