@@ -61,7 +61,7 @@ def test_a_missing_calendar_is_made_with_one_mkcalendar_and_found_again(
         assert setup.proxy.counts() == {"PROPFIND": 4, "MKCALENDAR": 1, "PUT": 2,
                                         "REPORT": 1}, setup.proxy.seen()
         assert by_library(setup.proxy.seen()) == []
-        made = [s for s in setup.proxy.seen() if s.method == "MKCALENDAR"][0]
+        made = next(s for s in setup.proxy.seen() if s.method == "MKCALENDAR")
         for needed in (name.encode(), b"displayname", b'"VEVENT"', b'"VTODO"'):
             assert needed in made.body, made.body
         urls = calendars_named(setup.cal, name)

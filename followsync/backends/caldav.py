@@ -4,11 +4,13 @@ The hot path speaks plain WebDAV through `DavSession`: a no-op sync is one sync-
 REPORT (RFC 6578) with the token kept in the state, a change is one PUT with If-Match (or
 If-None-Match: * for a new item), a removal one DELETE with If-Match. Finding the calendar
 (by display name under the principal, creating it when missing) takes `davfind`'s short
-path, python-caldav only when that cannot tell; listing calendars uses python-caldav. Items are stored at `<uid>.ics`, so an item whose state was
-lost is found again without searching by UID.
+path, python-caldav only when that cannot tell; listing calendars uses python-caldav. Items
+are stored at `<uid>.ics`, so an item whose state was lost is found again without searching
+by UID.
 
 Here: the sync-token logic and the conditional writes. The XML is in `davxml`, the HTTP in
-`davhttp`, finding calendars through python-caldav in `caldavlib`, secrets in `credentials`.
+`davhttp`, finding calendars in `davfind` (short path) and `caldavlib` (python-caldav),
+secrets in `credentials`.
 """
 
 from __future__ import annotations

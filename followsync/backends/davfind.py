@@ -9,10 +9,10 @@ path for servers that follow RFC 4791 / RFC 6638 plainly (README "Calendar provi
 
 A first sync then costs three or four small requests, not python-caldav's import (a third of
 a first sync's client CPU) and its eight. Whenever an answer is not what this path expects
-(no principal, no home set, a status other than 207, XML it cannot read, a refused
-MKCALENDAR) it raises `Unsure` and the caller asks python-caldav, which knows many servers'
-quirks. Errors of the session itself (authentication, network, redirects, another host)
-are final either way and pass through.
+(no principal, no home set, a status other than 207, a refused MKCALENDAR) it raises
+`Unsure` and the caller asks python-caldav, which knows many servers' quirks. What would fail
+there the same way is final and passes through: the session's errors (authentication,
+network, redirects, another host) and an answer that is not XML or declares entities.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from followsync.backends import davxml as x
 from followsync.backends.davhttp import DavSession
-from followsync.errors import TargetError
 
 log = logging.getLogger("followsync")
 
@@ -81,7 +80,7 @@ def _propfind(session: DavSession, href: str, body: str, depth: int
         raise Unsure(f"PROPFIND {href}: HTTP {response.status}")
     try:
         return x.parse_props(response.body, session.url(href))
-    except TargetError as exc:  # unreadable XML (python-caldav's path refuses it too)
+    except x.Missing as exc:  # 207 with a 404 inside
         raise Unsure(str(exc)) from None
 
 

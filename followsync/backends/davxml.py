@@ -139,7 +139,8 @@ def _props(prop: ET.Element) -> dict[str, Any]:
     for key, tag in (("principal", "d:current-user-principal"), ("homes", "c:calendar-home-set")):
         holder = prop.find(tag, NS)
         if holder is not None:
-            hrefs = [h.text.strip() for h in holder.findall("d:href", NS) if h.text and h.text.strip()]
+            hrefs = [h.text.strip() for h in holder.findall("d:href", NS)
+                     if h.text and h.text.strip()]
             if hrefs:
                 props[key] = hrefs
     return props
