@@ -18,7 +18,6 @@ network, redirects, another host) and an answer that is not XML or declares enti
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,6 +63,8 @@ def find_calendar(session: DavSession, url: str, name: str, components: tuple[st
                 return Found(_absolute(session, href), props.get("components") or components)
     if not create:
         return None
+    import uuid  # here: only a calendar being made needs it
+
     home = _absolute(session, homes[0])
     made = (home if home.endswith("/") else home + "/") + f"{uuid.uuid4()}/"
     log.warning("%s: creating calendar %r", label, name)
