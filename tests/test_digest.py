@@ -262,22 +262,6 @@ def test_a_digest_server_syncs_creates_updates_deletes_and_noop_is_cheap(
     assert len(calendar.hrefs()) == 2
 
 
-def test_a_burst_of_new_items_stays_on_one_digest_session(
-        server: Server, calendar: CalendarInfo, tmp_path: Path,
-        digest_proxy: Callable[..., DigestProxy], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """Many new items go over two connections only with Basic: a Digest nonce count is one
-    sequence, so a Digest server gets them one by one, and still one 401 in all."""
-    proxy = digest_proxy(server)
-    setup = Digested(tmp_path, calendar, proxy, monkeypatch)
-    setup.write_leads(*(lead_block(f"lead-{i:02d}") for i in range(12)))
-    code, out = setup.run(capsys, "sync")
-    assert code == 0, out
-    assert "12 created" in out, out
-    assert len(calendar.hrefs()) == 12
-    assert proxy.challenges == 1, proxy.seen()
-
-
 def test_a_calendar_is_created_and_listed_through_digest(
         server: Server, tmp_path: Path, digest_proxy: Callable[..., DigestProxy],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -86,19 +86,3 @@ class Backend(Protocol):
 
     def close(self) -> None:
         ...
-
-
-class Ahead(Protocol):
-    """New items already on their way to the target (a backend's optional
-    `create_ahead(jobs) -> Ahead | None`, jobs being (UID, a function rendering the text)):
-    `result(uid)` answers as `create` would; `close()` waits for what is on the wire and
-    returns the (UID, Remote) of the items that landed but whose answer was not read."""
-
-    def __contains__(self, uid: str) -> bool:
-        ...
-
-    def result(self, uid: str) -> Remote:
-        ...
-
-    def close(self) -> list[tuple[str, Remote]]:
-        ...

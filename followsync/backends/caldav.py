@@ -15,12 +15,11 @@ secrets in `credentials`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from followsync.backends import davxml as x
@@ -35,14 +34,8 @@ from followsync.errors import ComponentRefused, Conflict, TargetError
 from followsync.marks import is_owned, uid_of
 from followsync.model import Remote
 
-if TYPE_CHECKING:
-    import queue
-    from concurrent.futures import Future
-
 log = logging.getLogger("followsync")
 MULTIGET_BATCH = 100
-PARALLEL = 2  # connections a burst of new items goes over (see Ahead)
-PARALLEL_MIN = 8  # fewer new items than this are sent one by one
 
 
 @dataclass(frozen=True)
@@ -308,22 +301,7 @@ class CaldavBackend:
 
     def create(self, uid: str, text: str) -> Remote:
         href = self._href_for(uid)
-        return self._created(uid, text, href, self._put(href, text, {"If-None-Match": "*"}))
-
-    def create_ahead(self, jobs: list[tuple[str, Callable[[], str]]]) -> Ahead | None:
-        """New items (UID, a function rendering its text) PUT side by side on PARALLEL
-        connections of their own, in order, while the sync records the earlier ones; None
-        when fewer than PARALLEL_MIN or the login is Digest (one nonce sequence)."""
-        if len(jobs) < PARALLEL_MIN:
-            return None
-        sessions = [self.session.twin() for _ in range(PARALLEL)]
-        ready = [session for session in sessions if session is not None]
-        if len(ready) < PARALLEL:
-            return None
-        return Ahead(self, jobs, ready)
-
-    def _created(self, uid: str, text: str, href: str, response: Response) -> Remote:
-        """A create's answer read (on the sync's own thread: it may ask the server again)."""
+        response = self._put(href, text, {"If-None-Match": "*"})
         if response.status in (412, 409):
             raise Conflict(uid)
         if response.status in (403, 415) and _refuses_component(response, text):
@@ -354,11 +332,9 @@ class CaldavBackend:
         self._wrote[remote.href] = remote.etag
         return remote
 
-    def _put(self, href: str, text: str, headers: dict[str, str],
-             session: DavSession | None = None) -> Response:
-        return (session or self.session).request(
-            "PUT", href, text.encode("utf-8"),
-            {"Content-Type": "text/calendar; charset=utf-8", **headers})
+    def _put(self, href: str, text: str, headers: dict[str, str]) -> Response:
+        return self.session.request("PUT", href, text.encode("utf-8"),
+                                    {"Content-Type": "text/calendar; charset=utf-8", **headers})
 
     def _written(self, href: str, response: Response) -> Remote:
         path = urlsplit(self.session.url(href)).path
@@ -402,60 +378,6 @@ class CaldavBackend:
 
     def close(self) -> None:
         self.session.close()
-
-
-class Ahead:
-    """New items rendered and PUT (If-None-Match: *) by worker threads, each on a connection
-    of its own, while the sync's thread reads the answers in order: the client's work
-    overlaps the server's. Each answer is read exactly as a `create` reads it (Conflict,
-    ComponentRefused, TargetError), so retries, conflicts and the report stay the same."""
-
-    def __init__(self, backend: CaldavBackend, jobs: list[tuple[str, Callable[[], str]]],
-                 sessions: list[DavSession]) -> None:
-        import queue  # here: a sync with nothing new to send needs neither
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.backend, self.sessions = backend, sessions
-        self._free: queue.SimpleQueue[DavSession] = queue.SimpleQueue()
-        for session in sessions:
-            self._free.put(session)
-        self._pool = ThreadPoolExecutor(len(sessions), thread_name_prefix="followsync-put")
-        self._sent: dict[str, Future[tuple[str, str, Response]]] = {
-            uid: self._pool.submit(self._send, uid, make) for uid, make in jobs}
-
-    def _send(self, uid: str, make: Callable[[], str]) -> tuple[str, str, Response]:
-        session = self._free.get()  # as many threads as sessions: one is always free
-        try:
-            text = make()
-            href = self.backend._href_for(uid)
-            return text, href, self.backend._put(href, text, {"If-None-Match": "*"}, session)
-        finally:
-            self._free.put(session)
-
-    def __contains__(self, uid: str) -> bool:
-        return uid in self._sent
-
-    def result(self, uid: str) -> Remote:
-        """The create of `uid`, as `CaldavBackend.create` would have answered it."""
-        text, href, response = self._sent.pop(uid).result()
-        return self.backend._created(uid, text, href, response)
-
-    def close(self) -> list[tuple[str, Remote]]:
-        """Send nothing more; wait for what is on the wire; the items that landed without
-        their answer being read yet (the sync stopped early), to be recorded."""
-        for future in self._sent.values():
-            future.cancel()
-        self._pool.shutdown(wait=True)
-        landed: list[tuple[str, Remote]] = []
-        for uid, future in list(self._sent.items()):
-            if future.cancelled() or future.exception() is not None:
-                continue
-            with contextlib.suppress(Exception):  # refused, or a conflict: the next sync's
-                landed.append((uid, self.result(uid)))
-        self._sent.clear()
-        for session in self.sessions:
-            session.close()
-        return landed
 
 
 def _expect(response: Response, ok: tuple[int, ...], what: str, url: str) -> None:

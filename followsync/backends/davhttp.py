@@ -99,18 +99,6 @@ class DavSession:
     def __repr__(self) -> str:
         return f"DavSession({self.base_url!r}, user={self.username!r})"
 
-    def twin(self) -> DavSession | None:
-        """A second connection to the same server with the same login and limits, for writes
-        sent side by side; None when the login is Digest."""
-        auth = self.auth.twin()
-        if auth is None:
-            return None
-        other = DavSession(self.base_url, self.username, None, verify=self.verify,
-                           timeout=self.timeout, retries=self.retries,
-                           retry_budget=self.retry_budget, sleep=self.sleep)
-        other.auth = auth
-        return other
-
     def url(self, href: str) -> str:
         return urljoin(self.base_url, href)
 

@@ -204,15 +204,6 @@ class Authenticator:
     def __repr__(self) -> str:
         return f"Authenticator(user={self.username!r})"
 
-    def twin(self) -> Authenticator | None:
-        """The same login for a second connection; None for Digest, whose nonce count is one
-        sequence per session."""
-        if self.challenge is not None and self.challenge.scheme != "basic":
-            return None
-        other = Authenticator(self.username, self._password)
-        other.challenge, other.assumed = self.challenge, self.assumed
-        return other
-
     @property
     def scheme(self) -> str | None:
         """"Digest SHA-256", "Basic", or None before the server asked."""

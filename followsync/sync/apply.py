@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import partial
 from typing import TYPE_CHECKING, assert_never
 
-from followsync.backends.base import Ahead, Backend
+from followsync.backends.base import Backend
 from followsync.config import Config
 from followsync.errors import ComponentRefused, Conflict, SafetyStop
 from followsync.marks import is_owned
@@ -152,7 +150,6 @@ class Apply:
     progress: Progress | None = None
     outcomes: list[d.Action] = field(default_factory=list)  # counted by diff.tally
     writes: int = 0
-    ahead: Ahead | None = None  # new items already on their way (CalDAV)
 
     def run(self, result: d.Diff) -> None:
         """Every action, then the backend's commit; the report counts what was done, also
@@ -162,44 +159,13 @@ class Apply:
         total = sum(1 for a in result.actions if d.is_write(a))
         try:
             with self.state.transaction(keep_on_error=self.backend.immediate):
-                self.ahead = self._send_ahead(result.actions)
-                try:
-                    for action in result.actions:
-                        self.carry_out(action)
-                        if d.is_write(action):
-                            self._wrote(total)
-                finally:
-                    self._landed(result.actions)
+                for action in result.actions:
+                    self.carry_out(action)
+                    if d.is_write(action):
+                        self._wrote(total)
                 self.state.set_cursor(self.key, self.backend.commit())
         finally:
             self.report.count(d.tally(self.outcomes, result.unchanged))
-
-    def _send_ahead(self, actions: Sequence[d.Action]) -> Ahead | None:
-        """New items sent side by side while this thread records the answers in order, when
-        the backend can (CalDAV, a burst of new items: `create_ahead`)."""
-        from followsync import diff as d
-
-        start = getattr(self.backend, "create_ahead", None)
-        if start is None:
-            return None
-        jobs = [(a.want.uid, partial(self.text, a.want, 0)) for a in actions
-                if isinstance(a, d.Create)]
-        ahead: Ahead | None = start(jobs)
-        return ahead
-
-    def _landed(self, actions: Sequence[d.Action]) -> None:
-        """After the last action, or when the sync stopped early: wait for what is still on
-        the wire and record the items that landed, so none is left unrecorded."""
-        from followsync import diff as d
-
-        ahead, self.ahead = self.ahead, None
-        if ahead is None:
-            return
-        landed = dict(ahead.close())
-        for action in actions:
-            if isinstance(action, d.Create) and action.want.uid in landed:
-                self.record(action.want, landed[action.want.uid], 0)
-                self.outcomes.append(action)
 
     def _wrote(self, total: int) -> None:
         self.writes += 1
@@ -238,10 +204,7 @@ class Apply:
 
         want = action.want
         try:
-            if self.ahead is not None and want.uid in self.ahead:
-                remote = self.ahead.result(want.uid)
-            else:
-                remote = self.backend.create(want.uid, self.text(want, 0))
+            remote = self.backend.create(want.uid, self.text(want, 0))
         except Conflict:
             found = self.backend.find(want.uid)
             if found is None:  # refused, yet not there: a lost race; try next time
