@@ -234,8 +234,8 @@ def test_a_digest_server_syncs_creates_updates_deletes_and_noop_is_cheap(
     assert "3 created" in out
     assert len(calendar.hrefs()) == 3
     # the very first request to a server on this machine carries Basic (the server has not
-    # said anything yet); its 401 asks for Digest, and from then on discovery (python-caldav)
-    # and the sync path answer with the best Digest on offer, never Basic again
+    # said anything yet); its 401 asks for Digest, and from then on discovery and the sync
+    # path answer with the best Digest on offer, never Basic again
     assert proxy.challenges == 1, proxy.seen()
     first, *rest = proxy.authorizations
     assert first.startswith("Basic ")
@@ -265,7 +265,8 @@ def test_a_digest_server_syncs_creates_updates_deletes_and_noop_is_cheap(
 def test_a_calendar_is_created_and_listed_through_digest(
         server: Server, tmp_path: Path, digest_proxy: Callable[..., DigestProxy],
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """MKCALENDAR and `followsync calendars` go through python-caldav, on our session."""
+    """MKCALENDAR (discovery's short path) and `followsync calendars` (python-caldav) go
+    through our session."""
     proxy = digest_proxy(server)
     cal = fresh_calendar(server)
     name = f"digest-made-{cal.calendar_name[-8:]}"

@@ -3,12 +3,14 @@
 The hot path speaks plain WebDAV through `DavSession`: a no-op sync is one sync-collection
 REPORT (RFC 6578) with the token kept in the state, a change is one PUT with If-Match (or
 If-None-Match: * for a new item), a removal one DELETE with If-Match. Finding the calendar
-(by display name under the principal, creating it when missing) and listing calendars use
-python-caldav, imported only then. Items are stored at `<uid>.ics`, so an item whose state was
-lost is found again without searching by UID.
+(by display name under the principal, creating it when missing) takes `davfind`'s short
+path, python-caldav only when that cannot tell; listing calendars uses python-caldav. Items
+are stored at `<uid>.ics`, so an item whose state was lost is found again without searching
+by UID.
 
 Here: the sync-token logic and the conditional writes. The XML is in `davxml`, the HTTP in
-`davhttp`, finding calendars through python-caldav in `caldavlib`, secrets in `credentials`.
+`davhttp`, finding calendars in `davfind` (short path) and `caldavlib` (python-caldav),
+secrets in `credentials`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from urllib.parse import quote, urljoin, urlsplit
 from followsync.backends import davxml as x
 from followsync.backends.base import Listing
 from followsync.backends.caldavlib import COMPONENTS, Discovery
+from followsync.backends.davfind import Found
 from followsync.backends.davhttp import DavSession, Response
 from followsync.backends.davxml import Missing
 from followsync.config import Target
@@ -88,9 +91,12 @@ class CaldavBackend:
         """The calendar to sync; None when it does not exist and this backend is readonly."""
         if cursor is not None:
             return cursor
-        url = self.discover()
-        if url is None:
+        found = self.discover()
+        if found is None:
             return None
+        url = found.url
+        if found.components is not None:  # the answer that found it said what it is
+            return Cursor(url, found.components, None)
         answer = self._propfind(url, depth=0)
         if not answer:
             raise TargetError(f"{url} did not answer a PROPFIND")
@@ -99,14 +105,14 @@ class CaldavBackend:
             raise TargetError(f"{url} is not a calendar", "use `followsync calendars` to list them")
         return Cursor(url, props.get("components") or COMPONENTS, None)
 
-    def discover(self) -> str | None:
-        """The calendar URL: `url` itself when it is a calendar and no name is given, else the
-        calendar named `calendar` under the principal (created if missing, unless readonly:
-        then None)."""
+    def discover(self) -> Found | None:
+        """The calendar: `url` itself when no name is given, else the calendar named
+        `calendar` (`url` itself, or under the principal; created if missing, unless
+        readonly: then None)."""
         target = self.target
         assert target.url is not None
         if not target.calendar:
-            return target.url if target.url.endswith("/") else target.url + "/"
+            return Found(target.url if target.url.endswith("/") else target.url + "/")
         return self.discovery.find(create=not self.readonly)
 
     def calendars(self) -> list[dict[str, Any]]:
@@ -141,18 +147,18 @@ class CaldavBackend:
         name = self.target.calendar
         what = f"calendar {name!r}" if name else f"the calendar at {gone.url}"
         if name:
-            url = self.discovery.find(create=False)
-            if url is not None:
-                note = f"{what} was deleted on the server; found it again at {url}"
-                found = Cursor(url, gone.components, None)
+            again = self.discovery.find(create=False)
+            if again is not None:
+                note = f"{what} was deleted on the server; found it again at {again.url}"
+                found = Cursor(again.url, gone.components, None)
             elif self.readonly:
                 return Listing({}, fresh=True, reset=True, note=f"{what} was deleted on the "
                                "server; a sync creates it again")
             else:
-                url = self.discover()
-                assert url is not None
+                made = self.discover()
+                assert made is not None
                 note = f"{what} was deleted on the server; created it again"
-                found = Cursor(url, COMPONENTS, None)
+                found = Cursor(made.url, made.components or COMPONENTS, None)
         elif self.readonly:
             return Listing({}, fresh=True, reset=True, note=f"{what} was deleted on the "
                            "server; a sync creates it again there")

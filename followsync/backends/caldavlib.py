@@ -1,6 +1,7 @@
-"""Finding calendars with python-caldav (imported only here, only when needed), its HTTP
-carried by our DavSession: no redirect is followed, nothing is sent to another host,
-answers are bounded in size and time, and transient failures are retried.
+"""Finding calendars: first the short path of `davfind` (plain RFC 4791 / RFC 6638, three or
+four requests), and when that cannot tell, python-caldav (imported only here, only then),
+its HTTP carried by our DavSession: no redirect is followed, nothing is sent to another
+host, answers are bounded in size and time, and transient failures are retried.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from followsync.backends.davfind import Found, Unsure, find_calendar
 from followsync.backends.davhttp import DavSession, Response
 from followsync.backends.davxml import declares
 from followsync.config import Target
@@ -28,10 +30,19 @@ class Discovery:
                  ) -> None:
         self.target, self.session, self.secret = target, session, secret
 
-    def find(self, create: bool) -> str | None:
-        """The URL of the calendar named `target.calendar` under the principal; made when
-        missing if `create`, else None."""
-        return self._retrying(lambda: self._find_or_make(create))
+    def find(self, create: bool) -> Found | None:
+        """The calendar named `target.calendar` (the URL itself, or under the principal);
+        made when missing if `create`, else None. The short path first; python-caldav when
+        it cannot tell."""
+        target = self.target
+        assert target.url is not None and target.calendar
+        try:
+            return find_calendar(self.session, target.url, target.calendar, COMPONENTS,
+                                 create, target.name)
+        except Unsure as why:
+            log.info("%s: %s; finding the calendar with python-caldav", target.name, why)
+        url = self._retrying(lambda: self._find_or_make(create))
+        return None if url is None else Found(url)
 
     def calendars(self) -> list[dict[str, Any]]:
         """Every calendar the account sees: name, URL, components."""

@@ -27,9 +27,17 @@ _MULTIGET = """<?xml version="1.0" encoding="utf-8"?>
 <c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">
 <d:prop><d:getetag/><c:calendar-data/></d:prop>{hrefs}</c:calendar-multiget>"""
 _MKCALENDAR = """<?xml version="1.0" encoding="utf-8"?>
-<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop>
+<c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop>{name}
 <c:supported-calendar-component-set>{comps}</c:supported-calendar-component-set>
 </d:prop></d:set></c:mkcalendar>"""
+# discovery (RFC 5397, RFC 4791 6.2.1): where the principal and its calendars are
+WHERE = """<?xml version="1.0" encoding="utf-8"?>
+<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop>
+<d:current-user-principal/><c:calendar-home-set/><d:resourcetype/><d:displayname/>
+<c:supported-calendar-component-set/></d:prop></d:propfind>"""
+CALENDARS = """<?xml version="1.0" encoding="utf-8"?>
+<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop>
+<d:resourcetype/><d:displayname/><c:supported-calendar-component-set/></d:prop></d:propfind>"""
 _BY_UID = """<?xml version="1.0" encoding="utf-8"?>
 <c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">
 <d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR">
@@ -47,8 +55,11 @@ def multiget_request(hrefs: list[str]) -> str:
     return _MULTIGET.format(hrefs="".join(f"<d:href>{escape(h)}</d:href>" for h in hrefs))
 
 
-def mkcalendar_request(components: tuple[str, ...]) -> str:
-    return _MKCALENDAR.format(comps="".join(f'<c:comp name="{c}"/>' for c in components))
+def mkcalendar_request(components: tuple[str, ...], name: str | None = None) -> str:
+    """A MKCALENDAR body setting the components (and the display name, when given)."""
+    named = f"<d:displayname>{escape(name)}</d:displayname>" if name is not None else ""
+    return _MKCALENDAR.format(name=named,
+                              comps="".join(f'<c:comp name="{c}"/>' for c in components))
 
 
 def uid_query(component: str, uid: str) -> str:
@@ -122,6 +133,16 @@ def _props(prop: ET.Element) -> dict[str, Any]:
         names = tuple(c.get("name", "").upper() for c in comps.findall("c:comp", NS))
         if names:
             props["components"] = names
+    name = prop.find("d:displayname", NS)
+    if name is not None:
+        props["name"] = name.text or ""
+    for key, tag in (("principal", "d:current-user-principal"), ("homes", "c:calendar-home-set")):
+        holder = prop.find(tag, NS)
+        if holder is not None:
+            hrefs = [h.text.strip() for h in holder.findall("d:href", NS)
+                     if h.text and h.text.strip()]
+            if hrefs:
+                props[key] = hrefs
     return props
 
 
