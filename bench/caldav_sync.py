@@ -587,6 +587,21 @@ class Bench:
             if lead["id"] in changed_ids:
                 lead["log"].pop()
 
+    def followsync_again(self) -> None:
+        """A second first sync, into a calendar of its own, after the last floor run: the
+        floor is the faster of two runs, so followsync's initial is too (like with like)."""
+        folder = self.work / "followsync-second"
+        folder.mkdir()
+        cfg = self.write_followsync_config(folder, "Bench followsync second", "./state")
+        m = self.runner.run("followsync", "initial",
+                            [*followsync_cmd(), "--config", str(cfg), "--now", NOW, "sync"],
+                            folder, {"BENCH_PW": PASSWORD})
+        m.output += " run=second"
+        self.add(m)
+        path = self.server.calendar_named("Bench followsync second")
+        if path:
+            self.check("followsync-second", path)
+
     def vdirsyncer(self, exe: Path) -> None:
         path = self.server.make_calendar("Bench vdirsyncer")
         vdir = self.work / "vdir"
@@ -723,16 +738,20 @@ def report(results: list[Measure], n: int) -> tuple[str, dict[str, Any]]:
     for competitor in ORDER:
         for step in (*STEPS, "discover"):
             runs = pick(results, competitor, step)
-            for m in runs[:1] if competitor != "raw floor" else runs:
+            several = competitor == "raw floor" or (competitor == "followsync"
+                                                    and step == "initial")
+            for m in runs if several else runs[:1]:
                 name = competitor
                 if competitor == "raw floor":
                     name += f" ({m.output.rsplit('run=', 1)[-1]})"
+                elif several and len(runs) > 1:
+                    name += " (second)" if "run=second" in m.output else " (first)"
                 flag = "" if m.rc == 0 else f" (exit {m.rc})"
                 lines.append(f"| {name} | {step}{flag} | {m.wall_s:.2f} | {m.client_side_s:.2f} | "
                              f"{m.cpu_s:.2f} | "
                              f"{m.requests} | {m.rss_mb:.0f} | {m.server_cpu_s:.2f} | "
                              f"{methods_text(m.methods)} |")
-            if len(runs) > 1 and competitor != "raw floor":
+            if len(runs) > 1 and not several:
                 m = median_of(runs)
                 lo, hi = min(r.wall_s for r in runs), max(r.wall_s for r in runs)
                 lines.append(f"| {competitor} | {step}, median of {len(runs)} | {m.wall_s:.2f} "
@@ -744,6 +763,9 @@ def report(results: list[Measure], n: int) -> tuple[str, dict[str, Any]]:
     floor = floor_of(results)
     fs: dict[str, Measure | None] = {s: next(iter(pick(results, "followsync", s)), None)
                                      for s in STEPS}
+    initials = pick(results, "followsync", "initial")
+    fs["initial"] = min(initials, key=lambda m: m.wall_s) if initials else None
+    vd_initial = next(iter(pick(results, "vdirsyncer", "initial")), None)
     fs_noops = pick(results, "followsync", "no-op")
     vd_noops = pick(results, "vdirsyncer", "no-op")
     fs["no-op"] = median_of(fs_noops) if fs_noops else None
@@ -758,7 +780,8 @@ def report(results: list[Measure], n: int) -> tuple[str, dict[str, Any]]:
 
     init = fs["initial"]
     ratio = init.wall_s / floor.wall_s if init and floor else None
-    goal("initial_vs_floor", "followsync initial ÷ raw floor (wall)", ratio,
+    goal("initial_vs_floor", "followsync initial ÷ raw floor (wall, the faster of two runs "
+         "each)", ratio,
          f"≤ {GOAL_INITIAL_RATIO}", None if ratio is None else ratio <= GOAL_INITIAL_RATIO)
     if init and floor:
         # the same comparison with the server's (noisy, shared-machine) time taken out: the
@@ -771,9 +794,13 @@ def report(results: list[Measure], n: int) -> tuple[str, dict[str, Any]]:
         lines.append(f"| (same, server wait normalised to the floor's: informative) | "
                      f"{norm:.3g} | ≤ {GOAL_INITIAL_RATIO} | "
                      f"{'pass' if norm <= GOAL_INITIAL_RATIO else 'fail'} |")
-    cpu = init.cpu_s if init else None
-    goal("initial_cpu", "followsync initial client CPU s", cpu, f"< {GOAL_INITIAL_CPU}",
-         None if cpu is None else cpu < GOAL_INITIAL_CPU)
+    cpu = statistics.median(m.cpu_s for m in initials) if initials else None
+    goal("initial_cpu", "followsync initial client CPU s (median of its runs)", cpu,
+         f"< {GOAL_INITIAL_CPU}", None if cpu is None else cpu < GOAL_INITIAL_CPU)
+    vd_cpu = vd_initial.cpu_s if vd_initial else None
+    goal("initial_cpu_vs_vdirsyncer", "followsync initial client CPU ÷ vdirsyncer's",
+         None if cpu is None or not vd_cpu else cpu / vd_cpu, "≤ 1",
+         None if cpu is None or not vd_cpu else cpu <= vd_cpu)
     noop = fs["no-op"]
     ratio = noop.wall_s / vd_noop.wall_s if noop and vd_noop else None
     goal("noop_vs_vdirsyncer", "followsync no-op ÷ vdirsyncer no-op (wall, medians)", ratio,
@@ -797,6 +824,10 @@ def report(results: list[Measure], n: int) -> tuple[str, dict[str, Any]]:
     if len(floors) > 1:
         lines += ["", "Raw floor runs: " + ", ".join(f"{m.wall_s:.2f} s" for m in floors)
                   + " (the faster one is the floor)."]
+    if len(initials) > 1:
+        lines += ["", "followsync initial runs: " + ", ".join(f"{m.wall_s:.2f} s"
+                                                           for m in initials)
+                  + " (the faster one is compared with the floor)."]
     return "\n".join(lines), goals
 
 
@@ -851,6 +882,8 @@ def main() -> int:
             bench.naive()
         if "raw" in only:
             bench.raw("last")
+        if "followsync" in only:
+            bench.followsync_again()
         bench.repeat_noops(args.noop_repeat)
         table, goals = report(bench.results, args.n)
         if source_digest() != bench.notes["source_digest_start"]:
