@@ -253,3 +253,27 @@ def test_invalid_icalendar_from_the_server_is_never_a_crash(
         assert str(event["UID"]) not in items
         items[str(event["UID"])] = event
     assert set(items) == {"followsync-dana-cadence-phone", "followsync-eve-cadence-phone"}
+
+
+def test_one_deadline_thread_serves_a_session_and_ends_with_it() -> None:
+    """The deadline on every exchange costs no thread per request: one watchdog thread,
+    started with the first request, gone after close(); a cut (above) re-arms it."""
+    import threading
+
+    from followsync.backends.davhttp import DavSession
+
+    def watchdogs() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "followsync-deadline"]
+
+    with HostileServer("ok") as server:
+        session = DavSession(server.url, None, None, timeout=5.0, retries=0)
+        seen = set()
+        for _ in range(30):
+            assert session.request("PROPFIND", "/cal/", b"", {"Depth": "0"}).status == 207
+            seen.update(t.ident for t in watchdogs())
+        assert len(seen) == 1
+        session.close()
+        deadline = time.monotonic() + 5
+        while watchdogs() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert watchdogs() == []

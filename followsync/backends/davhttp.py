@@ -3,9 +3,9 @@
 The sync's hot path (one REPORT for a no-op, one PUT per change) goes through here rather
 than python-caldav: it gives exact control of preconditions (If-Match / If-None-Match on
 every write), never follows a redirect (a password is never sent to another host), costs no
-import time, and counts requests. Discovery and MKCALENDAR use python-caldav, whose HTTP is
-routed through here too. Logging in (Basic or Digest, from the server's challenge) is
-`digest.Authenticator`'s.
+import time, and counts requests. Discovery goes through here too (`davfind`, and
+python-caldav where it falls back to it). Logging in (Basic or Digest, from the server's
+challenge) is `digest.Authenticator`'s.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import http.client
 import json
 import logging
+import math
 import os
 import random
 import socket
@@ -70,6 +71,61 @@ def remember_digest(origin: str) -> None:
         write_atomic(path, json.dumps(sorted(digest_origins() | {origin})).encode())
 
 
+class Watchdog:
+    """Cuts a connection whose exchange outlives its deadline: the socket timeout alone
+    restarts with every byte, so a server dripping its answer would hold a sync for ever.
+
+    One thread serves a session's every request (started with the first, ended by `stop`):
+    a `threading.Timer` per request started a thread each time, ~0.1 ms of a first upload's
+    ~1 ms per item. Arming is a lock and an assignment; the thread, asleep until the deadline
+    it last saw, finds the newer one when it wakes and sleeps again."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._job: tuple[float, Callable[[], None]] | None = None
+        self._thread: threading.Thread | None = None
+        self._until = 0.0  # the deadline the thread sleeps until (inf: none)
+        self._stopped = False
+
+    def arm(self, seconds: float, cut: Callable[[], None]) -> None:
+        with self._cond:
+            deadline = time.monotonic() + seconds
+            self._job = (deadline, cut)
+            if self._thread is None or not self._thread.is_alive():
+                self._stopped = False
+                self._thread = threading.Thread(target=self._watch, name="followsync-deadline",
+                                                daemon=True)
+                self._thread.start()
+            elif deadline < self._until:  # it would wake too late
+                self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._job = None
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped, self._job = True, None
+            self._cond.notify()
+        self._thread = None
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                if self._job is None:
+                    self._until = math.inf
+                    self._cond.wait()
+                    continue
+                deadline, cut = self._job
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._until = deadline
+                    self._cond.wait(left)
+                    continue
+                self._job = None
+                cut()
+
+
 class DavSession:
     """One connection to one server; requests are retried on network errors, 5xx and 429."""
 
@@ -95,6 +151,7 @@ class DavSession:
         self.retries, self.retry_budget, self.sleep = retries, retry_budget, sleep
         self.conn: http.client.HTTPConnection | None = None
         self.count = 0  # requests sent, for tests and the log
+        self.watchdog = Watchdog()
 
     def __repr__(self) -> str:
         return f"DavSession({self.base_url!r}, user={self.username!r})"
@@ -117,6 +174,11 @@ class DavSession:
         return self.conn
 
     def close(self) -> None:
+        self.watchdog.stop()
+        self._drop()
+
+    def _drop(self) -> None:
+        """Forget the connection (the next request opens a new one)."""
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -175,7 +237,7 @@ class DavSession:
             try:
                 response = self._once(method, path, data, sent)
             except (OSError, http.client.HTTPException) as exc:
-                self.close()
+                self._drop()
                 reason = _network_reason(exc)
                 if not isinstance(exc, ssl.SSLError) and self._may_retry(attempt, started):
                     self.pause(attempt, None, f"{method} {path}: {reason}")
@@ -190,9 +252,8 @@ class DavSession:
             return response
 
     def _once(self, method: str, path: str, data: bytes, headers: dict[str, str]) -> Response:
-        """One exchange, over within `timeout` seconds in all: the socket timeout alone
-        restarts with every byte, so a server dripping its answer would hold a sync for
-        ever. A timer cuts the connection at the deadline; that is then a time-out."""
+        """One exchange, over within `timeout` seconds in all: the watchdog cuts the
+        connection at the deadline; that is then a time-out."""
         conn = self._connect()
         self.count += 1
         expired = threading.Event()
@@ -204,9 +265,7 @@ class DavSession:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
-        timer = threading.Timer(self.timeout, cut)
-        timer.daemon = True
-        timer.start()
+        self.watchdog.arm(self.timeout, cut)
         try:
             response = self._exchange(conn, method, path, data, headers)
         except (OSError, http.client.HTTPException):
@@ -214,9 +273,9 @@ class DavSession:
                 raise TimeoutError(f"no full answer within {self.timeout:g} s") from None
             raise
         finally:
-            timer.cancel()
+            self.watchdog.disarm()
         if expired.is_set():
-            self.close()
+            self._drop()
             raise TimeoutError(f"no full answer within {self.timeout:g} s")
         return response
 
@@ -226,7 +285,7 @@ class DavSession:
         raw = conn.getresponse()
         length = raw.getheader("Content-Length")
         if length and length.isdigit() and int(length) > MAX_BODY:
-            self.close()
+            self._drop()
             raise TargetError(f"the server's answer to {method} {path} is too large "
                               f"({int(length) // 1_000_000} MB)")
         pieces: list[bytes] = []
@@ -238,11 +297,11 @@ class DavSession:
             pieces.append(piece)
             size += len(piece)
         if size > MAX_BODY:
-            self.close()
+            self._drop()
             raise TargetError(f"the server's answer to {method} {path} is too large")
         body = b"".join(pieces)
         if raw.getheader("Connection", "").lower() == "close":
-            self.close()
+            self._drop()
         merged: dict[str, str] = {}  # several WWW-Authenticate headers: all challenges count
         for name, value in raw.getheaders():
             merged[name] = f"{merged[name]}, {value}" if name in merged else value
