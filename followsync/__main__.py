@@ -2,6 +2,6 @@
 
 import sys
 
-from followsync.cli import main
+from followsync.cli import run
 
-sys.exit(main())
+sys.exit(run())

@@ -433,6 +433,17 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
 
 
+def run() -> int:
+    """The program (the `followsync` script and `python -m followsync`): `main` on the
+    process's own arguments; then what is left is frozen (`gc.freeze`), so the interpreter's
+    exit does not walk every object in a last garbage collection: ~30 ms of a 0.23 s
+    one-change sync. Everything is written and closed by then; stdout and stderr are still
+    flushed at exit."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 def _run(args: list[str]) -> int:
     try:
         cli.main(args=args, prog_name="followsync", standalone_mode=False)

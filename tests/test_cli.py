@@ -711,3 +711,14 @@ def test_a_command_runs_with_the_collector_paused_and_gets_it_back(
         cli_module.main(["validate"])
     assert seen == [False]
     assert gc.isenabled()
+
+
+def test_the_program_freezes_what_is_left_before_the_interpreter_exits() -> None:
+    """`run` (the script and `python -m followsync`) returns main's exit code and freezes the
+    objects left, so the interpreter's exit skips a last walk over all of them."""
+    code = ("import gc, sys\nfrom followsync.cli import run\nsys.argv = ['followsync', "
+            "'--definitely-not-an-option']\ncode = run()\nprint(code, gc.get_freeze_count() > 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert done.stdout.split() == ["2", "True"], done.stderr
+    assert "Usage" in done.stderr or "no such option" in done.stderr
