@@ -255,25 +255,35 @@ def test_invalid_icalendar_from_the_server_is_never_a_crash(
     assert set(items) == {"followsync-dana-cadence-phone", "followsync-eve-cadence-phone"}
 
 
-def test_one_deadline_thread_serves_a_session_and_ends_with_it() -> None:
+def test_one_deadline_thread_serves_a_session_and_ends_with_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The deadline on every exchange costs no thread per request: one watchdog thread,
-    started with the first request, gone after close(); a cut (above) re-arms it."""
+    started with the first request, gone after close() or after a quiet while (a session
+    left unclosed); a cut (above) re-arms it."""
     import threading
 
-    from followsync.backends.davhttp import DavSession
-
-    def watchdogs() -> list[threading.Thread]:
-        return [t for t in threading.enumerate() if t.name == "followsync-deadline"]
+    from followsync.backends import davhttp
 
     with HostileServer("ok") as server:
-        session = DavSession(server.url, None, None, timeout=5.0, retries=0)
-        seen = set()
+        session = davhttp.DavSession(server.url, None, None, timeout=5.0, retries=0)
+        threads: set[threading.Thread | None] = set()
         for _ in range(30):
             assert session.request("PROPFIND", "/cal/", b"", {"Depth": "0"}).status == 207
-            seen.update(t.ident for t in watchdogs())
-        assert len(seen) == 1
+            threads.add(session.watchdog._thread)
+        assert len(threads) == 1 and None not in threads
+        (thread,) = threads
+        assert thread is not None and thread.name == "followsync-deadline"
         session.close()
-        deadline = time.monotonic() + 5
-        while watchdogs() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert watchdogs() == []
+        thread.join(5)
+        assert not thread.is_alive()
+
+        monkeypatch.setattr(davhttp, "IDLE_EXIT", 0.2)
+        left = davhttp.DavSession(server.url, None, None, timeout=1.0, retries=0)
+        assert left.request("PROPFIND", "/cal/", b"", {"Depth": "0"}).status == 207
+        idle = left.watchdog._thread
+        assert idle is not None
+        idle.join(5)
+        assert not idle.is_alive()  # never closed, and still no thread left behind
+        assert left.request("PROPFIND", "/cal/", b"", {"Depth": "0"}).status == 207
+        assert left.watchdog._thread is not None and left.watchdog._thread.is_alive()
+        left.close()

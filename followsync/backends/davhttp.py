@@ -33,6 +33,7 @@ from followsync.hosts import is_loopback
 log = logging.getLogger("followsync")
 MAX_BODY = 64 * 1024 * 1024  # a server's answer larger than this is refused, not read
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+IDLE_EXIT = 60.0  # s without a request after which a session's watchdog thread ends
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,9 @@ class Watchdog:
             while not self._stopped:
                 if self._job is None:
                     self._until = math.inf
-                    self._cond.wait()
+                    if not self._cond.wait(IDLE_EXIT) and self._job is None:
+                        self._thread = None  # a session left unclosed leaves no thread
+                        return
                     continue
                 deadline, cut = self._job
                 left = deadline - time.monotonic()
