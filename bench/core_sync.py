@@ -40,7 +40,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -400,20 +399,19 @@ class Run:
     stderr: str
 
 
-def run_child(argv: list[str], cwd: Path, timeout: float = 1800.0) -> Run:
-    """Run argv as a fresh process; wall time around it, peak RSS from os.wait4 on its pid."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        env = dict(os.environ)
-        if SNAPSHOT is not None:  # the frozen copy of followsync/ comes first on sys.path
-            env["PYTHONPATH"] = os.pathsep.join(
-                [str(SNAPSHOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-        env.pop("FOLLOWSYNC_NOW", None)
-        env.pop("FOLLOWSYNC_CONFIG", None)
-        env["XDG_CACHE_HOME"] = str(cwd / "cache")  # the lead cache: per N, never the user's
+# Starts every measured child, from a process of its own started before the bench holds any
+# data: a child's ru_maxrss counts the pages of whoever forked it (Linux records the forked
+# copy's high-water mark at exec), so children forked by the bench itself inherited its
+# ~240 MB at 50,000 leads as their "peak".
+SPAWNER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    with open(job["out"], "wb") as out, open(job["err"], "wb") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                env=env)
-        deadline = started + timeout
+        proc = subprocess.Popen(job["argv"], cwd=job["cwd"], stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL, env=job["env"])
+        deadline = started + job["timeout"]
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
@@ -425,10 +423,41 @@ def run_child(argv: list[str], cwd: Path, timeout: float = 1800.0) -> Run:
             time.sleep(0.002)
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
-        out.seek(0)
-        err.seek(0)
-        return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / MB, proc.returncode,
-                   out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"))
+    print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+                      "maxrss_kb": usage.ru_maxrss, "rc": proc.returncode}), flush=True)
+"""
+_spawner: subprocess.Popen[str] | None = None
+
+
+def start_spawner() -> None:
+    """Start the process that runs the children (call before holding any large data)."""
+    global _spawner
+    if _spawner is None:
+        _spawner = subprocess.Popen([sys.executable, "-c", SPAWNER], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+
+
+def run_child(argv: list[str], cwd: Path, timeout: float = 1800.0) -> Run:
+    """Run argv as a fresh process (started by the spawner); wall time around it, peak RSS
+    from os.wait4 on its pid."""
+    start_spawner()
+    assert _spawner is not None and _spawner.stdin and _spawner.stdout
+    with tempfile.NamedTemporaryFile() as out, tempfile.NamedTemporaryFile() as err:
+        env = dict(os.environ)
+        if SNAPSHOT is not None:  # the frozen copy of followsync/ comes first on sys.path
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(SNAPSHOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        env.pop("FOLLOWSYNC_NOW", None)
+        env.pop("FOLLOWSYNC_CONFIG", None)
+        env["XDG_CACHE_HOME"] = str(cwd / "cache")  # the lead cache: per N, never the user's
+        _spawner.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd), "env": env,
+                                         "timeout": timeout, "out": out.name,
+                                         "err": err.name}) + "\n")
+        _spawner.stdin.flush()
+        done = json.loads(_spawner.stdout.readline())
+        return Run(done["wall"], done["cpu"], done["maxrss_kb"] / MB, done["rc"],
+                   Path(out.name).read_bytes().decode("utf-8", "replace"),
+                   Path(err.name).read_bytes().decode("utf-8", "replace"))
 
 
 def followsync_cmd() -> list[str]:
@@ -852,6 +881,7 @@ def main() -> int:
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
 
     global SNAPSHOT, REF
+    start_spawner()  # before any lead file is made: see SPAWNER
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="followsync-bench-"))
     if args.live and args.ref:
         parser.error("--ref and --live exclude each other")
