@@ -298,14 +298,14 @@ class IcsFileBackend:
 
     def commit(self) -> str | None:
         if self._splices is not None and self._entries is None:
-            splices = self._splices
+            parts = self._splices.parts()  # (written as parts too: never joined in memory)
             digest = hashlib.sha256()
-            for part in splices.parts():  # (written as parts too: never joined in memory)
+            for part in parts:
                 digest.update(part)
             if digest.hexdigest() == self._last_digest():
                 return digest.hexdigest()
             self._unchanged_since_read()
-            self._write(iter(splices.parts()))
+            self._write(iter(parts))
             self.original, self._written = None, digest.hexdigest()
             return self._written
         if self._entries is None:  # nothing was touched
