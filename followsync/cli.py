@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from click.core import ParameterSource
 
 from followsync import __version__
 from followsync.errors import EXIT_USAGE, ConfigError, FollowsyncError
@@ -89,7 +88,9 @@ _QUIET_HELP = "Print only errors."
 
 def _after_command(ctx: click.Context, param: click.Parameter, value: object) -> None:
     """A global option given after the command name: it wins over the same one before it."""
-    if param.name is None or ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+    # Not given: these options default to None, 0 and False. (click 8.4 records no source for
+    # a parameter that is not exposed, so the value itself tells.)
+    if param.name is None or value in (None, 0, False):
         return
     obj = ctx.find_object(Context)
     if obj is None:  # the command was invoked on its own, without the group

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -184,6 +185,16 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.delenv("FOLLOWSYNC_CONFIG", raising=False)
     monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _followsync_logger() -> Iterator[None]:
+    """A command run in-process sets up the `followsync` logger for a terminal (its own
+    handler, no propagation): undo it, or a later test's caplog sees nothing."""
+    logger = logging.getLogger("followsync")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
 
 
 # ============================================================ a real Dovecot (mail tests)
