@@ -165,8 +165,10 @@ class InboxWatcher:
                         return
                     failures += 1
                     wait = self._delay(failures)
-                    log.info("mailbox %s: watching INBOX (IDLE): %s; connecting again in %.0f s",
-                             self.box.name, exc.message, wait)
+                    # the first failure in a row is worth a line; the scans report the rest
+                    log.log(logging.INFO if failures == 1 else logging.DEBUG,
+                            "mailbox %s: watching INBOX (IDLE): %s; connecting again in %.0f s",
+                            self.box.name, exc.message, wait)
                     if self._stopping.wait(wait):
                         return
         except Exception:  # a bug: the interval scan still runs; say how to get details
@@ -183,8 +185,7 @@ class InboxWatcher:
         up to the mailbox's interval."""
         if failures <= 1:
             return 1.0
-        cap = max(self.box.interval, backoff_delay(1, self.box.interval))
-        return backoff_delay(failures - 1, cap).total_seconds()
+        return backoff_delay(failures - 1, self.box.interval).total_seconds()
 
     def _prepare(self, imap: imaplib.IMAP4) -> bool:
         """INBOX examined (read-only); False when the server offers no IDLE."""
