@@ -219,6 +219,11 @@ class Dovecot:
         return sum(int(m.group(1)) for m in re.finditer(
             rf"auth failed, (\d+) attempts? in .*user=<{re.escape(username)}>", text))
 
+    def kick(self, username: str) -> None:
+        """Disconnect `username`'s sessions: each is sent `* BYE` (doveadm kick)."""
+        subprocess.run(["doveadm", "-c", str(self.base / "dovecot.conf"), "kick", username],
+                       check=True, capture_output=True)
+
     def logins(self, username: str) -> int:
         """How many logins of `username` succeeded (its log)."""
         try:

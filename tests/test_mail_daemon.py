@@ -336,3 +336,22 @@ def test_the_watcher_works_over_implicit_tls(dovecot_tls: Dovecot) -> None:
     finally:
         watcher.stop()
     assert watcher.join(3)
+
+
+def test_the_watcher_reconnects_after_the_server_says_bye(imap_account: Account) -> None:
+    acc = imap_account
+    box = MailConfig(name="inbox", host=acc.host, port=acc.port, tls="none",
+                     username=acc.username, password=acc.password)
+    news: list[float] = []
+    watcher = InboxWatcher(box, lambda: news.append(time.monotonic()), on_refused=print,
+                           on_no_idle=print).start()
+    try:
+        wait_until(lambda: len(news) == 1, 10, "the watch's start")
+        acc.server.kick(acc.username)  # `* BYE Server shutting down.`
+        wait_until(lambda: acc.server.logins(acc.username) == 2, 10, "a reconnection")
+        wait_until(lambda: len(news) == 2, 10, "a scan asked for after reconnecting")
+        acc.append("INBOX", message(frm="dana@acme.example", to=ME, subject="hi"))
+        wait_until(lambda: len(news) == 3, 10, "new mail seen")
+    finally:
+        watcher.stop()
+    assert watcher.join(3)
