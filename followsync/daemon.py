@@ -8,6 +8,11 @@ Threads, and who does what:
             arrive meanwhile are merged into one more run
   scheduler APScheduler's timers (interval, midnight, retries); its jobs only ask for syncs
   watchdog  the inotify observer; its handler only puts events on the main queue
+  idle      one per mailbox whose server offers IDLE, started after a scan of it worked:
+            watches INBOX (sources/idle.py) and only asks for syncs
+A mailbox whose login was refused is not logged in to again (not even by its IDLE watcher)
+while its credentials are those refused, until SIGHUP or LOGIN_PAUSE (schedule.login_held):
+repeated failed logins lock real accounts.
 The daemon holds the state dir's daemon lock for its whole life, so a second one refuses to
 start; each sync takes the sync lock like `followsync sync` does, so the two take turns.
 """
@@ -44,21 +49,24 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from followsync import logs, sync
-from followsync.config import Config, load_config
+from followsync.config import Config, MailConfig, load_config
 from followsync.errors import EXIT_INVALID, ConfigError, FollowsyncError, LockBusy
 from followsync.locks import Lock
 from followsync.notify import Notifier, watchdog_seconds
 from followsync.schedule import (
+    LOGIN_PAUSE,
     Change,
     Debounce,
     MidnightTrigger,
     Pending,
     backoff_delay,
     classify,
+    login_held,
     next_retries,
     should_report,
     watched_files,
 )
+from followsync.sources.idle import InboxWatcher, watches_inbox
 
 DAEMON_LOCK = "daemon.lock"  # held for the daemon's life; "lock" is held per sync
 
@@ -67,6 +75,7 @@ STOP_GRACE = 3.0  # seconds a running sync gets to finish after SIGTERM
 EVENT_TYPES: list[type[FileSystemEvent]] = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent,
                                             FileDeletedEvent, FileClosedEvent]
 Message = tuple[str, str]  # ("stop" | "reload" | "changed", detail)
+Refusal = tuple[datetime, str]  # when a mailbox's login was refused, and what was tried
 
 
 def serve(config_path: Path, *, verbose: int = 0, quiet: bool = False) -> int:
@@ -159,6 +168,12 @@ class Daemon:
         self._failures: dict[str, int] = {}
         self._mail_failures: dict[str, int] = {}  # mailbox → failed scans in a row
         self._mail_wait: dict[str, float] = {}  # mailbox → monotonic time of its next try
+        # mailbox → its refused login (credentials_digest: never the password itself)
+        self._refused: dict[str, Refusal] = {}
+        self._watchers: dict[str, InboxWatcher] = {}  # mailbox → its IDLE watcher
+        self._no_idle: set[str] = set()  # mailboxes whose server offers no IDLE (said once)
+        self._mail_lock = threading.Lock()  # the three above: the idle threads report too
+        self._stopping = False
         self._last_problem: str | None = None
         self._status = "starting"
         self._syncing = threading.Lock()  # held during sync.run
@@ -213,9 +228,18 @@ class Daemon:
     def _stop(self, why: str) -> None:
         log.info("stopping (%s)", why)
         self.notifier.stopping()
+        with self._mail_lock:
+            self._stopping = True
+            watchers = list(self._watchers.values())
+            self._watchers.clear()
+        for watcher in watchers:
+            watcher.stop()
         if self.observer is not None:
             self.observer.stop()
         self.scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + STOP_GRACE
+        for watcher in watchers:  # each says DONE and logs out; never waited on for long
+            watcher.join(max(0.0, deadline - time.monotonic()))
         if not self.worker.stop(STOP_GRACE):
             log.warning("a sync was still running after %.0f s; it is cut short (the next "
                         "sync finishes its work)", STOP_GRACE)
@@ -288,7 +312,13 @@ class Daemon:
                 log.warning("%s", warning)
             self.schedule()
             self.watch()
+            self._rewatch_mail()
             log.info("reloaded: %s", self.describe())
+        if why == "SIGHUP":  # the user's way to say "try the login again now"
+            with self._mail_lock:
+                again, self._refused = sorted(self._refused), {}
+            for name in again:
+                log.info("mailbox %s: trying its login again (SIGHUP)", name)
         self.worker.request(saved=saved)
         self.notifier.ready(self._status)
 
@@ -316,7 +346,8 @@ class Daemon:
             try:
                 with self._syncing:
                     outcome = sync.run(config, datetime.now(config.timezone),
-                                       sync.SyncOptions(only=only, scan=self._scan(only)))
+                                       sync.SyncOptions(only=only, scan=self._scan(only),
+                                                        held=self._held()))
             except ConfigError as exc:
                 self._problem(str(exc), pending.saved)
                 return
@@ -341,15 +372,36 @@ class Daemon:
         return frozenset(box.name for box in self.config.mailboxes
                          if self._mail_wait.get(box.name, 0.0) <= now)
 
+    def _held(self) -> dict[str, str]:
+        """The mailboxes not to log in to with the credentials their server refused: those
+        refused less than LOGIN_PAUSE ago (README "Mail")."""
+        now = datetime.now(UTC)
+        with self._mail_lock:
+            return {name: tried for name, (at, tried) in self._refused.items()
+                    if login_held(at, now)}
+
     def _report_mail(self, outcome: sync.Outcome, config: Config) -> None:
         """Log each scanned mailbox; one that failed waits (backing off, at most its
-        interval) before it is tried again, the calendars syncing meanwhile."""
+        interval) before it is tried again, the calendars syncing meanwhile; one that
+        refused the login waits for new credentials (`_login_refused`)."""
         for report in outcome.mailboxes:
             box = next((b for b in config.mailboxes if b.name == report.name), None)
+            if report.held:  # said when it was refused; not at every round
+                log.debug("%s", report.summary())
+                continue
+            if report.refused is not None:
+                self._login_refused(report.name, report.refused,
+                                    f"{report.error}; hint: {report.hint}" if report.hint
+                                    else f"{report.error}")
+                continue
             if report.error is None:  # a scan with nothing new is not worth a line
                 log.log(logging.INFO if report.found else logging.DEBUG, "%s", report.summary())
                 self._mail_failures.pop(report.name, None)
                 self._mail_wait.pop(report.name, None)
+                with self._mail_lock:
+                    self._refused.pop(report.name, None)
+                if box is not None:
+                    self._watch_inbox(box)
                 continue
             log.error("%s", report.summary() + (f"\n  hint: {report.hint}" if report.hint
                                                  else ""))
@@ -363,6 +415,66 @@ class Daemon:
                                        run_date=datetime.now(UTC) + delay,
                                        id=f"retry-mail:{report.name}", replace_existing=True,
                                        misfire_grace_time=None)
+
+    def _login_refused(self, name: str, tried: str, why: str) -> None:
+        """A mailbox's server refused its login (a scan's, or its IDLE watcher's): one line
+        saying so and what to do; no retries until the credentials change (see `_held`)."""
+        with self._mail_lock:
+            self._refused[name] = (datetime.now(UTC), tried)
+            watcher = self._watchers.pop(name, None)
+        if watcher is not None:
+            watcher.stop()
+        self._mail_failures.pop(name, None)
+        self._mail_wait.pop(name, None)
+        if self.scheduler.running:
+            with contextlib.suppress(JobLookupError):  # a back-off retry of an earlier failure
+                self.scheduler.remove_job(f"retry-mail:{name}")
+        log.error("%s; not logging in to it again (repeated failed logins lock accounts) until "
+                  "its password or its entry in the config changes, the daemon is told to "
+                  "reload (SIGHUP: systemctl --user reload followsync), or in %s",
+                  why.replace("\n", " "), span(LOGIN_PAUSE))
+
+    # ------------------------------------------------------------------ IDLE
+    def _watch_inbox(self, box: MailConfig) -> None:
+        """Watch the mailbox's INBOX with IDLE, once a scan of it worked (so the watcher's
+        login is one that worked); a running watcher for the same entry is kept."""
+        if not watches_inbox(box):
+            return
+        with self._mail_lock:
+            current = self._watchers.get(box.name)
+            if self._stopping or box.name in self._no_idle or box.name in self._refused or (
+                    current is not None and current.alive and current.box == box):
+                return
+            watcher = InboxWatcher(box, self._new_mail,
+                                   on_refused=lambda tried, exc: self._login_refused(
+                                       box.name, tried, f"{exc.message}; hint: {exc.hint}"),
+                                   on_no_idle=lambda: self._without_idle(box))
+            self._watchers[box.name] = watcher
+        if current is not None:
+            current.stop()
+        watcher.start()
+
+    def _new_mail(self) -> None:
+        """An IDLE watcher saw new mail: a sync round scans it (requests merge)."""
+        self.worker.request()
+
+    def _without_idle(self, box: MailConfig) -> None:
+        with self._mail_lock:
+            self._no_idle.add(box.name)
+            self._watchers.pop(box.name, None)
+        log.info("mailbox %s: the server does not offer IDLE; new mail is looked for every %s",
+                 box.name, span(box.interval))
+
+    def _rewatch_mail(self) -> None:
+        """After a reload: watchers of mailboxes whose entry changed or went are stopped
+        (the next scan that works starts them again); a server's IDLE is asked for again."""
+        boxes = {box.name: box for box in self.config.mailboxes}
+        with self._mail_lock:
+            self._no_idle.clear()
+            gone = [w for name, w in self._watchers.items() if boxes.get(name) != w.box]
+            self._watchers = {n: w for n, w in self._watchers.items() if w not in gone}
+        for watcher in gone:
+            watcher.stop()
 
     def _problem(self, text: str, saved: bool, what: str = "lead files not loaded") -> None:
         if should_report(text, self._last_problem, saved):

@@ -17,6 +17,10 @@ from apscheduler.triggers.base import BaseTrigger
 
 FIRST_RETRY = timedelta(seconds=30)
 AFTER_MIDNIGHT = timedelta(seconds=5)
+# A mailbox that refused the login is not tried again with the same credentials for this long
+# (README "Mail"): repeated failed logins lock real accounts, and a provider's lock is
+# usually lifted within hours.
+LOGIN_PAUSE = timedelta(hours=6)
 
 Change = Literal["config", "leads"]
 # What a save looks like to inotify, by editor: in place (modified, closed), by rename
@@ -45,6 +49,14 @@ def next_retries(
             counts[name] = failures.get(name, 0) + 1
             retries[name] = backoff_delay(counts[name], interval)
     return counts, retries
+
+
+def login_held(refused_at: datetime, now: datetime, pause: timedelta = LOGIN_PAUSE) -> bool:
+    """Whether a mailbox whose login was refused at `refused_at` still waits at `now` (the
+    daemon then does not log in again with the credentials that were refused). A clock set
+    back before the refusal ends the wait: one more try is cheaper than a wait of unknown
+    length."""
+    return refused_at <= now < refused_at + pause
 
 
 def next_midnight(now: datetime, zone: ZoneInfo, after: timedelta = AFTER_MIDNIGHT) -> datetime:

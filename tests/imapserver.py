@@ -78,7 +78,8 @@ def _mail_owner() -> tuple[int, int, str]:
     return entry.pw_uid, entry.pw_gid, entry.pw_name
 
 
-def _config(base: Path, port: int, uid: int, gid: int, owner: str, tls_port: int = 0) -> str:
+def _config(base: Path, port: int, uid: int, gid: int, owner: str, tls_port: int = 0,
+            extra: str = "") -> str:
     root = os.geteuid() == 0
     internal = "dovecot" if root and _has_user("dovecot") else owner
     login = "dovenull" if root and _has_user("dovenull") else owner
@@ -138,6 +139,7 @@ service stats {{
     mode = 0666
   }}
 }}
+{extra}
 """
 
 
@@ -207,6 +209,29 @@ class Dovecot:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def refused_logins(self, username: str) -> int:
+        """How many logins of `username` this server refused (its log: one line per
+        connection, with its number of attempts)."""
+        try:
+            text = (self.base / "dovecot.log").read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(int(m.group(1)) for m in re.finditer(
+            rf"auth failed, (\d+) attempts? in .*user=<{re.escape(username)}>", text))
+
+    def kick(self, username: str) -> None:
+        """Disconnect `username`'s sessions: each is sent `* BYE` (doveadm kick)."""
+        subprocess.run(["doveadm", "-c", str(self.base / "dovecot.conf"), "kick", username],
+                       check=True, capture_output=True)
+
+    def logins(self, username: str) -> int:
+        """How many logins of `username` succeeded (its log)."""
+        try:
+            text = (self.base / "dovecot.log").read_text(errors="replace")
+        except OSError:
+            return 0
+        return len(re.findall(rf"Login: user=<{re.escape(username)}>", text))
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -218,11 +243,12 @@ class Dovecot:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_dovecot(timeout: float = 20.0, *, tls: bool = False) -> Dovecot:
+def start_dovecot(timeout: float = 20.0, *, tls: bool = False, extra: str = "") -> Dovecot:
     """Start Dovecot in the foreground (`dovecot -F -c CONF`) on a free port; ready when it
     greets. With `tls`, also implicit TLS on `tls_port` and STARTTLS on the plain port, with a
-    self-signed certificate (`cafile`). Raises DovecotMissing without a `dovecot` binary (or,
-    for tls, without `openssl`)."""
+    self-signed certificate (`cafile`). `extra`: more settings (e.g. `imap_capability = ...`
+    for a server without IDLE). Raises DovecotMissing without a `dovecot` binary (or, for
+    tls, without `openssl`)."""
     binary = dovecot_binary()
     if binary is None:
         raise DovecotMissing("dovecot is not installed (Debian: apt-get install dovecot-imapd; "
@@ -243,7 +269,7 @@ def start_dovecot(timeout: float = 20.0, *, tls: bool = False) -> Dovecot:
         _self_signed(base)
         tls_port = free_port()
     conf = base / "dovecot.conf"
-    conf.write_text(_config(base, port, uid, gid, owner, tls_port))
+    conf.write_text(_config(base, port, uid, gid, owner, tls_port, extra))
     process = subprocess.Popen([binary, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
                                stderr=open(base / "stderr.log", "wb"))  # noqa: SIM115
     server = Dovecot(base, port, process, uid, gid, tls_port=tls_port)
@@ -439,6 +465,7 @@ class CountingProxy:
         self._listener = socket.create_server((HOST, 0))
         self.port = int(self._listener.getsockname()[1])
         self._stop = threading.Event()
+        self._open: list[socket.socket] = []
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     def start(self) -> CountingProxy:
@@ -462,8 +489,17 @@ class CountingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.upstream)
+            self._open.extend((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def cut(self) -> None:
+        """Drop every open connection (as a server restart or a NAT timeout would); new
+        ones are still relayed."""
+        for sock in self._open:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._open.clear()
 
     def _pump(self, src: socket.socket, dst: socket.socket, record: bool) -> None:
         pending = b""

@@ -1,21 +1,33 @@
 """The daemon and mail (README "Mail"), as a real process against a real Dovecot: a message
-appended to INBOX moves the lead's calendar item within the mailbox's scan interval; a
-mailbox that cannot be reached is logged and retried while the calendars keep syncing."""
+appended to INBOX moves the lead's calendar item within the mailbox's scan interval, and
+within seconds through IDLE when the interval is an hour (a server without IDLE falls back to
+the interval); a mailbox that cannot be reached is logged and retried while the calendars
+keep syncing; one that refuses the login is tried once (counted in Dovecot's log) and again
+only after SIGHUP or new credentials. The 6 hours' wait is `schedule.login_held`, a pure
+function of the time: no test waits for it."""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.imapserver import Account, CountingProxy, message
+from followsync import sync
+from followsync.config import MailConfig, load_config
+from followsync.errors import EXIT_TARGET
+from followsync.schedule import login_held
+from followsync.sources.idle import InboxWatcher
+from followsync.sync import SyncOptions
+from tests.imapserver import Account, CountingProxy, Dovecot, DovecotMissing, message, start_dovecot
 from tests.mailproject import ME, PW_ENV, TZ, mail_project
 from tests.project import Project, ics_target
 
@@ -127,3 +139,219 @@ def test_a_mailbox_that_goes_down_is_retried_and_the_calendars_keep_syncing(
     assert d.proc.poll() is None
     assert acc.password not in d.stderr and os.environ[PW_ENV] not in d.stderr
     assert Path(p.dir).exists()
+
+
+# ============================================================ a refused login (README "Mail")
+def test_a_refused_login_waits_six_hours_on_the_daemons_clock() -> None:
+    refused = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    assert login_held(refused, refused)
+    assert login_held(refused, refused + timedelta(hours=5, minutes=59, seconds=59))
+    assert not login_held(refused, refused + timedelta(hours=6))
+    assert not login_held(refused, refused + timedelta(days=3))
+    # a clock set back before the refusal does not hold the mailbox for an unknown time
+    assert not login_held(refused, refused - timedelta(minutes=1))
+
+
+def test_credentials_that_were_refused_are_not_tried_again_until_they_change(
+        project: Project, imap_account: Account, imap_proxy: CountingProxy,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What the daemon hands a sync after a refusal (`held`): with the same password (a
+    password_command's output) and config entry, no connection at all; a new output of the
+    command, or an edited entry, is tried at once."""
+    acc = imap_account
+    secret = tmp_path / "secret"
+    secret.write_text("not-the-password\n")
+    p = mail_project(project, monkeypatch, acc, leads=LEADS.format(day="2099-01-05"))
+    p.write_config(p.config.read_text()
+                   .replace(f"port: {acc.port}", f"port: {imap_proxy.port}")
+                   .replace(f"password_env: {PW_ENV}", f"password_command: [cat, {secret}]"))
+    now = datetime(2099, 1, 6, 10, 0, tzinfo=TZ)
+    refused = sync.run(load_config(p.config), now).mailboxes[0]
+    assert refused.exit_code == EXIT_TARGET and "login refused" in (refused.error or "")
+    assert refused.refused is not None and "not-the-password" not in refused.refused
+    held = {"inbox": refused.refused}
+    imap_proxy.reset()
+    again = sync.run(load_config(p.config), now, SyncOptions(held=held)).mailboxes[0]
+    assert again.held and again.error is None and again.exit_code == 0
+    assert "not tried: its login was refused" in again.summary()
+    assert imap_proxy.commands == []  # not even a connection: nothing was sent
+    # a run by hand (nothing held) always tries: exit 3 again
+    assert sync.run(load_config(p.config), now).mailboxes[0].refused == refused.refused
+    # an edited entry (another `since`) is tried, and refused again
+    p.write_config(p.config.read_text().replace("since: 2013-01-01", "since: 2014-01-01"))
+    edited = sync.run(load_config(p.config), now, SyncOptions(held=held)).mailboxes[0]
+    assert edited.refused is not None and edited.refused != refused.refused
+    # the password source gives another password: tried at once, and it works
+    secret.write_text(acc.password + "\n")
+    imap_proxy.reset()
+    fixed = sync.run(load_config(p.config), now,
+                     SyncOptions(held={"inbox": edited.refused})).mailboxes[0]
+    assert fixed.error is None and not fixed.held and "LOGIN" in imap_proxy.verbs()
+    wait_until(lambda: acc.server.refused_logins(acc.username) == 3, 10, "Dovecot's log")
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"no {what} within {timeout} s"
+        time.sleep(0.02)
+
+
+def test_the_daemon_tries_a_refused_login_once_and_again_on_sighup_or_a_config_change(
+        project: Project, imap_account: Account, monkeypatch: pytest.MonkeyPatch,
+        daemons: Callable[[Project], Daemon]) -> None:
+    acc = imap_account
+    p = mail_project(project, monkeypatch, acc, leads=LEADS.format(day="2099-01-05"),
+                     interval="1s", targets=ics_target())
+    monkeypatch.setenv(PW_ENV, "not-the-password")
+    monkeypatch.setenv(PW_ENV + "_OK", acc.password)
+    d = daemons(p)
+    d.wait(lambda: "20990112T090000" in d.calendar(), 20, "first sync")  # calendars still sync
+    d.wait(lambda: acc.server.refused_logins(acc.username) == 1, 20, "the refused login")
+    held = "mailbox inbox: not tried: its login was refused"
+    # three rounds at the mailbox's 1 s interval looked at it and left it alone
+    d.wait(lambda: d.stderr.count(held) >= 3, 20, "three rounds that do not log in")
+    assert acc.server.refused_logins(acc.username) == 1
+    lines = [line for line in d.stderr.splitlines() if "login refused" in line]
+    assert len(lines) == 1, d.stderr
+    assert "mailbox 'inbox'" in lines[0] and "SIGHUP" in lines[0] and "6h" in lines[0]
+    assert "trying again in" not in d.stderr  # no back-off retries of a refused login
+
+    d.proc.send_signal(signal.SIGHUP)  # "try again now"
+    d.wait(lambda: acc.server.refused_logins(acc.username) == 2, 20, "a login after SIGHUP")
+    d.wait(lambda: d.stderr.count("login refused") == 2, 10, "its log line")
+    after = d.stderr.count(held)
+    d.wait(lambda: d.stderr.count(held) >= after + 3, 20, "three more rounds")
+    assert acc.server.refused_logins(acc.username) == 2
+
+    # the config names another password: tried at once, and the mailbox is scanned again
+    p.write_config(p.config.read_text().replace(f"password_env: {PW_ENV}",
+                                                f"password_env: {PW_ENV}_OK"))
+    d.wait(lambda: acc.server.logins(acc.username) >= 1, 20, "the login with the new config")
+    d.wait(lambda: re.search(r"mailbox inbox: 0 new touches", d.stderr), 10, "a scan")
+    assert acc.server.refused_logins(acc.username) == 2
+    assert acc.password not in d.stderr and "not-the-password" not in d.stderr
+
+
+# ============================================================ IDLE (README "Mail")
+def test_a_reply_reaches_the_calendar_within_seconds_through_idle(
+        project: Project, imap_account: Account, monkeypatch: pytest.MonkeyPatch,
+        daemons: Callable[[Project], Daemon]) -> None:
+    acc = imap_account
+    today = datetime.now(TZ).date()
+    p = mail_project(project, monkeypatch, acc, targets=ics_target(), interval="1h",
+                     leads=LEADS.format(day=today - timedelta(days=3)))
+    d = daemons(p)
+    first = f"DTSTART;TZID=Europe/Berlin:{today + timedelta(days=4):%Y%m%d}T090000"
+    d.wait(lambda: first in d.calendar(), 20, "first sync")
+    d.wait(lambda: "mailbox inbox: watching INBOX (IDLE)" in d.stderr, 20, "the IDLE watch")
+    now = datetime.now(TZ)
+    acc.append("INBOX", message(frm="Dana <dana@acme.example>", to=ME, subject="Re: news",
+                                date=now, message_id="<idle@acme.example>"), now)
+    moved = f"DTSTART;TZID=Europe/Berlin:{now.date() + timedelta(days=7):%Y%m%d}T090000"
+    took = d.wait(lambda: moved in d.calendar(), 15, "calendar item moved (the interval is 1h)")
+    print(f"append → calendar moved through IDLE: {took:.2f} s")
+    d.proc.send_signal(signal.SIGTERM)  # ends within seconds, the watcher with it
+    assert d.proc.wait(5) == 0
+    assert "internal error" not in d.stderr
+
+
+@pytest.fixture(scope="module")
+def dovecot_without_idle() -> Iterator[Dovecot]:
+    """A Dovecot that does not offer IDLE (its CAPABILITY as Dovecot's, less IDLE)."""
+    try:
+        server = start_dovecot(extra="imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID "
+                                     "ENABLE LITERAL+ NAMESPACE UIDPLUS SPECIAL-USE")
+    except DovecotMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_server_without_idle_is_looked_at_every_interval(
+        project: Project, dovecot_without_idle: Dovecot, monkeypatch: pytest.MonkeyPatch,
+        daemons: Callable[[Project], Daemon]) -> None:
+    acc = dovecot_without_idle.new_account()
+    today = datetime.now(TZ).date()
+    p = mail_project(project, monkeypatch, acc, targets=ics_target(), interval="2s",
+                     leads=LEADS.format(day=today - timedelta(days=3)))
+    d = daemons(p)
+    d.wait(lambda: "mailbox inbox: the server does not offer IDLE" in d.stderr, 20,
+           "the fallback's log line")
+    assert "looked for every 2s" in d.stderr
+    now = datetime.now(TZ)
+    acc.append("INBOX", message(frm="Dana <dana@acme.example>", to=ME, subject="Re: news",
+                                date=now, message_id="<noidle@acme.example>"), now)
+    moved = f"DTSTART;TZID=Europe/Berlin:{now.date() + timedelta(days=7):%Y%m%d}T090000"
+    d.wait(lambda: moved in d.calendar(), 2 + 10, "calendar item moved at the interval")
+    assert d.stderr.count("does not offer IDLE") == 1  # said once, not at every scan
+
+
+def test_the_watcher_renews_idle_and_reconnects_after_a_cut(
+        imap_account: Account, imap_proxy: CountingProxy) -> None:
+    acc = imap_account
+    box = MailConfig(name="inbox", host=acc.host, port=imap_proxy.port, tls="none",
+                     username=acc.username, password=acc.password, interval=timedelta(hours=1))
+    news: list[float] = []
+    ends: list[str] = []
+    watcher = InboxWatcher(box, lambda: news.append(time.monotonic()),
+                           on_refused=lambda digest, exc: ends.append("refused"),
+                           on_no_idle=lambda: ends.append("no idle"), renew=0.3).start()
+    try:
+        wait_until(lambda: imap_proxy.verbs().count("IDLE") >= 3, 10, "IDLE renewed")
+        assert imap_proxy.verbs().count("DONE") >= 2  # each renewal ends the one before
+        assert "EXAMINE" in imap_proxy.verbs() and "SELECT" not in imap_proxy.verbs()
+        assert len(news) == 1  # a scan for what came before INBOX was examined
+        imap_proxy.cut()  # the connection is gone (server restart, NAT timeout)
+        wait_until(lambda: imap_proxy.verbs().count("LOGIN") == 2, 10, "a reconnection")
+        wait_until(lambda: len(news) == 2, 10, "a scan asked for after reconnecting")
+        wait_until(lambda: imap_proxy.verbs().count("IDLE") >= 5, 10, "IDLE again")
+        acc.append("INBOX", message(frm="dana@acme.example", to=ME, subject="hi"))
+        wait_until(lambda: len(news) == 3, 10, "new mail seen")
+    finally:
+        watcher.stop()
+    assert watcher.join(3), "the watcher did not end within 3 s"
+    assert ends == []
+    assert imap_proxy.verbs()[-2:] == ["DONE", "LOGOUT"]
+
+
+def test_the_watcher_works_over_implicit_tls(dovecot_tls: Dovecot) -> None:
+    """Over TLS, bytes already decrypted are invisible to select(): the watcher still sees
+    each new message."""
+    acc = dovecot_tls.new_account()
+    box = MailConfig(name="inbox", host=acc.host, port=dovecot_tls.tls_port, tls="implicit",
+                     username=acc.username, password=acc.password)
+    news: list[float] = []
+    watcher = InboxWatcher(box, lambda: news.append(time.monotonic()), on_refused=print,
+                           on_no_idle=print,
+                           ssl_context=ssl.create_default_context(cafile=dovecot_tls.cafile))
+    watcher.start()
+    try:
+        wait_until(lambda: len(news) == 1, 10, "the watch's start (INBOX examined)")
+        for n in range(3):
+            acc.append("INBOX", message(frm="dana@acme.example", to=ME, subject=f"hi {n}"))
+            wait_until(lambda n=n: len(news) == n + 2, 10, f"new mail {n + 1} seen")
+    finally:
+        watcher.stop()
+    assert watcher.join(3)
+
+
+def test_the_watcher_reconnects_after_the_server_says_bye(imap_account: Account) -> None:
+    acc = imap_account
+    box = MailConfig(name="inbox", host=acc.host, port=acc.port, tls="none",
+                     username=acc.username, password=acc.password)
+    news: list[float] = []
+    watcher = InboxWatcher(box, lambda: news.append(time.monotonic()), on_refused=print,
+                           on_no_idle=print).start()
+    try:
+        wait_until(lambda: len(news) == 1, 10, "the watch's start")
+        acc.server.kick(acc.username)  # `* BYE Server shutting down.`
+        wait_until(lambda: acc.server.logins(acc.username) == 2, 10, "a reconnection")
+        wait_until(lambda: len(news) == 2, 10, "a scan asked for after reconnecting")
+        acc.append("INBOX", message(frm="dana@acme.example", to=ME, subject="hi"))
+        wait_until(lambda: len(news) == 3, 10, "new mail seen")
+    finally:
+        watcher.stop()
+    assert watcher.join(3)

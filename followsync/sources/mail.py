@@ -16,7 +16,7 @@ Why it looks like this:
 - stdlib `imaplib`, no dependency: on Dovecot with 20,000 messages, `imapclient` took about
   5x a bare imaplib fetch of the same headers (1.6 s against 0.3 s) before any matching,
   while this scan stays within 1.5x of it (bench/mail_scan.py). The bulk FETCH answers are
-  streamed (see `_fetch`); IDLE, which imaplib lacks before 3.14, is not needed to poll.
+  streamed (see `_fetch`). IDLE, which imaplib lacks before 3.14, is in sources/idle.py.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def scan_mailbox(mailbox: Mailbox, leads: Mapping[str, str], bookmarks: Mapping[
     (lower-cased address → lead id). Raises MailError when the mailbox cannot be read."""
     lead_of = {address.strip().lower(): lead for address, lead in leads.items()}
     matcher = _Matcher(mailbox.my_addresses, lead_of, tz)
-    with _connect(mailbox, timeout, ssl_context) as imap:
+    with connect(mailbox, timeout, ssl_context) as imap:
         folders = _folders(imap, mailbox)
         seen: set[str] = set(known)
         touches: list[FoundTouch] = []
@@ -126,8 +126,10 @@ def scan_mailbox(mailbox: Mailbox, leads: Mapping[str, str], bookmarks: Mapping[
 
 # ------------------------------------------------------------------ connection
 @contextlib.contextmanager
-def _connect(mailbox: Mailbox, timeout: float, context: ssl.SSLContext | None
-             ) -> Iterator[imaplib.IMAP4]:
+def connect(mailbox: Mailbox, timeout: float, context: ssl.SSLContext | None
+            ) -> Iterator[imaplib.IMAP4]:
+    """A logged-in session (the scan's and the IDLE watcher's, sources/idle.py): every
+    failure is a MailError, a refused login a MailLoginRefused; logs out on leaving."""
     where = f"mailbox {mailbox.name!r} ({mailbox.host}:{mailbox.effective_port})"
     if mailbox.tls == "none" and not is_loopback(mailbox.host):
         raise MailError(f"{where}: tls: none sends the password in clear text; refused for a "
@@ -608,4 +610,4 @@ class _Matcher:
         return [FoundTouch(local, lead, by, key, subject, folder) for lead, by in pairs]
 
 
-__all__ = ["MailError", "MailLoginRefused", "MailSource", "Mailbox", "scan_mailbox"]
+__all__ = ["MailError", "MailLoginRefused", "MailSource", "Mailbox", "connect", "scan_mailbox"]

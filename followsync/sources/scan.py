@@ -6,14 +6,23 @@ addresses, my addresses, `since`, the folders): when that changes, the mailbox i
 from `since` and its touches are replaced by what that scan finds, so an address added to a
 lead finds the older mail too, and an address removed no longer counts. A mailbox that fails
 is reported (exit 3) and the others are still scanned.
+
+A refused login is reported with a salted digest of what was tried (the mailbox's config
+entry and the password as resolved then; `credentials_digest`). The daemon hands it back as
+`held`: a mailbox whose credentials still have that digest is not logged in to again
+(repeated failed logins lock real accounts), while a changed password (its command's output,
+the keyring) or entry is tried at once. The password itself is never kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import hmac
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +39,8 @@ if TYPE_CHECKING:
     from followsync.sources.mail import Mailbox
 
 log = logging.getLogger("followsync")
+# Salts the credentials digests: a new one in each process, kept in memory only.
+_SALT = os.urandom(16)
 
 
 @dataclass
@@ -44,10 +55,15 @@ class MailReport:
     error: str | None = None
     hint: str = ""
     exit_code: int = EXIT_OK
+    refused: str | None = None  # the login was refused: `credentials_digest` of what was tried
+    held: bool = False  # not logged in to: these credentials were refused before (`held`)
 
     def summary(self) -> str:
         if self.error:
             return f"mailbox {self.name}: FAILED: {self.error}"
+        if self.held:
+            return (f"mailbox {self.name}: not tried: its login was refused and neither its "
+                    "password nor its config entry changed since")
         count = len(self.found)
         folders = len(self.folders)
         return (f"mailbox {self.name}: {count} new touch{'' if count == 1 else 'es'} "
@@ -79,6 +95,13 @@ def password_of(box: MailConfig) -> str:
     from followsync.credentials import password_for
 
     return password_for(box) or ""
+
+
+def credentials_digest(box: MailConfig, password: str) -> str:
+    """What a login tried, as a digest salted per process: the mailbox's config entry (so an
+    edit of it counts as a change) and the password resolved for it."""
+    entry = json.dumps(dataclasses.asdict(box), default=str, sort_keys=True)
+    return hmac.new(_SALT, f"{entry}\0{password}".encode(), hashlib.sha256).hexdigest()
 
 
 def mailbox_of(box: MailConfig, since: date) -> Mailbox:
@@ -117,12 +140,15 @@ def known_addresses(config: Config, state: State) -> dict[str, str]:
 def scan_mailboxes(
     config: Config, addresses: Mapping[str, str], state: State, today: date, *,
     since: date | None = None, only: Iterable[str] | None = None,
+    held: Mapping[str, str] | None = None,
 ) -> list[MailReport]:
     """Scan every mailbox (or those named in `only`) for mail with `addresses` (address →
     lead id, see `lead_addresses`) and keep what was found. `since`: a one-off look back
-    from that date, beyond the bookmarks (touches already known are not found twice). The
-    caller holds the state's lock."""
-    from followsync.sources.mail import scan_mailbox
+    from that date, beyond the bookmarks (touches already known are not found twice).
+    `held`: mailbox name → the `credentials_digest` its server refused; such a mailbox is
+    not logged in to while its credentials are the same (the daemon's; a command run by hand
+    always tries). The caller holds the state's lock."""
+    from followsync.sources.mail import MailLoginRefused, scan_mailbox
 
     wanted = set(only) if only is not None else None
     reports = []
@@ -138,13 +164,21 @@ def scan_mailboxes(
         # From scratch, every touch is found again (and replaces the mailbox's stored ones);
         # else a message already known (in any mailbox) is not looked at twice.
         known = set() if fresh else state.mail_keys()
+        tried: str | None = None
         try:
             first = box.since_day(today)
             if since is not None:
                 first = min(first, since) if fresh else since
-            result = scan_mailbox(mailbox_of(box, first), addresses, marks, known,
-                                  config.timezone, timeout=box.timeout)
+            mailbox = mailbox_of(box, first)
+            tried = credentials_digest(box, mailbox.password)
+            if held and held.get(box.name) == tried:
+                report.held = True
+                continue
+            result = scan_mailbox(mailbox, addresses, marks, known, config.timezone,
+                                  timeout=box.timeout)
         except FollowsyncError as exc:
+            if isinstance(exc, MailLoginRefused):
+                report.refused = tried
             report.error, report.hint, report.exit_code = exc.message, exc.hint, EXIT_TARGET
             report.seconds = time.monotonic() - started
             continue
@@ -189,5 +223,5 @@ def lead_touches(state: State, book: LeadBook, config: Config) -> list[tuple[str
     return found
 
 
-__all__ = ["MailReport", "known_addresses", "lead_addresses", "lead_touches", "scan_mailboxes",
-           "touch_note"]
+__all__ = ["MailReport", "credentials_digest", "known_addresses", "lead_addresses", "lead_touches",
+           "scan_mailboxes", "touch_note"]

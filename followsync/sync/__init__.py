@@ -67,7 +67,8 @@ def _scan(config: Config, state: State, today: date, options: SyncOptions) -> li
         return []
     from followsync.sources.scan import known_addresses, scan_mailboxes
 
-    return scan_mailboxes(config, known_addresses(config, state), state, today, only=names)
+    return scan_mailboxes(config, known_addresses(config, state), state, today, only=names,
+                          held=options.held)
 
 
 def _full(

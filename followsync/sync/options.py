@@ -26,6 +26,9 @@ class SyncOptions:
     # The mailboxes to scan before syncing (README "Mail"): None every one, () none (the
     # daemon leaves out those waiting for a retry). `plan` never scans.
     scan: frozenset[str] | None = None
+    # Mailbox name → the credentials digest its server refused (the daemon's, README "Mail"):
+    # not logged in to again while its password and config entry are the same.
+    held: Mapping[str, str] = field(default_factory=dict)
 
     def scans(self, name: str) -> bool:
         """Whether this sync scans the mailbox called `name` first."""
