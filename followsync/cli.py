@@ -88,8 +88,12 @@ _QUIET_HELP = "Print only errors."
 
 
 def _after_command(ctx: click.Context, param: click.Parameter, value: object) -> None:
-    """A global option given after the command name: it wins over the same one before it."""
-    if param.name is None or ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+    """A global option given after the command name: it wins over the same one before it.
+    (click 8.4 records the source of an option that is not exposed only after its callback:
+    a value other than the unset one is then what the command line gave.)"""
+    source = ctx.get_parameter_source(param.name) if param.name else None
+    given = source is ParameterSource.COMMANDLINE or (source is None and value not in (None, 0))
+    if param.name is None or not given:
         return
     obj = ctx.find_object(Context)
     if obj is None:  # the command was invoked on its own, without the group
@@ -296,7 +300,10 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
               help="List every mail touch known, not only those this scan found.")
 @click.pass_obj
 def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
-    """Scan the mailboxes now (read-only) and list, per lead, the touches found."""
+    """Scan the mailboxes now (read-only) and list, per lead, the touches found.
+
+    With -v, also the messages skipped (lists, robots, out-of-office replies, crowds, and
+    messages that cannot be read) and why."""
     from followsync.commands.show import print_mail
     from followsync.durations import parse_date
     from followsync.leads import load_leads
@@ -322,7 +329,12 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
             state.close()
     finally:
         lock.release()
-    _exit(print_mail(reports, book, config.timezone, obj.say, known))
+    code = print_mail(reports, book, config.timezone, obj.say, known)
+    if obj.verbose:  # what was skipped and why (README "Mail")
+        for report in reports:
+            for line in report.skipped_lines(config.timezone):
+                obj.say(line)
+    _exit(code)
 
 
 @cli.command()

@@ -39,7 +39,8 @@ class FoundTouch:
 class Skipped:
     """A message between the user and a lead that is not a touch, or not all of one: a list or
     a robot, one that cannot be read, or one with an address left out (`why` says which).
-    `sender` and `subject` are as the message gave them (hostile: shown escaped)."""
+    `sender` and `subject` are as the message gave them (hostile: shown escaped). `counted`:
+    the message is still a touch, only an address in it was left out."""
 
     folder: str
     uid: int
@@ -47,6 +48,7 @@ class Skipped:
     sender: str
     subject: str
     why: str
+    counted: bool = False
 
 
 @dataclass(frozen=True)

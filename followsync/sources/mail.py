@@ -829,7 +829,7 @@ class _Matcher:
         if bad:
             self._skip(fields, folder, uid, when, sender,
                        f"To/Cc: {bad[0][:80]!r} is not an address, left out (the message "
-                       "still counts)")
+                       "still counts)", counted=True)
         return touches
 
     def _key(self, fields: Mapping[str, list[str]], sender: str, arrived: datetime | None,
@@ -843,9 +843,11 @@ class _Matcher:
         return message_key(fields, sender, arrived, rank)
 
     def _skip(self, fields: Mapping[str, list[str]], folder: str, uid: int,
-              when: datetime | None, sender: str, why: str) -> list[FoundTouch]:
+              when: datetime | None, sender: str, why: str, *, counted: bool = False
+              ) -> list[FoundTouch]:
         sender = sender or (fields.get("from", [""])[0][:200])
-        self.skipped.append(Skipped(folder, uid, when, sender, decode_subject(fields)[:200], why))
+        self.skipped.append(Skipped(folder, uid, when, sender, decode_subject(fields)[:200], why,
+                                    counted))
         return []
 
 
