@@ -96,10 +96,10 @@ def unset_hint(variable: str, environ: Mapping[str, str]) -> str:
     one of SYSTEMD_MARKS for its services) sees only the unit's environment; a shell, what
     was exported in it."""
     if any(environ.get(mark) for mark in SYSTEMD_MARKS):
-        return (f"this runs under systemd, which passes only the unit's environment: add "
-                f"Environment={variable}=... to the unit, or EnvironmentFile= naming a file "
-                f"only you can read that holds {variable}=..., then systemctl --user "
-                "daemon-reload and restart it (README, \"Running as a service\")")
+        return (f"followsync runs under systemd here, which passes only the unit's "
+                f"environment: add Environment={variable}=... with `systemctl --user edit "
+                f"followsync`, or EnvironmentFile= naming a file only you can read that holds "
+                f"{variable}=..., then restart it (README, \"Running as a service\")")
     return (f"export {variable}=... in this shell before running followsync (or use "
             "password_command, e.g. pass show ...)")
 
