@@ -609,13 +609,14 @@ def _addresses(values: list[str]) -> list[str]:
 
 # A cheap first look that cannot miss a real address (one without quotes, spaces or brackets
 # in it): the runs between delimiters that hold an @, confirmed by `read_addresses` before
-# they count. A split, not a search: linear however long a run without an @ is.
-_DELIMITERS = re.compile(r"[\s<>,;:\"()\[\]]+")
+# they count. A run is only tried from its start, and possessively: linear however long a
+# run without an @ is (a plain search tried every position of it, each to its end).
+_TOKEN = re.compile(r'(?<![^\s<>,;:"()\[\]])[^\s<>,;:"()\[\]@]*+@[^\s<>,;:"()\[\]]+')
 _FROM_FIELD = re.compile(rb"(?im)^from[ \t]*:(.*(?:\r?\n[ \t].*)*)")
 
 
 def _tokens(value: str) -> set[str]:
-    return {part for part in _DELIMITERS.split(value.lower()) if "@" in part}
+    return set(_TOKEN.findall(value.lower()))
 
 
 def uncomment(value: str) -> str:
@@ -701,17 +702,17 @@ def touch_date(fields: Mapping[str, list[str]], internal: datetime | None) -> da
     """The Date header, unless it is missing, unreadable or more than a day after the
     server's INTERNALDATE: then INTERNALDATE (see the module docstring); None when neither
     can be used."""
-    arrived = _usable(internal)
-    sent = header_date(fields)
-    if sent is None:
-        return arrived
-    if arrived is not None and sent > arrived + FUTURE_DATE_SLACK:
+    return _pick(header_date(fields), _usable(internal))
+
+
+def _pick(sent: datetime | None, arrived: datetime | None) -> datetime | None:
+    if sent is None or (arrived is not None and sent > arrived + FUTURE_DATE_SLACK):
         return arrived
     return sent
 
 
 def message_key(fields: Mapping[str, list[str]], sender: str, arrived: datetime | None = None,
-                rank: int = 0) -> str:
+                rank: int = 0, *, dated: bool | None = None) -> str:
     """The Message-ID; without one, a stand-in from sender, subject and the Date header
     (stable across folders, unlike INTERNALDATE); without a readable Date either, from the
     arrival and `rank` (how many such messages came before it in its folder, that second),
@@ -720,7 +721,7 @@ def message_key(fields: Mapping[str, list[str]], sender: str, arrived: datetime 
         if value.strip():
             return value.strip()
     subject = fields.get("subject", [""])[:1]
-    if header_date(fields) is not None:
+    if dated if dated is not None else header_date(fields) is not None:
         basis = [sender, *fields.get("date", [""])[:1], *subject]
     else:
         basis = [sender, *subject, "arrived", arrived.isoformat() if arrived else "",
@@ -809,7 +810,8 @@ class _Matcher:
                 return []
         else:
             pairs = [(self.leads[sender], "them")]
-        key = self._key(fields, sender, arrived, folder)
+        sent = header_date(fields)
+        key = self._key(fields, sender, arrived, folder, dated=sent is not None)
         if key in seen:
             return []
         seen.add(key)  # whatever follows, this message was looked at (a copy in All Mail too)
@@ -817,7 +819,7 @@ class _Matcher:
         count = len(set(recipients))
         if why is None and count > MAX_RECIPIENTS:
             why = f"to more than {MAX_RECIPIENTS} recipients ({count})"
-        when = touch_date(fields, arrived)
+        when = _pick(sent, arrived)
         if why is None and when is None:
             why = "no usable date (no readable Date header and no date from the server)"
         if why is not None:
@@ -833,14 +835,13 @@ class _Matcher:
         return touches
 
     def _key(self, fields: Mapping[str, list[str]], sender: str, arrived: datetime | None,
-             folder: str) -> str:
+             folder: str, *, dated: bool) -> str:
         rank = 0
-        if not any(v.strip() for v in fields.get("message-id", [])) \
-                and header_date(fields) is None:
-            basis = (folder, message_key(fields, sender, arrived, -1))
+        if not dated and not any(v.strip() for v in fields.get("message-id", [])):
+            basis = (folder, message_key(fields, sender, arrived, -1, dated=False))
             rank = self._ranks.get(basis, 0)
             self._ranks[basis] = rank + 1
-        return message_key(fields, sender, arrived, rank)
+        return message_key(fields, sender, arrived, rank, dated=dated)
 
     def _skip(self, fields: Mapping[str, list[str]], folder: str, uid: int,
               when: datetime | None, sender: str, why: str, *, counted: bool = False
