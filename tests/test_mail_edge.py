@@ -82,6 +82,7 @@ def test_messages_that_cannot_be_read_are_skipped_and_counted(
          ARRIVED),
         (raw("From: ann@x.org", f"To: <<<{ME}, Bob <bob@y.org", "Subject: broken-to", date,
              "Message-ID: <bt@t>"), ARRIVED),
+        (raw(f"From: {ME}", "To: Ann <<ann@x.org>", "Subject: to-broken", date), ARRIVED),
         (raw(b"From: J\xf6rg Ann <ann@x.org>", f"To: {ME}".encode(),
              b"Subject: latin-1 \xe9t\xe9", date.encode(), b"Message-ID: <l1@t>"), ARRIVED),
         (raw(b"From: \xff\xfe <ann@x.org>", f"To: {ME}".encode(), b"Subject: bad-utf8 \xc3",
@@ -103,14 +104,15 @@ def test_messages_that_cannot_be_read_are_skipped_and_counted(
     assert sorted(t.subject for t in result.touches) == [
         "after", "bad-utf8 Ã", "broken-to", "latin-1 été"]
     why = {s.subject: s.why for s in result.skipped}
-    assert set(why) == {"broken-from", "broken-from-2", "broken-to", "boom"}
+    assert set(why) == {"broken-from", "broken-from-2", "broken-to", "to-broken", "boom"}
+    assert why["to-broken"] == "To/Cc: 'Ann <<ann@x.org>' is not an address"
     assert why["broken-from"].startswith("From is not an address")
     assert why["broken-from-2"].startswith("From is not an address")
     assert "not an address" in why["broken-to"] and "still counts" in why["broken-to"]
     assert why["boom"] == "cannot be read (OverflowError: date value out of range)"
     boom = next(s for s in result.skipped if s.subject == "boom")
-    assert (boom.folder, boom.uid) == ("INBOX", 6)
-    assert result.bookmarks["INBOX"].last_uid == 7  # read past it: it never blocks again
+    assert (boom.folder, boom.uid) == ("INBOX", 7)
+    assert result.bookmarks["INBOX"].last_uid == 8  # read past it: it never blocks again
 
 
 def test_a_huge_header_is_read_in_linear_time(imap_account: Account) -> None:
@@ -143,23 +145,45 @@ def test_a_sync_with_odd_mail_still_syncs_the_calendars_and_mail_v_lists_what_wa
     acc.append("INBOX", raw("From: Dana <dana@acme.example>", f"To: {PROJECT_ME}",
                             "Subject: I am away", "X-Autoreply: yes", "Message-ID: <away@t>"),
                datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+    odd = {  # each from Dana, arriving on the 23rd: the scan goes on past every one
+        "year 9999": "Date: Fri, 31 Dec 9999 23:59:59 -1200",
+        "garbage date": "Date: soon",
+        "future date": "Date: Mon, 01 Feb 2027 10:00:00 +0000",
+        "no date": "X-Nothing: here",
+        "broken cc": "Cc: <<<nobody, Bob <bob@y.example",
+        "huge header": "Cc: " + "x" * 100_000 + " <cc@y.example>",
+    }
+    with acc.client() as imap:
+        for n, (subject, line) in enumerate(odd.items()):
+            imap.append("INBOX", "", '"23-Nov-2026 09:00:00 +0000"',
+                        raw("From: Dana <dana@acme.example>", f"To: {PROJECT_ME}",
+                            f"Subject: {subject}", line, f"Message-ID: <odd{n}@t>"))
+        imap.append("INBOX", "", '"23-Nov-2026 09:00:00 +0000"',
+                    raw(b"From: D\xe4na \xff <dana@acme.example>", f"To: {PROJECT_ME}".encode(),
+                        b"Subject: latin \xe9", b"Message-ID: <latin@t>"))
     code, out, err = p.run("sync")
     assert (code, err) == (0, ""), err
-    assert "mailbox inbox: 1 new touch (1 folder, " in out
+    assert "mailbox inbox: 8 new touches (1 folder, " in out
     assert "2 messages skipped (followsync mail -v lists them)" in out
     assert "Dana Whitfield" in p.ics.read_text()  # the calendar was synced
-    assert p.run("mail", "--all")[1].splitlines()[1:] == [
-        "Dana Whitfield (dana)", "  2026-11-20 10:00  they wrote  from the future"]
+    listed = p.run("mail", "--all")[1].splitlines()[1:]
+    assert listed[:2] == ["Dana Whitfield (dana)",
+                          "  2026-11-20 10:00  they wrote  from the future"]
+    assert sorted(listed[2:]) == sorted(f"  2026-11-23 10:00  they wrote  {subject}"
+                                        for subject in [*odd, "latin é"])
     code, out, err = p.run("mail", "-v")
     assert code == 0, err
     lines = out.splitlines()
-    start = lines.index("mailbox inbox: 2 messages skipped")
-    listed = lines[start + 1:start + 3]
+    start = lines.index("mailbox inbox: 2 messages skipped, 1 address left out")
+    listed = lines[start + 1:start + 4]
     assert listed[0].startswith("  2026-11-21 10:00  INBOX 2  ")
     assert "From is not an address" in listed[0]
     assert "\x1b" not in out  # a hostile subject never reaches the terminal raw
     assert listed[1] == ("  2026-11-22 10:00  INBOX 3  dana@acme.example  \"I am away\": "
                          "an automatic reply (X-Autoreply)")
+    assert listed[2].startswith("  2026-11-23 10:00  INBOX 8  dana@acme.example  \"broken cc\": "
+                                "To/Cc: '<<<nobody, Bob <bob@y.example' is not an address, left "
+                                "out (the message still counts)")
     code, out, _ = p.run("mail")
     assert "skipped" not in out  # without -v: nothing new, nothing listed
 

@@ -806,8 +806,10 @@ class _Matcher:
         if mine:
             pairs = [(lead, "me") for lead in dict.fromkeys(
                 self.leads[a] for a in recipients if a in self.leads)]
-            if not pairs:
-                return []
+            if not pairs:  # a lead's address is there, but not as an address
+                return self._skip(fields, folder, uid, _pick(header_date(fields), arrived),
+                                  sender, f"To/Cc: {bad[0][:80]!r} is not an address") \
+                    if bad else []
         else:
             pairs = [(self.leads[sender], "them")]
         sent = header_date(fields)
