@@ -308,3 +308,32 @@ def test_address_reader_examples() -> None:
     assert read_addresses("a@b@c, ann, <>, Bob <bob@y.org") == (
         [], ["a@b@c", "ann", "<>", "Bob <bob@y.org"])
     assert read_addresses("<a@b> c@d") == ([], ["<a@b> c@d"])
+
+
+# ----------------------------------------------------------------- the reader, unguarded
+HEADER_VALUE = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["ann@x.org", "Ann <ann@x.org>", f"<{ME}>", ME, "dana@acme.example <a@b>",
+                     '"ann@x.org', "<<ann@x.org>", "(c) ann@x.org (d)", "g: ann@x.org;",
+                     "Fri, 31 Dec 9999 23:59:59 -1200", "Mon, 1 Jan 0001 00:00:00 +0100",
+                     "31 Dec 99999999999 23:59:59", "Tue, 03 Nov 2026 10:00:00 -0000", "<>",
+                     "no (x)", "auto-replied", "=?utf-8?q?=FF?=", "=?x-unknown?b?AAA?="]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["From", "To", "Cc", "Date", "Message-ID", "Subject",
+                                        "Auto-Submitted", "Return-Path", "Precedence"]),
+                       st.lists(HEADER_VALUE, min_size=1, max_size=2), max_size=9),
+       st.binary(max_size=8), st.sampled_from([b"03-Nov-2026 18:00:00 +0000", b"",
+                                               b"31-Dec-9999 23:59:59 -1200", b"junk"]))
+def test_the_reader_itself_never_raises_and_dates_every_touch_in_range(
+        headers: dict[str, list[str]], noise: bytes, internal: bytes) -> None:
+    """Not thanks to the per-message guard: `touches` (unguarded) reads anything."""
+    from followsync.sources.mail import _Matcher
+
+    lines = [f"{name}: {value}".encode("utf-8", "surrogateescape") + noise
+             for name, values in headers.items() for value in values]
+    matcher = _Matcher(frozenset({ME}), LEADS, TZ)
+    for touch in matcher.touches(b"\r\n".join(lines) + b"\r\n", internal, "INBOX", set(), 1):
+        assert 1000 <= touch.when.year <= 8999
+        assert touch.lead in LEADS.values()

@@ -667,7 +667,8 @@ def robot_reason(fields: Mapping[str, list[str]]) -> str | None:
     for value in fields.get("precedence", []):
         kind = uncomment(value).strip().lower()
         if kind in ROBOT_PRECEDENCE:
-            return f"bulk mail (Precedence: {kind})"
+            what = "an automatic reply" if kind == "auto_reply" else "bulk mail"
+            return f"{what} (Precedence: {kind})"
     return None
 
 
