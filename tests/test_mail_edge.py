@@ -337,3 +337,20 @@ def test_the_reader_itself_never_raises_and_dates_every_touch_in_range(
     for touch in matcher.touches(b"\r\n".join(lines) + b"\r\n", internal, "INBOX", set(), 1):
         assert 1000 <= touch.when.year <= 8999
         assert touch.lead in LEADS.values()
+
+
+def test_a_message_with_no_usable_date_at_all_is_skipped() -> None:
+    """Dovecot always gives an INTERNALDATE (it clamps APPEND's to its range), so this one is
+    fed to the reader as a server without one would answer."""
+    from followsync.sources.mail import _Matcher
+
+    matcher = _Matcher(frozenset({ME}), LEADS, TZ)
+    for n, (date_line, internal) in enumerate([("X-No: date", b""), ("Date: soon", b"junk"),
+                                               ("Date: 1 Jan 99999999999 00:00", b"")]):
+        assert matcher.touches(from_ann(f"undated {n}", date_line), internal, "INBOX", set(),
+                               n + 1) == []
+    assert [(s.uid, s.when, s.why) for s in matcher.skipped] == [
+        (n + 1, None, "no usable date (no readable Date header and no date from the server)")
+        for n in range(3)]
+    assert matcher.touches(from_ann("dated", "Date: Tue, 03 Nov 2026 10:00:00 +0000"), b"",
+                           "INBOX", set(), 4)[0].when == datetime(2026, 11, 3, 10, tzinfo=UTC)
