@@ -297,7 +297,10 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
               help="List every mail touch known, not only those this scan found.")
 @click.pass_obj
 def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
-    """Scan the mailboxes now (read-only) and list, per lead, the touches found."""
+    """Scan the mailboxes now (read-only) and list, per lead, the touches found.
+
+    With -v, also the messages skipped (lists, robots, out-of-office replies, crowds, and
+    messages that cannot be read) and why."""
     from followsync.commands.show import print_mail
     from followsync.durations import parse_date
     from followsync.leads import load_leads
@@ -323,7 +326,12 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
             state.close()
     finally:
         lock.release()
-    _exit(print_mail(reports, book, config.timezone, obj.say, known))
+    code = print_mail(reports, book, config.timezone, obj.say, known)
+    if obj.verbose:  # what was skipped and why (README "Mail")
+        for report in reports:
+            for line in report.skipped_lines(config.timezone):
+                obj.say(line)
+    _exit(code)
 
 
 @cli.command()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import unicodedata
+from collections.abc import Mapping
 from typing import Protocol
 
 from followsync.errors import TargetError
@@ -43,7 +45,7 @@ def password_for(entry: Secured) -> str | None:
         value = os.environ.get(entry.password_env)
         if value is None:
             raise TargetError(f"{entry.who}: ${entry.password_env} is not set",
-                              "set it in the service's environment (see README)")
+                              unset_hint(entry.password_env, os.environ))
         return value
     if entry.keyring:
         return _from_keyring(entry.who, f"{entry.username}@{entry.url}")
@@ -61,9 +63,45 @@ def _from_command(name: str, command: tuple[str, ...] | str) -> str:
         raise TargetError(f"{name}: password_command took longer than "
                           f"{COMMAND_TIMEOUT} s") from None
     if done.returncode != 0:
-        raise TargetError(f"{name}: password_command failed (exit {done.returncode})",
-                          "run it by hand to see why; its output is never shown here")
+        kind, _, label = name.partition(" ")
+        said = last_line(done.stderr, secrets=done.stdout)
+        raise TargetError(f'password_command for {kind} "{label}" failed (exit '
+                          f"{done.returncode})" + (f": {said}" if said else ""),
+                          "run it by hand to see the whole message (what it prints on stdout "
+                          "is never shown)")
     return done.stdout.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def last_line(stderr: bytes, *, secrets: bytes, width: int = 200) -> str:
+    """The last non-empty line a failing command wrote on stderr, safe to show: every line
+    of its stdout (where a password would be) replaced by ***, no control characters, at
+    most `width` characters."""
+    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    text = lines[-1]
+    hidden = sorted({ln.strip() for ln in secrets.decode("utf-8", "replace").splitlines()
+                     if ln.strip()}, key=len, reverse=True)
+    for secret in hidden:
+        text = text.replace(secret, "***")
+    text = "".join("?" if unicodedata.category(c).startswith("C") else c for c in text)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+SYSTEMD_MARKS = ("INVOCATION_ID", "JOURNAL_STREAM", "NOTIFY_SOCKET")
+
+
+def unset_hint(variable: str, environ: Mapping[str, str]) -> str:
+    """How to set a password_env variable where followsync runs: a systemd unit (it sets
+    one of SYSTEMD_MARKS for its services) sees only the unit's environment; a shell, what
+    was exported in it."""
+    if any(environ.get(mark) for mark in SYSTEMD_MARKS):
+        return (f"followsync runs under systemd here, which passes only the unit's "
+                f"environment: add Environment={variable}=... with `systemctl --user edit "
+                f"followsync`, or EnvironmentFile= naming a file only you can read that holds "
+                f"{variable}=..., then restart it (README, \"Running as a service\")")
+    return (f"export {variable}=... in this shell before running followsync (or use "
+            "password_command, e.g. pass show ...)")
 
 
 def _from_keyring(name: str, account: str) -> str:

@@ -408,16 +408,8 @@ def test_any_interleaving_gives_the_touches_of_one_scan_from_scratch(
 
 
 # ----------------------------------------------------------------- address parsing
-@settings(max_examples=400, deadline=None)
-@given(st.lists(st.text(alphabet="ab.@<> ,\"()x-_+;:", max_size=24), min_size=1, max_size=3))
-def test_the_fast_address_reader_agrees_with_getaddresses(values: list[str]) -> None:
-    from email.utils import getaddresses
-
-    from followsync.sources.mail import _addresses
-
-    expected = [a.strip().lower() for value in values for _, a in getaddresses([value])
-                if "@" in a]
-    assert _addresses(values) == expected
+# the fast address reader agrees with the strict one: tests/test_mail_edge.py (a display name
+# that looks like an address is not one, so `getaddresses` is no longer the reference)
 
 
 @settings(max_examples=200, deadline=None)

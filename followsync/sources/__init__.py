@@ -36,14 +36,31 @@ class FoundTouch:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A message between the user and a lead that is not a touch, or not all of one: a list or
+    a robot, one that cannot be read, or one with an address left out (`why` says which).
+    `sender` and `subject` are as the message gave them (hostile: shown escaped). `counted`:
+    the message is still a touch, only an address in it was left out."""
+
+    folder: str
+    uid: int
+    when: datetime | None
+    sender: str
+    subject: str
+    why: str
+    counted: bool = False
+
+
+@dataclass(frozen=True)
 class ScanResult:
-    """What one scan found: new touches (never one whose key was already known) and the
-    bookmarks to keep for the next scan (one per folder scanned)."""
+    """What one scan found: new touches (never one whose key was already known), the
+    bookmarks to keep for the next scan (one per folder scanned), and what was skipped."""
 
     touches: tuple[FoundTouch, ...]
     bookmarks: Mapping[str, Bookmark]
     folders: tuple[str, ...] = ()
     fetched: int = field(default=0, compare=False)
+    skipped: tuple[Skipped, ...] = field(default=(), compare=False)
 
 
 class TouchSource(Protocol):

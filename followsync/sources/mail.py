@@ -12,7 +12,11 @@ Why it looks like this:
   later INTERNALDATE), except when it is missing, unreadable, or more than a day after the
   server's INTERNALDATE (a sender's clock cannot be ahead of arrival): then INTERNALDATE.
 - A message's key is its Message-ID; without one, a stand-in made of sender, Date header and
-  subject, so the same message in two folders is still one touch.
+  subject, so the same message in two folders is still one touch; without a readable Date
+  either, of its arrival and its rank among such twins, so two messages never become one.
+- Hostile input: whatever goes wrong reading one message's headers skips that message (noted
+  in `ScanResult.skipped`, with lists and robots); it never stops the scan. An address is the
+  addr-spec only (`read_addresses`): a display name that looks like an address is not one.
 - stdlib `imaplib`, no dependency: on Dovecot with 20,000 messages, `imapclient` took about
   5x a bare imaplib fetch of the same headers (1.6 s against 0.3 s) before any matching,
   while this scan stays within 1.5x of it (bench/mail_scan.py). The bulk FETCH answers are
@@ -32,15 +36,16 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from email.header import decode_header, make_header
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
+from followsync.durations import MAX_YEAR, MIN_YEAR
 from followsync.errors import TargetError
 from followsync.hosts import is_loopback
 from followsync.model import Tls
-from followsync.sources import Bookmark, Direction, FoundTouch, ScanResult
+from followsync.sources import Bookmark, Direction, FoundTouch, ScanResult, Skipped
 
 HEADER_FIELDS = ("FROM", "TO", "CC", "DATE", "MESSAGE-ID", "SUBJECT", "LIST-ID", "AUTO-SUBMITTED",
-                 "PRECEDENCE")
+                 "PRECEDENCE", "X-AUTOREPLY", "X-AUTORESPOND", "RETURN-PATH")
 FETCH_ITEMS = f"(INTERNALDATE BODY.PEEK[HEADER.FIELDS ({' '.join(HEADER_FIELDS)})])"
 SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "[Gmail]/Sent Mail")
 MAX_RECIPIENTS = 20
@@ -121,7 +126,8 @@ def scan_mailbox(mailbox: Mailbox, leads: Mapping[str, str], bookmarks: Mapping[
             new_marks[folder] = mark
             touches.extend(found)
             fetched += count
-    return ScanResult(tuple(sorted(touches)), new_marks, tuple(folders), fetched)
+    return ScanResult(tuple(sorted(touches)), new_marks, tuple(folders), fetched,
+                      tuple(matcher.skipped))
 
 
 # ------------------------------------------------------------------ connection
@@ -363,7 +369,7 @@ def _scan_folder(imap: imaplib.IMAP4, folder: str, mark: Bookmark | None, since:
                 continue
             count += 1
             highest = max(highest, uid)
-            touches.extend(matcher.touches(header, internal, folder, seen))
+            touches.extend(matcher.read(uid, header, internal, folder, seen))
     return Bookmark(validity, highest), touches, count
 
 
@@ -411,7 +417,7 @@ def _internaldate(text: bytes) -> datetime | None:
     offset = timedelta(hours=int(oh), minutes=sign * int(om))
     try:
         return datetime(int(year), month, int(day), int(hh), int(mm), int(ss), tzinfo=UTC) - offset
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
@@ -475,28 +481,139 @@ def parse_headers(raw: bytes) -> dict[str, list[str]]:
     return fields
 
 
-_SIMPLE = re.compile(r'\s*(?:[^<>",;:()@\[\]\\]*<([^<>\s",;:()@]+@[^<>\s",;:()@]+)>'
-                     r'|([^<>\s",;:()@]+@[^<>\s",;:()@]+))\s*')
+# What may stand in a local part or a domain without quotes or brackets (RFC 5322 atext and
+# dots, plus anything outside ASCII: RFC 6532).
+_ATEXT = r'[^\s()<>\[\]:;@\\,"]'
+_LOCAL = re.compile(_ATEXT + r'+|"(?:[^"\\\r\n]|\\.)*"')
+_DOMAIN = re.compile(_ATEXT + r"+|\[[^\[\]\\\s]*\]")
+_PLAIN = re.compile(_ATEXT + "+")
+_SIMPLE = re.compile(r'\s*(?:[^<>",;:()@\[\]\\]*<(' + _ATEXT + "+@" + _ATEXT + r"+)>"
+                     r"|(" + _ATEXT + "+@" + _ATEXT + r"+))\s*")
 
 
-def _addresses(values: list[str]) -> list[str]:
-    """The addresses in header values, lower-cased: `getaddresses`, but plain forms
-    (`addr`, `Name <addr>`, comma-separated) are read by a regex that gives the same answer
-    about ten times faster."""
-    out: list[str] = []
+def addr_spec(text: str) -> str | None:
+    """`local@domain` lower-cased when `text` is exactly one addr-spec (RFC 5322 §3.4.1; a
+    quoted local part that needs no quotes loses them), else None."""
+    text = text.strip()
+    local = _LOCAL.match(text)
+    if local is None or local.end() >= len(text) or text[local.end()] != "@":
+        return None
+    domain = _DOMAIN.fullmatch(text, local.end() + 1)
+    if domain is None:
+        return None
+    left = local.group()
+    if left.startswith('"'):
+        inner = re.sub(r"\\(.)", r"\1", left[1:-1])
+        left = inner if _PLAIN.fullmatch(inner) else left
+    return f"{left}@{domain.group()}".lower()
+
+
+def _judge(outside: list[str], inside: list[str], angles: int, trailing: bool) -> str | None:
+    """The address of one mailbox of a list: the angle-addr when there is one (whatever the
+    display name before it says), else the whole text; "" for an empty part."""
+    if angles > 1 or trailing:
+        return None
+    if angles == 1:
+        text = "".join(inside).strip()
+        if text.startswith("@"):  # an obsolete source route: <@relay.example:ann@x.org>
+            text = text.partition(":")[2]
+        return addr_spec(text)
+    text = "".join(outside).strip()
+    return addr_spec(text) if text else ""
+
+
+def read_addresses(value: str) -> tuple[list[str], list[str]]:
+    """The addresses of an address-list header (RFC 5322 §3.4), lower-cased, and the parts
+    that are not an address (as written). Comments are dropped and groups opened. A display
+    name is never an address: `dana@acme.example <spam@evil.example>` is from
+    spam@evil.example. Linear in the length of `value`; never raises."""
+    found: list[str] = []
+    bad: list[str] = []
+    outside: list[str] = []
+    inside: list[str] = []
+    angles, trailing, in_angle, quoted, escaped, depth, start = 0, False, False, False, False, 0, 0
+
+    def close(end: int, broken: bool = False) -> None:
+        address = None if broken else _judge(outside, inside, angles, trailing)
+        if address is None:
+            bad.append(value[start:end].strip())
+        elif address:
+            found.append(address)
+
+    for i, char in enumerate(value):
+        if depth:  # a comment: dropped, nested ones too
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            else:
+                depth += {"(": 1, ")": -1}.get(char, 0)
+            continue
+        target = inside if in_angle else outside
+        if quoted:
+            target.append(char)
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+            continue
+        if char == "(":
+            depth = 1
+            target.append(" ")
+        elif in_angle:
+            if char == ">":
+                in_angle = False
+            elif char == "<":
+                angles += 1  # nested: not an address
+            else:
+                inside.append(char)
+        elif char == "<":
+            in_angle = True
+            angles += 1
+        elif char in ",;":
+            close(i)
+            outside, inside, angles, trailing, start = [], [], 0, False, i + 1
+        elif char == ":":  # a group's name ends here: drop it
+            outside, inside, angles, trailing, start = [], [], 0, False, i + 1
+        else:
+            if char == '"':
+                quoted = True
+            if angles and not char.isspace():
+                trailing = True
+            outside.append(char)
+    close(len(value), broken=quoted or in_angle or depth > 0)
+    return found, bad
+
+
+def _read_all(values: Iterable[str]) -> tuple[list[str], list[str]]:
+    """`read_addresses` over several header values; plain forms (`addr`, `Name <addr>`,
+    comma-separated) are read by a regex that gives the same answer about ten times faster."""
+    found: list[str] = []
+    bad: list[str] = []
     for value in values:
         if '"' not in value and "(" not in value and "\\" not in value:
             parts = [_SIMPLE.fullmatch(part) for part in value.split(",") if part.strip()]
             if all(parts):
-                out.extend((m.group(1) or m.group(2)).lower() for m in parts if m)
+                found.extend((m.group(1) or m.group(2)).lower() for m in parts if m)
                 continue
-        out.extend(addr.strip().lower() for _, addr in getaddresses([value]) if "@" in addr)
-    return out
+        more, wrong = read_addresses(value)
+        found.extend(more)
+        bad.extend(wrong)
+    return found, bad
 
 
-# Anything shaped like an address: a cheap first look that cannot miss a real address (one
-# without quotes, spaces or brackets in it), confirmed by getaddresses before it counts.
-_TOKEN = re.compile(r"[^\s<>,;:\"()\[\]]+@[^\s<>,;:\"()\[\]]+")
+def _addresses(values: list[str]) -> list[str]:
+    """The addresses in header values, lower-cased (what is not an address is left out)."""
+    return _read_all(values)[0]
+
+
+# A cheap first look that cannot miss a real address (one without quotes, spaces or brackets
+# in it): the runs between delimiters that hold an @, confirmed by `read_addresses` before
+# they count. A run is only tried from its start, and possessively: linear however long a
+# run without an @ is (a plain search tried every position of it, each to its end).
+_TOKEN = re.compile(r'(?<![^\s<>,;:"()\[\]])[^\s<>,;:"()\[\]@]*+@[^\s<>,;:"()\[\]]+')
 _FROM_FIELD = re.compile(rb"(?im)^from[ \t]*:(.*(?:\r?\n[ \t].*)*)")
 
 
@@ -504,42 +621,116 @@ def _tokens(value: str) -> set[str]:
     return set(_TOKEN.findall(value.lower()))
 
 
+def uncomment(value: str) -> str:
+    """A structured header value without its (comments) (RFC 5322 §3.2.2), quotes kept."""
+    if "(" not in value:
+        return value
+    out: list[str] = []
+    depth, quoted, escaped = 0, False, False
+    for char in value:
+        if escaped:
+            escaped = False
+            if not depth:
+                out.append(char)
+            continue
+        if char == "\\" and (depth or quoted):
+            escaped = True
+            if not depth:
+                out.append(char)
+            continue
+        if depth:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if not depth:
+                out.append(" ")
+        elif char == '"':
+            quoted = not quoted
+            out.append(char)
+        elif char == "(" and not quoted:
+            depth = 1
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def robot_reason(fields: Mapping[str, list[str]]) -> str | None:
+    """Why a message is from a list, a robot or an out-of-office reply (README "Mail"), or
+    None for a person's mail. Comments in these fields are ignored (RFC 3834)."""
+    if fields.get("list-id"):
+        return "a list (List-Id)"
+    for value in fields.get("auto-submitted", []):
+        kind = uncomment(value).split(";", 1)[0].strip().lower()
+        if kind not in ("", "no"):
+            return f"a robot (Auto-Submitted: {kind[:40]})"
+    for name, shown in (("x-autoreply", "X-Autoreply"), ("x-autorespond", "X-Autorespond")):
+        if name in fields:
+            return f"an automatic reply ({shown})"
+    if any("".join(uncomment(v).split()) == "<>" for v in fields.get("return-path", [])):
+        return "an automatic reply (Return-Path: <>)"
+    for value in fields.get("precedence", []):
+        kind = uncomment(value).strip().lower()
+        if kind in ROBOT_PRECEDENCE:
+            what = "an automatic reply" if kind == "auto_reply" else "bulk mail"
+            return f"{what} (Precedence: {kind})"
+    return None
+
+
 def is_robot(fields: Mapping[str, list[str]]) -> bool:
     """Lists, newsletters and automatic replies are not touches."""
-    if fields.get("list-id"):
-        return True
-    for value in fields.get("auto-submitted", []):
-        if value.split(";", 1)[0].strip().lower() not in ("", "no"):
-            return True
-    return any(v.strip().lower() in ROBOT_PRECEDENCE for v in fields.get("precedence", []))
+    return robot_reason(fields) is not None
+
+
+def _usable(when: datetime | None) -> datetime | None:
+    """`when` in UTC if followsync can count it (years MIN_YEAR to MAX_YEAR), else None."""
+    if when is None:
+        return None
+    try:
+        utc = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+    return utc if MIN_YEAR <= utc.year <= MAX_YEAR else None
+
+
+def header_date(fields: Mapping[str, list[str]]) -> datetime | None:
+    """The Date header in UTC, or None when it is missing or cannot be read (or is out of
+    followsync's years: `Fri, 31 Dec 99999999999` is a lie, not a date)."""
+    for value in fields.get("date", [])[:1]:
+        try:
+            return _usable(parsedate_to_datetime(value))
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return None
 
 
 def touch_date(fields: Mapping[str, list[str]], internal: datetime | None) -> datetime | None:
     """The Date header, unless it is missing, unreadable or more than a day after the
-    server's INTERNALDATE: then INTERNALDATE (see the module docstring)."""
-    sent: datetime | None = None
-    for value in fields.get("date", [])[:1]:
-        try:
-            sent = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            sent = None
-        if sent is not None and sent.tzinfo is None:
-            sent = sent.replace(tzinfo=UTC)
-    if sent is None:
-        return internal
-    if internal is not None and sent > internal + FUTURE_DATE_SLACK:
-        return internal
+    server's INTERNALDATE: then INTERNALDATE (see the module docstring); None when neither
+    can be used."""
+    return _pick(header_date(fields), _usable(internal))
+
+
+def _pick(sent: datetime | None, arrived: datetime | None) -> datetime | None:
+    if sent is None or (arrived is not None and sent > arrived + FUTURE_DATE_SLACK):
+        return arrived
     return sent
 
 
-def message_key(fields: Mapping[str, list[str]], sender: str) -> str:
-    """The Message-ID, or a stand-in from sender, Date header and subject (stable across
-    folders, unlike INTERNALDATE)."""
+def message_key(fields: Mapping[str, list[str]], sender: str, arrived: datetime | None = None,
+                rank: int = 0, *, dated: bool | None = None) -> str:
+    """The Message-ID; without one, a stand-in from sender, subject and the Date header
+    (stable across folders, unlike INTERNALDATE); without a readable Date either, from the
+    arrival and `rank` (how many such messages came before it in its folder, that second),
+    so two such messages are never one touch, and a rebuilt folder gives the same keys."""
     for value in fields.get("message-id", []):
         if value.strip():
             return value.strip()
-    basis = "\0".join((sender, *fields.get("date", [""])[:1], *fields.get("subject", [""])[:1]))
-    return f"<{hashlib.sha256(basis.encode()).hexdigest()[:32]}@no-message-id.followsync>"
+    subject = fields.get("subject", [""])[:1]
+    if dated if dated is not None else header_date(fields) is not None:
+        basis = [sender, *fields.get("date", [""])[:1], *subject]
+    else:
+        basis = [sender, *subject, "arrived", arrived.isoformat() if arrived else "",
+                 str(rank)]
+    return f"<{hashlib.sha256(chr(0).join(basis).encode()).hexdigest()[:32]}" \
+           "@no-message-id.followsync>"
 
 
 def decode_subject(fields: Mapping[str, list[str]]) -> str:
@@ -552,8 +743,16 @@ def decode_subject(fields: Mapping[str, list[str]]) -> str:
         return raw.strip()
 
 
+def _glimpse(raw: bytes, name: str) -> str:
+    """A header's raw value for a message that cannot be read ("" when even that fails)."""
+    try:
+        return parse_headers(raw).get(name, [""])[0][:200]
+    except Exception:  # only for the note about a message that already failed
+        return ""
+
+
 class _Matcher:
-    """Turns one message's headers into touches (see `touches`)."""
+    """Turns one message's headers into touches (see `touches`), noting what it skips."""
 
     def __init__(self, me: frozenset[str], leads: Mapping[str, str], tz: tzinfo) -> None:
         self.me = me
@@ -561,53 +760,102 @@ class _Matcher:
         self.lead_addresses = frozenset(leads)
         self.anyone = self.lead_addresses | me
         self.tz = tz
+        self.skipped: list[Skipped] = []
+        self._ranks: dict[tuple[str, str], int] = {}
 
-    def touches(self, raw: bytes, internal: bytes, folder: str, seen: set[str]
+    def read(self, uid: int, raw: bytes, internal: bytes, folder: str, seen: set[str]
+             ) -> list[FoundTouch]:
+        """`touches`, contained: whatever goes wrong reading one message (the headers are
+        the sender's) skips that message, noted, and the scan goes on."""
+        try:
+            return self.touches(raw, internal, folder, seen, uid)
+        except Exception as exc:  # hostile input: it costs one message, never the scan
+            arrived = None
+            with contextlib.suppress(Exception):
+                arrived = _usable(_internaldate(internal))
+            self.skipped.append(Skipped(folder, uid, arrived, _glimpse(raw, "from"),
+                                        _glimpse(raw, "subject"),
+                                        f"cannot be read ({type(exc).__name__}: {exc})"[:200]))
+            return []
+
+    def touches(self, raw: bytes, internal: bytes, folder: str, seen: set[str], uid: int = 0
                 ) -> list[FoundTouch]:
         """From one of `me` to a lead in To/Cc: `me` for each such lead; from a lead: `them`.
         Nothing for robots, lists, more than MAX_RECIPIENTS, or a key already in `seen`
         (which this adds to). Most mail is from neither: that is ruled out from the From
-        line alone, before any full parse."""
+        line alone, before any full parse. A message between the user and a lead that is
+        not a touch, or whose To/Cc holds something that is not an address, is noted in
+        `skipped`."""
         found = _FROM_FIELD.search(raw)
         if found is None:
             return []
-        tokens = _tokens(found.group(1).decode("utf-8", "replace"))
-        if self.anyone.isdisjoint(tokens):
+        if self.anyone.isdisjoint(_tokens(found.group(1).decode("utf-8", "replace"))):
             return []
         fields = parse_headers(raw)
-        senders = _addresses(fields.get("from", []))
-        if not senders:
-            return []
+        arrived = _usable(_internaldate(internal))
+        senders, bad = _read_all(fields.get("from", []))
+        if bad or not senders:
+            what = f": {bad[0][:80]!r}" if bad else ""
+            return self._skip(fields, folder, uid, arrived, "", f"From is not an address{what}")
         sender = senders[0]
         mine = sender in self.me
         if not mine and sender not in self.leads:
             return []
-        if is_robot(fields):
-            return []
         to_cc = fields.get("to", []) + fields.get("cc", [])
+        if mine and self.lead_addresses.isdisjoint(_tokens(" ".join(to_cc))):
+            return []
+        recipients, bad = _read_all(to_cc)
         pairs: list[tuple[str, Direction]]
         if mine:
-            if self.lead_addresses.isdisjoint(_tokens(" ".join(to_cc))):
-                return []
-            recipients = _addresses(to_cc)
             pairs = [(lead, "me") for lead in dict.fromkeys(
                 self.leads[a] for a in recipients if a in self.leads)]
+            if not pairs:  # a lead's address is there, but not as an address
+                return self._skip(fields, folder, uid, _pick(header_date(fields), arrived),
+                                  sender, f"To/Cc: {bad[0][:80]!r} is not an address") \
+                    if bad else []
         else:
-            rough = _tokens(" ".join(to_cc))
-            recipients = _addresses(to_cc) if len(rough) > MAX_RECIPIENTS else list(rough)
             pairs = [(self.leads[sender], "them")]
-        if not pairs or len(set(recipients)) > MAX_RECIPIENTS:
-            return []
-        key = message_key(fields, sender)
+        sent = header_date(fields)
+        key = self._key(fields, sender, arrived, folder, dated=sent is not None)
         if key in seen:
             return []
-        when = touch_date(fields, _internaldate(internal))
-        if when is None:
-            return []
-        seen.add(key)
+        seen.add(key)  # whatever follows, this message was looked at (a copy in All Mail too)
+        why = robot_reason(fields)
+        count = len(set(recipients))
+        if why is None and count > MAX_RECIPIENTS:
+            why = f"to more than {MAX_RECIPIENTS} recipients ({count})"
+        when = _pick(sent, arrived)
+        if why is None and when is None:
+            why = "no usable date (no readable Date header and no date from the server)"
+        if why is not None:
+            return self._skip(fields, folder, uid, when or arrived, sender, why)
+        assert when is not None
         subject = decode_subject(fields)
         local = when.astimezone(self.tz)
-        return [FoundTouch(local, lead, by, key, subject, folder) for lead, by in pairs]
+        touches = [FoundTouch(local, lead, by, key, subject, folder) for lead, by in pairs]
+        if bad:
+            self._skip(fields, folder, uid, when, sender,
+                       f"To/Cc: {bad[0][:80]!r} is not an address, left out (the message "
+                       "still counts)", counted=True)
+        return touches
+
+    def _key(self, fields: Mapping[str, list[str]], sender: str, arrived: datetime | None,
+             folder: str, *, dated: bool) -> str:
+        rank = 0
+        if not dated and not any(v.strip() for v in fields.get("message-id", [])):
+            basis = (folder, message_key(fields, sender, arrived, -1, dated=False))
+            rank = self._ranks.get(basis, 0)
+            self._ranks[basis] = rank + 1
+        return message_key(fields, sender, arrived, rank, dated=dated)
+
+    def _skip(self, fields: Mapping[str, list[str]], folder: str, uid: int,
+              when: datetime | None, sender: str, why: str, *, counted: bool = False
+              ) -> list[FoundTouch]:
+        sender = sender or (fields.get("from", [""])[0][:200])
+        self.skipped.append(Skipped(folder, uid, when, sender, decode_subject(fields)[:200], why,
+                                    counted))
+        return []
 
 
-__all__ = ["MailError", "MailLoginRefused", "MailSource", "Mailbox", "connect", "scan_mailbox"]
+__all__ = ["MailError", "MailLoginRefused", "MailSource", "Mailbox", "connect",
+           "read_addresses", "scan_mailbox"]

@@ -24,14 +24,15 @@ import json
 import logging
 import os
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import astuple, dataclass, field
+from datetime import date, datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from followsync.config import Config, MailConfig
 from followsync.errors import EXIT_OK, EXIT_TARGET, FollowsyncError
-from followsync.sources import FoundTouch
+from followsync.sources import FoundTouch, Skipped
 from followsync.state import State
 
 if TYPE_CHECKING:
@@ -41,6 +42,44 @@ if TYPE_CHECKING:
 log = logging.getLogger("followsync")
 # Salts the credentials digests: a new one in each process, kept in memory only.
 _SALT = os.urandom(16)
+KEPT_SKIPS = 200  # skipped messages kept per mailbox for `mail -v` (the latest)
+
+
+def shown(text: str, width: int = 60) -> str:
+    """A header's text as it may reach a terminal or a log: no control characters (an
+    escape sequence in a subject is the sender's, not ours), at most `width` characters."""
+    clean = "".join("?" if unicodedata.category(c).startswith("C") else c for c in text)
+    return clean if len(clean) <= width else clean[:width - 1] + "…"
+
+
+def _skip_order(item: Skipped) -> tuple[str, str, int]:
+    return (item.when.isoformat() if item.when else "", item.folder, item.uid)
+
+
+def kept_skips(state: State, mailbox: str) -> list[Skipped]:
+    """The skipped messages kept for a mailbox (its config key); [] when none or unreadable."""
+    text = state.meta(f"mail-skipped:{mailbox}")
+    if not text:
+        return []
+    try:
+        return [Skipped(str(f), int(u), datetime.fromisoformat(w) if w else None, str(s),
+                        str(j), str(y), bool(c)) for f, u, w, s, j, y, c in json.loads(text)]
+    except (ValueError, TypeError):
+        return []
+
+
+def keep_skips(state: State, mailbox: str, before: list[Skipped], new: Iterable[Skipped]
+               ) -> list[Skipped]:
+    """`before` and `new`, a message skipped again (a rescan) once, the latest KEPT_SKIPS;
+    written to the state (the caller's transaction)."""
+    kept: dict[tuple[object, ...], Skipped] = {}
+    for item in [*before, *new]:
+        kept[(item.folder, item.when, item.sender, item.subject, item.why)] = item
+    latest = list(kept.values())[-KEPT_SKIPS:]
+    state.set_meta(f"mail-skipped:{mailbox}", json.dumps(
+        [[*astuple(s)[:2], s.when.isoformat() if s.when else None, *astuple(s)[3:]]
+         for s in latest]))
+    return latest
 
 
 @dataclass
@@ -57,6 +96,8 @@ class MailReport:
     exit_code: int = EXIT_OK
     refused: str | None = None  # the login was refused: `credentials_digest` of what was tried
     held: bool = False  # not logged in to: these credentials were refused before (`held`)
+    skipped: list[Skipped] = field(default_factory=list)  # kept in the state (`mail -v`)
+    new_skips: int = 0  # messages this scan skipped
 
     def summary(self) -> str:
         if self.error:
@@ -66,8 +107,30 @@ class MailReport:
                     "password nor its config entry changed since")
         count = len(self.found)
         folders = len(self.folders)
-        return (f"mailbox {self.name}: {count} new touch{'' if count == 1 else 'es'} "
+        line = (f"mailbox {self.name}: {count} new touch{'' if count == 1 else 'es'} "
                 f"({folders} folder{'' if folders == 1 else 's'}, {self.seconds:.2f} s)")
+        if self.new_skips:
+            one = self.new_skips == 1
+            line += (f"; {self.new_skips} message{'' if one else 's'} skipped (followsync "
+                     f"mail -v lists {'it' if one else 'them'})")
+        return line
+
+    def skipped_lines(self, zone: tzinfo) -> list[str]:
+        """`followsync mail -v`: what was skipped and why, oldest first (README "Mail")."""
+        if not self.skipped:
+            return []
+        whole = [s for s in self.skipped if not s.counted]
+        notes = len(self.skipped) - len(whole)
+        head = f"mailbox {self.name}: {len(whole)} message{'' if len(whole) == 1 else 's'} skipped"
+        head += f", {notes} address{'' if notes == 1 else 'es'} left out" if notes else ""
+        lines = [head]
+        for item in sorted(self.skipped, key=_skip_order):
+            when = item.when.astimezone(zone).strftime("%Y-%m-%d %H:%M") if item.when \
+                else "(no date)       "
+            lines.append(f"  {when}  {shown(item.folder)} {item.uid}  "
+                         f"{shown(item.sender) or '(no sender)'}  \"{shown(item.subject)}\": "
+                         f"{shown(item.why, 200)}")
+        return lines
 
 
 def lead_addresses(book: LeadBook) -> dict[str, str]:
@@ -186,6 +249,13 @@ def scan_mailboxes(
             before = {(t.key, t.lead) for t in state.mail_touches()} if fresh else set()
             state.save_mail_scan(box.key, box.name, digest, result.bookmarks, result.touches,
                                  replace_all=fresh)
+            if fresh or result.skipped:  # from scratch: what was skipped before goes
+                skips = keep_skips(state, box.key, [] if fresh else kept_skips(state, box.key),
+                                   result.skipped)
+            else:
+                skips = kept_skips(state, box.key)
+        report.skipped = skips
+        report.new_skips = sum(not s.counted for s in result.skipped)
         report.found = [t for t in result.touches if (t.key, t.lead) not in before] \
             if fresh else _new(result.touches, known)
         report.folders = result.folders
