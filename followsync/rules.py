@@ -116,8 +116,7 @@ def touches(lead: Lead, calendar: tuple[Touch, ...] = ()) -> list[Touch]:
     order, then to-dos completed in a calendar, then mail. A log entry or a ticked to-do and
     a mail of the same day and direction are one touch: the mail (`_pair`)."""
     mail = sorted((t for t in calendar if isinstance(t, MailTouch)), key=_by_day_note)
-    # calendar touches in an order that does not depend on how they were found or loaded
-    ticked = sorted((t for t in calendar if not isinstance(t, MailTouch)), key=_by_day_note)
+    ticked = _ticked(calendar)
     found: list[tuple[datetime, int, int, Touch]] = []
     if lead.last_contact is not None:
         found.append((moment(lead.last_contact), 0, 0,
@@ -128,6 +127,14 @@ def touches(lead: Lead, calendar: tuple[Touch, ...] = ()) -> list[Touch]:
     found.extend((t.moment(), kind, i, t) for kind, i, t in records if (kind, i) not in paired)
     found.extend((t.moment(), 3, i, t) for i, t in enumerate(mail))
     return [t for *_, t in sorted(found, key=lambda item: item[:3])]
+
+
+def _ticked(calendar: Iterable[Touch]) -> list[Touch]:
+    """The to-dos ticked off in a calendar, in an order that does not depend on how they were
+    found or loaded. Two to-dos of a lead ticked off one day in one calendar are one touch
+    (their rules still each mark their own follow-up done: `_named`)."""
+    ticked = sorted((t for t in calendar if not isinstance(t, MailTouch)), key=_by_day_note)
+    return list({(t.date, t.by, t.note): t for t in ticked[::-1]}.values())[::-1]
 
 
 def _pair(records: list[tuple[int, int, Touch]], mail: list[MailTouch]) -> set[tuple[int, int]]:
@@ -255,7 +262,7 @@ def _plan_lead(
     unanswered = unanswered_count(ordered)
     mail = tuple(sorted((t for t in memory.touches if isinstance(t, MailTouch)),
                         key=_by_day_note))
-    ticked = tuple(t for t in memory.touches if not isinstance(t, MailTouch))
+    ticked = tuple(_ticked(memory.touches))
     person = Person(lead.name, lead.org, lead.role, lead.email_text() or None, lead.phone, lead.url,
                     lead.status, lead.notes, reply_link(lead, mail))
     closed = lead.status is not None and lead.status in policy.closed

@@ -31,7 +31,7 @@ def doc(leads: dict[str, dict[str, Any]]) -> str:
 
 
 def mail(day: str, clock: str, by: str = "me", subject: str = "intro") -> MailTouch:
-    return MailTouch(date=D(day), at=T(f"{day}T{clock}"), by=by,  # type: ignore[arg-type]
+    return MailTouch(date=D(day), at=T(f"{day}T{clock}"), by=by,
                      note=f"mail {subject}", subject=subject)
 
 

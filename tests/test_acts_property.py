@@ -162,7 +162,7 @@ def do_act(world: World, data: st.DataObject, lead: str, by: str,
     if mode in ("mail", "both"):
         world.seconds = world.seconds % 29 + 1
         at = clock.replace(second=2 * world.seconds - 1)
-        world.mails[lead].append(MailTouch(date=day, at=at, by=by,  # type: ignore[arg-type]
+        world.mails[lead].append(MailTouch(date=day, at=at, by=by,
                                            note=f"mail {world.seq}", subject="s"))
         moment = at
         rule = None if mode == "mail" else rule
