@@ -287,3 +287,62 @@ def test_a_schema_4_state_loads_and_keeps_status_changes_with_their_time(tmp_pat
         assert memory.touches[-1].rule == "status-offer-ann"
     finally:
         state.close()
+
+
+# --- end to end: a status change seen by a sync, and done after it ---------------------------
+
+STATUS_LEADS = """\
+version: 1
+defaults:
+  on_status: {interviewed: {after: 1d, do: "Send {name} a thank-you note"}}
+  on_other_status: {offer: {after: 0d, do: "Tell {name} about the offer"}}
+leads:
+  dana: {name: Dana, status: applied, log: ["2026-05-01 applied"]}
+  ann: {name: Ann, status: waiting, log: ["2026-05-01 wrote"]}
+"""
+
+
+def pending(p: Project, now: str) -> list[str]:
+    code, out, err = p.run("agenda", "--json", "--days", "60", now=now)
+    assert code == 0, err
+    data = json.loads(out)
+    return sorted(f"{i['lead']} {i['rule']}" for i in data["overdue"] + data["upcoming"])
+
+
+def test_an_interview_logged_on_its_day_asks_for_the_note_until_done(project: Project) -> None:
+    p = project
+    p.write_config()
+    p.write_leads(STATUS_LEADS)
+    assert p.run("sync", now="2026-05-05T09:00")[0] == 0
+    # the interview: logged with the status, on its day
+    p.edit("dana: {name: Dana, status: applied, log: [\"2026-05-01 applied\"]}",
+           "dana: {name: Dana, status: interviewed, last_contact: 2026-05-06, "
+           "log: [\"2026-05-01 applied\"]}")
+    assert p.run("sync", now="2026-05-06T18:30")[0] == 0
+    assert pending(p, "2026-05-06T18:35") == ["ann cadence", "dana cadence",
+                                              "dana status-interviewed"]
+    assert "Send Dana a thank-you note" in p.ics.read_text()
+    # the next morning it is still there; `done` now is later than the change: done
+    assert pending(p, "2026-05-07T08:00")[-1] == "dana status-interviewed"
+    code, out, err = p.run("done", "dana", "--note", "sent the note", now="2026-05-07T08:05")
+    assert code == 0 and "- 2026-05-07 08:05 sent the note" in out, (out, err)
+    assert p.run("sync", now="2026-05-07T08:10")[0] == 0
+    assert pending(p, "2026-05-07T08:10") == ["ann cadence", "dana cadence"]
+    assert "thank-you" not in p.ics.read_text()
+
+
+def test_an_offer_tells_the_lead_i_spoke_to_that_morning(project: Project) -> None:
+    p = project
+    p.write_config()
+    p.write_leads(STATUS_LEADS)
+    assert p.run("sync", now="2026-05-05T09:00")[0] == 0
+    assert p.run("done", "ann", "--note", "called", now="2026-05-06T09:30")[0] == 0
+    p.edit("status: applied", "status: offer")
+    assert p.run("sync", now="2026-05-06T15:00")[0] == 0
+    assert "ann status-offer-dana" in pending(p, "2026-05-06T15:05")
+    # her reply later that day does not tell her about my offer
+    assert p.run("done", "ann", "--by", "them", "--note", "she wrote",
+                 now="2026-05-06T17:00")[0] == 0
+    assert p.run("sync", now="2026-05-06T17:05")[0] == 0
+    assert "ann status-offer-dana" in pending(p, "2026-05-06T17:05")
+    assert "Tell Ann about the offer" in p.ics.read_text()
