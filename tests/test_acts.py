@@ -346,3 +346,53 @@ def test_an_offer_tells_the_lead_i_spoke_to_that_morning(project: Project) -> No
     assert p.run("sync", now="2026-05-06T17:05")[0] == 0
     assert "ann status-offer-dana" in pending(p, "2026-05-06T17:05")
     assert "Tell Ann about the offer" in p.ics.read_text()
+
+
+def test_a_trigger_to_do_ticked_off_on_the_day_of_the_change_stays_done(tmp_path: Any) -> None:
+    """`after: 0d`: the offer's to-do is due the day of the change, and ticked off that day
+    (a completion has a date, no time: not later than the change): its rule marks it done,
+    kept in the state, in every later sync."""
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    from followsync import sync
+    from followsync.backends.memory import MemoryBackend
+    from followsync.config import load_config
+    from followsync.marks import uid_of
+    from followsync.render import uid_for
+    from followsync.sync import SyncOptions
+    from tests.project import config_text, ics_target
+
+    zone = ZoneInfo("Europe/Berlin")
+    (tmp_path / "leads.yaml").write_text(STATUS_LEADS)
+    (tmp_path / "config.yaml").write_text(config_text(ics_target("a.ics", "phone", as_="todo")))
+    config = load_config(tmp_path / "config.yaml")
+    phone = MemoryBackend()
+
+    def run(now: str) -> list[str]:
+        """The follow-ups pending after a sync at `now`."""
+        when = datetime.fromisoformat(now).replace(tzinfo=zone)
+        outcome = sync.run(config, when, SyncOptions(backends={"phone": phone}))
+        assert outcome.exit_code == 0
+        return [f"{f.lead_id} {f.rule}" for p in outcome.plans for f in p.follow_ups]
+
+    def rules() -> list[str]:
+        return sorted(text.split("X-FOLLOWSYNC-RULE:")[1].split("\r\n")[0]
+                      for _, text in phone.items.values())
+
+    run("2026-05-05T09:00")
+    (tmp_path / "leads.yaml").write_text(STATUS_LEADS.replace("status: applied", "status: offer"))
+    run("2026-05-06T15:00")
+    assert rules() == ["cadence", "cadence", "status-offer-dana"]
+    uid = uid_for("phone", "ann", "status-offer-dana")
+    for href, (_etag, text) in list(phone.items.items()):
+        if uid_of(text) == uid:
+            stamp = datetime(2026, 5, 6, 16, 0, tzinfo=zone).astimezone(UTC)
+            phone.put_foreign(href, text.replace(
+                "STATUS:NEEDS-ACTION", f"STATUS:COMPLETED\r\nCOMPLETED:{stamp:%Y%m%dT%H%M%SZ}"))
+    run("2026-05-06T16:05")
+    for now in ("2026-05-07T08:00", "2026-05-08T08:00"):
+        assert "ann status-offer-dana" not in run(now), now
+        open_items = [text for _, text in phone.items.values()
+                      if "STATUS:COMPLETED" not in text]
+        assert not any("status-offer-dana" in text for text in open_items), now
