@@ -23,6 +23,7 @@ from followsync.gcpause import paused_gc
 
 if TYPE_CHECKING:
     from followsync.config import Config, Target
+    from followsync.leads import LeadBook
 
 log = logging.getLogger("followsync")
 EXIT_BUG = 70
@@ -235,12 +236,17 @@ def run_daemon(obj: Context) -> None:
 
 @cli.command()
 @click.argument("lead")
-@click.option("--on", "on_text", metavar="DATE", help="The touch's date (default: today).")
+@click.option("--on", "on_text", metavar="DATE",
+              help="The touch's date (default: today, with the time now).")
 @click.option("--by", type=click.Choice(["me", "them", "both"]), default="me", show_default=True,
               help="me: I reached out; them: they did or replied; both: a call or meeting.")
 @click.option("--note", default="", help="What happened, e.g. 'emailed the portfolio'.")
+@click.option("--rule", metavar="RULE",
+              help="Mark this one pending follow-up done (its X-FOLLOWSYNC-RULE, e.g. "
+                   "status-interviewed; `plan`/`agenda --json` name them).")
 @click.pass_obj
-def done(obj: Context, lead: str, on_text: str | None, by: str, note: str) -> None:
+def done(obj: Context, lead: str, on_text: str | None, by: str, note: str,
+         rule: str | None) -> None:
     """Log a touch with LEAD in the lead file, keeping its comments and layout."""
     from followsync.durations import parse_date
     from followsync.leadedit import log_touch, unknown_lead
@@ -250,14 +256,39 @@ def done(obj: Context, lead: str, on_text: str | None, by: str, note: str) -> No
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
     if lead not in book.leads:
         raise unknown_lead(lead, sorted(book.leads))
+    now = obj.now(config)
     try:
-        day = parse_date(on_text) if on_text else config.today(obj.now(config))
+        day = parse_date(on_text) if on_text else config.today(now)
     except ValueError as exc:
         raise click.UsageError(f"--on: {exc}") from None
-    touch = Touch(date=day, by=by, note=" ".join(note.split()))
+    at = None
+    if on_text is None:  # done now: the time too (a status trigger needs a touch after it)
+        from followsync.sync.planning import local_now
+
+        at = local_now(config, now).replace(second=0)
+    if rule is not None:
+        _pending_rule(config, book, lead, rule, now)
+    touch = Touch(date=day, at=at, by=by, note=" ".join(note.split()), rule=rule)
     file = book.leads[lead].file
     entry = log_touch(Path(file), lead, touch)
     obj.say(f"{file}: logged for {lead}: - {entry}")
+
+
+def _pending_rule(config: Config, book: LeadBook, lead: str, rule: str, now: datetime) -> None:
+    """`done --rule`: RULE must name a follow-up of LEAD that is pending now (exit 2)."""
+    from followsync.leadedit import unknown_rule
+    from followsync.state import open_state
+    from followsync.sync.planning import local_now, mail_touches, make_plans
+
+    state = open_state(config.state_dir, readonly=True)
+    try:
+        plans, _ = make_plans(book, config.today(now), state.memories(),
+                              mail_touches(config, state, book), local_now(config, now))
+    finally:
+        state.close()
+    pending = [f.rule for p in plans if p.lead_id == lead for f in p.follow_ups]
+    if rule not in pending:
+        raise unknown_rule(lead, rule, pending)
 
 
 @cli.command()
@@ -272,14 +303,16 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
     from followsync import agenda as ag
     from followsync.leads import load_leads
     from followsync.state import open_state
-    from followsync.sync.planning import mail_touches, make_plans
+    from followsync.sync.planning import local_now, mail_touches, make_plans
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
-    today = config.today(obj.now(config))
+    now = obj.now(config)
+    today = config.today(now)
     state = open_state(config.state_dir, readonly=True)
     try:
-        plans, _ = make_plans(book, today, state.memories(), mail_touches(config, state, book))
+        plans, _ = make_plans(book, today, state.memories(), mail_touches(config, state, book),
+                              local_now(config, now))
         moves = state.moves()
     finally:
         state.close()

@@ -34,14 +34,18 @@ class Edit:
 
 
 def entry_text(touch: Touch) -> str:
-    """The shortest log entry that reads back as `touch`: `DATE note`, else a flow mapping."""
+    """The shortest log entry that reads back as `touch`: `DATE [HH:MM] note`, else a flow
+    mapping (`{date: ..., at: "HH:MM", by: ..., rule: ..., note: ...}`)."""
     day = touch.date.isoformat()
-    if touch.by == "me":
-        plain = f"{day} {touch.note}".strip()
+    clock = touch.at.strftime("%H:%M") if touch.at is not None else ""
+    if touch.by == "me" and touch.rule is None:
+        plain = " ".join(part for part in (day, clock, touch.note) if part)
         if _reads_back(plain, touch):
             return plain
+    at = f", at: \"{clock}\"" if clock else ""
+    rule = f", rule: {json.dumps(touch.rule, ensure_ascii=False)}" if touch.rule else ""
     note = f", note: {json.dumps(touch.note, ensure_ascii=False)}" if touch.note else ""
-    return f"{{date: {day}, by: {touch.by}{note}}}"
+    return f"{{date: {day}{at}, by: {touch.by}{rule}{note}}}"
 
 
 def _reads_back(entry: str, touch: Touch) -> bool:
@@ -212,6 +216,17 @@ def _log_touch(path: Path, lead_id: str, touch: Touch, shown: str | None = None)
         raise FollowsyncError(f"cannot write {name}: {exc.strerror}; it was left as it was")\
             from None
     return entry
+
+
+def unknown_rule(lead_id: str, rule: str, pending: list[str]) -> UsageError:
+    """`done --rule` naming no follow-up of the lead that is pending now."""
+    if not pending:
+        return UsageError(f"{lead_id} has no pending follow-up {rule!r}",
+                          f"{lead_id} has no follow-up pending; `followsync agenda` lists them")
+    close = difflib.get_close_matches(rule, pending, n=1)
+    hint = (f"did you mean {close[0]!r}? " if close else "") + \
+        f"pending for {lead_id}: {', '.join(pending)}"
+    return UsageError(f"{lead_id} has no pending follow-up {rule!r}", hint)
 
 
 def unknown_lead(lead_id: str, known: list[str]) -> UsageError:

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -41,6 +42,8 @@ from followsync.validation import (
     Text,
     TimeT,
     WeekdayT,
+    _date,
+    _time,
     one_as_list,
     validate,
 )
@@ -51,6 +54,7 @@ PLACEHOLDERS = ("name", "org", "role", "email")
 TITLE_PLACEHOLDERS = (*PLACEHOLDERS, "action")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _TOUCH_LINE = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:\s+(.*))?$", re.DOTALL)
+_CLOCK = re.compile(r"^(\d{1,2}:\d{2})(?:\s+(.*))?$", re.DOTALL)  # `HH:MM` after the date
 By = Literal["me", "them", "both"]
 
 
@@ -71,8 +75,26 @@ def _touch_from_line(value: Any) -> Any:
             raise Invalid(f"not a log entry: {value!r}",
                           "start it with the date, e.g. '2026-01-05 emailed her', or write "
                           "{date: 2026-01-05, by: me|them|both, note: ...}")
-        return {"date": match.group(1), "by": "me", "note": (match.group(2) or "").strip()}
+        rest = (match.group(2) or "").strip()
+        clock = _CLOCK.match(rest)
+        entry = {"date": match.group(1), "by": "me", "note": rest}
+        if clock:  # `2013-06-05 14:10 called`: a touch with its time
+            entry |= {"at": clock.group(1), "note": (clock.group(2) or "").strip()}
+        value = entry
+    if isinstance(value, dict) and "at" in value and not isinstance(value["at"], datetime):
+        value = _with_moment(value)
     return value
+
+
+def _with_moment(entry: dict[str, Any]) -> dict[str, Any]:
+    """A log entry's `at: HH:MM` as the moment of the touch (its date and that time): the
+    rules compare touches with the moment a status changed (README, "log")."""
+    clock = _time(entry["at"])  # (Invalid: not a time of day, with the hint)
+    try:
+        day = _date(entry.get("date"))
+    except Invalid:
+        return {k: v for k, v in entry.items() if k != "at"}  # the date's error is reported
+    return {**entry, "at": datetime.combine(day, clock)}
 
 
 def _scalar_text(value: Any) -> str:
@@ -103,11 +125,24 @@ TitleTemplate = Annotated[str, BeforeValidator(_placeholders(TITLE_PLACEHOLDERS)
 
 
 class Touch(_Model):
-    """One contact with the lead: `me` reached out, `them` answered, `both` met or called."""
+    """One contact with the lead: `me` reached out, `them` answered, `both` met or called.
+
+    `at` is the moment of the touch when its time is known (`DATE HH:MM` in the log, `at:`
+    in the mapping form, the time of a mail); without it the touch counts as the start of
+    its day. `rule` names the one follow-up the touch marks done (`followsync done --rule`,
+    a to-do of that rule ticked off in a calendar)."""
 
     date: DateT
+    at: Annotated[datetime | None, WithJsonSchema(
+        {"type": "string", "pattern": r"^([01]?\d|2[0-3]):[0-5]\d$",
+         "description": "the time of day of the touch, HH:MM"})] = None
     by: By = "me"
     note: Text = ""
+    rule: Annotated[str, Field(pattern=r"^(cadence|(once|status)-.+)$")] | None = None
+
+    def moment(self) -> datetime:
+        """When the touch happened: its time, else the start of its day."""
+        return self.at if self.at is not None else datetime.combine(self.date, time.min)
 
 
 class MailTouch(Touch):

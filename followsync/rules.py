@@ -6,10 +6,10 @@ rules can be tested exhaustively. The output is plain data for `render` and `age
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from urllib.parse import quote
 
 from followsync.durations import Duration
@@ -32,7 +32,10 @@ class Memory:
 
     first_seen: date
     status: str | None = None
-    status_changed: date | None = None  # None: the status is as first seen, no trigger fires
+    # When the status change was first seen: a datetime (local wall time); a plain date (a
+    # state written before the time was kept) is the start of that day. None: the status is
+    # as first seen, no trigger fires.
+    status_changed: date | None = None
     touches: tuple[Touch, ...] = ()  # to-dos completed in a calendar: touches by me
 
 
@@ -89,26 +92,67 @@ class LeadPlan:
     mail_touches: tuple[MailTouch, ...] = ()  # found in mail, oldest first
 
 
-def remember(previous: Memory | None, lead: Lead, today: date) -> Memory:
-    """The memory after seeing `lead` today: a status change is dated the day it is first seen."""
+def remember(
+    previous: Memory | None, lead: Lead, today: date, now: datetime | None = None
+) -> Memory:
+    """The memory after seeing `lead` today: a status change is dated the moment it is first
+    seen (`now`, local wall time; without it, the start of `today`)."""
     if previous is None:
         return Memory(first_seen=today, status=lead.status, status_changed=None)
     if lead.status != previous.status:
-        return replace(previous, status=lead.status, status_changed=today)
+        return replace(previous, status=lead.status,
+                       status_changed=today if now is None else now.replace(microsecond=0))
     return previous
 
 
+def moment(day: date) -> datetime:
+    """A datetime as it is; a plain date as the start of its day."""
+    return day if isinstance(day, datetime) else datetime.combine(day, time.min)
+
+
 def touches(lead: Lead, calendar: tuple[Touch, ...] = ()) -> list[Touch]:
-    """All touches in the README's order: by date; on one date `last_contact` first, then the log,
-    then to-dos completed in a calendar."""
-    found: list[tuple[date, int, int, Touch]] = []
+    """All touches in the README's order, one per act: by their moment (a touch without a
+    time at the start of its day); at one moment `last_contact` first, then the log in file
+    order, then to-dos completed in a calendar, then mail. A log entry or a ticked to-do and
+    a mail of the same day and direction are one touch: the mail (`_pair`)."""
+    mail = sorted((t for t in calendar if isinstance(t, MailTouch)), key=_by_day_note)
+    ticked = _ticked(calendar)
+    found: list[tuple[datetime, int, int, Touch]] = []
     if lead.last_contact is not None:
-        found.append((lead.last_contact, 0, 0,
+        found.append((moment(lead.last_contact), 0, 0,
                       Touch(date=lead.last_contact, by="both", note="last contact")))
-    found.extend((t.date, 1, i, t) for i, t in enumerate(lead.log))
-    # calendar touches in an order that does not depend on how they were found or loaded
-    found.extend((t.date, 2, i, t) for i, t in enumerate(sorted(calendar, key=_by_day_note)))
+    records = [(1, i, t) for i, t in enumerate(lead.log)] + \
+        [(2, i, t) for i, t in enumerate(ticked)]
+    paired = _pair(records, mail) if mail else set()
+    found.extend((t.moment(), kind, i, t) for kind, i, t in records if (kind, i) not in paired)
+    found.extend((t.moment(), 3, i, t) for i, t in enumerate(mail))
     return [t for *_, t in sorted(found, key=lambda item: item[:3])]
+
+
+def _ticked(calendar: Iterable[Touch]) -> list[Touch]:
+    """The to-dos ticked off in a calendar, in an order that does not depend on how they were
+    found or loaded. Two to-dos of a lead ticked off one day in one calendar are one touch
+    (their rules still each mark their own follow-up done: `_named`)."""
+    ticked = sorted((t for t in calendar if not isinstance(t, MailTouch)), key=_by_day_note)
+    return list({(t.date, t.by, t.note): t for t in ticked[::-1]}.values())[::-1]
+
+
+def _pair(records: list[tuple[int, int, Touch]], mail: list[MailTouch]) -> set[tuple[int, int]]:
+    """The records (log entries, ticked to-dos) that are the same act as a mail: on one day
+    and in one direction (`me`, `them`; a `both` call or meeting is not a mail), the first
+    record in time order pairs with the first mail, the second with the second, ..."""
+    by_key: dict[tuple[date, str], list[tuple[datetime, int, int]]] = {}
+    for kind, i, touch in records:
+        if touch.by != "both":
+            by_key.setdefault((touch.date, touch.by), []).append((touch.moment(), kind, i))
+    mails: dict[tuple[date, str], int] = {}
+    for touch in mail:
+        key: tuple[date, str] = (touch.date, touch.by)
+        mails[key] = mails.get(key, 0) + 1
+    paired: set[tuple[int, int]] = set()
+    for key, count in mails.items():
+        paired.update((kind, i) for _, kind, i in sorted(by_key.get(key, ()))[:count])
+    return paired
 
 
 def _by_day_note(touch: Touch) -> tuple[date, str, str]:
@@ -146,8 +190,9 @@ def plan(
             for index, item in enumerate(loaded)]
 
 
-# status → (file order, lead id, day), sorted by day (what fires is then sorted by file order)
-Entered = dict[str, list[tuple[int, str, date]]]
+# status → (file order, lead id, moment), sorted by moment (what fires is then sorted by
+# file order)
+Entered = dict[str, list[tuple[int, str, datetime]]]
 
 
 def plan_some(
@@ -168,26 +213,45 @@ def _status_entries(leads: list[LoadedLead], memory: Mapping[str, Memory]) -> En
         if day is not None and item.lead.status:
             result.setdefault(item.lead.status, []).append((index, item.id, day))
     for entries in result.values():
-        entries.sort(key=_day)  # (stable: file order within a day) see `_after`
+        entries.sort(key=_day)  # (stable: file order at one moment) see `_may_fire`
     return result
 
 
-def _day(entry: tuple[int, str, date]) -> date:
+def _day(entry: tuple[int, str, datetime]) -> datetime:
     return entry[2]
 
 
-def _after(entries: list[tuple[int, str, date]], latest: date) -> list[tuple[int, str, date]]:
-    """The status entries (sorted by day) dated after `latest`: the others cannot fire.
+def _may_fire(
+    entries: list[tuple[int, str, datetime]], first: datetime, last_act: datetime | None
+) -> list[tuple[int, str, datetime]]:
+    """The status entries (sorted by moment) that reach a lead whose first touch was at
+    `first` and whose latest touch by me (or both) at `last_act`: later than its first touch
+    (it was in conversation then) and not before its last act (which would have done it).
     With every lead listening for a status (`defaults: on_other_status`), looking at every
     entry for every lead made planning quadratic."""
-    return entries[bisect_right(entries, latest, key=_day):]
+    start = bisect_right(entries, first, key=_day)
+    if last_act is not None:
+        start = max(start, bisect_left(entries, last_act, key=_day))
+    return entries[start:]
 
 
-def status_day(lead: Lead, memory: Memory) -> date | None:
-    """When the lead entered its current status, if known (`status_since` wins)."""
+def status_day(lead: Lead, memory: Memory) -> datetime | None:
+    """The moment the lead entered its current status, if known: the start of its
+    `status_since` day (which wins), else when a sync first saw the change."""
     if lead.status_since is not None:
-        return lead.status_since
-    return memory.status_changed if memory.status == lead.status else None
+        return moment(lead.status_since)
+    changed = memory.status_changed if memory.status == lead.status else None
+    return moment(changed) if changed is not None else None
+
+
+def _named(ordered: Iterable[Touch]) -> dict[str, date]:
+    """Rule → the latest day a touch named it as done (`followsync done --rule`, a to-do
+    of that rule ticked off in a calendar)."""
+    found: dict[str, date] = {}
+    for touch in ordered:
+        if touch.rule is not None and touch.date > found.get(touch.rule, date.min):
+            found[touch.rule] = touch.date
+    return found
 
 
 def _plan_lead(
@@ -198,7 +262,7 @@ def _plan_lead(
     unanswered = unanswered_count(ordered)
     mail = tuple(sorted((t for t in memory.touches if isinstance(t, MailTouch)),
                         key=_by_day_note))
-    ticked = tuple(t for t in memory.touches if not isinstance(t, MailTouch))
+    ticked = tuple(_ticked(memory.touches))
     person = Person(lead.name, lead.org, lead.role, lead.email_text() or None, lead.phone, lead.url,
                     lead.status, lead.notes, reply_link(lead, mail))
     closed = lead.status is not None and lead.status in policy.closed
@@ -212,32 +276,41 @@ def _plan_lead(
     if cadence is not None:
         found.append(cadence)
     latest = ordered[-1].date if ordered else None
+    named = _named((*lead.log, *memory.touches))
     for one in lead.follow_ups:
-        if one.done or (latest is not None and latest >= one.on):
-            continue
         key = one.id or one.on.isoformat()
+        if one.done or (latest is not None and latest >= one.on) or f"once-{key}" in named:
+            continue
         all_day = one.all_day if one.all_day is not None else (
             False if one.at is not None else policy.all_day)
         found.append(make(f"once-{key}", one.on, expand(one.do, lead),
                           f"one-off follow-up set for {one.on.isoformat()}",
                           at=one.at, all_day=all_day, promise=True))
+    # A status trigger asks me to act after the change: only a later touch by me (or both)
+    # does it, or one naming its rule; `on_other_status` reaches the leads I was in
+    # conversation with at that moment (README, "Status triggers").
+    acts = [t.moment() for t in ordered if t.by != "them"]
+    last_act = acts[-1] if acts else None
     own_day = status_day(lead, memory) if lead.status else None
     fired = [(index, item.id, name, own_day, trigger) for name, trigger in policy.on_status
              if own_day is not None and name == lead.status]
-    for name, trigger in policy.on_other_status:
-        entries = entered.get(name, ())
-        if latest is not None and entries:  # only entries after the latest touch can fire
-            entries = _after(entries, latest)
-        fired += [(index, lead_id, name, day, trigger)
-                  for index, lead_id, day in entries if lead_id != item.id]
+    if ordered:  # a lead never contacted gets its own "reach out" instead
+        first = ordered[0].moment()
+        for name, trigger in policy.on_other_status:
+            entries = entered.get(name, ())
+            fired += [(index, lead_id, name, day, trigger)
+                      for index, lead_id, day in (_may_fire(entries, first, last_act)
+                                                  if entries else ()) if lead_id != item.id]
     for _index, lead_id, status, day, trigger in sorted(fired, key=lambda f: f[0]):
         own = lead_id == item.id
-        if latest is not None and latest >= day:
-            continue
         rule = f"status-{status}" if own else f"status-{status}-{lead_id}"
+        if (last_act is not None and last_act > day) or \
+                named.get(rule, date.min) >= day.date():
+            continue
         who = "" if own else f"{lead_id} "
-        found.append(make(rule, trigger.after.after(day), expand(trigger.do, lead),
-                          f"{who}entered status {status!r} on {day.isoformat()}"
+        on = day.date()
+        found.append(make(rule, trigger.after.after(on), expand(trigger.do, lead),
+                          f"{who}entered status {status!r} on {on.isoformat()}"
                           f" + {trigger.after}", at=trigger.at,
                           all_day=False if trigger.at is not None else None))
     return LeadPlan(item.id, person, False, cold, unanswered, last, tuple(found), ticked, mail)

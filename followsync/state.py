@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # a no-op sync needs neither (see sync.fastpath)
     from followsync.rules import Memory
     from followsync.sources import Bookmark, FoundTouch
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -44,9 +44,11 @@ CREATE INDEX IF NOT EXISTS items_by_lead ON items (target, lead);
 CREATE INDEX IF NOT EXISTS items_by_gone ON items (target, gone);
 CREATE TABLE IF NOT EXISTS touches (
     target TEXT NOT NULL, uid TEXT NOT NULL, lead TEXT NOT NULL, day TEXT NOT NULL,
-    note TEXT NOT NULL, PRIMARY KEY (target, uid, day)
+    note TEXT NOT NULL, rule TEXT NOT NULL DEFAULT '', PRIMARY KEY (target, uid, day)
 );
 CREATE TABLE IF NOT EXISTS cursors (target TEXT PRIMARY KEY, cursor TEXT);
+-- status_changed: when a sync first saw the status (ISO date-time, local wall time); a
+-- plain date (schema < 5) is the start of that day
 CREATE TABLE IF NOT EXISTS leads (
     lead TEXT PRIMARY KEY, first_seen TEXT NOT NULL, status TEXT, status_changed TEXT
 );
@@ -93,7 +95,9 @@ class State:
     def _migrate(self, version: int) -> None:
         """Bring an older state up to date in place (1 → 2: source hash and edited flag;
         2 → 3: where an edited item stands in the calendar; 3 → 4: mail touches and
-        bookmarks, whose tables `_SCHEMA` has just created: a first scan fills them)."""
+        bookmarks, whose tables `_SCHEMA` has just created: a first scan fills them; 4 → 5:
+        the rule of a to-do ticked off in a calendar, and a status change kept with its time
+        (an older date-only one still reads, as the start of its day))."""
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
         if version < 2:
             if "source" not in columns:
@@ -102,6 +106,9 @@ class State:
                 self.db.execute("ALTER TABLE items ADD COLUMN edited INTEGER NOT NULL DEFAULT 0")
         if version < 3 and "moved" not in columns:
             self.db.execute("ALTER TABLE items ADD COLUMN moved TEXT NOT NULL DEFAULT ''")
+        touch_columns = {r[1] for r in self.db.execute("PRAGMA table_info(touches)")}
+        if version < 5 and "rule" not in touch_columns:
+            self.db.execute("ALTER TABLE touches ADD COLUMN rule TEXT NOT NULL DEFAULT ''")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager
@@ -221,22 +228,23 @@ class State:
         only = "" if leads is None else " WHERE lead IN (SELECT value FROM json_each(?))"
         args = () if leads is None else (json.dumps(list(leads)),)
         found: dict[str, list[Touch]] = {}
-        for lead, day, note in self.db.execute(
-                f"SELECT lead, day, note FROM touches{only} ORDER BY day, target, uid", args):
-            touch = Touch(date=date.fromisoformat(day), note=note)
+        for lead, day, note, rule in self.db.execute(
+                f"SELECT lead, day, note, rule FROM touches{only} ORDER BY day, target, uid",
+                args):
+            touch = Touch(date=date.fromisoformat(day), note=note, rule=rule or None)
             known = found.setdefault(lead, [])
             if touch not in known:  # two to-dos of a lead ticked off one day in one calendar
                 known.append(touch)  # are one touch, as in the sync that first saw them
         cur = self.db.execute(f"SELECT lead, first_seen, status, status_changed FROM leads{only}",
                               args)
-        return {r[0]: Memory(date.fromisoformat(r[1]), r[2],
-                             date.fromisoformat(r[3]) if r[3] else None,
+        return {r[0]: Memory(date.fromisoformat(r[1]), r[2], _changed(r[3]),
                              tuple(found.get(r[0], ()))) for r in cur}
 
     def add_touch(self, target: str, uid: str, lead: str, touch: Touch) -> bool:
         """Remember a to-do completed in a calendar; False if it was already known."""
-        cur = self.db.execute("INSERT OR IGNORE INTO touches VALUES (?,?,?,?,?)",
-                              (target, uid, lead, touch.date.isoformat(), touch.note))
+        cur = self.db.execute("INSERT OR IGNORE INTO touches VALUES (?,?,?,?,?,?)",
+                              (target, uid, lead, touch.date.isoformat(), touch.note,
+                               touch.rule or ""))
         return cur.rowcount > 0
 
     def remember(self, changed: Iterable[tuple[str, Memory]]) -> None:
@@ -302,8 +310,6 @@ class State:
 
     def mail_touches(self) -> list[FoundTouch]:
         """Every stored mail touch, oldest first."""
-        from datetime import datetime
-
         from followsync.sources import FoundTouch
 
         return [FoundTouch(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4], r[5])
@@ -313,6 +319,16 @@ class State:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _changed(text: str | None) -> date | None:
+    """A stored status change: a date-time (`2026-05-06T09:14:00`), or a date (older states)."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
+    except ValueError:  # (not one followsync wrote: as if the change were not known)
+        return None
 
 
 def damaged(path: Path, exc: Exception) -> FollowsyncError:

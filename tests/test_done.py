@@ -9,7 +9,7 @@ unchanged and that `validate` still passes.
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from tests.project import Project
 
 NOW = "2026-05-04T10:00"  # a Monday
 TODAY = date(2026, 5, 4)
+AT_NOW = datetime(2026, 5, 4, 10, 0)  # `done` without --on writes the time too
 
 # Comments everywhere, blank lines, block and flow styles, quoting, block scalars.
 LEADS = """\
@@ -212,7 +213,7 @@ def test_any_note_reads_back_exactly(proj: Project, note: str) -> None:
         assert code == 0, out
         new = proj.leads.read_bytes()
         inserted(old, new)
-        assert_only_touch_added(old, new, lead_id, Touch(date=TODAY, by=by,
+        assert_only_touch_added(old, new, lead_id, Touch(date=TODAY, at=AT_NOW, by=by,
                                                          note=" ".join(note.split())))
     assert proj.output("validate")[0] == 0
 
@@ -229,7 +230,8 @@ def test_last_lead_without_log_and_without_final_newline(proj: Project, variant:
     newline = b"\r\n" if variant == "crlf" else b"\n"
     assert added.startswith(newline) and added.endswith(newline)
     assert new.count(b"\n") - old.count(b"\n") == 3  # the old last line's end, `log:`, the entry
-    assert_only_touch_added(old, new, "last", Touch(date=TODAY, note="called: left a message"))
+    assert_only_touch_added(old, new, "last", Touch(date=TODAY, at=AT_NOW,
+                                                    note="called: left a message"))
     assert proj.output("validate")[0] == 0
 
 
@@ -240,7 +242,8 @@ def test_defaults_are_today_in_the_config_zone_and_by_me(proj: Project) -> None:
     code, out = proj.output("done", "dana", now="2026-05-04T23:30+00:00")
     assert code == 0, out
     assert_only_touch_added(old, proj.leads.read_bytes(), "dana",
-                            Touch(date=date(2026, 5, 5), by="me", note=""))
+                            Touch(date=date(2026, 5, 5), at=datetime(2026, 5, 5, 1, 30),
+                                  by="me", note=""))
 
 
 def test_repeated_done_keeps_appending_in_order(proj: Project) -> None:
@@ -398,6 +401,60 @@ def test_the_lead_is_found_in_the_second_lead_file(proj: Project) -> None:
     assert str(other) in out
     assert proj.leads.read_bytes() == LEADS.encode()
     new = other.read_bytes()
-    assert inserted(second.encode(), new) == b"    log:\n      - {date: 2026-05-04, by: them, " \
-        b'note: "wrote back"}\n'
+    assert inserted(second.encode(), new) == b"    log:\n      - {date: 2026-05-04, " \
+        b'at: "10:00", by: them, note: "wrote back"}\n'
     assert proj.output("validate")[0] == 0
+
+
+# --- done --rule: one follow-up marked done ---------------------------------------------------
+RULE_LEADS = """\
+version: 1
+defaults:
+  on_status: {interviewed: {after: 1d, do: "Thank {name}"}}
+leads:
+  dana:   # Dana
+    name: Dana
+    status: interviewed
+    status_since: 2026-05-03
+    last_contact: 2026-05-03   # the interview
+"""
+
+
+def pending_rules(proj: Project) -> list[str]:
+    import json
+
+    code, out = proj.output("agenda", "--json", "--days", "60")
+    assert code == 0, out
+    data = json.loads(out)
+    return sorted(i["rule"] for i in data["overdue"] + data["upcoming"] if i["lead"] == "dana")
+
+
+def test_done_rule_marks_that_follow_up_done(proj: Project) -> None:
+    proj.leads.write_text(RULE_LEADS)
+    assert pending_rules(proj) == ["cadence", "status-interviewed"]
+    old = proj.leads.read_bytes()
+    code, out = proj.output("done", "dana", "--rule", "status-interviewed", "--on", "2026-05-03",
+                            "--note", "thanked her")
+    assert code == 0, out
+    assert inserted(old, proj.leads.read_bytes()) == (
+        b'    log:\n      - {date: 2026-05-03, by: me, rule: "status-interviewed", '
+        b'note: "thanked her"}\n')
+    assert_only_touch_added(old, proj.leads.read_bytes(), "dana", Touch(
+        date=date(2026, 5, 3), note="thanked her", rule="status-interviewed"))
+    assert pending_rules(proj) == ["cadence"]  # a date-only touch that day: done by its rule
+
+
+def test_done_rule_not_pending_is_a_usage_error_listing_the_pending_ones(proj: Project) -> None:
+    proj.leads.write_text(RULE_LEADS)
+    code, out = proj.output("done", "dana", "--rule", "status-interviewd")
+    assert code == 2, out
+    assert "dana has no pending follow-up 'status-interviewd'" in out
+    assert "did you mean 'status-interviewed'?" in out
+    assert "pending for dana: cadence, status-interviewed" in out
+    code, out = proj.output("done", "dana", "--rule", "status-offer-ann")
+    assert code == 2, out
+    assert proj.leads.read_text() == RULE_LEADS
+    # once done, the rule is no longer pending
+    assert proj.output("done", "dana", "--rule", "status-interviewed")[0] == 0
+    code, out = proj.output("done", "dana", "--rule", "status-interviewed")
+    assert code == 2 and "pending for dana: cadence" in out, out

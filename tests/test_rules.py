@@ -640,11 +640,13 @@ def test_a_remembered_status_change_fires_on_the_day_seen() -> None:
 
 @pytest.mark.parametrize(
     ("touch", "pending"),
-    [("2020-03-09", True), ("2020-03-10", False), ("2020-03-12", False)],
+    [("2020-03-09", True), ("2020-03-10", True), ("2020-03-10 00:01", False),
+     ("2020-03-12", False), ({"date": "2020-03-12", "by": "them"}, True),
+     ({"date": "2020-03-12", "by": "both"}, False)],
 )
-def test_status_trigger_is_done_by_a_touch_on_or_after_the_status_day(
-    touch: str, pending: bool
-) -> None:
+def test_status_trigger_is_done_by_a_later_touch_of_mine(touch: Any, pending: bool) -> None:
+    """status_since: the change is at the start of that day; a date-only line of that day is
+    not later, and a touch by them never does the user's act."""
     result = lead_plan({"log": [touch], "status": "interviewed", "status_since": "2020-03-10"},
                        defaults=TRIGGERS)
     assert ("status-interviewed" in by_rule(result)) is pending
@@ -671,12 +673,15 @@ def test_on_other_status_gives_every_other_open_lead_a_one_off() -> None:
         "cid": {"name": "Cid", "last_contact": "2020-03-01", "status": "hired"},
         "dan": {"name": "Dan", "last_contact": "2020-03-01", "log": ["2020-03-10 wrote"]},
         "eve": {"name": "Eve", "last_contact": "2020-03-01", "log": ["2020-03-09 wrote"]},
+        "fay": {"name": "Fay", "last_contact": "2020-03-01", "log": ["2020-03-10 10:00 wrote"]},
+        "gus": {"name": "Gus"},
     }, TRIGGERS)
     plans = {p.lead_id: p for p in plan_text(text, BEFORE_ALL)}
     assert list(by_rule(plans["ann"])) == ["cadence"]
     assert plans["cid"].follow_ups == ()
-    assert list(by_rule(plans["dan"])) == ["cadence"]  # touched on the day: done
-    for lead_id, name in (("bea", "Bea"), ("eve", "Eve")):
+    assert list(by_rule(plans["fay"])) == ["cadence"]  # told later that day: done
+    assert list(by_rule(plans["gus"])) == ["cadence"]  # never contacted: reach out instead
+    for lead_id, name in (("bea", "Bea"), ("dan", "Dan"), ("eve", "Eve")):
         item = by_rule(plans[lead_id])["status-offer-ann"]
         assert (item.due, item.at, item.lead_id) == (D("2020-03-10"), time(9), lead_id)
         assert item.action == f"Tell {name} about the offer"

@@ -136,7 +136,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.written: dict[str, dict[str, FollowUp]] = {t: {} for t in TARGETS}
         self.edited: dict[str, dict[str, UserVersion]] = {t: {} for t in TARGETS}
         self.deleted: dict[str, dict[str, FollowUp]] = {t: {} for t in TARGETS}
-        self.ticked: dict[str, dict[str, tuple[str, date]]] = {t: {} for t in TARGETS}
+        self.ticked: dict[str, dict[str, tuple[str, date, str]]] = {t: {} for t in TARGETS}
         self.foreign: dict[str, dict[str, tuple[str, str]]] = {t: {} for t in TARGETS}
 
     def teardown(self) -> None:
@@ -222,8 +222,8 @@ class SyncMachine(RuleBasedStateMachine):
         done = text.replace("STATUS:NEEDS-ACTION",
                             f"STATUS:COMPLETED\r\nCOMPLETED:{stamp:%Y%m%dT%H%M%SZ}", 1)
         self._user_saves("todo", uid, href, done)
-        lead = self.edited["todo"][uid].shown.lead_id
-        self.ticked["todo"][uid] = (lead, self.today)
+        shown = self.edited["todo"][uid].shown
+        self.ticked["todo"][uid] = (shown.lead_id, self.today, shown.rule)
 
     @rule(calendar=st.sampled_from(sorted(TARGETS)), index=st.integers(0, 50),
           days=st.integers(-2, 5))
@@ -289,14 +289,14 @@ class SyncMachine(RuleBasedStateMachine):
             known = self.memory.get(lead_id)
             if known is None:
                 self.memory[lead_id] = Memory(first_seen=self.today, status=lead.status)
-            elif known.status != lead.status:
+            elif known.status != lead.status:  # seen at the moment of the sync
                 self.memory[lead_id] = replace(known, status=lead.status,
-                                               status_changed=self.today)
+                                               status_changed=self._now().replace(tzinfo=None))
         for target, ticked in self.ticked.items():
-            for lead_id, day in ticked.values():
+            for lead_id, day, its_rule in ticked.values():  # (a to-do marks its own rule done)
                 note = f"completed in the calendar ({target})"
                 self.calendar_touches.setdefault(lead_id, set()).add(
-                    Touch(date=day, by="me", note=note))
+                    Touch(date=day, by="me", note=note, rule=its_rule))
             ticked.clear()
 
     def _rules(self) -> dict[str, FollowUp]:

@@ -77,7 +77,7 @@ def _full(
     """Load the leads, open every target, merge the touches found there, plan, reconcile."""
     from followsync.leads import load_leads
     from followsync.sync.apply import reconcile
-    from followsync.sync.planning import mail_touches, plan_leads
+    from followsync.sync.planning import local_now, mail_touches, plan_leads
     from followsync.sync.session import opened
 
     today = config.today(now)
@@ -90,7 +90,7 @@ def _full(
                 with target_errors(session.report):
                     completions.extend(session.completions(config.timezone, today))
             plans = plan_leads(book, today, state, completions, options.dry_run,
-                               mail_touches(config, state, book))
+                               mail_touches(config, state, book), local_now(config, now))
             basis = None  # the next delta's basis, made before the calendars are written
             if options.may_skip and not options.backends:  # (when this sync peaks in memory)
                 from followsync.sync.delta import basis_of

@@ -39,10 +39,11 @@ if TYPE_CHECKING:
     from followsync.sync.session import Session
 
 NOTE = "delta-basis"
-BASIS_VERSION = 3  # bump when the basis changes shape: an older one is then ignored
+BASIS_VERSION = 4  # bump when the basis changes shape: an older one is then ignored
 Entry = tuple[str, "str | None", "str | None", tuple[str, ...]]
-# (slice digest, status or None, status day (ISO) or None, the statuses it listens to)
-Entered = dict[str, list[tuple[str, str]]]  # status → (lead, day) in file order
+# (slice digest, status or None, status moment (ISO date-time) or None, the statuses it
+# listens to)
+Entered = dict[str, list[tuple[str, str]]]  # status → (lead, moment) in file order
 
 
 def _others_digest(config: Config, state: State, today: date, heads: dict[str, str]) -> str:
@@ -320,8 +321,10 @@ def _sync(
     from followsync.leads import LoadedLead, Policy
     from followsync.rules import plan_some, remember, status_day
     from followsync.sync.apply import Scope, reconcile
+    from followsync.sync.planning import local_now
 
     today = config.today(now)
+    seen = local_now(config, now)
     bases: dict[str, Policy] = {}
     loaded: dict[str, LoadedLead] = {}
 
@@ -349,7 +352,7 @@ def _sync(
         if item is None:
             return None  # the full sync locates the problem
         before = memories.get(lead_id)
-        after = remember(before, item.lead, today)
+        after = remember(before, item.lead, today, seen)
         memory[lead_id] = after
         if after != before:
             remembered.append((lead_id, after))
@@ -374,10 +377,10 @@ def _sync(
         if load(lead_id) is None or lead_id not in memories:
             return None
         memory[lead_id] = memories[lead_id]
-    entered: dict[str, list[tuple[int, str, date]]] = {}
-    for status, entries in after_entered.items():  # sorted by day, as rules wants them
-        entered[status] = sorted(((place[i], i, date.fromisoformat(day)) for i, day in entries),
-                                 key=lambda entry: entry[2])
+    entered: dict[str, list[tuple[int, str, datetime]]] = {}
+    for status, entries in after_entered.items():  # sorted by moment, as rules wants them
+        entered[status] = sorted(((place[i], i, datetime.fromisoformat(day))
+                                  for i, day in entries), key=lambda entry: entry[2])
     if config.mailboxes:  # the mail touches the state keeps for these leads, as in a full sync
         from followsync.leads import LeadBook
         from followsync.sync.planning import mail_touches, merge_touches

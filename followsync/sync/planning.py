@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from followsync.config import Config, Target
@@ -47,27 +47,36 @@ def mail_touches(config: Config, state: State, book: LeadBook) -> list[LeadTouch
     return lead_touches(state, book, config)
 
 
+def local_now(config: Config, now: datetime) -> datetime:
+    """`now` as the config's wall time, without a zone: what touches' times are in (a
+    status change is remembered at this moment)."""
+    zoned = now.astimezone(config.timezone) if now.tzinfo else now
+    return zoned.replace(tzinfo=None, microsecond=0)
+
+
 def make_plans(
-    book: LeadBook, today: date, known: dict[str, Memory], mail: Iterable[LeadTouch] = ()
+    book: LeadBook, today: date, known: dict[str, Memory], mail: Iterable[LeadTouch] = (),
+    now: datetime | None = None,
 ) -> tuple[list[LeadPlan], list[tuple[str, Memory]]]:
     """The rules' answer for every lead, and the lead memories that changed. `mail` joins
-    the memories after every lead has one: a lead first seen today counts its mail too."""
+    the memories after every lead has one: a lead first seen today counts its mail too.
+    `now` (local wall time, see `local_now`) dates a status change seen now."""
     from followsync.gcpause import paused_gc
     from followsync.rules import plan, remember
 
     with paused_gc():  # (see gcpause: with the collector on, planning 50,000 leads was
-        return _make_plans(book, today, known, mail, plan, remember)  # superlinear)
+        return _make_plans(book, today, known, mail, plan, remember, now)  # superlinear)
 
 
 def _make_plans(
     book: LeadBook, today: date, known: dict[str, Memory], mail: Iterable[LeadTouch],
-    plan: Any, remember: Any,
+    plan: Any, remember: Any, now: datetime | None = None,
 ) -> tuple[list[LeadPlan], list[tuple[str, Memory]]]:
     memory: dict[str, Memory] = {}
     changed: list[tuple[str, Memory]] = []
     for lead_id, item in book.leads.items():
         before = known.get(lead_id)
-        after = remember(before, item.lead, today)
+        after = remember(before, item.lead, today, now)
         memory[lead_id] = after
         if after != before:
             changed.append((lead_id, after))
@@ -76,13 +85,13 @@ def _make_plans(
 
 def plan_leads(
     book: LeadBook, today: date, state: State, completions: list[Completion], dry_run: bool,
-    mail: Iterable[LeadTouch] = (),
+    mail: Iterable[LeadTouch] = (), now: datetime | None = None,
 ) -> list[LeadPlan]:
     """Plan every lead with what the state remembers, the touches found this sync and the
     mail touches (`mail`, from the state: see sources.scan.lead_touches); a real sync then
     remembers the lead memories and completions (`plan` writes nothing)."""
     memories = merge_touches(state.memories(), [(c.lead, c.touch) for c in completions])
-    plans, changed = make_plans(book, today, memories, mail)
+    plans, changed = make_plans(book, today, memories, mail, now)
     if not dry_run:
         with state.transaction():
             state.remember(changed)

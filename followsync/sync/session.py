@@ -78,8 +78,10 @@ class Session:
             day = completed_on(text, zone, today)
             if day is not None:
                 note = f"completed in the calendar ({self.target.name})"
+                # it marks its own follow-up done (a status trigger's, a one-off's) by rule
                 found.append(Completion(self.target.key, uid, row.lead,
-                                        Touch(date=day, by="me", note=note)))
+                                        Touch(date=day, by="me", note=note,
+                                              rule=row.rule or None)))
         return found
 
     def forget_old_calendar(self, state: State) -> None:
