@@ -779,8 +779,10 @@ def test_log_line_with_a_colon_is_still_a_log_line(
               - 2026-11-20 emailed: thanks again, still very interested
         """)
     lines = plan_lines(fs, capsys)
-    assert "  create  dana cadence: 2026-12-01 09:00 event — 2nd follow-up: last touch " \
-           "2026-11-20 (emailed: thanks again, still very interested) + 1w" in lines
+    assert "  create  dana cadence: 2026-12-01 09:00 event — 2nd follow-up: 1 unanswered " \
+           "(2026-11-20 emailed: thanks again, still very interested) since 2026-11-01 " \
+           "(last contact); last touch 2026-11-20 + 1w; due 2026-11-27, overdue: shown " \
+           "today" in lines
 
 
 def test_the_lead_file_example_in_the_readme_loads(fs: Project) -> None:
