@@ -412,31 +412,39 @@ def _shared_addresses(
     clashes: list[tuple[LoadedLead, int, str]] = []  # the lead, the address's index, the first
     for item in book.leads.values():
         for index, address in enumerate(item.lead.email or ()):
-            first = owner.setdefault(address.strip().lower(), item.id)
+            first = owner.setdefault(address.lower(), item.id)
             if first != item.id:
                 clashes.append((item, index, first))
     if not clashes:
         return []
     path_of = {(display or {}).get(path, str(path)): path for path in paths}
-    return [_clash(item, index, book.leads[first], path_of.get(item.file))
+    sources: dict[str, Source | None] = {}
+    for item, _, _ in clashes:
+        if item.file not in sources:
+            sources[item.file] = _reread(item.file, path_of.get(item.file))
+    return [_clash(item, index, book.leads[first], sources[item.file])
             for item, index, first in clashes]
 
 
-def _clash(item: LoadedLead, index: int, first: LoadedLead, path: Path | None) -> Problem:
+def _reread(file: str, path: Path | None) -> Source | None:
+    """A lead file read again (its YAML only) to locate a problem found after loading."""
+    try:
+        return load(file, path.read_bytes()) if path is not None else None
+    except (OSError, ConfigError):
+        return None
+
+
+def _clash(item: LoadedLead, index: int, first: LoadedLead, source: Source | None) -> Problem:
     address = (item.lead.email or [""])[index]
     elsewhere = f" (in {first.file})" if first.file != item.file else ""
     hint = (f"two leads may not share an address (its mail could not tell them apart): keep "
             f"it on {first.id!r} or on {item.id!r}, not both")
     where: list[str | int] = ["leads", item.id, "email"]
-    try:
-        source = load(item.file, path.read_bytes()) if path is not None else None
-    except (OSError, ConfigError):
-        source = None
-    written = source.value["leads"][item.id].get("email") if source is not None and \
-        isinstance(source.value, dict) and isinstance(source.value.get("leads"), dict) and \
-        isinstance(source.value["leads"].get(item.id), dict) else None
-    if isinstance(written, list):
-        where.append(index)
+    leads = source.value.get("leads") if source is not None and \
+        isinstance(source.value, dict) else None
+    lead = leads.get(item.id) if isinstance(leads, dict) else None
+    if isinstance(lead, dict) and isinstance(lead.get("email"), list):
+        where.append(index)  # (one address written alone is the list of one)
     shown = ".".join(str(x + 1) if isinstance(x, int) else x for x in where)
     message = f"{shown}: {address} is also the email of lead {first.id!r}{elsewhere}"
     if source is None:
