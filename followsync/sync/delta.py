@@ -1,8 +1,10 @@
 """A sync that plans only the leads whose inputs changed (README, "Large lead files").
 
 After a clean sync the state keeps a *basis*: each lead's slice digest (leadsplit), its
-status entry (for other leads' `on_other_status` triggers) and the statuses it listens to
-(kept as a few columns in file order, `_Leads`: they are read and written on every save),
+status entry (for other leads' `on_other_status` triggers), the statuses it listens to and
+its mail addresses (two leads may not share one: a save that makes them answers None, and
+the full sync reports the file) (kept as a few columns in file order, `_Leads`: they are
+read and written on every save),
 plus a digest of everything else a plan depends on (followsync's version, the day, the
 config file, each lead file's head with `defaults:`). The next sync, when that digest is the
 same, every target was left clean and says nothing of ours changed since, cuts the lead
