@@ -184,16 +184,42 @@ def validate(obj: Context) -> None:
 
 
 @cli.command()
+@click.option("--all", "show_all", is_flag=True,
+              help="Also list every pending follow-up with its reason, not only changes.")
+@click.argument("leads", nargs=-1, metavar="[LEAD]...")
 @click.pass_obj
-def plan(obj: Context) -> None:
-    """Show what a sync would create, update and delete, and why; write nothing."""
+def plan(obj: Context, show_all: bool, leads: tuple[str, ...]) -> None:
+    """Show what a sync would create, update and delete, and why; write nothing.
+
+    LEAD ids restrict it to those leads."""
     from followsync.commands.show import print_plan
     from followsync.sync import SyncOptions, run
 
     config = obj.config()
     outcome = run(config, obj.now(config), SyncOptions(dry_run=True))
-    print_plan(outcome, obj.say)
+    known = [lead_plan.lead_id for lead_plan in outcome.plans]
+    missing = [lead for lead in leads if lead not in set(known)]
+    if missing:
+        from followsync.leadedit import unknown_lead
+
+        raise unknown_lead(missing[0], known)
+    print_plan(outcome, obj.say, show_all=show_all, leads=tuple(dict.fromkeys(leads)),
+               unscanned=_unscanned(config))
     _exit(outcome.exit_code)
+
+
+def _unscanned(config: Config) -> list[str]:
+    """The mailboxes the state has no scan of: `plan` never scans, so their mail is not
+    counted in its dates yet (README "Mail"). Nothing is written (no state is created)."""
+    if not config.mailboxes:
+        return []
+    from followsync.state import open_state
+
+    state = open_state(config.state_dir, readonly=True)
+    try:
+        return [box.name for box in config.mailboxes if state.mail_looked_for(box.key) is None]
+    finally:
+        state.close()
 
 
 @cli.command()

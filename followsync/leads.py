@@ -36,6 +36,7 @@ from followsync.validation import (
     WEEKDAYS,
     DateT,
     DurationT,
+    EmailT,
     GapT,
     Invalid,
     OneOrList,
@@ -218,7 +219,7 @@ class Lead(Settings):
     name: Annotated[Text, Field(min_length=1)]
     org: Text | None = None
     role: Text | None = None
-    email: Annotated[list[Text], Field(min_length=1), BeforeValidator(one_as_list),
+    email: Annotated[list[EmailT], Field(min_length=1), BeforeValidator(one_as_list),
                      OneOrList] | None = None  # one address or a list
     phone: Text | None = None
     url: Text | None = None
@@ -430,9 +431,60 @@ def _load_leads(
                 continue
             book.leads[lead_id] = LoadedLead(lead_id, lead, base.apply(lead), name)
         del source, parsed  # the node tree does not outlive validation
+    problems += _shared_addresses(book, paths, display)
     if problems:
         raise ConfigError(problems)
     return book
+
+
+def _shared_addresses(
+    book: LeadBook, paths: list[Path], display: dict[Path, str] | None
+) -> list[Problem]:
+    """An address on two leads (ignoring case) is an error at the second, in file order:
+    its mail could not tell them apart. Checked on the leads however they were read (the
+    cache, the whole file); a clash is located by reading its file again."""
+    owner: dict[str, str] = {}
+    clashes: list[tuple[LoadedLead, int, str]] = []  # the lead, the address's index, the first
+    for item in book.leads.values():
+        for index, address in enumerate(item.lead.email or ()):
+            first = owner.setdefault(address.lower(), item.id)
+            if first != item.id:
+                clashes.append((item, index, first))
+    if not clashes:
+        return []
+    path_of = {(display or {}).get(path, str(path)): path for path in paths}
+    sources: dict[str, Source | None] = {}
+    for item, _, _ in clashes:
+        if item.file not in sources:
+            sources[item.file] = _reread(item.file, path_of.get(item.file))
+    return [_clash(item, index, book.leads[first], sources[item.file])
+            for item, index, first in clashes]
+
+
+def _reread(file: str, path: Path | None) -> Source | None:
+    """A lead file read again (its YAML only) to locate a problem found after loading."""
+    try:
+        return load(file, path.read_bytes()) if path is not None else None
+    except (OSError, ConfigError):
+        return None
+
+
+def _clash(item: LoadedLead, index: int, first: LoadedLead, source: Source | None) -> Problem:
+    address = (item.lead.email or [""])[index]
+    elsewhere = f" (in {first.file})" if first.file != item.file else ""
+    hint = (f"two leads may not share an address (its mail could not tell them apart): keep "
+            f"it on {first.id!r} or on {item.id!r}, not both")
+    where: list[str | int] = ["leads", item.id, "email"]
+    leads = source.value.get("leads") if source is not None and \
+        isinstance(source.value, dict) else None
+    lead = leads.get(item.id) if isinstance(leads, dict) else None
+    if isinstance(lead, dict) and isinstance(lead.get("email"), list):
+        where.append(index)  # (one address written alone is the list of one)
+    shown = ".".join(str(x + 1) if isinstance(x, int) else x for x in where)
+    message = f"{shown}: {address} is also the email of lead {first.id!r}{elsewhere}"
+    if source is None:
+        return Problem(item.file, 1, 1, message, hint)
+    return source.problem(where, message, hint)
 
 
 SLICE_DEPTH = 20  # deeper slices are parsed with the whole file (limits counted from there)

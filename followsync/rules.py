@@ -332,15 +332,53 @@ def _cadence(
         return None
     else:
         gap = policy.cadence[min(unanswered, len(policy.cadence) - 1)]
-        last = ordered[-1]
-        what = f" ({last.note})" if last.note else ""
         nth = ordinal(unanswered + 1)
         due = gap.after(anchor)
-        reason = f"{nth} follow-up: last touch {anchor.isoformat()}{what} + {gap}"
+        reason = f"{nth} follow-up: {counted(ordered, unanswered)} + {gap}"
     if lead.snooze_until is not None and lead.snooze_until > due:
         due, reason = lead.snooze_until, f"{reason}, snoozed until {lead.snooze_until}"
         promise = False  # snoozing is "not before", not a date promised to anyone
     return make("cadence", due, action, reason, unanswered=unanswered, promise=promise)
+
+
+NOTE_WIDTH = 50  # a touch's note in a reason is cut after this many characters
+
+
+def counted(ordered: list[Touch], unanswered: int) -> str:
+    """What a cadence date counted, for its reason (README "plan"): the unanswered touches
+    (the first and the last two of many), since which answer, and the anchor:
+    `1 unanswered (2026-11-18 emailed) since their reply 2026-11-10; last touch 2026-11-18`.
+    Made of the touches alone, never of today: it is in the item's DESCRIPTION."""
+    last = ordered[-1]
+    if not unanswered:
+        return f"last touch {last.date.isoformat()}" + (f" ({last.note})" if last.note else "")
+    mine = ordered[-unanswered:]
+    listed = [mine[0], None, *mine[-2:]] if len(mine) > 3 else mine
+    shown = ", ".join("…" if t is None else _touch_text(t) for t in listed)
+    before = ordered[-unanswered - 1] if len(ordered) > unanswered else None
+    if before is None:
+        since = ", no answer yet"
+    elif before.by == "them":
+        since = f" since their reply {before.date.isoformat()}"
+    else:
+        since = f" since {before.date.isoformat()} ({_cut(before.note) or 'two-way'})"
+    return f"{unanswered} unanswered ({shown}){since}; last touch {last.date.isoformat()}"
+
+
+def _touch_text(touch: Touch) -> str:
+    note = _cut(touch.note)
+    return f"{touch.date.isoformat()} {note}" if note else touch.date.isoformat()
+
+
+def _cut(note: str) -> str:
+    """A note on one line, cut between words after NOTE_WIDTH characters with `…`."""
+    flat = " ".join(note.split())
+    if len(flat) <= NOTE_WIDTH:
+        return flat
+    cut = flat[:NOTE_WIDTH]
+    if " " in cut[NOTE_WIDTH // 2:]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:-") + "…"
 
 
 def allowed_day(day: date, days: tuple[int, ...]) -> date:

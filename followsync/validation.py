@@ -146,6 +146,66 @@ def _text(value: Any) -> Any:
     return value
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+# a plain address (dot-atom@host name): what nearly every lead has, taken without the parser
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
+EMAIL_HINT = ("write one address, e.g. dana@acme.example, or a name and one address: "
+              "Dana W <dana@acme.example>")
+_COUNTS = {2: "two", 3: "three"}
+
+
+def _email(value: Any) -> Any:
+    """One address: `Dana W <dana@acme.example>` (pasted from a mail client) is its
+    addr-spec, dana@acme.example. Anything else is refused (it would match no mail, and the
+    lead's answers would vanish): a list written as one text, a name alone, a `mailto:`."""
+    text = _text(value)
+    if not isinstance(text, str):
+        raise Invalid(f"not an email address: {value!r}", EMAIL_HINT)
+    text = text.strip()
+    if _PLAIN_ADDRESS.fullmatch(text):
+        return text
+    if not text:
+        raise Invalid("no address", "write an address, or leave out `email:`")
+    found = _addresses(text)
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        count = _COUNTS.get(len(found), str(len(found)))
+        raise Invalid(f"{text!r} is more than one address",
+                      f"{count} addresses: write a list [{', '.join(found)}]")
+    link = _addresses(text[7:]) if text[:7].lower() == "mailto:" else []
+    hint = f"leave out `mailto:`: write {link[0]}" if len(link) == 1 else EMAIL_HINT
+    raise Invalid(f"not an email address: {text!r}", hint)
+
+
+def _addresses(text: str) -> list[str]:
+    """The addr-specs `text` holds when it is a clean address list (`Name <a@b>, c@d`, or
+    plain addresses between commas, semicolons or spaces), else []: the standard library's
+    RFC 5322 parser decides, and any defect it reports (a missing `>`, an address used as
+    a display name without quotes, a bare word) makes the text no address at all."""
+    if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):  # a line break, a tab
+        return []
+    plain = [part for part in re.split(r"[\s,;]+", text) if part]
+    if plain and all(_PLAIN_ADDRESS.fullmatch(part) for part in plain):
+        return plain
+    from email.errors import NonASCIILocalPartDefect
+    from email.headerregistry import HeaderRegistry
+
+    try:
+        header = HeaderRegistry()("to", text)
+        groups, defects = header.groups, header.defects  # type: ignore[attr-defined]
+    except Exception:  # the parser raises IndexError and others on odd text: not an address
+        return []
+    if any(group.display_name is not None for group in groups) or \
+            any(not isinstance(defect, NonASCIILocalPartDefect) for defect in defects):
+        return []
+    found = [address for group in groups for address in group.addresses]
+    if not found or any(not address.username or not address.domain for address in found):
+        return []
+    return [address.addr_spec for address in found]
+
+
 DurationT = Annotated[
     Duration,
     BeforeValidator(_duration),
@@ -159,6 +219,11 @@ TimeT = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^([01]?\d|2[0-3]):[0-5]\d$"}),
 ]
 Text = Annotated[str, BeforeValidator(_text)]
+EmailT = Annotated[
+    str, BeforeValidator(_email),
+    WithJsonSchema({"type": "string", "description": "one address: dana@acme.example, or "
+                    "Dana W <dana@acme.example> (taken as dana@acme.example)"}),
+]
 GapT = Annotated[
     Duration,
     BeforeValidator(_gap),

@@ -212,7 +212,7 @@ def test_plan_shows_creates_with_reasons_and_writes_nothing(proj: Proj) -> None:
     assert out.splitlines() == [
         "file: 3 to create, 0 to update, 0 to delete, 0 unchanged",
         "  create  dana-acme cadence: 2026-12-01 09:00 event — 1st follow-up: last touch "
-        "2026-11-20 (last contact) + 1w",
+        "2026-11-20 (last contact) + 1w; due 2026-11-27, overdue: shown today",
         "  create  sam-beta cadence: 2026-12-02 09:00 event — 1st follow-up: last touch "
         "2026-11-25 (last contact) + 1w",
         "  create  sam-beta once-2026-12-10: 2026-12-10 09:00 event — one-off follow-up set for "
@@ -234,8 +234,8 @@ def test_plan_after_a_sync_shows_updates_and_deletes(proj: Proj) -> None:
     assert (code, err) == (0, "")
     assert out.splitlines() == [
         "file: 0 to create, 1 to update, 2 to delete, 0 unchanged",
-        "  update  dana-acme cadence: 2026-12-15 09:00 event — 2nd follow-up: last touch "
-        "2026-12-01 (emailed) + 2w",
+        "  update  dana-acme cadence: 2026-12-15 09:00 event — 2nd follow-up: 1 unanswered "
+        "(2026-12-01 emailed) since 2026-11-20 (last contact); last touch 2026-12-01 + 2w",
         "  delete  sam-beta cadence: no longer due (done, closed, or removed from the lead file)",
         "  delete  sam-beta once-2026-12-10: no longer due (done, closed, or removed from the "
         "lead file)",

@@ -436,6 +436,83 @@ sun
         {L}:7:9: missing required key 'do' in leads.dana.follow_ups.2
           hint: add `do: ...`
         """),
+    ("email-not-an-address", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            email: not an email
+        """, """\
+        {L}:5:12: leads.dana.email: not an email address: 'not an email'
+          hint: write one address, e.g. dana@acme.example, or a name and one address: \
+Dana W <dana@acme.example>
+        """),
+    ("email-two-addresses-in-one", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            email: "a@x.example, b@y.example"
+        """, """\
+        {L}:5:12: leads.dana.email: 'a@x.example, b@y.example' is more than one address
+          hint: two addresses: write a list [a@x.example, b@y.example]
+        """),
+    ("email-list-item-not-an-address", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            email: [dana@acme.example, "dana at gmail"]
+        """, """\
+        {L}:5:32: leads.dana.email.2: not an email address: 'dana at gmail'
+          hint: write one address, e.g. dana@acme.example, or a name and one address: \
+Dana W <dana@acme.example>
+        """),
+    ("email-address-as-display-name", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            email: dana@acme.example <spam@evil.example>
+        """, """\
+        {L}:5:12: leads.dana.email: not an email address: 'dana@acme.example <spam@evil.example>'
+          hint: write one address, e.g. dana@acme.example, or a name and one address: \
+Dana W <dana@acme.example>
+        """),
+    ("email-mailto-link", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            email: mailto:dana@acme.example
+        """, """\
+        {L}:5:12: leads.dana.email: not an email address: 'mailto:dana@acme.example'
+          hint: leave out `mailto:`: write dana@acme.example
+        """),
+    ("email-empty-text", """\
+        version: 1
+        leads:
+          dana:
+            name: Dana
+            email: ""
+        """, """\
+        {L}:5:12: leads.dana.email: no address
+          hint: write an address, or leave out `email:`
+        """),
+    ("email-shared-by-two-leads", """\
+        version: 1
+        leads:
+          hannah:
+            name: Hannah Vogel
+            email: Hannah Vogel <hannah@northwind.example>
+          sam:
+            name: Sam
+            email: [sam@x.example, HANNAH@northwind.example]
+        """, """\
+        {L}:8:28: leads.sam.email.2: HANNAH@northwind.example is also the email of lead 'hannah'
+          hint: two leads may not share an address (its mail could not tell them apart): keep \
+it on 'hannah' or on 'sam', not both
+        """),
 
 ]
 
@@ -537,6 +614,65 @@ def test_same_lead_id_in_two_lead_files(
         {M}:5:3: lead id 'dana-acme' is already used in {L}
           hint: lead ids must be unique across lead files
         """, L=fs.leads, M=more))
+
+
+def test_an_address_shared_across_lead_files_is_an_error_at_the_second(
+    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fs = synced[0]
+    fs.write_config("""\
+        leads: [leads.yaml, more.yaml]
+        timezone: Europe/Berlin
+        state_dir: state
+        targets:
+          - {name: file, type: ics, path: out.ics}
+        """)
+    fs.write_leads("version: 1\nleads:\n  dana-acme:\n    name: Dana\n"
+                   "    email: Dana@Acme.example\n")
+    more = fs.write_leads("version: 1\nleads:\n  sam:\n    name: Sam\n"
+                          "    email: '\"Dana W\" <dana@acme.EXAMPLE>'\n", "more.yaml")
+    assert_fails(synced, capsys, _expected("""\
+        {M}:5:12: leads.sam.email: dana@acme.EXAMPLE is also the email of lead 'dana-acme' \
+(in {L})
+          hint: two leads may not share an address (its mail could not tell them apart): keep \
+it on 'dana-acme' or on 'sam', not both
+        """, L=fs.leads, M=more))
+
+
+SHARED = """\
+    version: 1
+    leads:
+      dana-acme:
+        name: Dana Whitfield
+        email: dana@acme.example
+        last_contact: 2026-11-20
+      sam:
+        name: Sam Beta
+        email: sam@beta.example
+        last_contact: 2026-11-25
+    """
+
+
+def test_an_edit_that_shares_an_address_fails_the_quick_sync_too(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a clean sync, a save that changes one lead is synced from that lead alone (the
+    delta path, README "Large lead files"): an address it now shares with another lead must
+    fail that sync as it fails a full one, with nothing written."""
+    project.write_leads(SHARED)
+    for _ in range(2):  # the second sync leaves the basis of a quick one
+        code, _, err = project.run("sync")
+        assert code == 0, err
+    synced = (project, project.ics.read_bytes(), project.ics.stat().st_mtime_ns)
+    project.edit("sam@beta.example", "Sam <Dana@acme.example>")
+    assert_fails(synced, capsys, _expected("""\
+        {L}:9:12: leads.sam.email: Dana@acme.example is also the email of lead 'dana-acme'
+          hint: two leads may not share an address (its mail could not tell them apart): keep \
+it on 'dana-acme' or on 'sam', not both
+        """, L=project.leads))
+    # and once the address is unique again, the sync goes on as before
+    project.edit("Sam <Dana@acme.example>", "Sam <sam@beta.example>")
+    assert project.run("sync")[0] == 0
 
 
 def test_yaml_syntax_error_keeps_pyyaml_line_and_column(
@@ -643,8 +779,10 @@ def test_log_line_with_a_colon_is_still_a_log_line(
               - 2026-11-20 emailed: thanks again, still very interested
         """)
     lines = plan_lines(fs, capsys)
-    assert "  create  dana cadence: 2026-12-01 09:00 event — 2nd follow-up: last touch " \
-           "2026-11-20 (emailed: thanks again, still very interested) + 1w" in lines
+    assert "  create  dana cadence: 2026-12-01 09:00 event — 2nd follow-up: 1 unanswered " \
+           "(2026-11-20 emailed: thanks again, still very interested) since 2026-11-01 " \
+           "(last contact); last touch 2026-11-20 + 1w; due 2026-11-27, overdue: shown " \
+           "today" in lines
 
 
 def test_the_lead_file_example_in_the_readme_loads(fs: Project) -> None:

@@ -245,7 +245,7 @@ leads:
     name: "Dana {e * 4}"
     org: "Acme {e}"
     role: "Chef {e}"
-    email: "dana@exämple.{e}"
+    email: "Dana {e} <dänä.中文ß😀@exämple.中文>"
     phone: "+1 555 {e}"
     url: "https://example.com/{e}"
     tags: ["{e}", "ünï"]
@@ -270,7 +270,7 @@ leads:
     for event in events:
         assert f"Dana {e * 4}" in str(event["SUMMARY"])
         description = str(event["DESCRIPTION"])
-        for text in (f"Acme {e}", f"Chef {e}", f"dana@exämple.{e}", f"+1 555 {e}",
+        for text in (f"Acme {e}", f"Chef {e}", "dänä.中文ß😀@exämple.中文", f"+1 555 {e}",
                      f"https://example.com/{e}", f"second line {e}"):
             assert text in description, text
     summaries = " ".join(str(event["SUMMARY"]) for event in events)
@@ -558,9 +558,11 @@ def random_document(rng: random.Random) -> Any:
     if rng.random() < 0.05:
         return random_value(rng)
     leads = {}
-    for _ in range(rng.randrange(5)):
+    for index in range(rng.randrange(5)):
         lead_id = rng.choice(["dana", "a-1", "x.y_z", "0", "Bad Id", "é", "", "a" * 40])
         leads[lead_id] = random_settings(rng, with_name=rng.random() < 0.9)
+        if leads[lead_id].get("email") == "a@b.c":  # two leads may not share an address
+            leads[lead_id]["email"] = f"lead{index}@b.c"
     document: dict[str, Any] = {"version": rng.choice([1, 1, 1, 2, "1"]), "leads": leads}
     if rng.random() < 0.5:
         document["defaults"] = random_settings(rng, with_name=False)
@@ -664,4 +666,5 @@ def test_fuzz_random_lead_file_structures(fuzz_dir: Path) -> None:
     FUZZ_CASES["structured"] = counts
     print("fuzz, random structures:", dict(counts))
     assert counts["examples"] >= 400 and counts["valid"] >= 20 and counts["invalid"] >= 200
-    assert counts["rendered"] >= 20 and counts["cli"] >= 16
+    # (an `email:` that is no address makes a file invalid: fewer render than other values)
+    assert counts["rendered"] >= 12 and counts["cli"] >= 16

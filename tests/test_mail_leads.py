@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from followsync.leads import schema
+from tests.imapserver import Account
+from tests.mailproject import mail_from, mail_project
 from tests.project import Project, leads_text, plan_text
 
 TWO = """\
@@ -52,3 +56,40 @@ def test_an_empty_list_of_addresses_is_refused(project: Project) -> None:
     assert code == 1
     assert err == (f"{project.leads}:3:29: leads.dana.email is empty\n"
                    "  hint: give at least one entry\n")
+
+
+PASTED = """\
+version: 1
+leads:
+  hannah:
+    name: Hannah Vogel
+    email: Hannah Vogel <Hannah@Northwind.example>
+  dana:
+    name: Dana Whitfield
+    email: ['"dana@acme.example" <dana.w@home.example>', " dana@acme.example (work) "]
+"""
+
+
+def test_an_address_pasted_with_its_name_is_the_address() -> None:
+    """`Name <address>` from a mail client is the address (its case kept for the calendar;
+    matched ignoring case); a display name that looks like an address is not one."""
+    hannah, dana = leads_text(PASTED)
+    assert hannah.lead.email == ["Hannah@Northwind.example"]
+    assert hannah.lead.addresses() == ("hannah@northwind.example",)
+    assert dana.lead.email == ["dana.w@home.example", "dana@acme.example"]
+    item = plan_text(PASTED, date(2026, 12, 1))[0].follow_ups[0]
+    assert item.person.email == "Hannah@Northwind.example"
+
+
+def test_mail_from_a_lead_whose_address_was_pasted_with_her_name_counts(
+        project: Project, imap_account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the CLI against Dovecot: her answer is found (before, the pasted form matched
+    no mail and her answers vanished)."""
+    p = mail_project(project, monkeypatch, imap_account, leads=PASTED)
+    assert p.run("validate")[0] == 0
+    mail_from(imap_account, "Hannah Vogel <hannah@northwind.example>", "2026-11-20",
+              "Re: the role", "11:00")
+    code, out, err = p.run("mail")
+    assert code == 0, err
+    assert "Hannah Vogel (hannah)" in out.splitlines()
+    assert "they wrote  Re: the role" in out

@@ -72,8 +72,8 @@ def test_the_worked_example_driven_entirely_by_mail(
     mail_to(acc, "dana@acme.example", "2013-06-03", "thanks again", "08:30")
     assert p.run("sync", now="2013-06-04T08:00")[0] == 0
     assert due(p, now="2013-06-04T08:00").startswith(
-        '2013-08-03 09:00 — 2nd follow-up: last touch 2013-06-03 '
-        '(mail to Dana Whitfield "thanks again") + 2mo')
+        '2013-08-03 09:00 — 2nd follow-up: 1 unanswered (2013-06-03 mail to Dana Whitfield '
+        '"thanks again") since their reply 2013-05-03; last touch 2013-06-03 + 2mo')
     mail_to(acc, "dana@acme.example", "2013-08-05", "still interested", "08:30")
     assert p.run("sync", now="2013-08-06T08:00")[0] == 0
     assert due(p, now="2013-08-06T08:00").startswith("2013-11-05 09:00 — 3rd follow-up")

@@ -57,6 +57,11 @@ texts = st.one_of(
     st.sampled_from(["Zoë 😀 Ünlü", "李小龍", "Dana Whitfield", "a" * 90 + "é" * 30,
                      "two\nlines;, \\ \"quoted\"", "+1 555 0100", "https://x.example/a?b=c"]),
     words)
+# `email:` is one address each (a name with it is dropped): text around it stresses the rest
+one_address = st.sampled_from(["dana@acme.example", "Zoë 😀 Ünlü <zoe@xn--nl-via.example>",
+                               '"Whitfield, Dana" <Dana.W@acme.example>', "李@例え.example",
+                               "a+b@x.example (work)"])
+addresses = st.one_of(one_address, st.lists(one_address, min_size=1, max_size=3))
 templates = st.sampled_from(["Follow up with {name}", "Ask {name} at {org} ({role})",
                              "Write to {email}", "Call", "{name}{org}{role}{email} — ✓",
                              "follow up"])
@@ -96,7 +101,7 @@ def settings_dict(lead: bool) -> st.SearchStrategy[dict[str, Any]]:
     }
     if lead:
         optional |= {
-            "org": texts, "role": texts, "email": texts, "phone": texts, "url": texts,
+            "org": texts, "role": texts, "email": addresses, "phone": texts, "url": texts,
             "notes": texts, "status": st.sampled_from(STATUSES),
             "status_since": dates.map(date.isoformat),
             "last_contact": dates.map(date.isoformat),

@@ -268,7 +268,8 @@ leads:
     [result] = plan_text(text, D("2013-01-01"))
     [item] = result.follow_ups
     desc = description(item)
-    assert "Why this date: 2nd follow-up: last touch 2013-06-03 (emailed thanks) + 2mo" in desc
+    assert ("Why this date: 2nd follow-up: 1 unanswered (2013-06-03 emailed thanks) since "
+            "2013-05-03 (last contact); last touch 2013-06-03 + 2mo") in desc
     assert "Unanswered so far: 1 follow-up." in desc
     assert "Email: dana@acme.example" in desc and desc.endswith("Notes:\nMet at the fair.")
 

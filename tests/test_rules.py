@@ -79,9 +79,12 @@ leads:
     [
         ("", D("2013-06-03"), 0, "1st follow-up: last touch 2013-05-03 (last contact) + 1mo"),
         ("    log:\n      - 2013-06-03 emailed\n",
-         D("2013-08-03"), 1, "2nd follow-up: last touch 2013-06-03 (emailed) + 2mo"),
+         D("2013-08-03"), 1, "2nd follow-up: 1 unanswered (2013-06-03 emailed) since "
+                             "2013-05-03 (last contact); last touch 2013-06-03 + 2mo"),
         ("    log:\n      - 2013-06-03 emailed\n      - 2013-08-05 emailed\n",
-         D("2013-11-05"), 2, "3rd follow-up: last touch 2013-08-05 (emailed) + 3mo"),
+         D("2013-11-05"), 2, "3rd follow-up: 2 unanswered (2013-06-03 emailed, 2013-08-05 "
+                             "emailed) since 2013-05-03 (last contact); last touch 2013-08-05 "
+                             "+ 3mo"),
         ("    log:\n      - 2013-06-03 emailed\n      - 2013-08-05 emailed\n"
          "      - {date: 2013-08-10, by: them, note: replied}\n",
          D("2013-09-10"), 0, "1st follow-up: last touch 2013-08-10 (replied) + 1mo"),
@@ -183,14 +186,21 @@ def test_unanswered_count(sequence: str, count: int) -> None:
     ("unanswered", "due", "reason"),
     [
         (0, D("2020-02-08"), "1st follow-up: last touch 2020-02-01 (last contact) + 1w"),
-        (1, D("2020-02-15"), "2nd follow-up: last touch 2020-02-01 (note1) + 2w"),
-        (2, D("2020-03-01"), "3rd follow-up: last touch 2020-02-01 (note2) + 1mo"),
-        (3, D("2020-03-01"), "4th follow-up: last touch 2020-02-01 (note3) + 1mo"),
-        (5, D("2020-03-01"), "6th follow-up: last touch 2020-02-01 (note5) + 1mo"),
-        (10, D("2020-03-01"), "11th follow-up: last touch 2020-02-01 (note10) + 1mo"),
-        (20, D("2020-03-01"), "21st follow-up: last touch 2020-02-01 (note20) + 1mo"),
-        (21, D("2020-03-01"), "22nd follow-up: last touch 2020-02-01 (note21) + 1mo"),
-        (22, D("2020-03-01"), "23rd follow-up: last touch 2020-02-01 (note22) + 1mo"),
+        (1, D("2020-02-15"), "2nd follow-up: 1 unanswered (2020-02-01 note1) since 2020-02-01 "
+                             "(last contact); last touch 2020-02-01 + 2w"),
+        (2, D("2020-03-01"), "3rd follow-up: 2 unanswered (2020-02-01 note1, 2020-02-01 note2) "
+                             "since 2020-02-01 (last contact); last touch 2020-02-01 + 1mo"),
+        (3, D("2020-03-01"), "4th follow-up: 3 unanswered (2020-02-01 note1, 2020-02-01 note2, "
+                             "2020-02-01 note3) since 2020-02-01 (last contact); last touch "
+                             "2020-02-01 + 1mo"),
+        # more than three: the first (where the count starts) and the last two
+        (5, D("2020-03-01"), "6th follow-up: 5 unanswered (2020-02-01 note1, …, 2020-02-01 "
+                             "note4, 2020-02-01 note5) since 2020-02-01 (last contact); last "
+                             "touch 2020-02-01 + 1mo"),
+        *[(n, D("2020-03-01"), f"{nth} follow-up: {n} unanswered (2020-02-01 note1, …, "
+                               f"2020-02-01 note{n - 1}, 2020-02-01 note{n}) since 2020-02-01 "
+                               "(last contact); last touch 2020-02-01 + 1mo")
+          for n, nth in ((10, "11th"), (20, "21st"), (21, "22nd"), (22, "23rd"))],
     ],
 )
 def test_cadence_backs_off_and_the_last_gap_repeats(
@@ -271,6 +281,28 @@ def test_a_cold_lead_keeps_its_one_offs() -> None:
     assert list(by_rule(result)) == ["once-2020-06-01"]
 
 
+def test_the_reason_names_the_unanswered_touches_and_what_answered_last() -> None:
+    """`plan`'s reason says what the cadence counted (README "When is a follow-up due?"):
+    the unanswered touches, since which answer, then the anchor and the gap; a long note is
+    cut; nothing in it depends on today (it is in the item's DESCRIPTION)."""
+    log = [{"date": "2026-11-10", "by": "them", "note": "replied: send the portfolio"},
+           "2026-11-12 emailed the portfolio, the references and a long cover letter",
+           "2026-11-18"]
+    cadence = {"cadence": ["1w", "2w", "1mo"]}
+    item = by_rule(lead_plan({"log": log}, defaults=cadence))["cadence"]
+    assert item.reason == ("3rd follow-up: 2 unanswered (2026-11-12 emailed the portfolio, the "
+                           "references and a long…, 2026-11-18) since their reply 2026-11-10; "
+                           "last touch 2026-11-18 + 1mo")
+    never = by_rule(lead_plan({"log": ["2026-11-18 emailed"]}))["cadence"]
+    assert never.reason == ("2nd follow-up: 1 unanswered (2026-11-18 emailed), no answer yet; "
+                            "last touch 2026-11-18 + 2w")
+    met = by_rule(lead_plan({"log": [{"date": "2026-11-10", "by": "both"}, "2026-11-18 emailed"]}))
+    assert met["cadence"].reason == ("2nd follow-up: 1 unanswered (2026-11-18 emailed) since "
+                                     "2026-11-10 (two-way); last touch 2026-11-18 + 2w")
+    later = by_rule(lead_plan({"log": log}, defaults=cadence, today=D("2027-03-01")))["cadence"]
+    assert later.overdue_days > 0 and later.reason == item.reason  # a roll leaves it as it is
+
+
 # --- next, snooze ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
@@ -286,10 +318,12 @@ def test_a_cold_lead_keeps_its_one_offs() -> None:
          "1st follow-up: last touch 2020-01-01 (last contact) + 1w"),
         # a touch after it consumes it
         ({"next": "2020-01-05", "log": ["2020-01-06 called"]}, D("2020-01-20"),
-         "2nd follow-up: last touch 2020-01-06 (called) + 2w"),
+         "2nd follow-up: 1 unanswered (2020-01-06 called) since 2020-01-01 (last contact); "
+         "last touch 2020-01-06 + 2w"),
         # a touch on its day consumes it too
         ({"next": "2020-01-05", "log": ["2020-01-05 called"]}, D("2020-01-19"),
-         "2nd follow-up: last touch 2020-01-05 (called) + 2w"),
+         "2nd follow-up: 1 unanswered (2020-01-05 called) since 2020-01-01 (last contact); "
+         "last touch 2020-01-05 + 2w"),
         # a touch before it does not
         ({"next": "2020-01-05", "log": ["2020-01-04 called"]}, D("2020-01-05"),
          "hand-set next date 2020-01-05"),

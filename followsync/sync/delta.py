@@ -1,8 +1,10 @@
 """A sync that plans only the leads whose inputs changed (README, "Large lead files").
 
 After a clean sync the state keeps a *basis*: each lead's slice digest (leadsplit), its
-status entry (for other leads' `on_other_status` triggers) and the statuses it listens to
-(kept as a few columns in file order, `_Leads`: they are read and written on every save),
+status entry (for other leads' `on_other_status` triggers), the statuses it listens to and
+its mail addresses (two leads may not share one: a save that makes them answers None, and
+the full sync reports the file) (kept as a few columns in file order, `_Leads`: they are
+read and written on every save),
 plus a digest of everything else a plan depends on (followsync's version, the day, the
 config file, each lead file's head with `defaults:`). The next sync, when that digest is the
 same, every target was left clean and says nothing of ours changed since, cuts the lead
@@ -39,10 +41,10 @@ if TYPE_CHECKING:
     from followsync.sync.session import Session
 
 NOTE = "delta-basis"
-BASIS_VERSION = 4  # bump when the basis changes shape: an older one is then ignored
-Entry = tuple[str, "str | None", "str | None", tuple[str, ...]]
+BASIS_VERSION = 5  # bump when the basis changes shape: an older one is then ignored
+Entry = tuple[str, "str | None", "str | None", tuple[str, ...], str]
 # (slice digest, status or None, status moment (ISO date-time) or None, the statuses it
-# listens to)
+# listens to, its addresses lower-cased, one a line: two leads may not share one)
 Entered = dict[str, list[tuple[str, str]]]  # status → (lead, moment) in file order
 
 
@@ -63,8 +65,10 @@ def _others_digest(config: Config, state: State, today: date, heads: dict[str, s
     return digest.hexdigest()
 
 
-def _entry(digest: str, status: str | None, day: date | None, listens: list[str]) -> Entry:
-    return digest, status, day.isoformat() if day else None, tuple(listens)
+def _entry(digest: str, status: str | None, day: date | None, listens: list[str],
+           addresses: tuple[str, ...]) -> Entry:
+    return digest, status, day.isoformat() if day else None, tuple(listens), \
+        "\n".join(addresses)
 
 
 @dataclass
@@ -79,10 +83,11 @@ class _Leads:
     day: list[str | None]
     listens: list[int]  # an index into `lists`: most leads listen to the same statuses
     lists: list[tuple[str, ...]]
+    emails: list[str]  # each lead's addresses, one a line ("" for none)
 
     @classmethod
     def of(cls, entries: list[tuple[str, Entry]]) -> _Leads:
-        found = cls([], [], [], [], [], [])
+        found = cls([], [], [], [], [], [], [])
         for lead_id, entry in entries:
             found.append(lead_id, entry)
         return found
@@ -92,11 +97,11 @@ class _Leads:
         """The columns stored for these leads, or None if they do not fit."""
         try:
             found = cls(ids, data["digests"], data["status"], data["day"], data["listens"],
-                        [tuple(names) for names in data["lists"]])
+                        [tuple(names) for names in data["lists"]], data["emails"])
         except (KeyError, TypeError):
             return None
         if any(len(column) != len(ids) for column in
-               (found.digests, found.status, found.day, found.listens)):
+               (found.digests, found.status, found.day, found.listens, found.emails)):
             return None
         try:  # (min and max: 50,000 checks at C speed; a str among them raises TypeError)
             if found.listens and (min(found.listens) < 0 or
@@ -108,7 +113,7 @@ class _Leads:
 
     def stored(self) -> dict[str, Any]:
         return {"digests": self.digests, "status": self.status, "day": self.day,
-                "listens": self.listens, "lists": self.lists}
+                "listens": self.listens, "lists": self.lists, "emails": self.emails}
 
     def _list(self, names: tuple[str, ...]) -> int:
         try:
@@ -123,6 +128,13 @@ class _Leads:
         self.status.append(entry[1])
         self.day.append(entry[2])
         self.listens.append(self._list(entry[3]))
+        self.emails.append(entry[4])
+
+    def shared_address(self) -> bool:
+        """Whether two leads share an address (a lead file error: the full sync says where).
+        One join and split at C speed: this runs on every save of a file of 50,000 leads."""
+        listed = "\n".join(filter(None, self.emails)).split("\n")
+        return len(set(listed)) != len(listed) if listed != [""] else False
 
     def entered(self) -> Entered:
         """status → the (lead, day) entries in file order: what other leads' triggers see."""
@@ -143,21 +155,23 @@ class _Leads:
         """The columns for the leads now in `order` (at `place`), `changed` ones anew."""
         if order == self.ids:  # the usual save: the same leads, some edited
             found = _Leads(list(order), list(self.digests), list(self.status),
-                           list(self.day), list(self.listens), list(self.lists))
+                           list(self.day), list(self.listens), list(self.lists),
+                           list(self.emails))
             for lead_id, entry in changed.items():
                 k = place[lead_id]
                 found.digests[k], found.status[k], found.day[k] = entry[:3]
                 found.listens[k] = found._list(entry[3])
+                found.emails[k] = entry[4]
             return found
         index = {lead_id: k for k, lead_id in enumerate(self.ids)}
-        found = _Leads([], [], [], [], [], list(self.lists))
+        found = _Leads([], [], [], [], [], list(self.lists), [])
         for lead_id in order:
             if lead_id in changed:
                 found.append(lead_id, changed[lead_id])
             else:
                 k = index[lead_id]
                 found.append(lead_id, (self.digests[k], self.status[k], self.day[k],
-                                       self.lists[self.listens[k]]))
+                                       self.lists[self.listens[k]], self.emails[k]))
         return found
 
 
@@ -181,7 +195,8 @@ def basis_of(config: Config, state: State, book: LeadBook, today: date, clean: s
         memory = memories.get(lead_id)
         day = status_day(item.lead, memory) if memory is not None else None
         entries.append((lead_id, _entry(book.digests[lead_id], item.lead.status, day,
-                                        [name for name, _ in item.policy.on_other_status])))
+                                        [name for name, _ in item.policy.on_other_status],
+                                        item.lead.addresses())))
     del memories
     heads = {name: book.layouts[name]["head_key"] for name in names}
     return _text({"v": BASIS_VERSION, "others": _others_digest(config, state, today, heads),
@@ -200,7 +215,7 @@ def _after(before: Entered, gone: set[str], changed: dict[str, Entry],
     found: dict[str, list[tuple[int, str, str]]] = {}
     for status, entries in before.items():
         found[status] = [(place[i], i, day) for i, day in entries if i not in gone]
-    for lead_id, (_, now_in, day, _) in changed.items():
+    for lead_id, (_, now_in, day, *_) in changed.items():
         if now_in and day:
             found.setdefault(now_in, []).append((place[lead_id], lead_id, day))
     return {status: [(i, day) for _, i, day in sorted(entries)]
@@ -361,8 +376,12 @@ def _sync(
             return None
         new[lead_id] = _entry(piece.digest, item.lead.status,
                               status_day(item.lead, after),
-                              [name for name, _ in item.policy.on_other_status])
+                              [name for name, _ in item.policy.on_other_status],
+                              item.lead.addresses())
     place = {lead_id: index for index, lead_id in enumerate(order)}
+    leads_after = old.updated(order, place, new)
+    if leads_after.shared_address():
+        return None  # two leads share an address: the full sync refuses the file, located
     before_entered = old.entered()
     after_entered = _after(before_entered, set(changed) | set(removed), new, place)
     moved = {status for status in set(before_entered) | set(after_entered)
@@ -405,7 +424,7 @@ def _sync(
         basis = {"v": BASIS_VERSION, "others": basis["others"], "clean": clean,
                  "order": [f.name for f in files], "files": {f.name: f.layout for f in files}}
         with state.transaction():
-            state.set_note(NOTE, _text(basis, old.updated(order, place, new)))
+            state.set_note(NOTE, _text(basis, leads_after))
     else:
         with state.transaction():
             state.set_note(NOTE, None)
