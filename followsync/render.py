@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -21,6 +21,7 @@ from followsync.marks import LEAD_MARK, RULE_MARK
 from followsync.model import Kind
 
 if TYPE_CHECKING:  # the rules (and pydantic) load only when something is rendered
+    from followsync.durations import Duration
     from followsync.rules import FollowUp
 
 RENDER_VERSION = "2"  # bump when the output changes, so every item is rewritten once
@@ -110,9 +111,14 @@ def _one_line(text: str) -> str:
 
 
 def render(
-    item: FollowUp, *, uid: str, kind: Kind, zone: ZoneInfo, stamp: datetime, sequence: int = 0
+    item: FollowUp, *, uid: str, kind: Kind, zone: ZoneInfo, stamp: datetime, sequence: int = 0,
+    now: datetime | None = None,
 ) -> str:
     """The item as a standalone VCALENDAR text (CRLF line ends, folded at 75 octets).
+
+    `now` is the moment the item is written: an alarm whose moment is before it is left out
+    (a calendar app rings every past alarm at once). None writes every alarm. The content
+    hashes never see `now`, so an alarm passing never makes an item be written again.
 
     Written line by line rather than through icalendar's object model, which cost ~1-2 ms an
     item (most of a first upload's client CPU); tests read every shape back with icalendar
@@ -127,22 +133,33 @@ def render(
               f"DTSTAMP:{stamp.astimezone(UTC).replace(microsecond=0):%Y%m%dT%H%M%SZ}",
               f"SEQUENCE:{sequence}", f"SUMMARY:{title}", f"DESCRIPTION:{_text(description(item))}",
               f"CATEGORIES:{CATEGORY}"]
+    moment = datetime.combine(item.due, item.at or time(0), tzinfo=zone)
     if item.at is None:
         start = f";VALUE=DATE:{item.due:%Y%m%d}"
         end = f";VALUE=DATE:{item.due + timedelta(days=1):%Y%m%d}"
     else:
-        moment = datetime.combine(item.due, item.at, tzinfo=zone)
         start, end = _when(moment, zone), _when(moment + item.duration.as_timedelta(), zone)
     if kind == "todo":
         lines += [f"DTSTART{start}", f"DUE{start}", "STATUS:NEEDS-ACTION"]
     else:
         lines += [f"DTSTART{start}", f"DTEND{end}", "TRANSP:TRANSPARENT"]
     lines += [f"{LEAD_MARK}:{_text(item.lead_id)}", f"{RULE_MARK}:{_text(item.rule)}"]
-    for before in item.alarms:
+    for before in alarms_ahead(item.alarms, moment, now):
         lines += ["BEGIN:VALARM", "ACTION:DISPLAY", f"DESCRIPTION:{title}",
                   f"TRIGGER:{_duration(-before.as_timedelta())}", "END:VALARM"]
     lines += [f"END:{name}", "END:VCALENDAR"]
     return "".join(_fold(line) + "\r\n" for line in lines)
+
+
+def alarms_ahead(
+    alarms: tuple[Duration, ...], start: datetime, now: datetime | None
+) -> list[Duration]:
+    """The alarms whose moment (`start` less the alarm) is not before `now` (all if None).
+    Compared as instants, so a DST change between them counts right."""
+    if now is None:
+        return list(alarms)
+    return [before for before in alarms
+            if (start - before.as_timedelta()).astimezone(UTC) >= now.astimezone(UTC)]
 
 
 UTC = ZoneInfo("UTC")

@@ -299,7 +299,7 @@ class Apply:
         from followsync.render import render
 
         return render(want.item, uid=want.uid, kind=want.kind, zone=self.zone, stamp=self.now,
-                      sequence=sequence)
+                      sequence=sequence, now=self.now)
 
     def record(self, want: d.Want, remote: Remote, sequence: int) -> None:
         self.state.put(self.key, Row(want.uid, remote.href, remote.etag, want.hash, sequence,
