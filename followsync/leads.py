@@ -116,6 +116,7 @@ class MailTouch(Touch):
 
     at: datetime
     subject: str = ""
+    message_id: str = ""  # `<...>` as the mail had it ("" if none): a reply is threaded on it
 
 
 class _LogLineToo:

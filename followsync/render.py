@@ -97,8 +97,11 @@ def description(item: FollowUp) -> str:
         lines.append(f"{person.role}, {person.org}")
     elif person.role or person.org:
         lines.append(person.role or person.org or "")
-    for label, value in (("Email", person.email), ("Reply", person.reply),
-                         ("Phone", person.phone), ("Link", person.url), ("Status", person.status)):
+    if person.email:
+        lines.append(f"Email: {person.email}")
+    if person.reply:  # readable, then the link alone on its line (apps make it clickable)
+        lines += [f"Reply: {person.reply.text()}", person.reply.link()]
+    for label, value in (("Phone", person.phone), ("Link", person.url), ("Status", person.status)):
         if value:
             lines.append(f"{label}: {value}")
     if person.notes:

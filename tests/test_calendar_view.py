@@ -4,13 +4,19 @@ Every output is read back with icalendar and with vobject (an independent parser
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import icalendar
+import pytest
 import vobject
 
+from tests.imapserver import Account, message
+from tests.mailproject import ME, mail_from, mail_project, mail_to
+from tests.mailproject import at as at_local
 from tests.project import Project
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -88,3 +94,74 @@ def test_an_item_is_not_rewritten_because_an_alarm_has_passed(project: Project) 
     assert _block(text, "bob") == bob  # not written again: its DTSTAMP is the first sync's
     assert items(text)["bob"]["alarms"] == [timedelta(days=-1), timedelta(0)]
     assert items(text)["ann"]["alarms"] == []  # rolled to 09:00 today, written at 10:00
+
+
+# --- point 8: the reply link, threaded and readable; agenda's mail kept short ----------------
+
+MAIL_LEADS = """\
+version: 1
+leads:
+  dana: {name: Dana Whitfield, org: Acme Corp, email: [dana@acme.example, dana.w@home.example]}
+  ann: {name: Ann Lee, email: ann@x.example, last_contact: 2026-11-01}
+"""
+
+
+def test_the_reply_link_answers_in_the_thread_and_reads_plainly(
+        project: Project, imap_account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = mail_project(project, monkeypatch, imap_account, leads=MAIL_LEADS)
+    mail_to(imap_account, "Dana W <dana@acme.example>", "2026-11-25", "the marketing role",
+            "09:00", msgid="<first@me.example>")
+    mail_from(imap_account, "dana.w@home.example", "2026-11-26", "Re: the marketing role & more",
+              "17:30", msgid="<answer.42@acme.example>")
+    code, _out, err = p.run("sync")
+    assert code == 0, err
+    desc = items(p.ics.read_text())["dana"]["description"]
+    lines = desc.splitlines()
+    at = lines.index('Reply: to dana@acme.example, "Re: the marketing role & more"')
+    link = lines[at + 1]
+    assert link.startswith("mailto:dana@acme.example?"), desc
+    query = parse_qs(urlsplit(link).query)
+    assert query == {"subject": ["Re: the marketing role & more"],
+                     "in-reply-to": ["<answer.42@acme.example>"]}
+    assert "%" not in lines[at]
+    assert "Reply" not in items(p.ics.read_text())["ann"]["description"]
+
+
+def test_a_mail_without_a_message_id_gives_a_link_without_in_reply_to(
+        project: Project, imap_account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = mail_project(project, monkeypatch, imap_account, leads=MAIL_LEADS)
+    imap_account.append("INBOX", message(frm="dana@acme.example", to=ME, subject="hello",
+                                         date=at_local("2026-11-26", "10:00"), message_id=""),
+                        at_local("2026-11-26", "10:00"))
+    code, _out, err = p.run("sync")
+    assert code == 0, err
+    desc = items(p.ics.read_text())["dana"]["description"]
+    link = next(line for line in desc.splitlines() if line.startswith("mailto:"))
+    assert parse_qs(urlsplit(link).query) == {"subject": ["Re: hello"]}
+
+
+def test_agenda_shows_the_follow_ups_first_and_one_line_of_mail_per_lead(
+        project: Project, imap_account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    leads = "version: 1\nleads:\n" + "".join(
+        f"  l{i}: {{name: Person {i}, email: p{i}@x.example, last_contact: 2026-11-2{i % 3}}}\n"
+        for i in range(8))
+    p = mail_project(project, monkeypatch, imap_account, leads=leads)
+    for i in range(8):
+        for k in range(3):  # 24 mails in the last 30 days
+            mail_from(imap_account, f"p{i}@x.example", f"2026-11-{10 + k + i:02d}",
+                      f"note {k} of {i}", f"1{k}:00")
+    assert p.run("mail")[0] == 0
+    code, out, err = p.run("agenda")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] in ("Overdue", "Upcoming"), out
+    mail = lines[lines.index(next(x for x in lines if x.startswith("Mail"))):]
+    assert mail[0] == "Mail (last 30 days; the latest per lead, `agenda --mail` for all 24)"
+    assert len(mail) <= 7, out  # the header, five leads, "and 3 more"
+    assert mail[1].startswith("  Thu 2026-11-19 12:00  Person 7") and "(+2 more)" in mail[1]
+    assert mail[-1] == "  ... and 3 more leads (`agenda --mail`)"
+    code, full, _ = p.run("agenda", "--mail")
+    assert code == 0
+    assert len(full.split("Mail (last 30 days)\n")[1].splitlines()) == 24  # every mail
+    code, data, _ = p.run("agenda", "--json")
+    assert len(json.loads(data)["from_mail"]) == 24  # --json lists every mail, as before
