@@ -100,6 +100,9 @@ class FollowUp:
     # allowed `days`), so it does not change from one day to the next before then
     overdue_days: int = 0
     unanswered: int | None = None  # cadence items only
+    # laid end to end with the calendar's other items of its time (sync.planning, slots);
+    # out of repr: the slot it gets is what its hash covers
+    spread: bool = field(default=True, repr=False)
 
 
 @dataclass(frozen=True)
@@ -360,4 +363,5 @@ class _Maker:
             duration=policy.duration, alarms=policy.alarms, kind=policy.kind,
             action=action, title=title(policy.title, action, self.lead), reason=reason,
             person=self.person, overdue_days=overdue, unanswered=unanswered,
+            spread=policy.spread,
         )

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # a no-op sync needs neither (see sync.fastpath)
     from followsync.rules import Memory
     from followsync.sources import Bookmark, FoundTouch
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS items (
     lead TEXT NOT NULL, rule TEXT NOT NULL,
     source TEXT NOT NULL DEFAULT '', edited INTEGER NOT NULL DEFAULT 0,
     moved TEXT NOT NULL DEFAULT '',
+    slot TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (target, uid)
 );
 -- what a sync of a few leads asks (sync.delta, sync.fastpath): their rows, and counts
@@ -60,6 +61,10 @@ CREATE TABLE IF NOT EXISTS mail_marks (
     last_uid INTEGER NOT NULL, PRIMARY KEY (mailbox, folder)
 );
 """
+
+
+# a day's slots by a range of text (slots.Slot.text begins with the day)
+_SLOT_INDEX = "CREATE INDEX IF NOT EXISTS items_by_slot ON items (target, slot)"
 
 
 class State:
@@ -89,6 +94,7 @@ class State:
                                   f"(schema {found[0]})", "upgrade followsync")
         elif int(found[0]) < SCHEMA_VERSION:
             self._migrate(int(found[0]))
+        self.db.execute(_SLOT_INDEX)  # (after `_migrate`: an older state lacks the column)
 
     def _migrate(self, version: int) -> None:
         """Bring an older state up to date in place (1 → 2: source hash and edited flag;
@@ -102,6 +108,8 @@ class State:
                 self.db.execute("ALTER TABLE items ADD COLUMN edited INTEGER NOT NULL DEFAULT 0")
         if version < 3 and "moved" not in columns:
             self.db.execute("ALTER TABLE items ADD COLUMN moved TEXT NOT NULL DEFAULT ''")
+        if version < 5 and "slot" not in columns:  # 4 → 5: where a spread item was laid
+            self.db.execute("ALTER TABLE items ADD COLUMN slot TEXT NOT NULL DEFAULT ''")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager
@@ -125,7 +133,7 @@ class State:
     # items -------------------------------------------------------------------
     def rows(self, target: str, leads: Collection[str] | None = None) -> dict[str, Row]:
         """The target's rows; with `leads`, only those of these leads (sync.delta)."""
-        columns = "uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved"
+        columns = "uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved, slot"
         if leads is None:
             cur = self.db.execute(f"SELECT {columns} FROM items WHERE target=?", (target,))
         else:
@@ -133,14 +141,31 @@ class State:
                                   "(SELECT value FROM json_each(?))",
                                   (target, json.dumps(list(leads))))
         return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]),
-                          r[10]) for r in cur}
+                          r[10], r[11]) for r in cur}
 
     def put(self, target: str, row: Row) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO items (target, uid, href, etag, hash, sequence, gone, lead,"
-            " rule, source, edited, moved) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " rule, source, edited, moved, slot) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (target, row.uid, row.href, row.etag, row.hash, row.sequence, int(row.gone),
-             row.lead, row.rule, row.source, int(row.edited), row.moved))
+             row.lead, row.rule, row.source, int(row.edited), row.moved, row.slot))
+
+    def slots_besides(self, target: str, leads: Collection[str], days: Collection[date]
+                      ) -> list[str]:
+        """The slots other leads' items hold on these days (sync.delta: what the leads it
+        plans must lay their items around); items deleted or moved by hand hold none."""
+        found: list[str] = []
+        for day in sorted(set(days)):
+            found += [r[0] for r in self.db.execute(
+                "SELECT slot FROM items WHERE target=? AND slot>=? AND slot<? AND gone=0 AND "
+                "edited=0 AND lead NOT IN (SELECT value FROM json_each(?))",
+                (target, day.isoformat(), f"{day.isoformat()}U", json.dumps(list(leads))))]
+        return found
+
+    def set_slots(self, target: str, slots: Mapping[str, str]) -> None:
+        """Where items that need no writing are laid (the state of an older followsync)."""
+        self.db.executemany("UPDATE items SET slot=? WHERE target=? AND uid=?",
+                            [(slot, target, uid) for uid, slot in slots.items()])
 
     def standing(self, target: str) -> tuple[dict[str, Remote], int]:
         """`model.standing(self.rows(target))` and how many rows there are, without making

@@ -5,6 +5,7 @@ Every output is read back with icalendar and with vobject (an independent parser
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -165,3 +166,134 @@ def test_agenda_shows_the_follow_ups_first_and_one_line_of_mail_per_lead(
     assert len(full.split("Mail (last 30 days)\n")[1].splitlines()) == 24  # every mail
     code, data, _ = p.run("agenda", "--json")
     assert len(json.loads(data)["from_mail"]) == 24  # --json lists every mail, as before
+
+
+# --- point 6: follow-ups of one time laid end to end (spread) ----------------------------
+
+SEVEN = "version: 1\nleads:\n" + "".join(f"  p{i}: {{name: Person {i}}}\n" for i in range(7))
+MONDAY = "2026-12-07T08:00"
+
+
+def starts(project: Project) -> dict[str, Any]:
+    return {lead: item["start"] for lead, item in items(project.ics.read_text()).items()}
+
+
+def nine(minutes: int, day: int = 7) -> datetime:
+    return datetime(2026, 12, day, 9, tzinfo=BERLIN) + timedelta(minutes=minutes)
+
+
+def plan_times(project: Project, now: str) -> dict[str, str]:
+    """lead → `YYYY-MM-DD HH:MM` of what `plan` says a sync would write for it."""
+    code, out, err = project.run("plan", now=now)
+    assert code == 0, err
+    found = {}
+    for line in out.splitlines():
+        hit = re.search(r" (\S+) cadence: (\d{4}-\d{2}-\d{2} \d{2}:\d{2}) ", line)
+        if hit:
+            found[hit.group(1)] = hit.group(2)
+    return found
+
+
+def test_seven_new_leads_on_a_monday_are_laid_end_to_end(project: Project) -> None:
+    project.write_config()
+    project.write_leads(SEVEN)
+    planned = plan_times(project, MONDAY)
+    code, _out, err = project.run("sync", now=MONDAY)
+    assert code == 0, err
+    found = items(project.ics.read_text())
+    assert {lead: item["start"] for lead, item in found.items()} == {
+        f"p{i}": nine(15 * i) for i in range(7)}  # in the order of the lead file
+    assert all(item["end"] - item["start"] == timedelta(minutes=15) for item in found.values())
+    assert all(item["transp"] == "TRANSPARENT" for item in found.values())
+    assert planned == {lead: f"{start:%Y-%m-%d %H:%M}" for lead, start in starts(project).items()}
+
+
+def test_spread_false_keeps_them_at_their_time(project: Project) -> None:
+    project.write_config()
+    project.write_leads(SEVEN.replace("leads:\n", "defaults: {spread: false}\nleads:\n"))
+    assert project.run("sync", now=MONDAY)[0] == 0
+    assert set(starts(project).values()) == {nine(0)}
+
+
+def deltas(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each sync from now on was made by sync.delta (True) or the full sync."""
+    from followsync.sync import delta
+
+    taken: list[bool] = []
+    real = delta.run
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        outcome = real(*args, **kwargs)
+        taken.append(outcome is not None)
+        return outcome
+
+    monkeypatch.setattr(delta, "run", spy)
+    return taken
+
+
+def test_a_touch_moves_one_item_and_the_others_keep_their_slots(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.write_config()
+    project.write_leads(SEVEN)
+    assert project.run("sync", now=MONDAY)[0] == 0
+    before = project.ics.read_text()
+    taken = deltas(monkeypatch)
+    project.edit("p2: {name: Person 2}", "p2: {name: Person 2, last_contact: 2026-12-07}")
+    code, out, err = project.run("sync", now="2026-12-07T08:05")
+    assert code == 0, err
+    assert taken == [True]  # the delta (the same day, one lead changed)
+    assert "0 created, 1 updated, 0 deleted, 6 unchanged" in out, out
+    after = project.ics.read_text()
+    for lead in ("p0", "p1", "p3", "p4", "p5", "p6"):  # not written again
+        assert _block(after, lead) == _block(before, lead)
+    assert starts(project)["p2"] == nine(0, day=14)  # + 1w
+    # a new lead takes the first free slot: the one p2 left
+    project.edit("  p6: {name: Person 6}\n", "  p6: {name: Person 6}\n  p7: {name: Person 7}\n")
+    planned = plan_times(project, "2026-12-07T08:10")
+    code, out, err = project.run("sync", now="2026-12-07T08:10")
+    assert code == 0, err
+    assert "1 created, 0 updated, 0 deleted, 7 unchanged" in out, out
+    assert starts(project)["p7"] == nine(30)
+    assert planned["p7"] == "2026-12-07 09:30"
+    assert taken == [True, True]
+
+
+def test_an_item_moved_by_hand_keeps_its_time_and_takes_no_slot(project: Project) -> None:
+    project.write_config()
+    project.write_leads(SEVEN)
+    assert project.run("sync", now=MONDAY)[0] == 0
+    text = project.ics.read_text()
+    moved = _block(text, "p1").replace("T091500", "T140000").replace("T093000", "T141500")
+    project.ics.write_text(text.replace(_block(text, "p1"), moved))
+    assert project.run("sync", now="2026-12-07T08:05")[0] == 0
+    project.edit("  p6: {name: Person 6}\n", "  p6: {name: Person 6}\n  p7: {name: Person 7}\n")
+    assert project.run("sync", now="2026-12-07T08:10")[0] == 0
+    found = starts(project)
+    assert found["p1"] == datetime(2026, 12, 7, 14, tzinfo=BERLIN)  # kept where it was put
+    assert found["p7"] == nine(15)  # the slot it left is free
+    assert len(set(found.values())) == 8
+
+
+def test_timed_to_dos_are_spread_and_all_day_items_are_not(project: Project) -> None:
+    project.write_config()
+    leads = "version: 1\nleads:\n" + "".join(
+        f"  t{i}: {{name: T {i}, as: todo}}\n  d{i}: {{name: D {i}, all_day: true}}\n"
+        for i in range(3))
+    project.write_leads(leads)
+    assert project.run("sync", now=MONDAY)[0] == 0
+    found = starts(project)
+    assert [found[f"t{i}"] for i in range(3)] == [nine(0), nine(15), nine(30)]
+    assert {found[f"d{i}"] for i in range(3)} == {datetime(2026, 12, 7).date()}
+
+
+def test_the_next_day_the_overdue_items_are_laid_again_from_nine(project: Project) -> None:
+    project.write_config()
+    project.write_leads(SEVEN.replace("  p6: {name: Person 6}\n",
+                                      "  p6: {name: Person 6, next: 2026-12-08}\n"))
+    assert project.run("sync", now=MONDAY)[0] == 0
+    assert starts(project)["p6"] == nine(0, day=8)
+    code, out, err = project.run("sync", now="2026-12-08T00:05")
+    assert code == 0, err
+    found = starts(project)  # p6 is due today at 09:00: it keeps it; the six rolled follow it
+    assert found["p6"] == nine(0, day=8)
+    assert [found[f"p{i}"] for i in range(6)] == [nine(15 * (i + 1), day=8) for i in range(6)]

@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     from followsync.sync.session import Session
 
 NOTE = "delta-basis"
-BASIS_VERSION = 3  # bump when the basis changes shape: an older one is then ignored
+BASIS_VERSION = 4  # bump when the basis changes shape: an older one is then ignored
+# (4: the state keeps each item's slot; a state from before has none, and a full sync lays
+# every item once before a delta lays some around the others)
 Entry = tuple[str, "str | None", "str | None", tuple[str, ...]]
 # (slice digest, status or None, status day (ISO) or None, the statuses it listens to)
 Entered = dict[str, list[tuple[str, str]]]  # status → (lead, day) in file order
@@ -390,6 +392,8 @@ def _sync(
     with _opened(config, state, scope, reports) as sessions:
         if sessions is None:
             return None  # something changed there: the full sync looks at everything
+        if _clash(config, state, sessions, plans, scope):
+            return None  # an item would leave its slot to another lead's: the full sync decides
         with state.transaction():
             state.remember(remembered)
         for session, counts in sessions:
@@ -407,6 +411,22 @@ def _sync(
         with state.transaction():
             state.set_note(NOTE, None)
     return outcome
+
+
+def _clash(config: Config, state: State, sessions: list[tuple[Session, tuple[int, int]]],
+           plans: list[Any], scope: set[str]) -> bool:
+    """Whether, in some target, an item of these leads can no longer keep its slot because
+    another lead's item holds it: the full sync gives it to the first in the lead files,
+    which may be the other (that this sync does not plan)."""
+    from followsync.sync.planning import laid_wants, taken_besides
+
+    for session, _ in sessions:
+        target = session.target
+        taken = taken_besides(state, target.key, scope, plans)
+        if taken and laid_wants(plans, target, config.timezone.key,
+                                session.backend.supports("VTODO"), session.rows, taken).clash:
+            return True
+    return False
 
 
 @contextmanager
