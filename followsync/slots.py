@@ -10,8 +10,8 @@ state: the slot an item has now is an argument.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from bisect import insort
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, time
 

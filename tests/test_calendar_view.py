@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +19,8 @@ import vobject
 from tests.imapserver import Account, message
 from tests.mailproject import ME, mail_from, mail_project, mail_to
 from tests.mailproject import at as at_local
-from tests.project import Project
+from tests.project import Project, caldav_target
+from tests.servers import CalendarInfo
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -294,6 +296,48 @@ def test_the_next_day_the_overdue_items_are_laid_again_from_nine(project: Projec
     assert starts(project)["p6"] == nine(0, day=8)
     code, out, err = project.run("sync", now="2026-12-08T00:05")
     assert code == 0, err
+    assert "0 created, 6 updated, 0 deleted, 1 unchanged" in out, out
     found = starts(project)  # p6 is due today at 09:00: it keeps it; the six rolled follow it
     assert found["p6"] == nine(0, day=8)
     assert [found[f"p{i}"] for i in range(6)] == [nine(15 * (i + 1), day=8) for i in range(6)]
+
+
+def test_on_radicale_a_touch_moves_one_item_and_the_others_keep_their_slots(
+        project: Project, make_dav_calendar: Callable[..., CalendarInfo],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cal = make_dav_calendar("radicale")
+    monkeypatch.setenv("FOLLOWSYNC_TEST_VIEW_PW", cal.password or "")
+    project.write_config(targets=caldav_target(cal.calendar_url, "phone",
+                                               calendar=cal.calendar_name,
+                                               username=cal.username or "",
+                                               password_env="FOLLOWSYNC_TEST_VIEW_PW"))
+    project.write_leads(SEVEN)
+
+    def on_server() -> dict[str, tuple[bytes, dict[str, Any]]]:
+        found = {}
+        for href in cal.hrefs():
+            status, body, _ = cal.get_raw(href)
+            assert status == 200
+            [(lead, item)] = items(body.decode()).items()
+            found[lead] = (body, item)
+        return found
+
+    planned = plan_times(project, MONDAY)
+    assert project.run("sync", now=MONDAY)[0] == 0
+    before = on_server()
+    assert {lead: item["start"] for lead, (_, item) in before.items()} == {
+        f"p{i}": nine(15 * i) for i in range(7)}
+    assert planned == {lead: f"{item['start']:%Y-%m-%d %H:%M}"
+                       for lead, (_, item) in before.items()}
+    assert all(item["transp"] == "TRANSPARENT" for _, item in before.values())
+    project.edit("p2: {name: Person 2}", "p2: {name: Person 2, last_contact: 2026-12-07}")
+    code, out, err = project.run("sync", now="2026-12-07T08:05")
+    assert code == 0, err
+    assert "0 created, 1 updated, 0 deleted, 6 unchanged" in out, out
+    after = on_server()
+    assert after["p2"][1]["start"] == nine(0, day=14)
+    for lead in ("p0", "p1", "p3", "p4", "p5", "p6"):
+        assert after[lead][0] == before[lead][0]  # the very same bytes: not written again
+    project.edit("  p6: {name: Person 6}\n", "  p6: {name: Person 6}\n  p7: {name: Person 7}\n")
+    assert project.run("sync", now="2026-12-07T08:10")[0] == 0
+    assert on_server()["p7"][1]["start"] == nine(30)  # the slot p2 left

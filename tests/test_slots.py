@@ -5,6 +5,7 @@ a new one takes the first free slot in the order asked."""
 from __future__ import annotations
 
 from datetime import date, time
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,7 +106,7 @@ def test_slots_never_overlap_and_kept_ones_stay(first: list[tuple[date, int, int
             spans.setdefault(slot.day, []).append((begin, end, ask.key))
     for found in spans.values():
         found.sort()
-        assert all(a[1] <= b[0] for a, b in zip(found, found[1:], strict=False)), found
+        assert all(a[1] <= b[0] for a, b in pairwise(found)), found
     # every kept slot stays where no item asked before it claimed the same place
     claimed: list[Slot] = []
     for ask in asked:

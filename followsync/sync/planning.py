@@ -18,9 +18,9 @@ from followsync.state import State
 
 if TYPE_CHECKING:  # the core (pydantic models, rules, diff) loads only when a plan is made
     from followsync import diff as d
-    from followsync.slots import Slot
     from followsync.leads import LeadBook, Touch
     from followsync.rules import FollowUp, LeadPlan, Memory
+    from followsync.slots import Slot
     from followsync.sync.session import Completion
 
 LeadTouch = tuple[str, "Touch"]  # a lead id and a touch with that lead
