@@ -45,12 +45,25 @@ def _placed(f: FollowUp, where: str) -> FollowUp | None:
     return replace(f, due=due, at=at_or_none, overdue_days=0)
 
 
+def _laid(f: FollowUp, slot: str) -> FollowUp:
+    """`f` at the time its item was laid among others (spread), if that slot is for the
+    day and time the rules give now (else the item is to be laid anew: as the rules say)."""
+    from followsync.slots import Slot
+
+    found = Slot.parse(slot) if slot else None
+    if found is None or (found.day, found.base) != (f.due, f.at):
+        return f
+    return replace(f, at=found.start)
+
+
 def build(
     plans: list[LeadPlan], today: date, days: int,
     moves: Mapping[tuple[str, str], str] | None = None,
+    laid: Mapping[tuple[str, str], str] | None = None,
 ) -> Agenda:
     """Overdue items, those due within `days`, and the leads that have gone cold. `moves`
-    (from the state) puts an item the user moved in a calendar at the date they see there."""
+    (from the state) puts an item the user moved in a calendar at the date they see there;
+    `laid`, an item laid after others of its time (spread) at its time there."""
     horizon = today + timedelta(days=days)
     moved: dict[tuple[str, str], FollowUp] = {}
     shown: list[FollowUp] = []
@@ -58,6 +71,8 @@ def build(
         there = _placed(f, (moves or {}).get((f.lead_id, f.rule), ""))
         if there is not None:
             moved[(f.lead_id, f.rule)] = f
+        else:
+            f = _laid(f, (laid or {}).get((f.lead_id, f.rule), ""))
         shown.append(there or f)
     items = sorted(shown,
                    key=lambda f: (f.due, f.at.isoformat() if f.at else "", f.lead_id, f.rule))

@@ -281,10 +281,10 @@ def agenda(obj: Context, days: int, as_json: bool, all_mail: bool) -> None:
     state = open_state(config.state_dir, readonly=True)
     try:
         plans, _ = make_plans(book, today, state.memories(), mail_touches(config, state, book))
-        moves = state.moves()
+        moves, laid = state.moves(), state.laid()
     finally:
         state.close()
-    result = ag.build(plans, today, days, moves)
+    result = ag.build(plans, today, days, moves, laid)
     if as_json:
         click.echo(json.dumps(ag.to_json(result), indent=2, ensure_ascii=False))
     else:

@@ -200,6 +200,16 @@ class State:
             found.setdefault((lead, rule), moved)
         return found
 
+    def laid(self) -> dict[tuple[str, str], str]:
+        """(lead, rule) → the slot its item was laid in (slots.Slot.text; `agenda` shows the
+        time the user sees); the first target's, when several calendars hold it."""
+        found: dict[tuple[str, str], str] = {}
+        for lead, rule, slot in self.db.execute(
+                "SELECT lead, rule, slot FROM items WHERE slot!='' AND edited=0 AND gone=0"
+                " ORDER BY target, uid"):
+            found.setdefault((lead, rule), slot)
+        return found
+
     def forget(self, target: str, uid: str) -> None:
         self.db.execute("DELETE FROM items WHERE target=? AND uid=?", (target, uid))
 

@@ -341,3 +341,17 @@ def test_on_radicale_a_touch_moves_one_item_and_the_others_keep_their_slots(
     project.edit("  p6: {name: Person 6}\n", "  p6: {name: Person 6}\n  p7: {name: Person 7}\n")
     assert project.run("sync", now="2026-12-07T08:10")[0] == 0
     assert on_server()["p7"][1]["start"] == nine(30)  # the slot p2 left
+
+
+def test_agenda_shows_each_item_at_the_time_it_was_laid(project: Project) -> None:
+    project.write_config()
+    project.write_leads(SEVEN)
+    assert project.run("sync", now=MONDAY)[0] == 0
+    code, out, err = project.run("agenda", "--json", now=MONDAY)
+    assert code == 0, err
+    data = json.loads(out)
+    assert [(i["lead"], i["at"], i["moved_in_calendar"]) for i in data["upcoming"]] == [
+        (f"p{i}", f"{nine(15 * i):%H:%M}", False) for i in range(7)]
+    code, out, _ = project.run("agenda", now=MONDAY)
+    assert "Mon 2026-12-07 10:30  Person 6" in out, out
+    assert "moved in the calendar" not in out
