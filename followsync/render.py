@@ -55,6 +55,8 @@ def input_hash(item: FollowUp, kind: Kind, zone: str, uid: str) -> str:
     text = repr((RENDER_VERSION, uid, kind, zone, item))
     if item.person.reply:  # not in Person's repr: items without mail keep their hashes
         text += f"|{item.person.reply}"
+    if not item.spread:  # (not in the repr either: the default keeps the hashes as they were)
+        text += "|not spread"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -101,7 +101,7 @@ class FollowUp:
     overdue_days: int = 0
     unanswered: int | None = None  # cadence items only
     # laid end to end with the calendar's other items of its time (sync.planning, slots);
-    # out of repr: the slot it gets is what its hash covers
+    # out of repr, so items keep their hashes (render.input_hash adds it when false)
     spread: bool = field(default=True, repr=False)
 
 
