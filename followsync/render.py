@@ -13,7 +13,7 @@ import re
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from followsync import __version__
@@ -238,15 +238,18 @@ def vtimezone_text(zone: str) -> str:
     return str(tz.to_ical().decode("utf-8"))
 
 
-def normalise(text: str) -> str:
+def normalise(text: str, now: datetime | None = None) -> str:
     """A canonical form for comparing items: volatile properties, VTIMEZONEs and trailing
-    spaces (Radicale strips them) removed, parameters and properties sorted."""
+    spaces (Radicale strips them) removed, parameters and properties sorted. With `now`,
+    alarms whose moment is before it are left out too: an item written before one of its
+    alarms passed is the same as the item written after (see `render`)."""
     from icalendar import Calendar
 
     cal = Calendar.from_ical(text)
     out: list[str] = []
+    passed = _passed_alarms(cal, now) if now is not None else set()
     for comp in cal.walk():
-        if comp.name in ("VCALENDAR", "VTIMEZONE", "STANDARD", "DAYLIGHT"):
+        if comp.name in ("VCALENDAR", "VTIMEZONE", "STANDARD", "DAYLIGHT") or id(comp) in passed:
             continue
         props = []
         for name, value in comp.property_items(recursive=False):
@@ -255,6 +258,31 @@ def normalise(text: str) -> str:
             props.append(f"{name}{_params(value)}:{_strip_spaces(value)}")
         out.append(f"{comp.name}\n" + "\n".join(sorted(props)))
     return "\n\n".join(out)
+
+
+def _passed_alarms(cal: Any, now: datetime) -> set[int]:
+    """The ids of the VALARMs (relative to the start, as followsync writes them) whose
+    moment is before `now`; a date start counts from midnight in `now`'s zone."""
+    passed: set[int] = set()
+    for item in cal.walk():
+        if item.name not in ("VEVENT", "VTODO") or "DTSTART" not in item:
+            continue
+        start = item.decoded("DTSTART")
+        if not isinstance(start, datetime):
+            start = datetime.combine(start, time(0), tzinfo=now.tzinfo)
+        elif start.tzinfo is None:
+            start = start.replace(tzinfo=now.tzinfo)
+        for alarm in item.subcomponents:
+            if alarm.name != "VALARM" or "TRIGGER" not in alarm:
+                continue
+            try:
+                trigger = alarm.decoded("TRIGGER")
+            except (ValueError, TypeError):
+                continue
+            moment = start + trigger if isinstance(trigger, timedelta) else trigger
+            if isinstance(moment, datetime) and moment.tzinfo is not None and moment < now:
+                passed.add(id(alarm))
+    return passed
 
 
 def _params(value: object) -> str:

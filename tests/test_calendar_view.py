@@ -99,6 +99,22 @@ def test_an_item_is_not_rewritten_because_an_alarm_has_passed(project: Project) 
     assert items(text)["ann"]["alarms"] == []  # rolled to 09:00 today, written at 10:00
 
 
+def test_a_lost_state_finds_an_item_whose_alarm_has_passed_as_it_should_be(
+        project: Project) -> None:
+    """The items are compared with what a sync would write now: an alarm whose moment has
+    passed since is no difference (the item is not written again, nor taken for an edit)."""
+    project.write_config()
+    project.write_leads(ALARM_LEADS.replace("  ann: {name: Ann Lee}\n", ""))
+    assert project.run("sync", now="2026-12-01T08:00")[0] == 0
+    bob = _block(project.ics.read_text(), "bob")
+    for path in project.state.iterdir():
+        path.unlink()
+    code, out, err = project.run("sync", now="2026-12-04T10:00")  # bob's "1 day before" rang
+    assert code == 0, err
+    assert "0 created, 0 updated, 0 deleted, 2 unchanged" in out, out
+    assert _block(project.ics.read_text(), "bob") == bob
+
+
 # --- point 8: the reply link, threaded and readable; agenda's mail kept short ----------------
 
 MAIL_LEADS = """\

@@ -597,3 +597,16 @@ def test_the_content_hash_does_not_change_with_time() -> None:
     late = render(item, uid="u", kind="event", zone=BERLIN, stamp=STAMP,
                   now=datetime(2013, 8, 3, 8, tzinfo=BERLIN))
     assert early.count("BEGIN:VALARM") == 2 and late.count("BEGIN:VALARM") == 1
+
+
+@pytest.mark.parametrize("at", [time(9), None])
+def test_normalise_at_a_moment_leaves_out_the_alarms_passed_by_then(at: time | None) -> None:
+    item = follow_up(at=at, alarms=(Duration(0, "m"), Duration(1, "d")))
+    early = render(item, uid="u", kind="event", zone=BERLIN, stamp=STAMP,
+                   now=datetime(2013, 8, 1, tzinfo=BERLIN))
+    late_now = datetime(2013, 8, 2, 12, tzinfo=BERLIN)  # after "1 day before", before the start
+    late = render(item, uid="u", kind="event", zone=BERLIN, stamp=STAMP, now=late_now)
+    assert normalise(early) != normalise(late)
+    assert normalise(early, late_now) == normalise(late, late_now)
+    assert normalise(early, late_now) != normalise(
+        rendered(replace(item, alarms=(Duration(1, "d"),))), late_now)  # the 0m one counts

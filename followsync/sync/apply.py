@@ -143,13 +143,15 @@ def _there(session: Session, items: Mapping[str, Remote], zone: ZoneInfo) -> Cal
     return where
 
 
-def same(there: str, ours: str, target: str, href: str, quiet: bool = False) -> bool:
-    """Whether an item read from a target says what we would write. An item that is not
-    valid iCalendar (a broken server or app) is not the same: ours replaces it."""
+def same(there: str, ours: str, target: str, href: str, quiet: bool = False,
+         now: datetime | None = None) -> bool:
+    """Whether an item read from a target says what we would write (alarms that have passed
+    by `now` aside). An item that is not valid iCalendar (a broken server or app) is not
+    the same: ours replaces it."""
     from followsync.render import normalise
 
     try:
-        return normalise(there) == normalise(ours)
+        return normalise(there, now) == normalise(ours, now)
     except Exception as exc:  # icalendar raises ValueError, and worse on some input
         if quiet:
             return False
@@ -266,7 +268,7 @@ class Apply:
             return
         found = _SEQUENCE.search(text.replace("\r\n", "\n"))
         sequence = int(found.group(1)) if found else 0
-        if same(text, self.text(want, sequence), self.name, remote.href):
+        if same(text, self.text(want, sequence), self.name, remote.href, now=self.now):
             self.record(want, remote, sequence)
             self.outcomes.append(d.Same(want.uid))
         else:
@@ -306,7 +308,8 @@ class Apply:
         """After a Conflict: where the item stands if it says what we sent — our own write
         that landed (a retried PUT meets its first attempt) — else None."""
         found = self.backend.find(uid)
-        if found is not None and same(self.backend.get(found), text, self.name, found.href):
+        if found is not None and same(self.backend.get(found), text, self.name, found.href,
+                                      now=self.now):
             return found
         return None
 
@@ -316,7 +319,7 @@ class Apply:
             there = self.backend.get(remote)
         except Conflict:
             return False
-        return same(there, text, self.name, remote.href, quiet=True)
+        return same(there, text, self.name, remote.href, quiet=True, now=self.now)
 
     def text(self, want: d.Want, sequence: int) -> str:
         from followsync.render import render
