@@ -290,6 +290,10 @@ def test_an_item_moved_by_hand_keeps_its_time_and_takes_no_slot(project: Project
     assert found["p1"] == datetime(2026, 12, 7, 14, tzinfo=BERLIN)  # kept where it was put
     assert found["p7"] == nine(15)  # the slot it left is free
     assert len(set(found.values())) == 8
+    # the lead file changes that follow-up: its version wins, in the first free slot
+    project.edit("p1: {name: Person 1}", "p1: {name: Person One}")
+    assert project.run("sync", now="2026-12-07T08:15")[0] == 0
+    assert starts(project)["p1"] == nine(105)
 
 
 def test_timed_to_dos_are_spread_and_all_day_items_are_not(project: Project) -> None:

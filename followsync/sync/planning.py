@@ -139,14 +139,15 @@ def laid_wants(
             if item.at is None or not item.spread:
                 continue
             row = rows.get(uid)
+            minutes = int(item.duration.as_timedelta().total_seconds() // 60)
             if row is not None and (row.gone or row.edited):
                 if row.source == source:
                     continue  # deleted or moved by hand, and kept so: it takes no slot
-                row = None  # the lead file changed it: it is written anew, in a new slot
-            minutes = int(item.duration.as_timedelta().total_seconds() // 60)
-            had = Slot.parse(row.slot) if row is not None else None
-            if row is None and there is not None:
-                had = _standing(there(uid), item.at, minutes)
+                had = None  # the lead file changed it: the user's time gives way, a new slot
+            elif row is not None:
+                had = Slot.parse(row.slot)
+            else:  # unknown to the state: where it stands in the calendar, if it is there
+                had = _standing(there(uid), item.at, minutes) if there is not None else None
             asks.append(Ask(uid, item.due, item.at, minutes, had))
     laid = assign(asks, (slot for slot in map(Slot.parse, taken) if slot is not None))
     wants: dict[str, d.Want] = {}
