@@ -12,6 +12,7 @@ from followsync.rules import FollowUp, LeadPlan
 
 RECENT_DAYS = 30  # how far back `agenda` lists touches that came from a calendar
 WHO_WIDTH = 34  # the "who" column of the text table
+MAIL_LEADS = 5  # leads whose latest mail `agenda` shows (`agenda --mail`: every mail)
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,25 @@ def _placed(f: FollowUp, where: str) -> FollowUp | None:
     return replace(f, due=due, at=at_or_none, overdue_days=0)
 
 
+def _laid(f: FollowUp, slot: str) -> FollowUp:
+    """`f` at the time its item was laid among others (spread), if that slot is for the
+    day and time the rules give now (else the item is to be laid anew: as the rules say)."""
+    from followsync.slots import Slot
+
+    found = Slot.parse(slot) if slot else None
+    if found is None or (found.day, found.base) != (f.due, f.at):
+        return f
+    return replace(f, at=found.start)
+
+
 def build(
     plans: list[LeadPlan], today: date, days: int,
     moves: Mapping[tuple[str, str], str] | None = None,
+    laid: Mapping[tuple[str, str], str] | None = None,
 ) -> Agenda:
     """Overdue items, those due within `days`, and the leads that have gone cold. `moves`
-    (from the state) puts an item the user moved in a calendar at the date they see there."""
+    (from the state) puts an item the user moved in a calendar at the date they see there;
+    `laid`, an item laid after others of its time (spread) at its time there."""
     horizon = today + timedelta(days=days)
     moved: dict[tuple[str, str], FollowUp] = {}
     shown: list[FollowUp] = []
@@ -57,6 +71,8 @@ def build(
         there = _placed(f, (moves or {}).get((f.lead_id, f.rule), ""))
         if there is not None:
             moved[(f.lead_id, f.rule)] = f
+        else:
+            f = _laid(f, (laid or {}).get((f.lead_id, f.rule), ""))
         shown.append(there or f)
     items = sorted(shown,
                    key=lambda f: (f.due, f.at.isoformat() if f.at else "", f.lead_id, f.rule))
@@ -141,8 +157,9 @@ def to_json(agenda: Agenda) -> dict[str, Any]:
     }
 
 
-def to_text(agenda: Agenda) -> str:
-    """A readable table: when, who, what."""
+def to_text(agenda: Agenda, all_mail: bool = False) -> str:
+    """A readable table: when, who, what; the follow-ups first, then cold leads, to-dos
+    ticked off, and mail (short unless `all_mail`)."""
     lines: list[str] = []
 
     def row(f: FollowUp) -> str:
@@ -176,10 +193,31 @@ def to_text(agenda: Agenda) -> str:
             lines.append(f"  {t.date.strftime('%a %Y-%m-%d')}        "
                          f"{who(p.person.name, p.person.org):<{WHO_WIDTH}}  {t.note}")
     if agenda.from_mail:
-        lines.append(f"Mail (last {RECENT_DAYS} days)")
-        for p, t in agenda.from_mail:
-            way = "from" if t.by == "them" else "to"
-            lines.append(f"  {t.at.strftime('%a %Y-%m-%d %H:%M')}  "
-                         f"{who(p.person.name, p.person.org):<{WHO_WIDTH}}  {way}: "
-                         f"{t.subject or '(no subject)'}")
+        lines += _mail_lines(agenda.from_mail, all_mail)
     return "\n".join(lines)
+
+
+def _mail_lines(mail: list[tuple[LeadPlan, MailTouch]], all_mail: bool) -> list[str]:
+    """The recent mail, newest first: all of it (`--mail`), else the latest mail of each lead
+    and at most MAIL_LEADS leads, so a busy month does not bury the follow-ups."""
+    def line(p: LeadPlan, t: MailTouch, more: int = 0) -> str:
+        way = "from" if t.by == "them" else "to"
+        return (f"  {t.at.strftime('%a %Y-%m-%d %H:%M')}  "
+                f"{who(p.person.name, p.person.org):<{WHO_WIDTH}}  {way}: "
+                f"{t.subject or '(no subject)'}" + (f"  (+{more} more)" if more else ""))
+
+    latest: dict[str, tuple[LeadPlan, MailTouch]] = {}
+    count: dict[str, int] = {}
+    for p, t in mail:  # newest first: a lead's first mail here is its latest
+        latest.setdefault(p.lead_id, (p, t))
+        count[p.lead_id] = count.get(p.lead_id, 0) + 1
+    if all_mail or (len(latest) == len(mail) and len(latest) <= MAIL_LEADS):
+        return [f"Mail (last {RECENT_DAYS} days)", *(line(p, t) for p, t in mail)]
+    shown = list(latest.values())[:MAIL_LEADS]
+    found = [f"Mail (last {RECENT_DAYS} days; the latest per lead, `agenda --mail` for all "
+             f"{len(mail)})"]
+    found += [line(p, t, count[p.lead_id] - 1) for p, t in shown]
+    if len(latest) > len(shown):
+        rest = len(latest) - len(shown)
+        found.append(f"  ... and {rest} more lead{'s' if rest != 1 else ''} (`agenda --mail`)")
+    return found

@@ -321,8 +321,10 @@ def _pending_rule(config: Config, book: LeadBook, lead: str, rule: str, now: dat
 @click.option("--days", default=14, show_default=True, type=click.IntRange(0, 36500),
               help="How far ahead to look.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see README).")
+@click.option("--mail", "all_mail", is_flag=True,
+              help="List every mail of the last 30 days (else the latest per lead).")
 @click.pass_obj
-def agenda(obj: Context, days: int, as_json: bool) -> None:
+def agenda(obj: Context, days: int, as_json: bool, all_mail: bool) -> None:
     """Upcoming and overdue follow-ups, and the leads gone cold."""
     import json
 
@@ -339,14 +341,14 @@ def agenda(obj: Context, days: int, as_json: bool) -> None:
     try:
         plans, _ = make_plans(book, today, state.memories(), mail_touches(config, state, book),
                               local_now(config, now))
-        moves = state.moves()
+        moves, laid = state.moves(), state.laid()
     finally:
         state.close()
-    result = ag.build(plans, today, days, moves)
+    result = ag.build(plans, today, days, moves, laid)
     if as_json:
         click.echo(json.dumps(ag.to_json(result), indent=2, ensure_ascii=False))
     else:
-        obj.say(ag.to_text(result))
+        obj.say(ag.to_text(result, all_mail))
 
 
 @cli.command("mail")

@@ -26,6 +26,7 @@ class Want:
     kind: Kind
     hash: str  # everything that shapes the item today (render.input_hash)
     source: str = ""  # the follow-up as the lead file defines it (render.source_hash)
+    slot: str = ""  # where it is laid among the calendar's items (slots.Slot.text), if spread
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,7 @@ class MailTouch(Touch):
 
     at: datetime
     subject: str = ""
+    message_id: str = ""  # `<...>` as the mail had it ("" if none): a reply is threaded on it
 
 
 class _LogLineToo:
@@ -201,6 +202,7 @@ class Settings(_Model):
     at: TimeT | None = None
     all_day: bool | None = None
     duration: DurationT | None = None
+    spread: bool | None = None  # same-day items at one time laid end to end (default true)
     alarms: Annotated[list[DurationT], BeforeValidator(one_as_list), OneOrList] | None = None
     as_: Kind | None = Field(default=None, alias="as")
     overdue: Literal["roll", "keep"] | None = None
@@ -279,6 +281,7 @@ class Policy:
     at: time = time(9, 0)
     all_day: bool = False
     duration: Duration = Duration(15, "m")
+    spread: bool = True
     alarms: tuple[Duration, ...] = (Duration(0, "m"),)
     kind: Kind = "event"
     overdue: Literal["roll", "keep"] = "roll"
@@ -302,6 +305,8 @@ class Policy:
             changes["all_day"] = False
         if "all_day" in given and settings.all_day is not None:
             changes["all_day"] = settings.all_day
+        if settings.spread is not None:
+            changes["spread"] = settings.spread
         for name in ("cadence", "alarms"):
             value = getattr(settings, name)
             if value is not None:

@@ -38,6 +38,7 @@ class Row:
     source: str = ""  # the follow-up as the lead file defines it (see render.source_hash)
     edited: bool = False  # changed in the calendar app; kept until the lead file changes it
     moved: str = ""  # where an edited item stands in the calendar (readback.placed_at)
+    slot: str = ""  # where a spread item was laid (slots.Slot.text); "" for none
 
 
 def standing(rows: Mapping[str, Row]) -> dict[str, Remote]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from followsync import __version__
@@ -21,6 +21,7 @@ from followsync.marks import LEAD_MARK, RULE_MARK
 from followsync.model import Kind
 
 if TYPE_CHECKING:  # the rules (and pydantic) load only when something is rendered
+    from followsync.durations import Duration
     from followsync.rules import FollowUp
 
 RENDER_VERSION = "2"  # bump when the output changes, so every item is rewritten once
@@ -54,6 +55,8 @@ def input_hash(item: FollowUp, kind: Kind, zone: str, uid: str) -> str:
     text = repr((RENDER_VERSION, uid, kind, zone, item))
     if item.person.reply:  # not in Person's repr: items without mail keep their hashes
         text += f"|{item.person.reply}"
+    if not item.spread:  # (not in the repr either: the default keeps the hashes as they were)
+        text += "|not spread"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -96,8 +99,11 @@ def description(item: FollowUp) -> str:
         lines.append(f"{person.role}, {person.org}")
     elif person.role or person.org:
         lines.append(person.role or person.org or "")
-    for label, value in (("Email", person.email), ("Reply", person.reply),
-                         ("Phone", person.phone), ("Link", person.url), ("Status", person.status)):
+    if person.email:
+        lines.append(f"Email: {person.email}")
+    if person.reply:  # readable, then the link alone on its line (apps make it clickable)
+        lines += [f"Reply: {person.reply.text()}", person.reply.link()]
+    for label, value in (("Phone", person.phone), ("Link", person.url), ("Status", person.status)):
         if value:
             lines.append(f"{label}: {value}")
     if person.notes:
@@ -110,9 +116,14 @@ def _one_line(text: str) -> str:
 
 
 def render(
-    item: FollowUp, *, uid: str, kind: Kind, zone: ZoneInfo, stamp: datetime, sequence: int = 0
+    item: FollowUp, *, uid: str, kind: Kind, zone: ZoneInfo, stamp: datetime, sequence: int = 0,
+    now: datetime | None = None,
 ) -> str:
     """The item as a standalone VCALENDAR text (CRLF line ends, folded at 75 octets).
+
+    `now` is the moment the item is written: an alarm whose moment is before it is left out
+    (a calendar app rings every past alarm at once). None writes every alarm. The content
+    hashes never see `now`, so an alarm passing never makes an item be written again.
 
     Written line by line rather than through icalendar's object model, which cost ~1-2 ms an
     item (most of a first upload's client CPU); tests read every shape back with icalendar
@@ -127,22 +138,33 @@ def render(
               f"DTSTAMP:{stamp.astimezone(UTC).replace(microsecond=0):%Y%m%dT%H%M%SZ}",
               f"SEQUENCE:{sequence}", f"SUMMARY:{title}", f"DESCRIPTION:{_text(description(item))}",
               f"CATEGORIES:{CATEGORY}"]
+    moment = datetime.combine(item.due, item.at or time(0), tzinfo=zone)
     if item.at is None:
         start = f";VALUE=DATE:{item.due:%Y%m%d}"
         end = f";VALUE=DATE:{item.due + timedelta(days=1):%Y%m%d}"
     else:
-        moment = datetime.combine(item.due, item.at, tzinfo=zone)
         start, end = _when(moment, zone), _when(moment + item.duration.as_timedelta(), zone)
     if kind == "todo":
         lines += [f"DTSTART{start}", f"DUE{start}", "STATUS:NEEDS-ACTION"]
     else:
         lines += [f"DTSTART{start}", f"DTEND{end}", "TRANSP:TRANSPARENT"]
     lines += [f"{LEAD_MARK}:{_text(item.lead_id)}", f"{RULE_MARK}:{_text(item.rule)}"]
-    for before in item.alarms:
+    for before in alarms_ahead(item.alarms, moment, now):
         lines += ["BEGIN:VALARM", "ACTION:DISPLAY", f"DESCRIPTION:{title}",
                   f"TRIGGER:{_duration(-before.as_timedelta())}", "END:VALARM"]
     lines += [f"END:{name}", "END:VCALENDAR"]
     return "".join(_fold(line) + "\r\n" for line in lines)
+
+
+def alarms_ahead(
+    alarms: tuple[Duration, ...], start: datetime, now: datetime | None
+) -> list[Duration]:
+    """The alarms whose moment (`start` less the alarm) is not before `now` (all if None).
+    Compared as instants, so a DST change between them counts right."""
+    if now is None:
+        return list(alarms)
+    return [before for before in alarms
+            if (start - before.as_timedelta()).astimezone(UTC) >= now.astimezone(UTC)]
 
 
 UTC = ZoneInfo("UTC")
@@ -216,15 +238,18 @@ def vtimezone_text(zone: str) -> str:
     return str(tz.to_ical().decode("utf-8"))
 
 
-def normalise(text: str) -> str:
+def normalise(text: str, now: datetime | None = None) -> str:
     """A canonical form for comparing items: volatile properties, VTIMEZONEs and trailing
-    spaces (Radicale strips them) removed, parameters and properties sorted."""
+    spaces (Radicale strips them) removed, parameters and properties sorted. With `now`,
+    alarms whose moment is before it are left out too: an item written before one of its
+    alarms passed is the same as the item written after (see `render`)."""
     from icalendar import Calendar
 
     cal = Calendar.from_ical(text)
     out: list[str] = []
+    passed = _passed_alarms(cal, now) if now is not None else set()
     for comp in cal.walk():
-        if comp.name in ("VCALENDAR", "VTIMEZONE", "STANDARD", "DAYLIGHT"):
+        if comp.name in ("VCALENDAR", "VTIMEZONE", "STANDARD", "DAYLIGHT") or id(comp) in passed:
             continue
         props = []
         for name, value in comp.property_items(recursive=False):
@@ -233,6 +258,31 @@ def normalise(text: str) -> str:
             props.append(f"{name}{_params(value)}:{_strip_spaces(value)}")
         out.append(f"{comp.name}\n" + "\n".join(sorted(props)))
     return "\n\n".join(out)
+
+
+def _passed_alarms(cal: Any, now: datetime) -> set[int]:
+    """The ids of the VALARMs (relative to the start, as followsync writes them) whose
+    moment is before `now`; a date start counts from midnight in `now`'s zone."""
+    passed: set[int] = set()
+    for item in cal.walk():
+        if item.name not in ("VEVENT", "VTODO") or "DTSTART" not in item:
+            continue
+        start = item.decoded("DTSTART")
+        if not isinstance(start, datetime):
+            start = datetime.combine(start, time(0), tzinfo=now.tzinfo)
+        elif start.tzinfo is None:
+            start = start.replace(tzinfo=now.tzinfo)
+        for alarm in item.subcomponents:
+            if alarm.name != "VALARM" or "TRIGGER" not in alarm:
+                continue
+            try:
+                trigger = alarm.decoded("TRIGGER")
+            except (ValueError, TypeError):
+                continue
+            moment = start + trigger if isinstance(trigger, timedelta) else trigger
+            if isinstance(moment, datetime) and moment.tzinfo is not None and moment < now:
+                passed.add(id(alarm))
+    return passed
 
 
 def _params(value: object) -> str:

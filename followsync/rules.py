@@ -6,6 +6,7 @@ rules can be tested exhaustively. The output is plain data for `render` and `age
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -51,9 +52,36 @@ class Person:
     url: str | None = None
     status: str | None = None
     notes: str | None = None
-    # a mailto: link answering the lead's last mail thread (README "Mail"); out of repr so
-    # that the items of leads without mail keep their hashes (render.input_hash adds it)
-    reply: str | None = field(default=None, repr=False)
+    # how to answer the lead's last mail thread (README "Mail"); out of repr so that the
+    # items of leads without mail keep their hashes (render.input_hash adds it)
+    reply: Reply | None = field(default=None, repr=False)
+
+
+_MESSAGE_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,250}>")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer to the lead's last mail: to its first address, `Re:` its subject, in its
+    thread (`In-Reply-To`, RFC 6068 allows any header in a mailto: link; Thunderbird's
+    mailto: parser reads `in-reply-to` and makes References of it)."""
+
+    address: str
+    subject: str = ""
+    message_id: str = ""
+
+    def text(self) -> str:
+        """`to dana@acme.example, "Re: the marketing role"`: the link as a person reads it."""
+        return f"to {self.address}" + (f', "{self.subject}"' if self.subject else "")
+
+    def link(self) -> str:
+        """The mailto: link (every value percent-encoded)."""
+        query = [("subject", self.subject)] if self.subject else []
+        if _MESSAGE_ID.fullmatch(self.message_id):  # a header from outside: only a real id
+            query.append(("in-reply-to", self.message_id))
+        return f"mailto:{quote(self.address, safe='@')}" + (
+            "?" + "&".join(f"{key}={quote(value, safe='')}" for key, value in query)
+            if query else "")
 
 
 @dataclass(frozen=True)
@@ -75,6 +103,9 @@ class FollowUp:
     # allowed `days`), so it does not change from one day to the next before then
     overdue_days: int = 0
     unanswered: int | None = None  # cadence items only
+    # laid end to end with the calendar's other items of its time (sync.planning, slots);
+    # out of repr, so items keep their hashes (render.input_hash adds it when false)
+    spread: bool = field(default=True, repr=False)
 
 
 @dataclass(frozen=True)
@@ -160,16 +191,16 @@ def _by_day_note(touch: Touch) -> tuple[date, str, str]:
     return touch.date, when, touch.note
 
 
-def reply_link(lead: Lead, mail: tuple[MailTouch, ...]) -> str | None:
-    """`mailto:` the lead's first address with `Re: <the last mail's subject>`."""
+def reply_link(lead: Lead, mail: tuple[MailTouch, ...]) -> Reply | None:
+    """An answer to the last mail: the lead's first address, `Re: <its subject>`, its thread."""
     addresses = lead.addresses()
     if not mail or not addresses:
         return None
-    subject = " ".join(max(mail, key=_by_day_note).subject.split())
+    last = max(mail, key=_by_day_note)
+    subject = " ".join(last.subject.split())
     if subject and not subject.lower().startswith("re:"):
         subject = f"Re: {subject}"
-    return f"mailto:{quote(addresses[0], safe='@')}" + \
-        (f"?subject={quote(subject, safe='')}" if subject else "")
+    return Reply(addresses[0], subject, last.message_id.strip())
 
 
 def unanswered_count(ordered: list[Touch]) -> int:
@@ -443,4 +474,5 @@ class _Maker:
             duration=policy.duration, alarms=policy.alarms, kind=policy.kind,
             action=action, title=title(policy.title, action, self.lead), reason=reason,
             person=self.person, overdue_days=overdue, unanswered=unanswered,
+            spread=policy.spread,
         )

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS items (
     lead TEXT NOT NULL, rule TEXT NOT NULL,
     source TEXT NOT NULL DEFAULT '', edited INTEGER NOT NULL DEFAULT 0,
     moved TEXT NOT NULL DEFAULT '',
+    slot TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (target, uid)
 );
 -- what a sync of a few leads asks (sync.delta, sync.fastpath): their rows, and counts
@@ -62,6 +63,10 @@ CREATE TABLE IF NOT EXISTS mail_marks (
     last_uid INTEGER NOT NULL, PRIMARY KEY (mailbox, folder)
 );
 """
+
+
+# a day's slots by a range of text (slots.Slot.text begins with the day)
+_SLOT_INDEX = "CREATE INDEX IF NOT EXISTS items_by_slot ON items (target, slot)"
 
 
 class State:
@@ -91,13 +96,15 @@ class State:
                                   f"(schema {found[0]})", "upgrade followsync")
         elif int(found[0]) < SCHEMA_VERSION:
             self._migrate(int(found[0]))
+        self.db.execute(_SLOT_INDEX)  # (after `_migrate`: an older state lacks the column)
 
     def _migrate(self, version: int) -> None:
         """Bring an older state up to date in place (1 → 2: source hash and edited flag;
         2 → 3: where an edited item stands in the calendar; 3 → 4: mail touches and
         bookmarks, whose tables `_SCHEMA` has just created: a first scan fills them; 4 → 5:
         the rule of a to-do ticked off in a calendar, and a status change kept with its time
-        (an older date-only one still reads, as the start of its day))."""
+        (an older date-only one still reads, as the start of its day), and where a spread
+        item was laid)."""
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
         if version < 2:
             if "source" not in columns:
@@ -109,6 +116,8 @@ class State:
         touch_columns = {r[1] for r in self.db.execute("PRAGMA table_info(touches)")}
         if version < 5 and "rule" not in touch_columns:
             self.db.execute("ALTER TABLE touches ADD COLUMN rule TEXT NOT NULL DEFAULT ''")
+        if version < 5 and "slot" not in columns:  # 4 → 5: where a spread item was laid
+            self.db.execute("ALTER TABLE items ADD COLUMN slot TEXT NOT NULL DEFAULT ''")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager
@@ -132,7 +141,7 @@ class State:
     # items -------------------------------------------------------------------
     def rows(self, target: str, leads: Collection[str] | None = None) -> dict[str, Row]:
         """The target's rows; with `leads`, only those of these leads (sync.delta)."""
-        columns = "uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved"
+        columns = "uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved, slot"
         if leads is None:
             cur = self.db.execute(f"SELECT {columns} FROM items WHERE target=?", (target,))
         else:
@@ -140,14 +149,31 @@ class State:
                                   "(SELECT value FROM json_each(?))",
                                   (target, json.dumps(list(leads))))
         return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]),
-                          r[10]) for r in cur}
+                          r[10], r[11]) for r in cur}
 
     def put(self, target: str, row: Row) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO items (target, uid, href, etag, hash, sequence, gone, lead,"
-            " rule, source, edited, moved) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " rule, source, edited, moved, slot) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (target, row.uid, row.href, row.etag, row.hash, row.sequence, int(row.gone),
-             row.lead, row.rule, row.source, int(row.edited), row.moved))
+             row.lead, row.rule, row.source, int(row.edited), row.moved, row.slot))
+
+    def slots_besides(self, target: str, leads: Collection[str], days: Collection[date]
+                      ) -> list[str]:
+        """The slots other leads' items hold on these days (sync.delta: what the leads it
+        plans must lay their items around); items deleted or moved by hand hold none."""
+        found: list[str] = []
+        for day in sorted(set(days)):
+            found += [r[0] for r in self.db.execute(
+                "SELECT slot FROM items WHERE target=? AND slot>=? AND slot<? AND gone=0 AND "
+                "edited=0 AND lead NOT IN (SELECT value FROM json_each(?))",
+                (target, day.isoformat(), f"{day.isoformat()}U", json.dumps(list(leads))))]
+        return found
+
+    def set_slots(self, target: str, slots: Mapping[str, str]) -> None:
+        """Where items that need no writing are laid (the state of an older followsync)."""
+        self.db.executemany("UPDATE items SET slot=? WHERE target=? AND uid=?",
+                            [(slot, target, uid) for uid, slot in slots.items()])
 
     def standing(self, target: str) -> tuple[dict[str, Remote], int]:
         """`model.standing(self.rows(target))` and how many rows there are, without making
@@ -180,6 +206,16 @@ class State:
                 "SELECT lead, rule, moved FROM items WHERE edited=1 AND gone=0 AND moved!=''"
                 " ORDER BY target, uid"):
             found.setdefault((lead, rule), moved)
+        return found
+
+    def laid(self) -> dict[tuple[str, str], str]:
+        """(lead, rule) → the slot its item was laid in (slots.Slot.text; `agenda` shows the
+        time the user sees); the first target's, when several calendars hold it."""
+        found: dict[tuple[str, str], str] = {}
+        for lead, rule, slot in self.db.execute(
+                "SELECT lead, rule, slot FROM items WHERE slot!='' AND edited=0 AND gone=0"
+                " ORDER BY target, uid"):
+            found.setdefault((lead, rule), slot)
         return found
 
     def forget(self, target: str, uid: str) -> None:

@@ -38,7 +38,7 @@ SHELL = ("followsync.state", "followsync.sync", "followsync.backends", "followsy
          "followsync.locks", "followsync.config")
 PURE = ("followsync.rules", "followsync.render", "followsync.diff", "followsync.durations",
         "followsync.readback", "followsync.agenda", "followsync.tzdef", "followsync.schedule",
-        "followsync.model", "followsync.marks")
+        "followsync.model", "followsync.marks", "followsync.slots")
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(PURE, SHELL),
     # the lead file's loader is core too, though it reads files

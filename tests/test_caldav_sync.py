@@ -303,10 +303,15 @@ def test_any_faults_then_a_clean_sync_converge(
         ours = setup.ours()  # asserts no duplicate UID
         assert set(ours) == {f"followsync-lead-{i}-cadence-phone" for i in wanted} | {
             "followsync-newcomer-cadence-phone"}
+        starts = {}  # items of one day are laid end to end from 09:30 (spread), never overlap
         for i in wanted:
             day = "20261209" if i in moved else "20261201"
-            assert f"DTSTART;TZID=Europe/Berlin:{day}T093000".encode() in ours[
-                f"followsync-lead-{i}-cadence-phone"]
+            found = re.search(rb"DTSTART;TZID=Europe/Berlin:(\d{8})T(\d\d)(\d\d)00",
+                              ours[f"followsync-lead-{i}-cadence-phone"])
+            assert found and found.group(1).decode() == day, ours
+            starts[i] = (day, int(found.group(2)) * 60 + int(found.group(3)))
+            assert starts[i][1] >= 9 * 60 + 30 and (starts[i][1] - 570) % 15 == 0
+        assert len(set(starts.values())) == len(starts), starts
         assert cal.get_raw("dentist.ics")[1] == foreign_before
         proxy.reset()
         code, out = setup.sync()

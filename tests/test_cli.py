@@ -294,7 +294,8 @@ def test_a_new_day_moves_only_the_rolled_overdue_item(proj: Proj) -> None:
     proj.sync()
     assert proj.sync(now="2026-12-02T08:00") == [("file", 0, 1, 0, 2)]
     dana = proj.items()["followsync-dana-acme-cadence-file"]
-    assert dana.decoded("DTSTART").isoformat() == "2026-12-02T09:00:00+01:00"
+    # Sam's item holds 09:00 that day and keeps it: the rolled one is laid after it (spread)
+    assert dana.decoded("DTSTART").isoformat() == "2026-12-02T09:15:00+01:00"
     assert str(dana["SUMMARY"]) == "Dana Whitfield: follow up (5 days overdue)"
 
 

@@ -136,8 +136,9 @@ def test_kill_anywhere_in_a_sync_with_creates_updates_and_deletes(
     before = [("a", "2026-11-01"), ("b", "2026-11-01"), ("c", "2026-11-01"), ("d", "2026-11-01")]
     after = [("a", "2026-11-05"), ("b", "2026-11-06"), ("e", "2026-11-01"), ("f", "2026-11-01")]
     # one unanswered note each: the second gap of the cadence, 1mo
+    # (e and f share 12-01 09:30: f is laid after e, and must be there after any kill too)
     expected = {"a": "20261205T093000", "b": "20261206T093000", "e": "20261201T093000",
-                "f": "20261201T093000"}
+                "f": "20261201T094500"}
 
     def scenario(k: int | None, when: str) -> list[str]:
         cal = fresh_calendar(server)
@@ -228,7 +229,7 @@ def test_kill_anywhere_in_a_daily_roll_then_the_next_days_still_roll(
     day1, day2, day3 = "2026-11-12T10:00", "2026-11-13T10:00", "2026-11-14T10:00"
 
     def on(day: str) -> dict[str, str]:
-        return {"a": f"{day}T093000", "b": f"{day}T093000"}
+        return {"a": f"{day}T093000", "b": f"{day}T094500"}  # (b laid after a: spread)
 
     def scenario(k: int | None, when: str) -> list[str]:
         cal = fresh_calendar(server)
@@ -402,7 +403,8 @@ def test_an_ics_sync_killed_after_the_rename_converges_on_the_next_days(
     while not told(marker):
         assert time.monotonic() < deadline and not zombie(child.pid), child.output()
         time.sleep(0.005)
-    assert ics.read_bytes().count(b"DTSTART;TZID=Europe/Berlin:20261113T093000") == 2
+    assert b"DTSTART;TZID=Europe/Berlin:20261113T093000" in ics.read_bytes()
+    assert b"DTSTART;TZID=Europe/Berlin:20261113T094500" in ics.read_bytes()  # (spread)
     assert runner.kill(child).killed
     state_is_sound(folder / "state")
     capsys.readouterr()
@@ -412,7 +414,8 @@ def test_an_ics_sync_killed_after_the_rename_converges_on_the_next_days(
     assert main(argv("2026-11-14T10:00")) == 0
     out = capsys.readouterr().out
     assert "2 updated" in out, out
-    assert ics.read_bytes().count(b"DTSTART;TZID=Europe/Berlin:20261114T093000") == 2
+    assert b"DTSTART;TZID=Europe/Berlin:20261114T093000" in ics.read_bytes()
+    assert b"DTSTART;TZID=Europe/Berlin:20261114T094500" in ics.read_bytes()
 
 
 # ============================================================================ `done`

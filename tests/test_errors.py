@@ -82,7 +82,7 @@ LEAD_CASES = [
         """, """\
         {L}:3:3: unknown key 'colour'
           hint: known keys: action, alarms, all_day, as, at, cadence, closed, days, duration, \
-give_up_after, on_other_status, on_status, overdue, title
+give_up_after, on_other_status, on_status, overdue, spread, title
         """),
     ("unknown-key-in-log-mapping", """\
         version: 1

@@ -394,6 +394,7 @@ def _other_values(follow: FollowUp) -> st.SearchStrategy[tuple[str, Any]]:
                                    Person(follow.person.name)]),
         "overdue_days": st.sampled_from([follow.overdue_days, 0, 1]),
         "unanswered": st.sampled_from([follow.unanswered, None, 0, 1]),
+        "spread": st.booleans(),
     }
     assert set(choices) == {f.name for f in fields(FollowUp)}
     return st.sampled_from(sorted(choices)).flatmap(

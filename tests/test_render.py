@@ -555,3 +555,59 @@ def test_spec_example_without_next_is_snoozed() -> None:
     assert cadence.reason == ("1st follow-up: last touch 2013-06-20 (replied: check back after "
                               "the budget) + 6w, snoozed until 2013-09-01 = Sun 2013-09-01, "
                               "moved to Mon 2013-09-02 (days: mon-fri)")
+
+
+# --- past alarms (README "What appears in the calendar": no alarm whose moment has passed) --
+
+@pytest.mark.parametrize("kind", ["event", "todo"])
+@pytest.mark.parametrize(("now", "left"), [
+    (datetime(2013, 8, 2, 8, 0, tzinfo=BERLIN), [timedelta(0), timedelta(days=-1)]),
+    (datetime(2013, 8, 2, 9, 0, tzinfo=BERLIN), [timedelta(0), timedelta(days=-1)]),  # rings now
+    (datetime(2013, 8, 3, 8, 0, tzinfo=BERLIN), [timedelta(0)]),  # 08:00 for 09:00 today
+    (datetime(2013, 8, 3, 7, 1, tzinfo=UTC), []),  # 09:00 Berlin (07:00 UTC) has passed
+])
+def test_an_alarm_whose_moment_has_passed_is_not_written(
+        kind: str, now: datetime, left: list[timedelta]) -> None:
+    item = follow_up(alarms=(Duration(0, "m"), Duration(1, "d")))
+    text = render(item, uid="u", kind=kind, zone=BERLIN, stamp=now, now=now)  # type: ignore[arg-type]
+    found = [c for c in component(text).subcomponents if c.name == "VALARM"]
+    assert [c.decoded("trigger") for c in found] == left
+    parsed = vobject_component(text)
+    assert [a.trigger.value for a in parsed.contents.get("valarm", [])] == left
+
+
+def test_an_all_day_items_alarms_count_from_the_start_of_its_day() -> None:
+    item = follow_up(at=None, alarms=(Duration(0, "m"), Duration(1, "d")))
+    morning = datetime(2013, 8, 3, 8, 0, tzinfo=BERLIN)
+    text = render(item, uid="u", kind="event", zone=BERLIN, stamp=morning, now=morning)
+    assert "BEGIN:VALARM" not in text
+    eve = datetime(2013, 8, 2, 20, 0, tzinfo=BERLIN)
+    text = render(item, uid="u", kind="event", zone=BERLIN, stamp=eve, now=eve)
+    assert [c.decoded("trigger") for c in component(text).subcomponents
+            if c.name == "VALARM"] == [timedelta(0)]
+
+
+def test_the_content_hash_does_not_change_with_time() -> None:
+    """An item is never rewritten only because one of its alarms has passed: the hash that
+    decides a rewrite has no clock in it."""
+    item = follow_up(alarms=(Duration(0, "m"), Duration(1, "d")))
+    assert input_hash(item, "event", "Europe/Berlin", "u") == input_hash(
+        replace(item), "event", "Europe/Berlin", "u")
+    early = render(item, uid="u", kind="event", zone=BERLIN, stamp=STAMP,
+                   now=datetime(2013, 8, 1, tzinfo=BERLIN))
+    late = render(item, uid="u", kind="event", zone=BERLIN, stamp=STAMP,
+                  now=datetime(2013, 8, 3, 8, tzinfo=BERLIN))
+    assert early.count("BEGIN:VALARM") == 2 and late.count("BEGIN:VALARM") == 1
+
+
+@pytest.mark.parametrize("at", [time(9), None])
+def test_normalise_at_a_moment_leaves_out_the_alarms_passed_by_then(at: time | None) -> None:
+    item = follow_up(at=at, alarms=(Duration(0, "m"), Duration(1, "d")))
+    early = render(item, uid="u", kind="event", zone=BERLIN, stamp=STAMP,
+                   now=datetime(2013, 8, 1, tzinfo=BERLIN))
+    late_now = datetime(2013, 8, 2, 12, tzinfo=BERLIN)  # after "1 day before", before the start
+    late = render(item, uid="u", kind="event", zone=BERLIN, stamp=STAMP, now=late_now)
+    assert normalise(early) != normalise(late)
+    assert normalise(early, late_now) == normalise(late, late_now)
+    assert normalise(early, late_now) != normalise(
+        rendered(replace(item, alarms=(Duration(1, "d"),))), late_now)  # the 0m one counts

@@ -188,7 +188,8 @@ def _lead_yaml(lead_id: str, n: int, status: str | None, touch: int, extra: int)
 
 
 _edit = st.tuples(st.sampled_from(["change", "status", "add", "remove", "touch", "move",
-                                   "day", "defaults", "break", "nothing", "hand-delete"]),
+                                   "day", "defaults", "break", "nothing", "hand-delete",
+                                   "hand-move"]),
                   st.integers(0, 1000), st.sampled_from(_STATUSES), st.integers(0, 4))
 
 
@@ -284,6 +285,25 @@ def _warm_and_cold(folders: list[Path], now: str) -> tuple[str, str]:
     return warm, cold
 
 
+def _drag(path: Path, pick: int) -> None:
+    """A timed event of the file (the pick-th) moved to 14:00 that day, as an app writes it:
+    its items are laid end to end (spread), and one moved by hand must take no slot."""
+    import re
+
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    blocks = [m.start() for m in re.finditer(rb"BEGIN:VEVENT\r\n", data)]
+    timed = [b for b in blocks if re.match(rb"(?s)(?:(?!END:VEVENT).)*DTSTART;TZID=", data[b:])]
+    if not timed:
+        return
+    start = timed[pick % len(timed)]
+    end = data.index(b"END:VEVENT\r\n", start)
+    block = re.sub(rb"(DTSTART;TZID=[^:]+:\d{8})T\d{6}", rb"\1T140000", data[start:end])
+    block = re.sub(rb"(DTEND;TZID=[^:]+:\d{8})T\d{6}", rb"\1T141500", block)
+    path.write_bytes(data[:start] + block + data[end:])
+
+
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(_edit, min_size=1, max_size=8), st.integers(3, 12))
@@ -310,6 +330,9 @@ def test_an_incremental_sync_writes_what_a_cold_sync_writes(
                     if start >= 0:
                         end = data.index(b"END:VEVENT\r\n", start) + len(b"END:VEVENT\r\n")
                         path.write_bytes(data[:start] + data[end:])
+        if kind == "hand-move":  # an event dragged to 14:00 in the calendar app, in both files
+            for folder in folders:
+                _drag(folder / "out.ics", pick)
         warm, cold = _warm_and_cold(folders, now)
         assert warm == cold, (kind, step)
         files = [(f / "out.ics").read_bytes() if (f / "out.ics").exists() else b""

@@ -51,6 +51,7 @@ defaults:
   cadence: [1w, 2w]
   give_up_after: 3
   at: "09:00"
+  spread: false
   on_status:
     interviewed: {after: 1d, do: "Thank {name}"}
   on_other_status:

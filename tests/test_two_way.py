@@ -33,6 +33,7 @@ version: 1
 defaults:
   cadence: [1w, 2w, 1mo]
   at: "09:30"
+  spread: false  # (the dates are checked here; test_calendar_view checks the spread)
 leads:
   dana:
     name: Dana Whitfield
@@ -353,6 +354,7 @@ version: 1
 defaults:
   cadence: [2w]
   at: "09:30"
+  spread: false
   on_status:
     interviewed: {after: 1d, do: "Send {name} a thank-you note"}
   on_other_status:

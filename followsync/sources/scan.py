@@ -289,8 +289,14 @@ def lead_touches(state: State, book: LeadBook, config: Config) -> list[tuple[str
         found.append((touch.lead, MailTouch(date=local.date(), by=touch.by,
                                             note=touch_note(touch, item.lead.name),
                                             at=local.replace(tzinfo=None),
-                                            subject=touch.subject)))
+                                            subject=touch.subject,
+                                            message_id=_message_id(touch.key))))
     return found
+
+
+def _message_id(key: str) -> str:
+    """The message's own Message-ID, or "" for the stand-in of a mail without one."""
+    return "" if key.endswith("@no-message-id.followsync>") else key
 
 
 __all__ = ["MailReport", "credentials_digest", "known_addresses", "lead_addresses", "lead_touches",

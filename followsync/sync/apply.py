@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, assert_never
@@ -20,7 +21,7 @@ from followsync.marks import is_owned
 from followsync.model import Remote, Row
 from followsync.state import State
 from followsync.sync.options import Progress, SyncOptions
-from followsync.sync.planning import wants_for
+from followsync.sync.planning import relaid, taken_besides, wants_for
 from followsync.sync.report import TargetReport
 from followsync.sync.session import Session
 
@@ -85,7 +86,9 @@ def _reconcile_once(
     if listing.fresh:  # the whole target was emptied or is new: nothing "deleted by hand"
         rows = {uid: row for uid, row in rows.items() if not row.gone}
     todo_ok = session.backend.supports("VTODO")
-    wants = wants_for(plans, target, config.timezone.key, todo_ok)
+    taken = taken_besides(state, target.key, scope.leads, plans) if scope is not None else []
+    wants = wants_for(plans, target, config.timezone.key, todo_ok, rows, taken,
+                      _there(session, listing.items, config.timezone))
     if not todo_ok and any(w.item.kind == "todo" or target.kind == "todo"
                            for w in wants.values()):
         if target.type == "google":  # events only, by design (README): a note, not a warning
@@ -113,6 +116,10 @@ def _reconcile_once(
             "check the lead file; if the deletions are right, run `followsync sync --force`")
     if options.dry_run:
         return
+    slots = relaid(wants, rows)
+    if slots:  # items laid where they are, whose rows do not say so yet (an older state)
+        with state.transaction():
+            state.set_slots(target.key, slots)
     Apply(target.name, target.key, state, session.backend, report, now, config.timezone,
           options.progress).run(result)
     report.kept += outside_kept
@@ -120,13 +127,31 @@ def _reconcile_once(
         session.say_rewritten()
 
 
-def same(there: str, ours: str, target: str, href: str, quiet: bool = False) -> bool:
-    """Whether an item read from a target says what we would write. An item that is not
-    valid iCalendar (a broken server or app) is not the same: ours replaces it."""
+def _there(session: Session, items: Mapping[str, Remote], zone: ZoneInfo) -> Callable[[str], str]:
+    """Where an item of the target stands (for one the state does not know: its slot)."""
+    from followsync.readback import placed_at
+
+    def where(uid: str) -> str:
+        remote = items.get(uid)
+        if remote is None:
+            return ""
+        try:
+            return placed_at(session.backend.get(remote), zone)
+        except Conflict:
+            return ""
+
+    return where
+
+
+def same(there: str, ours: str, target: str, href: str, quiet: bool = False,
+         now: datetime | None = None) -> bool:
+    """Whether an item read from a target says what we would write (alarms that have passed
+    by `now` aside). An item that is not valid iCalendar (a broken server or app) is not
+    the same: ours replaces it."""
     from followsync.render import normalise
 
     try:
-        return normalise(there) == normalise(ours)
+        return normalise(there, now) == normalise(ours, now)
     except Exception as exc:  # icalendar raises ValueError, and worse on some input
         if quiet:
             return False
@@ -243,7 +268,7 @@ class Apply:
             return
         found = _SEQUENCE.search(text.replace("\r\n", "\n"))
         sequence = int(found.group(1)) if found else 0
-        if same(text, self.text(want, sequence), self.name, remote.href):
+        if same(text, self.text(want, sequence), self.name, remote.href, now=self.now):
             self.record(want, remote, sequence)
             self.outcomes.append(d.Same(want.uid))
         else:
@@ -283,7 +308,8 @@ class Apply:
         """After a Conflict: where the item stands if it says what we sent — our own write
         that landed (a retried PUT meets its first attempt) — else None."""
         found = self.backend.find(uid)
-        if found is not None and same(self.backend.get(found), text, self.name, found.href):
+        if found is not None and same(self.backend.get(found), text, self.name, found.href,
+                                      now=self.now):
             return found
         return None
 
@@ -293,17 +319,18 @@ class Apply:
             there = self.backend.get(remote)
         except Conflict:
             return False
-        return same(there, text, self.name, remote.href, quiet=True)
+        return same(there, text, self.name, remote.href, quiet=True, now=self.now)
 
     def text(self, want: d.Want, sequence: int) -> str:
         from followsync.render import render
 
         return render(want.item, uid=want.uid, kind=want.kind, zone=self.zone, stamp=self.now,
-                      sequence=sequence)
+                      sequence=sequence, now=self.now)
 
     def record(self, want: d.Want, remote: Remote, sequence: int) -> None:
         self.state.put(self.key, Row(want.uid, remote.href, remote.etag, want.hash, sequence,
-                                     want.item.lead_id, want.item.rule, source=want.source))
+                                     want.item.lead_id, want.item.rule, source=want.source,
+                                     slot=want.slot))
 
     def missed(self, uid: str, why: str) -> None:
         from followsync import diff as d

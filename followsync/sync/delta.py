@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 NOTE = "delta-basis"
 BASIS_VERSION = 5  # bump when the basis changes shape: an older one is then ignored
+# (the state keeps each item's slot: a state from before has none, and a full sync lays
+# every item once before a delta lays some around the others)
 Entry = tuple[str, "str | None", "str | None", tuple[str, ...], str]
 # (slice digest, status or None, status moment (ISO date-time) or None, the statuses it
 # listens to, its addresses lower-cased, one a line: two leads may not share one)
@@ -412,6 +414,8 @@ def _sync(
     with _opened(config, state, scope, reports) as sessions:
         if sessions is None:
             return None  # something changed there: the full sync looks at everything
+        if _clash(config, state, sessions, plans, scope):
+            return None  # an item would leave its slot to another lead's: the full sync decides
         with state.transaction():
             state.remember(remembered)
         for session, counts in sessions:
@@ -429,6 +433,22 @@ def _sync(
         with state.transaction():
             state.set_note(NOTE, None)
     return outcome
+
+
+def _clash(config: Config, state: State, sessions: list[tuple[Session, tuple[int, int]]],
+           plans: list[Any], scope: set[str]) -> bool:
+    """Whether, in some target, an item of these leads can no longer keep its slot because
+    another lead's item holds it: the full sync gives it to the first in the lead files,
+    which may be the other (that this sync does not plan)."""
+    from followsync.sync.planning import laid_wants, taken_besides
+
+    for session, _ in sessions:
+        target = session.target
+        taken = taken_besides(state, target.key, scope, plans)
+        if taken and laid_wants(plans, target, config.timezone.key,
+                                session.backend.supports("VTODO"), session.rows, taken).clash:
+            return True
+    return False
 
 
 @contextmanager
