@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # a no-op sync needs neither (see sync.fastpath)
     from followsync.rules import Memory
     from followsync.sources import Bookmark, FoundTouch
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS items (
     hash TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0, gone INTEGER NOT NULL DEFAULT 0,
     lead TEXT NOT NULL, rule TEXT NOT NULL,
     source TEXT NOT NULL DEFAULT '', edited INTEGER NOT NULL DEFAULT 0,
-    moved TEXT NOT NULL DEFAULT '',
+    moved TEXT NOT NULL DEFAULT '', shape TEXT NOT NULL DEFAULT '',
+    kept TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (target, uid)
 );
 -- what a sync of a few leads asks (sync.delta, sync.fastpath): their rows, and counts
@@ -93,7 +94,8 @@ class State:
     def _migrate(self, version: int) -> None:
         """Bring an older state up to date in place (1 → 2: source hash and edited flag;
         2 → 3: where an edited item stands in the calendar; 3 → 4: mail touches and
-        bookmarks, whose tables `_SCHEMA` has just created: a first scan fills them)."""
+        bookmarks, whose tables `_SCHEMA` has just created: a first scan fills them; 4 → 5:
+        an item's shape and the calendar app's bookkeeping kept, filled as items are written)."""
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
         if version < 2:
             if "source" not in columns:
@@ -102,6 +104,9 @@ class State:
                 self.db.execute("ALTER TABLE items ADD COLUMN edited INTEGER NOT NULL DEFAULT 0")
         if version < 3 and "moved" not in columns:
             self.db.execute("ALTER TABLE items ADD COLUMN moved TEXT NOT NULL DEFAULT ''")
+        for column in ("shape", "kept"):
+            if version < 5 and column not in columns:
+                self.db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager
@@ -125,7 +130,8 @@ class State:
     # items -------------------------------------------------------------------
     def rows(self, target: str, leads: Collection[str] | None = None) -> dict[str, Row]:
         """The target's rows; with `leads`, only those of these leads (sync.delta)."""
-        columns = "uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved"
+        columns = ("uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved, "
+                   "shape, kept")
         if leads is None:
             cur = self.db.execute(f"SELECT {columns} FROM items WHERE target=?", (target,))
         else:
@@ -133,14 +139,14 @@ class State:
                                   "(SELECT value FROM json_each(?))",
                                   (target, json.dumps(list(leads))))
         return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]),
-                          r[10]) for r in cur}
+                          r[10], r[11], r[12]) for r in cur}
 
     def put(self, target: str, row: Row) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO items (target, uid, href, etag, hash, sequence, gone, lead,"
-            " rule, source, edited, moved) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " rule, source, edited, moved, shape, kept) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (target, row.uid, row.href, row.etag, row.hash, row.sequence, int(row.gone),
-             row.lead, row.rule, row.source, int(row.edited), row.moved))
+             row.lead, row.rule, row.source, int(row.edited), row.moved, row.shape, row.kept))
 
     def standing(self, target: str) -> tuple[dict[str, Remote], int]:
         """`model.standing(self.rows(target))` and how many rows there are, without making

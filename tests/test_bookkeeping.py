@@ -1,0 +1,252 @@
+"""A calendar app's bookkeeping is not the user's edit (README, "What appears in the
+calendar": edits; issue 17). Dismissing or snoozing a reminder in Thunderbird, Apple Calendar
+or Evolution rewrites the item; only a change of its time, its completion or its removal is
+an edit. Pure tests of `readback` first, then the CLI on an .ics target and on a real
+Radicale, where the app is played by writing exactly what it writes (tests/apps.py).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import icalendar
+import pytest
+
+from followsync import readback
+from followsync.durations import Duration
+from followsync.render import normalise, render
+from tests.apps import apple_dismiss, evolution_save, thunderbird_dismiss
+from tests.project import Project, config_text, ics_target
+from tests.test_render import follow_up
+
+BERLIN = ZoneInfo("Europe/Berlin")
+STAMP = datetime(2026, 12, 1, 7, 0, tzinfo=ZoneInfo("UTC"))
+UID = "followsync-dana-acme-cadence-file"
+
+
+def ours(kind: str = "event", **changes: Any) -> str:
+    fields: dict[str, Any] = {"due": date(2026, 12, 7), "at": time(9),
+                              "alarms": (Duration(0, "m"), Duration(1, "d"))}
+    item = follow_up(**{**fields, **changes})
+    return render(item, uid=UID, kind=kind, zone=BERLIN, stamp=STAMP)  # type: ignore[arg-type]
+
+
+def component(text: str) -> Any:
+    (item,) = [c for c in icalendar.Calendar.from_ical(text).walk()
+               if c.name in ("VEVENT", "VTODO")]
+    return item
+
+
+APPS = {
+    "thunderbird dismiss": lambda t: thunderbird_dismiss(t, "20261207T075636Z"),
+    "thunderbird snooze": lambda t: thunderbird_dismiss(t, "20261207T080000Z", 2,
+                                                        snooze_until="20261207T081500Z"),
+    "apple dismiss": lambda t: apple_dismiss(t, "20261207T075636Z"),
+    "apple snooze": lambda t: apple_dismiss(t, "20261207T075636Z",
+                                            snooze_until="20261207T081500Z"),
+    "evolution save": evolution_save,
+}
+
+
+@pytest.mark.parametrize("kind", ["event", "todo"])
+@pytest.mark.parametrize("app", sorted(APPS))
+def test_what_apps_write_for_a_reminder_is_not_an_edit(app: str, kind: str) -> None:
+    text = ours(kind)
+    written = APPS[app](text)
+    assert written != text
+    component(written)  # still valid iCalendar
+    before = readback.shape(text, BERLIN)
+    assert before.startswith("VEVENT" if kind == "event" else "VTODO"), before
+    assert readback.shape(written, BERLIN) == before
+    assert not readback.edited(before, written, BERLIN)
+    # and `same` (adopting or re-reading an item) sees followsync's item in it (Evolution
+    # spells the TZID and the trigger its own way: such an item is rewritten once when adopted)
+    if not app.startswith("evolution"):
+        assert normalise(readback.without_bookkeeping(written)) == \
+            normalise(readback.without_bookkeeping(text))
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("DTSTART;TZID=Europe/Berlin:20261207T090000", "DTSTART;TZID=Europe/Berlin:20261207T160000"),
+    ("DTEND;TZID=Europe/Berlin:20261207T091500", "DTEND;TZID=Europe/Berlin:20261207T100000"),
+])
+def test_a_time_change_is_an_edit_even_with_bookkeeping(old: str, new: str) -> None:
+    text = ours()
+    assert old in text
+    moved = thunderbird_dismiss(text.replace(old, new), "20261207T075636Z")
+    assert readback.edited(readback.shape(text, BERLIN), moved, BERLIN)
+
+
+def test_completion_of_a_todo_is_an_edit() -> None:
+    text = ours("todo")
+    done = text.replace("STATUS:NEEDS-ACTION", "STATUS:COMPLETED\r\nCOMPLETED:20261207T100000Z")
+    assert readback.edited(readback.shape(text, BERLIN), apple_dismiss(done, "20261207T1000Z"),
+                           BERLIN)
+
+
+def test_the_same_moment_in_another_spelling_is_not_a_move() -> None:
+    """An app that writes the start in UTC, or the end as a DURATION, did not move it."""
+    text = ours()
+    utc = text.replace("DTSTART;TZID=Europe/Berlin:20261207T090000", "DTSTART:20261207T080000Z")
+    utc = utc.replace("DTEND;TZID=Europe/Berlin:20261207T091500", "DURATION:PT15M")
+    assert readback.shape(utc, BERLIN) == readback.shape(text, BERLIN)
+    assert readback.edited("", text, BERLIN)  # not known: as before, an edit
+
+
+def test_unreadable_text_has_a_shape_that_never_matches_ours() -> None:
+    assert readback.shape("garbage", BERLIN) == ""
+    broken = ours().replace("20261207T090000", "2026120x")
+    assert readback.edited(readback.shape(ours(), BERLIN), broken, BERLIN)
+
+
+@pytest.mark.parametrize("app", sorted(APPS))
+def test_a_rewrite_carries_the_apps_bookkeeping_over(app: str) -> None:
+    """The next day's roll rewrites the item: the app's state comes along, the UID stays the
+    item's first line (the .ics splicing finds items by it), and the result is valid."""
+    written = APPS[app](ours())
+    kept = readback.bookkeeping(written)
+    assert kept
+    tomorrow = ours(due=date(2026, 12, 8), overdue_days=1)
+    merged = readback.carry_over(tomorrow, kept)
+    item = component(merged)
+    assert merged.split("\r\n")[merged.split("\r\n").index("BEGIN:VEVENT") + 1] == f"UID:{UID}"
+    def state(kept: str) -> list[str]:  # (Evolution spells the trigger its own way)
+        return [line for line in kept.split("\n") if not line.startswith("TRIGGER")]
+
+    assert state(readback.bookkeeping(merged)) == state(kept)
+    assert readback.shape(merged, BERLIN) == readback.shape(tomorrow, BERLIN)
+    assert normalise(readback.without_bookkeeping(merged)) == normalise(tomorrow)
+    if app.startswith("thunderbird"):
+        assert str(item["X-MOZ-LASTACK"]) == component(written)["X-MOZ-LASTACK"]
+        assert ("X-MOZ-SNOOZE-TIME" in item) == ("snooze" in app)
+        assert str(item["X-MOZ-GENERATION"]) == str(component(written)["X-MOZ-GENERATION"])
+    alarms = [c for c in item.walk() if c.name == "VALARM"]
+    if app.startswith("apple"):
+        own = [a for a in alarms if "RELATED-TO" not in a]
+        assert len(own) == 2
+        assert all("ACKNOWLEDGED" in a and "UID" in a and "X-WR-ALARMUID" in a for a in own)
+        snoozes = [a for a in alarms if "RELATED-TO" in a]
+        assert len(snoozes) == ("snooze" in app)
+        if snoozes:
+            assert str(snoozes[0]["RELATED-TO"]) == str(own[0]["UID"])
+        assert item["X-APPLE-TRAVEL-ADVISORY-BEHAVIOR"] == "AUTOMATIC"
+    if app.startswith("evolution"):
+        assert all("X-EVOLUTION-ALARM-UID" in a for a in alarms)
+
+
+def test_an_alarm_that_followsync_no_longer_writes_loses_its_state() -> None:
+    kept = readback.bookkeeping(apple_dismiss(ours(), "20261207T075636Z"))
+    fewer = ours(due=date(2026, 12, 8), alarms=(Duration(0, "m"),))
+    merged = readback.carry_over(fewer, kept)
+    alarms = [c for c in component(merged).walk() if c.name == "VALARM"]
+    assert len(alarms) == 1
+    assert alarms[0].decoded("TRIGGER") == timedelta(0)
+    assert "ACKNOWLEDGED" in alarms[0]
+
+
+def test_nothing_kept_leaves_the_text_alone() -> None:
+    text = ours()
+    assert readback.bookkeeping(text) == ""
+    assert readback.carry_over(text, "") == text
+
+
+# --- the CLI on an .ics target ----------------------------------------------------------------
+DAY1, DAY2, DAY3 = "2026-11-18T10:00", "2026-11-19T10:00", "2026-11-20T10:00"
+LEADS = """\
+version: 1
+defaults:
+  cadence: [1w, 2w, 1mo]
+  at: "09:30"
+  alarms: [0m, 1d]
+leads:
+  dana:
+    name: Dana Whitfield
+    org: Acme
+    log:
+      - 2026-11-10 sent the CV
+  sam:
+    name: Sam Beta
+    last_contact: 2026-11-05
+    follow_ups:
+      - {on: 2026-11-18, do: "Ask about the budget"}
+"""
+
+
+def file_items(path: Path) -> dict[str, Any]:
+    cal = icalendar.Calendar.from_ical(path.read_bytes())
+    return {f"{c['X-FOLLOWSYNC-LEAD']} {c['X-FOLLOWSYNC-RULE']}": c for c in cal.walk()
+            if c.name in ("VEVENT", "VTODO")}
+
+
+def starts(comp: Any) -> str:
+    return str(comp.decoded("DUE" if comp.name == "VTODO" else "DTSTART")
+               .strftime("%Y-%m-%d %H:%M"))
+
+
+@pytest.fixture
+def ics(project: Project) -> Project:
+    project.write_config(config_text(ics_target("out.ics", as_="event")))
+    project.write_leads(LEADS)
+    return project
+
+
+def run(p: Project, *args: str, now: str) -> str:
+    code, out = p.output(*args, now=now)
+    assert code == 0, out
+    assert "Traceback" not in out
+    return out
+
+
+def test_a_reminder_dismissed_in_thunderbird_does_not_freeze_an_ics_item(ics: Project) -> None:
+    """Issue 17: Thunderbird rewrites the .ics file with X-MOZ-LASTACK and X-MOZ-GENERATION
+    in the item (and every item folded and ordered its way): not an edit. `plan` keeps no
+    calendar edit, the next day the item rolls and says how overdue it is, and the
+    dismissal stays in the rewritten item."""
+    p = ics
+    run(p, "sync", now=DAY1)
+    sam = file_items(p.ics)["sam cadence"]
+    assert starts(sam) == "2026-11-18 09:30"
+    assert "(6 days overdue)" in str(sam["SUMMARY"])
+    p.ics.write_text(thunderbird_dismiss(p.ics.read_text(), "20261118T083000Z",
+                                         uid=str(sam["UID"])), newline="")
+
+    out = run(p, "plan", now=DAY1)
+    assert "calendar edit" not in out, out
+    assert "0 to create, 0 to update, 0 to delete" in out, out
+    out = run(p, "sync", now=DAY1)
+    assert "calendar edit" not in out and "0 updated" in out, out
+    assert "X-MOZ-LASTACK:20261118T083000Z" in p.ics.read_text()
+
+    out = run(p, "sync", now=DAY2)
+    assert "calendar edit" not in out, out
+    sam = file_items(p.ics)["sam cadence"]
+    assert starts(sam) == "2026-11-19 09:30"  # rolled to the new today
+    assert "(7 days overdue)" in str(sam["SUMMARY"])
+    assert str(sam["X-MOZ-LASTACK"]) == "20261118T083000Z"  # Thunderbird's state kept
+    assert str(sam["X-MOZ-GENERATION"]) == "1"
+    agenda = run(p, "agenda", now=DAY2)
+    assert "moved in the calendar" not in agenda, agenda
+    out = run(p, "plan", now=DAY2)
+    assert "0 to create, 0 to update, 0 to delete" in out and "edit" not in out, out
+
+
+def test_a_time_changed_in_thunderbird_is_still_kept_on_an_ics_target(ics: Project) -> None:
+    p = ics
+    run(p, "sync", now=DAY1)
+    sam = file_items(p.ics)["sam cadence"]
+    text = p.ics.read_text()
+    old = "DTSTART;TZID=Europe/Berlin:20261118T093000"
+    assert text.count(old) == 2  # sam's two items
+    moved = thunderbird_dismiss(text, "20261118T083000Z", uid=str(sam["UID"]),
+                                shift=timedelta(hours=6, minutes=30))
+    p.ics.write_text(moved, newline="")
+    out = run(p, "plan", now=DAY1)
+    assert "1 calendar edit kept" in out, out
+    run(p, "sync", now=DAY2)
+    items = file_items(p.ics)
+    assert starts(items["sam cadence"]) == "2026-11-18 16:00"
+    assert starts(items["sam once-2026-11-18"]) == "2026-11-19 09:30"
+    assert "moved in the calendar" in run(p, "agenda", now=DAY2)
