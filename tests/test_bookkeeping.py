@@ -7,6 +7,7 @@ Radicale, where the app is played by writing exactly what it writes (tests/apps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,11 @@ from followsync import readback
 from followsync.durations import Duration
 from followsync.render import normalise, render
 from tests.apps import apple_dismiss, evolution_save, thunderbird_dismiss
+from tests.faultproxy import FaultProxy
 from tests.project import Project, config_text, ics_target
+from tests.servers import CalendarInfo, Server
 from tests.test_render import follow_up
+from tests.test_two_way import PASSWORD_ENV, Item, TwoWay, uid, when
 
 BERLIN = ZoneInfo("Europe/Berlin")
 STAMP = datetime(2026, 12, 1, 7, 0, tzinfo=ZoneInfo("UTC"))
@@ -250,3 +254,93 @@ def test_a_time_changed_in_thunderbird_is_still_kept_on_an_ics_target(ics: Proje
     assert starts(items["sam cadence"]) == "2026-11-18 16:00"
     assert starts(items["sam once-2026-11-18"]) == "2026-11-19 09:30"
     assert "moved in the calendar" in run(p, "agenda", now=DAY2)
+
+
+# --- a real Radicale: the app writes back with PUT If-Match, as it does ------------------------
+@pytest.fixture
+def dav(tmp_path: Path, make_dav_calendar: Callable[..., CalendarInfo],
+        fault_proxy: Callable[[Server | CalendarInfo | str], FaultProxy],
+        radicale_server: Server, monkeypatch: pytest.MonkeyPatch) -> TwoWay:
+    """tests/test_two_way's set-up (phone: Radicale to-dos, desk: Radicale events, file: .ics),
+    every item with two alarms (0m, 1d)."""
+    phone = make_dav_calendar("radicale")
+    desk = make_dav_calendar("radicale", components=("VEVENT",))
+    assert phone.password
+    monkeypatch.setenv(PASSWORD_ENV, phone.password)
+    w = TwoWay(tmp_path, phone, desk, fault_proxy(radicale_server))
+    w.write_leads(LEADS)
+    return w
+
+
+def app_writes(cal: CalendarInfo, item: Item, change: Callable[[str], str]) -> str:
+    """The app's PUT of its new text, conditional on the ETag it read."""
+    body = change(item.body.decode())
+    status, _ = cal.put_raw(item.href, body, {"If-Match": item.etag})
+    assert status in (200, 201, 204), status
+    return body
+
+
+def test_reminders_dismissed_and_snoozed_on_radicale_do_not_freeze_items(dav: TwoWay) -> None:
+    """Thunderbird dismisses the desk's overdue event, Apple snoozes the phone's overdue to-do,
+    Evolution saves the desk's one-off: no edit anywhere. The next day every item rolls and
+    says how overdue it is, with each app's state carried over; `plan` and `sync` agree."""
+    w = dav
+    w.sync(DAY1)
+    desk, phone = w.ours(w.desk), w.ours(w.phone)
+    tb_key, apple_key = uid("desk", "sam", "cadence"), uid("phone", "sam", "cadence")
+    evo_key = uid("desk", "sam", "once-2026-11-18")
+    app_writes(w.desk, desk[tb_key], lambda t: thunderbird_dismiss(t, "20261118T083000Z"))
+    app_writes(w.phone, phone[apple_key],
+               lambda t: apple_dismiss(t, "20261118T083000Z", snooze_until="20261118T084500Z"))
+    app_writes(w.desk, desk[evo_key], evolution_save)
+
+    code, out = w.output("plan", now=DAY1)
+    assert code == 0, out
+    assert "edit" not in out, out
+    for line in out.splitlines():
+        if not line.startswith(" "):
+            assert "0 to create, 0 to update, 0 to delete" in line, out
+    lines = w.sync(DAY1)
+    assert not any("edit" in line for line in lines.values()), lines
+
+    lines = w.sync(DAY2)
+    assert not any("edit" in line for line in lines.values()), lines
+    desk, phone = w.ours(w.desk), w.ours(w.phone)
+    tb, apple, evo = desk[tb_key].component, phone[apple_key].component, desk[evo_key].component
+    assert when(tb) == when(apple) == when(evo) == "2026-11-19 09:30"
+    assert "(7 days overdue)" in str(tb["SUMMARY"]) and "(7 days overdue)" in str(apple["SUMMARY"])
+    assert "(1 day overdue)" in str(evo["SUMMARY"])
+    assert str(tb["X-MOZ-LASTACK"]) == "20261118T083000Z"
+    alarms = [a for a in apple.walk() if a.name == "VALARM"]
+    snoozes = [a for a in alarms if "RELATED-TO" in a]
+    assert len(alarms) == 3 and len(snoozes) == 1
+    assert all("ACKNOWLEDGED" in a for a in alarms if a not in snoozes)
+    assert all("X-EVOLUTION-ALARM-UID" in a for a in evo.walk() if a.name == "VALARM")
+    code, text = w.output("agenda", now=DAY2)
+    assert code == 0 and "moved in the calendar" not in text, text
+    w.settled(DAY2)
+
+
+def test_a_real_edit_still_counts_on_radicale(dav: TwoWay) -> None:
+    """A time changed together with a dismissal is kept (and stays the next day); a to-do
+    completed with Apple's alarm state in it is still a touch."""
+    w = dav
+    w.sync(DAY1)
+    desk, phone = w.ours(w.desk), w.ours(w.phone)
+    key = uid("desk", "dana", "cadence")  # (Sam's completion below changes Sam's cadence)
+    moved = app_writes(w.desk, desk[key], lambda t: thunderbird_dismiss(
+        t, "20261118T083000Z", shift=timedelta(hours=6, minutes=30)))
+    once = phone[uid("phone", "sam", "once-2026-11-18")]
+    app_writes(w.phone, once, lambda t: apple_dismiss(t, "20261118T083000Z").replace(
+        "STATUS:NEEDS-ACTION", "STATUS:COMPLETED\r\nCOMPLETED:20261118T090000Z"))
+    lines = w.sync(DAY1)
+    assert "1 calendar edit kept" in lines["desk"], lines
+    assert "1 deleted" in lines["desk"] and "1 deleted" in lines["file"], lines  # the touch
+    etag = w.ours(w.desk)[key].etag
+    w.sync(DAY2)
+    after = w.ours(w.desk)
+    assert after[key].etag == etag
+    assert when(after[key].component) == "2026-11-24 16:00"  # not rewritten: as the app left it
+    assert str(after[key].component["X-MOZ-LASTACK"]) == "20261118T083000Z"
+    assert after[key].component["SUMMARY"] == icalendar.Calendar.from_ical(moved).walk(
+        "VEVENT")[0]["SUMMARY"]
