@@ -77,6 +77,12 @@ _ITEMS = ("VEVENT", "VTODO")
 _STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})(Z?))?")
 _DURATION = re.compile(r"([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
 _UTC = UTC
+_HEAD = re.compile(r'(?:[^:"]|"[^"]*")*')
+# (for `shape`, which runs on every item written: regular expressions, no loop over lines)
+_ITEM_TEXT = re.compile(r"^BEGIN:(VEVENT|VTODO)[ \t]*\r?$(.*?)^END:\1", re.M | re.S | re.I)
+_SUBCOMPONENT = re.compile(r"^BEGIN:([^\r\n]+?)[ \t]*\r?$.*?^END:\1[ \t]*\r?$", re.M | re.S | re.I)
+_WHEN_LINE = re.compile(r"^(?:DTSTART|DTEND|DUE|DURATION|STATUS|COMPLETED)[;:].*$",
+                        re.M | re.I)
 
 
 def _lines(text: str) -> list[str]:
@@ -87,14 +93,11 @@ def _lines(text: str) -> list[str]:
 def _split(line: str) -> tuple[str, dict[str, str], str]:
     """A content line → (NAME, {PARAM: value}, value); quoted parameter values may hold ':'
     and ';'. Never raises: a line without ':' is a name with an empty value."""
-    quoted, cut = False, len(line)
-    for at, char in enumerate(line):
-        if char == '"':
-            quoted = not quoted
-        elif char == ":" and not quoted:
-            cut = at
-            break
-    head, value = line[:cut], line[cut + 1:]
+    head, _, value = line.partition(":")
+    if '"' in head:  # a quoted parameter value may hold ':'
+        found = _HEAD.match(line)
+        head = found.group(0) if found else head
+        value = line[len(head) + 1:]
     parts = re.findall(r'(?:[^;"]|"[^"]*")+', head)
     params: dict[str, str] = {}
     for part in parts[1:]:
@@ -103,8 +106,12 @@ def _split(line: str) -> tuple[str, dict[str, str], str]:
     return (parts[0].strip().upper() if parts else ""), params, value
 
 
+_NAME = re.compile(r"[^;:]*")
+
+
 def _name(line: str) -> str:
-    return re.split(r"[;:]", line, maxsplit=1)[0].strip().upper()
+    found = _NAME.match(line)
+    return found.group(0).strip().upper() if found else ""
 
 
 @dataclass
@@ -192,11 +199,42 @@ def _length(value: str) -> timedelta | None:
 
 
 def _text_of(moment: date | datetime | str) -> str:
-    if isinstance(moment, datetime):
-        return moment.astimezone(_UTC).strftime("%Y%m%dT%H%M%SZ")
-    if isinstance(moment, date):
-        return moment.strftime("%Y%m%d")
+    if isinstance(moment, (datetime, date)):  # (isoformat: strftime is slow)
+        return (moment.astimezone(_UTC) if isinstance(moment, datetime) else moment).isoformat()
     return moment
+
+
+def _item_text(text: str) -> tuple[str, str] | None:
+    """The first VEVENT or VTODO's name and the text between its BEGIN and END lines (found
+    with str.find: this runs on every item followsync writes)."""
+    starts = [(at, name) for name in _ITEMS
+              if (at := text.find(f"BEGIN:{name}")) >= 0 and text[at - 1:at] in ("", "\n")]
+    if not starts:  # lower case, or something odd: the slow way
+        found = _ITEM_TEXT.search(text)
+        return (found.group(1).upper(), found.group(2)) if found else None
+    at, name = min(starts)
+    stop = text.find(f"\nEND:{name}", at)
+    return (name, text[at + len(name) + 6:stop if stop >= 0 else len(text)])
+
+
+def _own_part(body: str) -> str:
+    """An item's text without its subcomponents (VALARMs, which may hold a DURATION too);
+    `body` starts with the newline after the item's BEGIN line."""
+    if "BEGIN:" not in body:
+        return _SUBCOMPONENT.sub("", body) if "BEGIN:" in body.upper() else body
+    out, at = [], 0
+    while (begin := body.find("\nBEGIN:", at)) >= 0:
+        line_end = body.find("\n", begin + 1)
+        if line_end < 0:
+            break
+        end = body.find(f"\nEND:{body[begin + 7:line_end].strip()}", line_end)
+        out.append(body[at:begin])
+        if end < 0:
+            return "".join(out)
+        stop = body.find("\n", end + 1)
+        at = stop if stop >= 0 else len(body)
+    out.append(body[at:])
+    return "".join(out)
 
 
 def shape(text: str, zone: ZoneInfo) -> str:
@@ -204,27 +242,29 @@ def shape(text: str, zone: ZoneInfo) -> str:
     its end (an event) or due (a to-do), and whether it is open, completed or cancelled.
     Times compare as moments (a TZID rewritten to UTC is no move), DURATION as the end it
     makes. "" when the text holds no event or to-do."""
-    item = _item(_lines(text))
-    if not item.name:
+    found = _item_text(text)
+    if found is None:
         return ""
+    kind, body = found
+    own = unfold(_own_part(body))
     props: dict[str, tuple[dict[str, str], str]] = {}
-    for line in item.props:
-        name, params, value = _split(line)
+    for line in _WHEN_LINE.findall(own):
+        name, params, value = _split(line.rstrip("\r"))
         props.setdefault(name, (params, value))
     start = _moment(*props["DTSTART"], zone) if "DTSTART" in props else None
-    closing = "DUE" if item.name == "VTODO" else "DTEND"
+    closing = "DUE" if kind == "VTODO" else "DTEND"
     end: date | datetime | str | None = None
     if closing in props:
         end = _moment(*props[closing], zone)
     elif "DURATION" in props and isinstance(start, date):
         length = _length(props["DURATION"][1])
         end = start + length if length is not None else f"?{props['DURATION'][1]}"
-    elif item.name == "VEVENT" and isinstance(start, date):  # RFC 5545 3.6.1
+    elif kind == "VEVENT" and isinstance(start, date):  # RFC 5545 3.6.1
         end = start if isinstance(start, datetime) else start + timedelta(days=1)
     status = props.get("STATUS", ({}, ""))[1].strip().upper()
     state = ("completed" if status == "COMPLETED" or "COMPLETED" in props
              else "cancelled" if status == "CANCELLED" else "open")
-    return " ".join((item.name, _text_of(start) if start is not None else "-",
+    return " ".join((kind, _text_of(start) if start is not None else "-",
                      _text_of(end) if end is not None else "-", state))
 
 
