@@ -74,6 +74,9 @@ def placed_at(text: str, zone: ZoneInfo) -> str:
 _APP_PREFIXES = ("X-MOZ-", "X-APPLE-", "X-EVOLUTION-")
 _ALARM_STATE = frozenset({"ACKNOWLEDGED", "UID", "X-WR-ALARMUID"})
 _ITEMS = ("VEVENT", "VTODO")
+_CONTENT_LINE = re.compile(r"[A-Za-z0-9-]+[;:]")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+KEPT_LIMIT = 16_384  # an app's bookkeeping larger than this is not kept (a hostile server)
 _STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})(Z?))?")
 _DURATION = re.compile(r"([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
 _UTC = UTC
@@ -193,8 +196,11 @@ def _length(value: str) -> timedelta | None:
     if match is None or value.strip().upper() in ("P", "-P", "+P", "PT"):
         return None
     sign, weeks, days, hours, minutes, seconds = match.groups()
-    length = timedelta(weeks=int(weeks or 0), days=int(days or 0), hours=int(hours or 0),
-                       minutes=int(minutes or 0), seconds=int(seconds or 0))
+    try:
+        length = timedelta(weeks=int(weeks or 0), days=int(days or 0), hours=int(hours or 0),
+                           minutes=int(minutes or 0), seconds=int(seconds or 0))
+    except OverflowError:  # P99999999999D from a hostile server
+        return None
     return -length if sign == "-" else length
 
 
@@ -241,7 +247,15 @@ def shape(text: str, zone: ZoneInfo) -> str:
     """What a user may change of an item, as one comparable string: the component, its start,
     its end (an event) or due (a to-do), and whether it is open, completed or cancelled.
     Times compare as moments (a TZID rewritten to UTC is no move), DURATION as the end it
-    makes. "" when the text holds no event or to-do."""
+    makes. "" when the text holds no event or to-do; "?" when its times cannot be reckoned
+    (so it is an edit, never an error)."""
+    try:
+        return _shape(text, zone)
+    except (OverflowError, ValueError):  # year 9999 plus a day, and the like
+        return "?"
+
+
+def _shape(text: str, zone: ZoneInfo) -> str:
     found = _item_text(text)
     if found is None:
         return ""
@@ -318,18 +332,26 @@ def bookkeeping(text: str) -> str:
     that say which alarm it is) and the alarms the app made (snoozes, Apple's default
     alarm) whole. "" when there is none."""
     item = _item(_lines(text))
-    out = [line for line in item.props if _is_app_property(_name(line))]
+    out = [line for line in item.props if _is_app_property(_name(line)) and _sound(line)]
     for alarm in item.alarms:
         inner = alarm[1:-1]
         if _is_app_alarm(inner):
-            out += alarm
+            out += alarm if all(map(_sound, alarm)) else []
             continue
-        state = _alarm_state(inner)
+        state = [line for line in _alarm_state(inner) if _sound(line)]
         if state:
             out += ["BEGIN:VALARM", *[line for line in inner
-                                      if _name(line) in ("ACTION", "TRIGGER")], *state,
-                    "END:VALARM"]
-    return "\n".join(out)
+                                      if _name(line) in ("ACTION", "TRIGGER") and _sound(line)],
+                    *state, "END:VALARM"]
+    kept = "\n".join(out)
+    return kept if len(kept) <= KEPT_LIMIT else ""
+
+
+def _sound(line: str) -> bool:
+    """A content line safe to write back into an item: a name, then ';' or ':', and no
+    control character (an app's or a server's text is hostile; this one goes into files)."""
+    return bool(_CONTENT_LINE.match(line)) and not _CONTROL.search(line) and \
+        len(line.splitlines()) == 1
 
 
 def without_bookkeeping(text: str) -> str:

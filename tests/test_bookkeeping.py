@@ -344,3 +344,34 @@ def test_a_real_edit_still_counts_on_radicale(dav: TwoWay) -> None:
     assert str(after[key].component["X-MOZ-LASTACK"]) == "20261118T083000Z"
     assert after[key].component["SUMMARY"] == icalendar.Calendar.from_ical(moved).walk(
         "VEVENT")[0]["SUMMARY"]
+
+
+def test_hostile_bookkeeping_is_not_written_back() -> None:
+    """What a server hands back goes into files and the state: lines that would break an
+    .ics file (a bare CR, a form feed, a NUL) are not kept, nor a mountain of them."""
+    text = ours().replace("END:VEVENT", "X-MOZ-LASTACK:20261207T075636Z\r\n"
+                          "X-MOZ-EVIL:a\rBEGIN:VEVENT\r\nX-APPLE-BAD:x\x0cy\r\n"
+                          "X-EVOLUTION-NUL:\x00\r\nEND:VEVENT")
+    assert readback.bookkeeping(text) == "X-MOZ-LASTACK:20261207T075636Z"
+    huge = ours().replace("END:VEVENT", "X-MOZ-BIG:" + "x" * 20_000 + "\r\nEND:VEVENT")
+    assert readback.bookkeeping(huge) == ""
+
+
+END = "DTEND;TZID=Europe/Berlin:20261207T091500"
+START = "DTSTART;TZID=Europe/Berlin:20261207T090000"
+
+
+@pytest.mark.parametrize("changes", [
+    [(END, "DURATION:P99999999999D")],
+    [(START, "DTSTART:99991231T235959Z"), (END, "DURATION:P1D")],
+    [(END, "DTEND;TZID=Nowhere/Else:20261207T091500")],
+    [(START, "DTSTART;TZID=\"a:b;c\":20261207T090000")],
+])
+def test_odd_times_are_an_edit_never_an_error(changes: list[tuple[str, str]]) -> None:
+    text = ours()
+    odd = text
+    for old, new in changes:
+        odd = odd.replace(old, new)
+    assert odd != text
+    assert readback.edited(readback.shape(text, BERLIN), odd, BERLIN)
+    readback.carry_over(ours(), readback.bookkeeping(odd))
