@@ -7,7 +7,12 @@ Radicale, where the app is played by writing exactly what it writes (tests/apps.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from tests.apps import apple_dismiss, evolution_save, thunderbird_dismiss
 from tests.faultproxy import FaultProxy
 from tests.project import Project, config_text, ics_target
 from tests.servers import CalendarInfo, Server
+from tests.test_architecture import PROBE, ROOT
 from tests.test_render import follow_up
 from tests.test_two_way import PASSWORD_ENV, Item, TwoWay, uid, when
 
@@ -204,6 +210,16 @@ def run(p: Project, *args: str, now: str) -> str:
     return out
 
 
+def loaded_by_a_sync(p: Project, now: str) -> list[str]:
+    """The followsync modules a `sync` loads, in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", PROBE, "--config", str(p.config), "--now", now,
+                           "sync"], capture_output=True, text=True, check=False, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, done.stdout + done.stderr
+    return list(result["loaded"])
+
+
 def test_a_reminder_dismissed_in_thunderbird_does_not_freeze_an_ics_item(ics: Project) -> None:
     """Issue 17: Thunderbird rewrites the .ics file with X-MOZ-LASTACK and X-MOZ-GENERATION
     in the item (and every item folded and ordered its way): not an edit. `plan` keeps no
@@ -223,6 +239,9 @@ def test_a_reminder_dismissed_in_thunderbird_does_not_freeze_an_ics_item(ics: Pr
     out = run(p, "sync", now=DAY1)
     assert "calendar edit" not in out and "0 updated" in out, out
     assert "X-MOZ-LASTACK:20261118T083000Z" in p.ics.read_text()
+    # "nothing of ours changed" from now on: the next sync takes the no-op path (it loads
+    # neither the leads nor the rules), as after any sync
+    assert "followsync.leads" not in loaded_by_a_sync(p, DAY1)
 
     out = run(p, "sync", now=DAY2)
     assert "calendar edit" not in out, out
@@ -375,3 +394,37 @@ def test_odd_times_are_an_edit_never_an_error(changes: list[tuple[str, str]]) ->
     assert odd != text
     assert readback.edited(readback.shape(text, BERLIN), odd, BERLIN)
     readback.carry_over(ours(), readback.bookkeeping(odd))
+
+
+def test_a_schema_4_state_gains_shape_and_kept(tmp_path: Path) -> None:
+    """A state from before bookkeeping was told from edits opens and keeps its rows; their
+    shape is not known ("": a change of such an item counts as an edit, as it did) until
+    followsync writes the item again."""
+    import sqlite3
+
+    from followsync.state import SCHEMA_VERSION, State
+
+    db = sqlite3.connect(tmp_path / "state.sqlite")
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema', '4');
+        CREATE TABLE items (
+            target TEXT NOT NULL, uid TEXT NOT NULL, href TEXT NOT NULL, etag TEXT NOT NULL,
+            hash TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0,
+            gone INTEGER NOT NULL DEFAULT 0, lead TEXT NOT NULL, rule TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '', edited INTEGER NOT NULL DEFAULT 0,
+            moved TEXT NOT NULL DEFAULT '', PRIMARY KEY (target, uid));
+        INSERT INTO items VALUES ('t', 'u1', 'h', 'e', 'x', 0, 0, 'dana', 'cadence', 's', 0, '');
+    """)
+    db.commit()
+    db.close()
+    state = State(tmp_path)
+    try:
+        row = state.rows("t")["u1"]
+        assert (row.shape, row.kept) == ("", "")
+        state.put("t", replace(row, shape="VEVENT a b open", kept="X-MOZ-LASTACK:1"))
+        assert state.rows("t")["u1"].kept == "X-MOZ-LASTACK:1"
+        version = state.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        assert int(version) == SCHEMA_VERSION
+    finally:
+        state.close()
