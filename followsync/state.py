@@ -95,7 +95,8 @@ class State:
         """Bring an older state up to date in place (1 → 2: source hash and edited flag;
         2 → 3: where an edited item stands in the calendar; 3 → 4: mail touches and
         bookmarks, whose tables `_SCHEMA` has just created: a first scan fills them; 4 → 5:
-        an item's shape and the calendar app's bookkeeping kept, filled as items are written)."""
+        an item's shape and the calendar app's bookkeeping kept, filled as items are written; the
+        items kept as edited are read again once: sync.apply.unfrozen)."""
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
         if version < 2:
             if "source" not in columns:
@@ -104,9 +105,16 @@ class State:
                 self.db.execute("ALTER TABLE items ADD COLUMN edited INTEGER NOT NULL DEFAULT 0")
         if version < 3 and "moved" not in columns:
             self.db.execute("ALTER TABLE items ADD COLUMN moved TEXT NOT NULL DEFAULT ''")
-        for column in ("shape", "kept"):
-            if version < 5 and column not in columns:
-                self.db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+        if version < 5:
+            for column in ("shape", "kept"):
+                if column not in columns:
+                    self.db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT NOT NULL "
+                                    "DEFAULT ''")
+            # Items kept as edited may only hold a calendar app's bookkeeping, which older
+            # versions took for an edit: the next sync reads them again (no ETag, no cursor)
+            # and lets the overdue roll go on for those still where followsync put them.
+            self.db.execute("UPDATE items SET etag='' WHERE edited=1 AND gone=0")
+            self.db.execute("DELETE FROM cursors")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager

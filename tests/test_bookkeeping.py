@@ -428,3 +428,43 @@ def test_a_schema_4_state_gains_shape_and_kept(tmp_path: Path) -> None:
         assert int(version) == SCHEMA_VERSION
     finally:
         state.close()
+
+
+def test_items_an_older_version_froze_roll_again_after_the_upgrade(ics: Project) -> None:
+    """Before state schema 5 a dismissed reminder froze the item (kept as "edited"). After
+    the upgrade an item still exactly where followsync's roll put it rolls on, with the
+    app's state kept; one the user really moved stays where they put it."""
+    import sqlite3
+
+    p = ics
+    run(p, "sync", now=DAY1)
+    items = file_items(p.ics)
+    text = thunderbird_dismiss(p.ics.read_text(), "20261118T083000Z",
+                               uid=str(items["sam cadence"]["UID"]))
+    text = thunderbird_dismiss(text, "20261118T083500Z", generation=2,
+                               uid=str(items["dana cadence"]["UID"]),
+                               shift=timedelta(hours=6, minutes=30))
+    p.ics.write_text(text, newline="")
+    run(p, "sync", now=DAY1)
+    # the state as followsync 4 left it: every item of the rewritten file "edited"
+    db = sqlite3.connect(p.state / "state.sqlite")
+    db.executescript("""
+        UPDATE items SET edited=1, moved='2026-11-18T09:30';
+        ALTER TABLE items DROP COLUMN shape;
+        ALTER TABLE items DROP COLUMN kept;
+        UPDATE meta SET value='4' WHERE key='schema';
+    """)
+    db.commit()
+    db.close()
+
+    out = run(p, "sync", now=DAY2)
+    assert "1 calendar edit kept" in out, out
+    items = file_items(p.ics)
+    assert starts(items["sam cadence"]) == "2026-11-19 09:30"
+    assert "(7 days overdue)" in str(items["sam cadence"]["SUMMARY"])
+    assert str(items["sam cadence"]["X-MOZ-LASTACK"]) == "20261118T083000Z"
+    assert starts(items["sam once-2026-11-18"]) == "2026-11-19 09:30"
+    assert starts(items["dana cadence"]) == "2026-11-24 16:00"  # moved by the user: kept
+    out = run(p, "plan", now=DAY2)
+    assert "0 to create, 0 to update, 0 to delete" in out, out
+    assert "moved in the calendar" in run(p, "agenda", now=DAY2)  # Dana's, by the user

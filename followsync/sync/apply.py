@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, assert_never
 
 from followsync.backends.base import Backend
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("followsync")
 _SEQUENCE = re.compile(r"^SEQUENCE:(\d+)", re.MULTILINE)
 STATE_BATCH = 50  # commit the state this often while writing to a server
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # (a DTSTAMP for renderings only compared)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def _reconcile_once(
         report.notes.append(listing.note)
     if listing.reset and not options.dry_run:
         session.forget_old_calendar(state)
+    rows, bookkept = unfrozen(wants, rows, bookkept, session, config.timezone)
     result = d.diff(wants, listing.items, rows, allow_deletes=allow_deletes, bookkept=bookkept)
     if outside_unchanged:
         result = replace(result, unchanged=result.unchanged + outside_unchanged)
@@ -118,6 +120,34 @@ def _reconcile_once(
     report.kept += outside_kept
     if listing.reset:
         session.say_rewritten()
+
+
+def unfrozen(wants: dict[str, d.Want], rows: dict[str, Row], bookkept: set[str],
+             session: Session, zone: ZoneInfo) -> tuple[dict[str, Row], set[str]]:
+    """Items a followsync before state schema 5 (which knew no shapes) took for the user's
+    edit when a calendar app wrote its bookkeeping into them: the migration has them read
+    again (State._migrate). One that stands exactly where followsync's own overdue roll put
+    it on one of the days since it was due was not moved by the user: its row loses the
+    edit, and it is treated as ours (it rolls on). Only such rows cost renderings."""
+    from followsync.readback import shape
+    from followsync.render import render
+
+    found: dict[str, Row] = {}
+    for uid, change in session.changes.items():
+        row, want = rows.get(uid), wants.get(uid)
+        if row is None or want is None or row.shape or not row.edited or not change.edited \
+                or row.source != want.source or not change.shape:
+            continue
+        item = want.item
+        was = item.due - timedelta(days=item.overdue_days)
+        ours = {shape(render(replace(item, due=was + timedelta(days=n), overdue_days=n),
+                             uid=uid, kind=want.kind, zone=zone, stamp=_EPOCH), zone)
+                for n in range(min(item.overdue_days, 366) + 1)}
+        if change.shape in ours:
+            found[uid] = replace(row, edited=False, moved="")
+    if not found:
+        return rows, bookkept
+    return {**rows, **found}, bookkept | set(found)
 
 
 def same(there: str, ours: str, target: str, href: str, quiet: bool = False) -> bool:

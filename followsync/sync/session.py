@@ -46,6 +46,7 @@ class Change:
     etag: str
     edited: bool
     kept: str
+    shape: str = ""  # (readback.shape, for sync.apply.unfrozen)
 
 
 @dataclass
@@ -77,7 +78,7 @@ class Session:
         ticked off there, which are touches by me (returned). `plan` and `sync` both come
         here, so they agree on what is an edit."""
         from followsync.leads import Touch
-        from followsync.readback import bookkeeping, completed_on, edited
+        from followsync.readback import bookkeeping, completed_on, edited, shape
 
         assert self.listing is not None
         found = []
@@ -91,7 +92,7 @@ class Session:
             except Conflict:
                 continue
             self.changes[uid] = Change(remote.etag, edited(row.shape, text, zone),
-                                       bookkeeping(text))
+                                       bookkeeping(text), "" if row.shape else shape(text, zone))
             day = completed_on(text, zone, today)
             if day is not None:
                 note = f"completed in the calendar ({self.target.name})"
