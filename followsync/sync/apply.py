@@ -124,18 +124,19 @@ def _reconcile_once(
 
 def unfrozen(wants: dict[str, d.Want], rows: dict[str, Row], bookkept: set[str],
              session: Session, zone: ZoneInfo) -> tuple[dict[str, Row], set[str]]:
-    """Items a followsync before state schema 5 (which knew no shapes) took for the user's
-    edit when a calendar app wrote its bookkeeping into them: the migration has them read
-    again (State._migrate). One that stands exactly where followsync's own overdue roll put
-    it on one of the days since it was due was not moved by the user: its row loses the
-    edit, and it is treated as ours (it rolls on). Only such rows cost renderings."""
+    """Items written by a followsync before state schema 5, which knew no shapes (row.shape
+    ""), that changed in the calendar — or that it took for the user's edit when an app
+    wrote its bookkeeping into them (the migration has those read again: State._migrate).
+    One that stands exactly where followsync's own overdue roll put it on one of the days
+    since it was due was not moved by the user: its row loses the edit and learns its
+    shape, and it is treated as ours (it rolls on). Only such rows cost renderings."""
     from followsync.readback import shape
     from followsync.render import render
 
     found: dict[str, Row] = {}
     for uid, change in session.changes.items():
         row, want = rows.get(uid), wants.get(uid)
-        if row is None or want is None or row.shape or not row.edited or not change.edited \
+        if row is None or want is None or row.shape or not change.edited \
                 or row.source != want.source or not change.shape:
             continue
         item = want.item
@@ -144,7 +145,7 @@ def unfrozen(wants: dict[str, d.Want], rows: dict[str, Row], bookkept: set[str],
                              uid=uid, kind=want.kind, zone=zone, stamp=_EPOCH), zone)
                 for n in range(min(item.overdue_days, 366) + 1)}
         if change.shape in ours:
-            found[uid] = replace(row, edited=False, moved="")
+            found[uid] = replace(row, edited=False, moved="", shape=change.shape)
     if not found:
         return rows, bookkept
     return {**rows, **found}, bookkept | set(found)
