@@ -282,16 +282,6 @@ def _shape(text: str, zone: ZoneInfo) -> str:
                      _text_of(end) if end is not None else "-", state))
 
 
-_SEQUENCE_LINE = re.compile(r"^SEQUENCE[;:](?:.*:)?\s*(\d{1,9})\s*$", re.M | re.I)
-
-
-def sequence_of(text: str) -> int:
-    """The item's SEQUENCE (0 when it has none): an app may count its own saves in it, and
-    followsync's next write must count on from there, not from its own last number."""
-    found = _SEQUENCE_LINE.search(text)
-    return int(found.group(1)) if found else 0
-
-
 def edited(before: str, text: str, zone: ZoneInfo) -> bool:
     """Whether an item that changed in a calendar was edited by the user: its `shape` is not
     the one followsync last saw (`before`; "" — not known — counts as an edit)."""

@@ -47,7 +47,6 @@ class Change:
     edited: bool
     kept: str
     shape: str = ""  # (readback.shape, for sync.apply.unfrozen)
-    sequence: int = 0  # the item's SEQUENCE there (an app may have counted it up)
 
 
 @dataclass
@@ -79,7 +78,7 @@ class Session:
         ticked off there, which are touches by me (returned). `plan` and `sync` both come
         here, so they agree on what is an edit."""
         from followsync.leads import Touch
-        from followsync.readback import bookkeeping, completed_on, edited, sequence_of, shape
+        from followsync.readback import bookkeeping, completed_on, edited, shape
 
         assert self.listing is not None
         found = []
@@ -93,8 +92,7 @@ class Session:
             except Conflict:
                 continue
             self.changes[uid] = Change(remote.etag, edited(row.shape, text, zone),
-                                       bookkeeping(text), "" if row.shape else shape(text, zone),
-                                       sequence_of(text))
+                                       bookkeeping(text), "" if row.shape else shape(text, zone))
             day = completed_on(text, zone, today)
             if day is not None:
                 note = f"completed in the calendar ({self.target.name})"
@@ -103,18 +101,16 @@ class Session:
         return found
 
     def as_read(self, rows: dict[str, Row]) -> tuple[dict[str, Row], set[str]]:
-        """`rows` with the bookkeeping (and SEQUENCE) `read_changes` found, and the items
-        that changed in bookkeeping only (diff's `bookkept`); a change read at another ETag
-        than the listing's (relisted since) is left out."""
+        """`rows` with the bookkeeping `read_changes` found, and the items that changed in
+        bookkeeping only (diff's `bookkept`); a change read at another ETag than the
+        listing's (relisted since) is left out."""
         assert self.listing is not None
         now = {uid: change for uid, change in self.changes.items()
                if uid in rows and (there := self.listing.items.get(uid)) is not None
                and there.etag == change.etag}
         if not now:
             return rows, set()
-        fresh = {uid: replace(rows[uid], kept=change.kept,
-                              sequence=max(rows[uid].sequence, change.sequence))
-                 for uid, change in now.items()}
+        fresh = {uid: replace(rows[uid], kept=change.kept) for uid, change in now.items()}
         return {**rows, **fresh}, {uid for uid, change in now.items() if not change.edited}
 
     def forget_old_calendar(self, state: State) -> None:
