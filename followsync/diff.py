@@ -9,7 +9,7 @@ until then; nothing unchanged is rewritten.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -66,6 +66,17 @@ class Accept:
 
 
 @dataclass(frozen=True)
+class Restamp:
+    """Changed in the calendar only in an app's bookkeeping (a reminder dismissed, a new
+    DTSTAMP: readback.edited says no) and otherwise as planned: nothing to write; the state
+    takes the item's new ETag and the bookkeeping to carry over (`row`, as read again)."""
+
+    want: Want
+    remote: Remote
+    row: Row
+
+
+@dataclass(frozen=True)
 class Gone:
     """Deleted in the calendar while the lead file did not change it: do not recreate."""
 
@@ -94,7 +105,7 @@ class Missed:
     uid: str
 
 
-Action = Create | Update | Adopt | Delete | Accept | Gone | Forget | Same | Missed
+Action = Create | Update | Adopt | Delete | Accept | Gone | Forget | Same | Missed | Restamp
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,7 @@ def counted_as(action: Action) -> str | None:
             return "checked"
         case Accept() | Gone():
             return "kept"
-        case Same():
+        case Same() | Restamp():
             return "unchanged"
         case Missed():
             return "conflicts"
@@ -151,7 +162,7 @@ def is_write(action: Action) -> bool:
     match action:
         case Create() | Update() | Adopt() | Delete():
             return True
-        case Accept() | Gone() | Forget() | Same() | Missed():
+        case Accept() | Gone() | Forget() | Same() | Missed() | Restamp():
             return False
         case _:
             assert_never(action)
@@ -172,13 +183,14 @@ class Diff:
 
 def diff(
     wants: Mapping[str, Want], remote: Mapping[str, Remote], rows: Mapping[str, Row],
-    allow_deletes: bool = True,
+    allow_deletes: bool = True, bookkept: Collection[str] = frozenset(),
 ) -> Diff:
     """The actions that make the target hold `wants`, touching nothing else.
 
     `row.source == want.source` means the lead file has not changed that follow-up since we
     last wrote it: then a calendar edit or deletion stands, and the daily overdue roll does
-    not override it.
+    not override it. `bookkept`: the items that changed in the calendar (their ETag moved)
+    in an app's bookkeeping only (readback.edited): no edit, they are treated as ours.
     """
     actions: list[Action] = []
     unchanged = 0
@@ -192,10 +204,13 @@ def diff(
                 actions.append(Create(want))
         elif row is None or row.gone:
             actions.append(Adopt(want, have))
-        elif row.etag != have.etag:  # edited in the calendar since we wrote it
+        elif row.etag != have.etag and uid not in bookkept:  # edited in the calendar
             actions.append(Accept(want, have, row) if same_source else Update(want, have, row))
         elif row.hash == want.hash or (row.edited and same_source):
-            unchanged += 1
+            if row.etag != have.etag:
+                actions.append(Restamp(want, have, row))
+            else:
+                unchanged += 1
         else:
             actions.append(Update(want, have, row))
     for uid, have in remote.items():

@@ -39,6 +39,10 @@ class Row:
     edited: bool = False  # changed in the calendar app; kept until the lead file changes it
     moved: str = ""  # where an edited item stands in the calendar (readback.placed_at)
     slot: str = ""  # where a spread item was laid (slots.Slot.text); "" for none
+    # What the user may change of the item as followsync last wrote or accepted it
+    # (readback.shape): a change of anything else is a calendar app's bookkeeping, no edit.
+    shape: str = ""
+    kept: str = ""  # the app's bookkeeping in the item, carried over when it is rewritten
 
 
 def standing(rows: Mapping[str, Row]) -> dict[str, Remote]:

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS items (
     lead TEXT NOT NULL, rule TEXT NOT NULL,
     source TEXT NOT NULL DEFAULT '', edited INTEGER NOT NULL DEFAULT 0,
     moved TEXT NOT NULL DEFAULT '',
-    slot TEXT NOT NULL DEFAULT '',
+    slot TEXT NOT NULL DEFAULT '', shape TEXT NOT NULL DEFAULT '',
+    kept TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (target, uid)
 );
 -- what a sync of a few leads asks (sync.delta, sync.fastpath): their rows, and counts
@@ -103,8 +104,9 @@ class State:
         2 → 3: where an edited item stands in the calendar; 3 → 4: mail touches and
         bookmarks, whose tables `_SCHEMA` has just created: a first scan fills them; 4 → 5:
         the rule of a to-do ticked off in a calendar, and a status change kept with its time
-        (an older date-only one still reads, as the start of its day), and where a spread
-        item was laid)."""
+        (an older date-only one still reads, as the start of its day); where a spread item
+        was laid; an item's shape and the calendar app's bookkeeping kept, filled as items are
+        written; the items kept as edited are read again once: sync.apply.unfrozen)."""
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
         if version < 2:
             if "source" not in columns:
@@ -116,8 +118,16 @@ class State:
         touch_columns = {r[1] for r in self.db.execute("PRAGMA table_info(touches)")}
         if version < 5 and "rule" not in touch_columns:
             self.db.execute("ALTER TABLE touches ADD COLUMN rule TEXT NOT NULL DEFAULT ''")
-        if version < 5 and "slot" not in columns:  # 4 → 5: where a spread item was laid
-            self.db.execute("ALTER TABLE items ADD COLUMN slot TEXT NOT NULL DEFAULT ''")
+        if version < 5:
+            for column in ("slot", "shape", "kept"):
+                if column not in columns:
+                    self.db.execute(f"ALTER TABLE items ADD COLUMN {column} TEXT NOT NULL "
+                                    "DEFAULT ''")
+            # Items kept as edited may only hold a calendar app's bookkeeping, which older
+            # versions took for an edit: the next sync reads them again (no ETag, no cursor)
+            # and lets the overdue roll go on for those still where followsync put them.
+            self.db.execute("UPDATE items SET etag='' WHERE edited=1 AND gone=0")
+            self.db.execute("DELETE FROM cursors")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager
@@ -141,7 +151,8 @@ class State:
     # items -------------------------------------------------------------------
     def rows(self, target: str, leads: Collection[str] | None = None) -> dict[str, Row]:
         """The target's rows; with `leads`, only those of these leads (sync.delta)."""
-        columns = "uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved, slot"
+        columns = ("uid, href, etag, hash, sequence, lead, rule, gone, source, edited, moved, "
+                   "slot, shape, kept")
         if leads is None:
             cur = self.db.execute(f"SELECT {columns} FROM items WHERE target=?", (target,))
         else:
@@ -149,14 +160,16 @@ class State:
                                   "(SELECT value FROM json_each(?))",
                                   (target, json.dumps(list(leads))))
         return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], bool(r[9]),
-                          r[10], r[11]) for r in cur}
+                          r[10], r[11], r[12], r[13]) for r in cur}
 
     def put(self, target: str, row: Row) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO items (target, uid, href, etag, hash, sequence, gone, lead,"
-            " rule, source, edited, moved, slot) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " rule, source, edited, moved, slot, shape, kept) VALUES "
+            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (target, row.uid, row.href, row.etag, row.hash, row.sequence, int(row.gone),
-             row.lead, row.rule, row.source, int(row.edited), row.moved, row.slot))
+             row.lead, row.rule, row.source, int(row.edited), row.moved, row.slot, row.shape,
+             row.kept))
 
     def slots_besides(self, target: str, leads: Collection[str], days: Collection[date]
                       ) -> list[str]:

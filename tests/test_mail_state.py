@@ -65,6 +65,6 @@ def test_a_schema_3_state_gains_the_mail_tables(tmp_path: Path) -> None:
             state.save_mail_scan("a", "a", "d", {"INBOX": Bookmark(1, 2)}, [touch("<m>")])
         assert len(state.mail_touches()) == 1
         version = state.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
-        assert int(version) == SCHEMA_VERSION == 5
+        assert int(version) == SCHEMA_VERSION  # (the latest, whichever it is)
     finally:
         state.close()

@@ -13,6 +13,8 @@ explicit model says what the calendars must hold after each sync:
     the calendar touches define it, blind to the daily overdue roll);
   * an item the user moved or ticked off keeps exactly the user's text while the follow-up is
     unchanged; otherwise an item shows followsync's own rendering of the follow-up;
+  * a calendar app's bookkeeping (a reminder dismissed or snoozed in Thunderbird, Apple
+    Calendar or Evolution) is no edit: such an item still rolls and is rewritten;
   * never a duplicate UID; someone else's items are never touched; and a sync right after a
     sync writes nothing.
 """
@@ -41,6 +43,7 @@ from followsync.marks import is_owned, uid_of
 from followsync.render import summary, uid_for
 from followsync.rules import FollowUp, Memory, plan
 from followsync.sync import SyncOptions
+from tests.apps import apple_dismiss, evolution_save, thunderbird_dismiss
 from tests.project import config_text, ics_target, leads_text
 
 ZONE = ZoneInfo("Europe/Berlin")
@@ -239,6 +242,28 @@ class SyncMachine(RuleBasedStateMachine):
         new = _WHEN.sub(moved, text)
         assume(new != text)
         self._user_saves(calendar, uid, href, new)
+
+    @rule(calendar=st.sampled_from(sorted(TARGETS)), index=st.integers(0, 50),
+          app=st.sampled_from(["thunderbird", "thunderbird snooze", "apple", "apple snooze",
+                               "evolution"]))
+    def dismiss_a_reminder(self, calendar: str, index: int, app: str) -> None:
+        """A calendar app's bookkeeping (tests/apps.py): never an edit. The item stays ours:
+        it must roll, be rewritten and be deleted as if nothing had happened (the checks of
+        `_check`: a frozen item fails them the next day); an item the user had edited stays
+        the user's, with the app's new text."""
+        uid, href, text = self._pick(calendar, index)
+        now = self._now().astimezone(UTC)
+        stamp, later = f"{now:%Y%m%dT%H%M%SZ}", f"{now + timedelta(minutes=15):%Y%m%dT%H%M%SZ}"
+        snooze = later if app.endswith("snooze") else None
+        if app.startswith("thunderbird"):
+            new = thunderbird_dismiss(text, stamp, snooze_until=snooze)
+        elif app.startswith("apple"):
+            new = apple_dismiss(text, stamp, snooze_until=snooze)
+        else:
+            new = evolution_save(text, old_tzid=False)
+        self.backends[calendar].put_foreign(href, new)
+        if uid in self.edited[calendar]:
+            self.edited[calendar][uid] = UserVersion(self.edited[calendar][uid].shown, new)
 
     @rule(calendar=st.sampled_from(sorted(TARGETS)), index=st.integers(0, 50))
     def delete_an_item(self, calendar: str, index: int) -> None:

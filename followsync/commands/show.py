@@ -72,7 +72,7 @@ def describe(action: d.Action, today: date | None = None) -> str | None:
         case d.Gone(want=w):
             return f"  skip    {w.item.lead_id} {w.item.rule}: deleted in the calendar; not " \
                    "recreated until the lead file changes it"
-        case d.Forget() | d.Same() | d.Missed():
+        case d.Forget() | d.Same() | d.Missed() | d.Restamp():
             return None
         case _:
             assert_never(action)

@@ -88,7 +88,7 @@ def _full(
             completions = []
             for session in sessions:
                 with target_errors(session.report):
-                    completions.extend(session.completions(config.timezone, today))
+                    completions.extend(session.read_changes(config.timezone, today))
             plans = plan_leads(book, today, state, completions, options.dry_run,
                                mail_touches(config, state, book), local_now(config, now))
             basis = None  # the next delta's basis, made before the calendars are written

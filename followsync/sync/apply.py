@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, assert_never
 
 from followsync.backends.base import Backend
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("followsync")
 _SEQUENCE = re.compile(r"^SEQUENCE:(\d+)", re.MULTILINE)
 STATE_BATCH = 50  # commit the state this often while writing to a server
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # (a DTSTAMP for renderings only compared)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _reconcile_once(
 
     target, report, listing = session.target, session.report, session.listing
     assert listing is not None
-    rows = session.rows
+    rows, bookkept = session.as_read(session.rows)
     outside_unchanged = outside_kept = 0
     if scope is not None:  # the other leads' items: unchanged, or deleted by hand and kept
         rows = {uid: row for uid, row in rows.items() if row.lead in scope.leads}
@@ -101,7 +102,8 @@ def _reconcile_once(
         report.notes.append(listing.note)
     if listing.reset and not options.dry_run:
         session.forget_old_calendar(state)
-    result = d.diff(wants, listing.items, rows, allow_deletes=allow_deletes)
+    rows, bookkept = unfrozen(wants, rows, bookkept, session, config.timezone)
+    result = d.diff(wants, listing.items, rows, allow_deletes=allow_deletes, bookkept=bookkept)
     if outside_unchanged:
         result = replace(result, unchanged=result.unchanged + outside_unchanged)
     report.actions = result.actions
@@ -143,15 +145,47 @@ def _there(session: Session, items: Mapping[str, Remote], zone: ZoneInfo) -> Cal
     return where
 
 
+def unfrozen(wants: dict[str, d.Want], rows: dict[str, Row], bookkept: set[str],
+             session: Session, zone: ZoneInfo) -> tuple[dict[str, Row], set[str]]:
+    """Items written by a followsync before state schema 5, which knew no shapes (row.shape
+    ""), that changed in the calendar — or that it took for the user's edit when an app
+    wrote its bookkeeping into them (the migration has those read again: State._migrate).
+    One that stands exactly where followsync's own overdue roll put it on one of the days
+    since it was due was not moved by the user: its row loses the edit and learns its
+    shape, and it is treated as ours (it rolls on). Only such rows cost renderings."""
+    from followsync.readback import shape
+    from followsync.render import render
+
+    found: dict[str, Row] = {}
+    for uid, change in session.changes.items():
+        row, want = rows.get(uid), wants.get(uid)
+        if row is None or want is None or row.shape or not change.edited \
+                or row.source != want.source or not change.shape:
+            continue
+        item = want.item
+        was = item.due - timedelta(days=item.overdue_days)
+        ours = {shape(render(replace(item, due=was + timedelta(days=n), overdue_days=n),
+                             uid=uid, kind=want.kind, zone=zone, stamp=_EPOCH), zone)
+                for n in range(min(item.overdue_days, 366) + 1)}
+        if change.shape in ours:
+            found[uid] = replace(row, edited=False, moved="", shape=change.shape)
+    if not found:
+        return rows, bookkept
+    return {**rows, **found}, bookkept | set(found)
+
+
 def same(there: str, ours: str, target: str, href: str, quiet: bool = False,
          now: datetime | None = None) -> bool:
-    """Whether an item read from a target says what we would write (alarms that have passed
-    by `now` aside). An item that is not valid iCalendar (a broken server or app) is not
-    the same: ours replaces it."""
+    """Whether an item read from a target says what we would write, a calendar app's
+    bookkeeping (readback.without_bookkeeping) and alarms that have passed by `now` aside.
+    An item that is not valid iCalendar (a broken server or app) is not the same: ours
+    replaces it."""
+    from followsync.readback import without_bookkeeping
     from followsync.render import normalise
 
     try:
-        return normalise(there, now) == normalise(ours, now)
+        return normalise(without_bookkeeping(there), now) == \
+            normalise(without_bookkeeping(ours), now)
     except Exception as exc:  # icalendar raises ValueError, and worse on some input
         if quiet:
             return False
@@ -208,7 +242,8 @@ class Apply:
                 self.create(action)
             case d.Update():
                 self.update(action.want, action.remote, (action.row.sequence if action.row
-                                                         else 0) + 1)
+                                                         else 0) + 1,
+                            action.row.kept if action.row else "")
             case d.Adopt():
                 self.adopt(action.want, action.remote)
             case d.Delete():
@@ -217,6 +252,9 @@ class Apply:
                 self.accept(action)
             case d.Gone():
                 self.gone(action)
+            case d.Restamp():
+                self.state.put(self.key, replace(action.row, etag=action.remote.etag))
+                self.outcomes.append(action)
             case d.Forget():
                 self.state.forget(self.key, action.uid)
             case d.Same() | d.Missed():
@@ -229,7 +267,8 @@ class Apply:
 
         want = action.want
         try:
-            remote = self.backend.create(want.uid, self.text(want, 0))
+            text = self.text(want, 0)
+            remote = self.backend.create(want.uid, text)
         except Conflict:
             found = self.backend.find(want.uid)
             if found is None:  # refused, yet not there: a lost race; try next time
@@ -238,13 +277,16 @@ class Apply:
             else:  # there already: ours from a retried PUT or a lost state, or someone's
                 self.adopt(want, found)
             return
-        self.record(want, remote, 0)
+        self.record(want, remote, 0, text)
         self.outcomes.append(action)
 
-    def update(self, want: d.Want, remote: Remote, sequence: int) -> None:
+    def update(self, want: d.Want, remote: Remote, sequence: int, kept: str = "") -> None:
+        """Rewrite an item; `kept`, a calendar app's bookkeeping read from it, comes along
+        (readback.carry_over), so a reminder dismissed there does not ring again."""
         from followsync import diff as d
+        from followsync.readback import carry_over
 
-        text = self.text(want, sequence)
+        text = carry_over(self.text(want, sequence), kept)
         try:
             written = self.backend.update(remote, text)
         except Conflict:
@@ -253,13 +295,14 @@ class Apply:
                 self.missed(want.uid, "changed in the calendar meanwhile; left as it is")
                 return
             written = landed
-        self.record(want, written, sequence)
+        self.record(want, written, sequence, text, kept)
         self.outcomes.append(d.Update(want, written, None))
 
     def adopt(self, want: d.Want, remote: Remote) -> None:
         """An item of ours the state does not know: record it if it is as planned, else
         rewrite it (an item without followsync's mark is someone else's: left alone)."""
         from followsync import diff as d
+        from followsync.readback import bookkeeping
 
         text = self.backend.get(remote)
         if not is_owned(text):
@@ -268,11 +311,12 @@ class Apply:
             return
         found = _SEQUENCE.search(text.replace("\r\n", "\n"))
         sequence = int(found.group(1)) if found else 0
+        kept = bookkeeping(text)
         if same(text, self.text(want, sequence), self.name, remote.href, now=self.now):
-            self.record(want, remote, sequence)
+            self.record(want, remote, sequence, text, kept)
             self.outcomes.append(d.Same(want.uid))
         else:
-            self.update(want, remote, sequence + 1)
+            self.update(want, remote, sequence + 1, kept)
 
     def delete(self, action: d.Delete) -> None:
         try:
@@ -288,14 +332,22 @@ class Apply:
         a write of ours that landed but was never recorded (the process was killed after
         the server or the file had it)."""
         from followsync import diff as d
+        from followsync.readback import placed_at, shape
 
         sequence = action.row.sequence + 1
-        if self.says(action.remote, self.text(action.want, sequence)):
-            self.record(action.want, action.remote, sequence)
+        try:
+            there = self.backend.get(action.remote)
+        except Conflict:
+            there = ""
+        ours = self.text(action.want, sequence)
+        if there and same(there, ours, self.name, action.remote.href, quiet=True,
+                         now=self.now):
+            self.record(action.want, action.remote, sequence, there, action.row.kept)
             self.outcomes.append(d.Same(action.want.uid))
             return
         self.state.put(self.key, replace(action.row, etag=action.remote.etag, edited=True,
-                                         moved=self.placed(action.remote)))
+                                         moved=placed_at(there, self.zone) if there else "",
+                                         shape=shape(there, self.zone) if there else ""))
         self.outcomes.append(action)
 
     def gone(self, action: d.Gone) -> None:
@@ -313,36 +365,24 @@ class Apply:
             return found
         return None
 
-    def says(self, remote: Remote, text: str) -> bool:
-        """Whether the item at `remote` says `text` (quietly: a user's edit is no error)."""
-        try:
-            there = self.backend.get(remote)
-        except Conflict:
-            return False
-        return same(there, text, self.name, remote.href, quiet=True, now=self.now)
-
     def text(self, want: d.Want, sequence: int) -> str:
         from followsync.render import render
 
         return render(want.item, uid=want.uid, kind=want.kind, zone=self.zone, stamp=self.now,
                       sequence=sequence, now=self.now)
 
-    def record(self, want: d.Want, remote: Remote, sequence: int) -> None:
+    def record(self, want: d.Want, remote: Remote, sequence: int, text: str, kept: str = ""
+               ) -> None:
+        """The state row of an item as written (or found as planned): `text`, what it says,
+        gives the shape a user's edit is told by."""
+        from followsync.readback import shape
+
         self.state.put(self.key, Row(want.uid, remote.href, remote.etag, want.hash, sequence,
                                      want.item.lead_id, want.item.rule, source=want.source,
-                                     slot=want.slot))
+                                     slot=want.slot, shape=shape(text, self.zone), kept=kept))
 
     def missed(self, uid: str, why: str) -> None:
         from followsync import diff as d
 
         self.outcomes.append(d.Missed(uid))
         log.warning("%s: %s %s", self.name, uid, why)
-
-    def placed(self, remote: Remote) -> str:
-        """Where the user put an item they edited in the calendar (`agenda` shows it)."""
-        from followsync.readback import placed_at
-
-        try:
-            return placed_at(self.backend.get(remote), self.zone)
-        except Conflict:
-            return ""

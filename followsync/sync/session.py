@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,17 @@ class Completion:
     touch: Touch
 
 
+@dataclass(frozen=True)
+class Change:
+    """An item of ours that changed in the calendar, as read at `etag`: whether the user
+    edited it (readback.edited), and the app's bookkeeping it holds (readback.bookkeeping)."""
+
+    etag: str
+    edited: bool
+    kept: str
+    shape: str = ""  # (readback.shape, for sync.apply.unfrozen)
+
+
 @dataclass
 class Session:
     """A target being synced: its backend, what the state and the target hold."""
@@ -49,6 +60,7 @@ class Session:
     started: float = field(default_factory=time.monotonic)
     listing: Listing | None = None
     rows: dict[str, Row] = field(default_factory=dict)  # the state's rows as at `listing`
+    changes: dict[str, Change] = field(default_factory=dict)  # read by `read_changes`
 
     def relist(self, state: State) -> Listing:
         """Read the state's rows and list the target against them."""
@@ -60,13 +72,17 @@ class Session:
         self.listing = listing
         return listing
 
-    def completions(self, zone: ZoneInfo, today: date) -> list[Completion]:
-        """To-dos of ours ticked off in the calendar since we wrote them: touches by me."""
+    def read_changes(self, zone: ZoneInfo, today: date) -> list[Completion]:
+        """Read once each item of ours whose ETag moved since we wrote it: what changed
+        (`changes`: an edit by the user, or only a calendar app's bookkeeping), and the to-dos
+        ticked off there, which are touches by me (returned). `plan` and `sync` both come
+        here, so they agree on what is an edit."""
         from followsync.leads import Touch
-        from followsync.readback import completed_on
+        from followsync.readback import bookkeeping, completed_on, edited, shape
 
         assert self.listing is not None
         found = []
+        self.changes = {}
         for uid, remote in self.listing.items.items():
             row = self.rows.get(uid)
             if row is None or row.gone or row.etag == remote.etag:
@@ -75,6 +91,8 @@ class Session:
                 text = self.backend.get(remote)
             except Conflict:
                 continue
+            self.changes[uid] = Change(remote.etag, edited(row.shape, text, zone),
+                                       bookkeeping(text), "" if row.shape else shape(text, zone))
             day = completed_on(text, zone, today)
             if day is not None:
                 note = f"completed in the calendar ({self.target.name})"
@@ -83,6 +101,19 @@ class Session:
                                         Touch(date=day, by="me", note=note,
                                               rule=row.rule or None)))
         return found
+
+    def as_read(self, rows: dict[str, Row]) -> tuple[dict[str, Row], set[str]]:
+        """`rows` with the bookkeeping `read_changes` found, and the items that changed in
+        bookkeeping only (diff's `bookkept`); a change read at another ETag than the
+        listing's (relisted since) is left out."""
+        assert self.listing is not None
+        now = {uid: change for uid, change in self.changes.items()
+               if uid in rows and (there := self.listing.items.get(uid)) is not None
+               and there.etag == change.etag}
+        if not now:
+            return rows, set()
+        fresh = {uid: replace(rows[uid], kept=change.kept) for uid, change in now.items()}
+        return {**rows, **fresh}, {uid for uid, change in now.items() if not change.edited}
 
     def forget_old_calendar(self, state: State) -> None:
         """The calendar was deleted on the server (listing.reset): forget its items, moves
