@@ -293,16 +293,36 @@ def _is_app_property(name: str) -> bool:
 
 
 def _is_app_alarm(lines: list[str]) -> bool:
-    """An alarm the app made itself: a snooze (RFC 9074 RELATED-TO;RELTYPE=SNOOZE) or Apple's
-    default alarm (X-APPLE-DEFAULT-ALARM:TRUE)."""
+    """An alarm the app made itself: a snooze (RFC 9074 RELATED-TO;RELTYPE=SNOOZE, or Apple's
+    RELATED-TO without RELTYPE: followsync's alarms relate to nothing) or Apple's default
+    alarm (X-APPLE-DEFAULT-ALARM:TRUE)."""
     for line in lines:
         name, params, value = _split(line)
-        if name == "RELATED-TO" and params.get("RELTYPE", "").upper() == "SNOOZE":
+        if name == "RELATED-TO" and params.get("RELTYPE", "SNOOZE").upper() == "SNOOZE":
             return True
         if name in ("X-APPLE-DEFAULT-ALARM", "X-APPLE-LOCAL-DEFAULT-ALARM") and \
                 value.strip().upper() == "TRUE":
             return True
     return False
+
+
+def _rang(lines: list[str], now: datetime | None) -> bool:
+    """An app's alarm at a fixed moment (a snooze) that `now` has passed: written again, it
+    would ring at once (README: no alarm whose moment has passed). ACTION:NONE (Apple's
+    placeholder) never rings."""
+    if now is None:
+        return False
+    moment = None
+    for line in lines:
+        name, params, value = _split(line)
+        if name == "ACTION" and value.strip().upper() == "NONE":
+            return False
+        if name == "TRIGGER" and params.get("VALUE", "").upper() == "DATE-TIME":
+            try:
+                moment = datetime.strptime(value.strip(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            except ValueError:
+                return False
+    return moment is not None and moment < now
 
 
 def _alarm_key(lines: list[str]) -> str:
@@ -383,11 +403,12 @@ def without_bookkeeping(text: str) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
-def carry_over(ours: str, kept: str) -> str:
+def carry_over(ours: str, kept: str, now: datetime | None = None) -> str:
     """followsync's rendered item with the app's bookkeeping (`bookkeeping`) put back: the
     item's lines after followsync's own (the UID stays first), each alarm's state into
     followsync's alarm with the same ACTION and TRIGGER (one whose alarm is gone is
-    dropped), the app's own alarms at the end. `ours` is otherwise left byte for byte.
+    dropped), the app's own alarms at the end, less a snooze whose moment `now` has passed.
+    `ours` is otherwise left byte for byte.
 
     An acknowledgement is a moment: Thunderbird rings a past alarm only if it is later than
     X-MOZ-LASTACK, and an RFC 9074 client one later than ACKNOWLEDGED; a future alarm always
@@ -402,7 +423,8 @@ def carry_over(ours: str, kept: str) -> str:
     whole: list[str] = []
     for alarm in saved.alarms:
         if _is_app_alarm(alarm[1:-1]):
-            whole += alarm
+            if not _rang(alarm[1:-1], now):
+                whole += alarm
         else:
             states.setdefault(_alarm_key(alarm[1:-1]), _alarm_state(alarm[1:-1]))
     nl = "\r\n" if "\r\n" in ours else "\n"

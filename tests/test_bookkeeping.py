@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -171,6 +171,7 @@ defaults:
   cadence: [1w, 2w, 1mo]
   at: "09:30"
   alarms: [0m, 1d]
+  spread: false  # (the dates are checked here; test_calendar_view checks the spread)
 leads:
   dana:
     name: Dana Whitfield
@@ -302,27 +303,30 @@ def app_writes(cal: CalendarInfo, item: Item, change: Callable[[str], str]) -> s
 def test_reminders_dismissed_and_snoozed_on_radicale_do_not_freeze_items(dav: TwoWay) -> None:
     """Thunderbird dismisses the desk's overdue event, Apple snoozes the phone's overdue to-do,
     Evolution saves the desk's one-off: no edit anywhere. The next day every item rolls and
-    says how overdue it is, with each app's state carried over; `plan` and `sync` agree."""
+    says how overdue it is, with each app's state carried over; `plan` and `sync` agree.
+    (At 08:00, so the 0m alarm of 09:30 is still ahead: an alarm passed is never written.)"""
     w = dav
-    w.sync(DAY1)
+    day1, day2 = "2026-11-18T08:00", "2026-11-19T08:00"
+    w.sync(day1)
     desk, phone = w.ours(w.desk), w.ours(w.phone)
     tb_key, apple_key = uid("desk", "sam", "cadence"), uid("phone", "sam", "cadence")
     evo_key = uid("desk", "sam", "once-2026-11-18")
     app_writes(w.desk, desk[tb_key], lambda t: thunderbird_dismiss(t, "20261118T083000Z"))
+    # (snoozed for a day: a snooze whose moment has passed is not carried over)
     app_writes(w.phone, phone[apple_key],
-               lambda t: apple_dismiss(t, "20261118T083000Z", snooze_until="20261118T084500Z"))
+               lambda t: apple_dismiss(t, "20261118T083000Z", snooze_until="20261119T073000Z"))
     app_writes(w.desk, desk[evo_key], evolution_save)
 
-    code, out = w.output("plan", now=DAY1)
+    code, out = w.output("plan", now=day1)
     assert code == 0, out
     assert "edit" not in out, out
     for line in out.splitlines():
         if not line.startswith(" "):
             assert "0 to create, 0 to update, 0 to delete" in line, out
-    lines = w.sync(DAY1)
+    lines = w.sync(day1)
     assert not any("edit" in line for line in lines.values()), lines
 
-    lines = w.sync(DAY2)
+    lines = w.sync(day2)
     assert not any("edit" in line for line in lines.values()), lines
     desk, phone = w.ours(w.desk), w.ours(w.phone)
     tb, apple, evo = desk[tb_key].component, phone[apple_key].component, desk[evo_key].component
@@ -332,12 +336,12 @@ def test_reminders_dismissed_and_snoozed_on_radicale_do_not_freeze_items(dav: Tw
     assert str(tb["X-MOZ-LASTACK"]) == "20261118T083000Z"
     alarms = [a for a in apple.walk() if a.name == "VALARM"]
     snoozes = [a for a in alarms if "RELATED-TO" in a]
-    assert len(alarms) == 3 and len(snoozes) == 1
+    assert len(alarms) == 2 and len(snoozes) == 1  # 0m (1d has passed) and Apple's snooze
     assert all("ACKNOWLEDGED" in a for a in alarms if a not in snoozes)
     assert all("X-EVOLUTION-ALARM-UID" in a for a in evo.walk() if a.name == "VALARM")
-    code, text = w.output("agenda", now=DAY2)
+    code, text = w.output("agenda", now=day2)
     assert code == 0 and "moved in the calendar" not in text, text
-    w.settled(DAY2)
+    w.settled(day2)
 
 
 def test_a_real_edit_still_counts_on_radicale(dav: TwoWay) -> None:
@@ -473,3 +477,25 @@ def test_items_an_older_version_froze_roll_again_after_the_upgrade(ics: Project)
     out = run(p, "plan", now=DAY2)
     assert "0 to create, 0 to update, 0 to delete" in out, out
     assert "moved in the calendar" in run(p, "agenda", now=DAY2)  # Dana's, by the user
+
+
+def test_a_snooze_whose_moment_has_passed_is_not_carried_over() -> None:
+    """An app's snooze is its own alarm at a fixed moment: kept on a rewrite while it is
+    ahead, dropped once passed (it would ring at once); Apple's placeholder (ACTION:NONE,
+    1976) never rings and stays. Apple writes RELATED-TO without RELTYPE: still a snooze."""
+    snoozed = apple_dismiss(ours(), "20261207T075636Z", snooze_until="20261207T090000Z")
+    apple_form = snoozed.replace("RELATED-TO;RELTYPE=SNOOZE:", "RELATED-TO:")
+    placeholder = ("BEGIN:VALARM\r\nACTION:NONE\r\nTRIGGER;VALUE=DATE-TIME:19760401T005545Z\r\n"
+                   "X-APPLE-DEFAULT-ALARM:TRUE\r\nEND:VALARM\r\n")
+    for text in (snoozed, apple_form):
+        text = text.replace("END:VEVENT", placeholder + "END:VEVENT", 1)
+        kept = readback.bookkeeping(text)
+        tomorrow = ours(due=date(2026, 12, 8), overdue_days=1)
+
+        def related(now: datetime, kept: str = kept, tomorrow: str = tomorrow) -> list[str]:
+            merged = component(readback.carry_over(tomorrow, kept, now))
+            return [str(a.get("ACTION")) for a in merged.walk()
+                    if a.name == "VALARM" and ("RELATED-TO" in a or "X-APPLE-DEFAULT-ALARM" in a)]
+
+        assert sorted(related(datetime(2026, 12, 7, 8, 59, tzinfo=UTC))) == ["DISPLAY", "NONE"]
+        assert related(datetime(2026, 12, 7, 9, 1, tzinfo=UTC)) == ["NONE"]

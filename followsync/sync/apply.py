@@ -286,7 +286,7 @@ class Apply:
         from followsync import diff as d
         from followsync.readback import carry_over
 
-        text = carry_over(self.text(want, sequence), kept)
+        text = carry_over(self.text(want, sequence), kept, self.now)
         try:
             written = self.backend.update(remote, text)
         except Conflict:
