@@ -168,3 +168,18 @@ def test_a_roll_to_the_next_allowed_day_and_a_kept_overdue_item_say_so(project: 
         "  sam cadence: 2026-12-02 09:00 — 1st follow-up: last touch 2026-11-25 (last contact) "
         "+ 1w; overdue, kept on its date (overdue: keep)",
     ]
+
+
+def test_all_gives_each_item_the_time_it_is_laid_at(project: Project) -> None:
+    """Items laid end to end (`spread`) are listed by `--all` at the time the create lines
+    and the calendar give them, not all at `at`."""
+    project.now = TODAY
+    project.write_leads("version: 1\nleads:\n" + "".join(
+        f"  l{n}:\n    name: Lead {n}\n" for n in range(3)))
+    code, out = project.output("plan", "--all")
+    assert code == 0, out
+    pending = out.split("pending follow-ups (3):\n")[1].splitlines()
+    assert [line.split(" — ")[0] for line in pending] == [
+        "  l0 cadence: 2026-12-07 09:00", "  l1 cadence: 2026-12-07 09:15",
+        "  l2 cadence: 2026-12-07 09:30"]
+    assert "create  l2 cadence: 2026-12-07 09:30 event" in out

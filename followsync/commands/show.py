@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, assert_never
 
 if TYPE_CHECKING:  # a summary needs neither the diff nor the rules
@@ -130,9 +132,14 @@ def _print_pending(outcome: Outcome, say: Callable[[str], None], leads: Collecti
     count = sum(len(p.follow_ups) for p in plans)
     of = f" of {', '.join(leads)}" if leads else ""
     say(f"pending follow-ups{of} ({count}):")
+    laid: dict[tuple[str, str], dt.time] = {}
+    for report in reversed(outcome.targets):  # the first target's time, where they differ
+        laid.update(report.laid)
     for lead_plan in plans:
         for item in sorted(lead_plan.follow_ups, key=lambda f: (f.due, f.rule)):
-            say(f"  {item.lead_id} {item.rule}: {_day(item)} — {why(item, outcome.today)}")
+            start = laid.get((item.lead_id, item.rule))
+            shown = _day(item if start is None else replace(item, at=start))
+            say(f"  {item.lead_id} {item.rule}: {shown} — {why(item, outcome.today)}")
         if leads and not lead_plan.follow_ups:
             say(f"  {lead_plan.lead_id}: none: {_none_why(lead_plan)}")
 

@@ -90,6 +90,9 @@ def _reconcile_once(
     taken = taken_besides(state, target.key, scope.leads, plans) if scope is not None else []
     wants = wants_for(plans, target, config.timezone.key, todo_ok, rows, taken,
                       _there(session, listing.items, config.timezone))
+    if options.dry_run:  # `plan --all` gives each item the time it is laid at
+        report.laid = {(w.item.lead_id, w.item.rule): w.item.at for w in wants.values()
+                       if w.slot and w.item.at is not None}
     if not todo_ok and any(w.item.kind == "todo" or target.kind == "todo"
                            for w in wants.values()):
         if target.type == "google":  # events only, by design (README): a note, not a warning

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
 from typing import TYPE_CHECKING
 
 from followsync.errors import EXIT_OK, EXIT_SAFETY, EXIT_TARGET, FollowsyncError, SafetyStop
@@ -42,6 +42,8 @@ class TargetReport:
 
     checked: int = 0  # `plan` only: items found without a state row, compared by the sync
     notes: list[str] = field(default_factory=list)  # `plan` only: what a sync would do first
+    # `plan` only: (lead, rule) → the start of each item laid after others of its time (spread)
+    laid: dict[tuple[str, str], time] = field(default_factory=dict)
 
     def count(self, tally: d.Tally) -> None:
         """Take the counts of `diff.tally`: `plan` and `sync` count with that one function."""
