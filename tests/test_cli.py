@@ -23,6 +23,7 @@ from tests.project import Project
 
 NOW = "2026-12-01T08:00"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "job-search.yaml"
+FREELANCER = EXAMPLE.with_name("freelancer.yaml")
 LEADS = """\
 version: 1
 defaults:
@@ -502,7 +503,7 @@ def test_schema_is_json_and_accepts_the_example(proj: Proj) -> None:
     assert schema["additionalProperties"] is False
     jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(schema)
-    for text in (EXAMPLE.read_bytes(), LEADS.encode()):
+    for text in (EXAMPLE.read_bytes(), FREELANCER.read_bytes(), LEADS.encode()):
         value = load("leads.yaml", text).value  # read as followsync reads it (YAML 1.2-like)
         assert [e.message for e in validator.iter_errors(value)] == []
     broken = load("x", b"version: 1\nleads:\n  dana: {name: Dana, cadense: [1w]}\n").value
@@ -723,3 +724,19 @@ def test_the_program_freezes_what_is_left_before_the_interpreter_exits() -> None
                           check=False)
     assert done.stdout.split() == ["2", "True"], done.stderr
     assert "Usage" in done.stderr or "no such option" in done.stderr
+
+
+def test_the_freelancer_example_lays_a_busy_monday_end_to_end(project: Project) -> None:
+    """examples/freelancer.yaml (README "Install"): twelve leads validate, and the Monday
+    where six follow-ups fall due at 09:00 shows them one after another, none on another."""
+    project.now = "2026-12-07T08:00"
+    project.write_leads(FREELANCER.read_bytes())
+    code, out = project.output("validate")
+    assert code == 0 and "12 leads" in out, out
+    code, out = project.output("sync")
+    assert code == 0, out
+    cal = icalendar.Calendar.from_ical(project.ics.read_bytes())
+    monday = sorted(e.decoded("DTSTART") for e in cal.walk("VEVENT")
+                    if str(e.decoded("DTSTART")).startswith("2026-12-07 "))
+    assert [m.strftime("%H:%M") for m in monday] == [
+        "09:00", "09:15", "09:30", "09:45", "10:00", "10:15"]
