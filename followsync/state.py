@@ -213,22 +213,21 @@ class State:
 
     def moves(self) -> dict[tuple[str, str], str]:
         """(lead, rule) → where the user moved its item in a calendar (`agenda` shows the
-        date the user sees); the first target's, when several calendars hold it."""
-        found: dict[tuple[str, str], str] = {}
-        for lead, rule, moved in self.db.execute(
-                "SELECT lead, rule, moved FROM items WHERE edited=1 AND gone=0 AND moved!=''"
-                " ORDER BY target, uid"):
-            found.setdefault((lead, rule), moved)
-        return found
+        date the user sees)."""
+        return self._per_follow_up("moved", "edited=1 AND gone=0 AND moved!=''")
 
     def laid(self) -> dict[tuple[str, str], str]:
         """(lead, rule) → the slot its item was laid in (slots.Slot.text; `agenda` shows the
-        time the user sees); the first target's, when several calendars hold it."""
+        time the user sees)."""
+        return self._per_follow_up("slot", "slot!='' AND edited=0 AND gone=0")
+
+    def _per_follow_up(self, column: str, where: str) -> dict[tuple[str, str], str]:
+        """(lead, rule) → `column` of its item where `where` holds; the first target's, when
+        several calendars hold it."""
         found: dict[tuple[str, str], str] = {}
-        for lead, rule, slot in self.db.execute(
-                "SELECT lead, rule, slot FROM items WHERE slot!='' AND edited=0 AND gone=0"
-                " ORDER BY target, uid"):
-            found.setdefault((lead, rule), slot)
+        for lead, rule, value in self.db.execute(
+                f"SELECT lead, rule, {column} FROM items WHERE {where} ORDER BY target, uid"):
+            found.setdefault((lead, rule), value)
         return found
 
     def forget(self, target: str, uid: str) -> None:

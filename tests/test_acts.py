@@ -15,6 +15,7 @@ from followsync.leads import MailTouch, Touch
 from followsync.rules import LeadPlan, Memory, remember, touches
 from tests.imapserver import Account
 from tests.mailproject import mail_project, mail_to
+from tests.oldstate import LEADS_3, TOUCHES_4, old_state
 from tests.project import Project, leads_text, plan_text
 
 D = date.fromisoformat
@@ -247,24 +248,12 @@ def test_logged_and_sent_is_one_follow_up(
 def test_a_schema_4_state_loads_and_keeps_status_changes_with_their_time(tmp_path: Any) -> None:
     """An older state (a date-only status change, calendar touches without a rule) loads as
     it was; a change seen now is kept with its time, a ticked to-do with its rule."""
-    import sqlite3
 
     from followsync.state import SCHEMA_VERSION, State
 
-    db = sqlite3.connect(tmp_path / "state.sqlite")
-    db.executescript("""
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        INSERT INTO meta VALUES ('schema', '4');
-        CREATE TABLE leads (
-            lead TEXT PRIMARY KEY, first_seen TEXT NOT NULL, status TEXT, status_changed TEXT);
-        INSERT INTO leads VALUES ('dana', '2026-11-01', 'offer', '2026-11-20');
-        CREATE TABLE touches (
-            target TEXT NOT NULL, uid TEXT NOT NULL, lead TEXT NOT NULL, day TEXT NOT NULL,
-            note TEXT NOT NULL, PRIMARY KEY (target, uid, day));
-        INSERT INTO touches VALUES ('t', 'u1', 'dana', '2026-11-21', 'completed');
-    """)
-    db.commit()
-    db.close()
+    old_state(tmp_path, 4, LEADS_3, TOUCHES_4,
+              "INSERT INTO leads VALUES ('dana', '2026-11-01', 'offer', '2026-11-20');",
+              "INSERT INTO touches VALUES ('t', 'u1', 'dana', '2026-11-21', 'completed');")
     state = State(tmp_path)
     try:
         memory = state.memories()["dana"]

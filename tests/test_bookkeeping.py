@@ -26,6 +26,7 @@ from followsync.durations import Duration
 from followsync.render import normalise, render
 from tests.apps import apple_dismiss, evolution_save, thunderbird_dismiss
 from tests.faultproxy import FaultProxy
+from tests.oldstate import ITEMS_4, old_state
 from tests.project import Project, config_text, ics_target
 from tests.servers import CalendarInfo, Server
 from tests.test_architecture import PROBE, ROOT
@@ -404,24 +405,11 @@ def test_a_schema_4_state_gains_shape_and_kept(tmp_path: Path) -> None:
     """A state from before bookkeeping was told from edits opens and keeps its rows; their
     shape is not known ("": a change of such an item counts as an edit, as it did) until
     followsync writes the item again."""
-    import sqlite3
 
     from followsync.state import SCHEMA_VERSION, State
 
-    db = sqlite3.connect(tmp_path / "state.sqlite")
-    db.executescript("""
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        INSERT INTO meta VALUES ('schema', '4');
-        CREATE TABLE items (
-            target TEXT NOT NULL, uid TEXT NOT NULL, href TEXT NOT NULL, etag TEXT NOT NULL,
-            hash TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0,
-            gone INTEGER NOT NULL DEFAULT 0, lead TEXT NOT NULL, rule TEXT NOT NULL,
-            source TEXT NOT NULL DEFAULT '', edited INTEGER NOT NULL DEFAULT 0,
-            moved TEXT NOT NULL DEFAULT '', PRIMARY KEY (target, uid));
-        INSERT INTO items VALUES ('t', 'u1', 'h', 'e', 'x', 0, 0, 'dana', 'cadence', 's', 0, '');
-    """)
-    db.commit()
-    db.close()
+    old_state(tmp_path, 4, ITEMS_4, "INSERT INTO items VALUES ('t', 'u1', 'h', 'e', 'x', 0, 0, "
+              "'dana', 'cadence', 's', 0, '');")
     state = State(tmp_path)
     try:
         row = state.rows("t")["u1"]

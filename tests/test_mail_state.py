@@ -3,12 +3,12 @@ saw it, bookmarks replaced per mailbox, and a schema-3 state gaining the mail ta
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 from followsync.sources import Bookmark, FoundTouch
 from followsync.state import SCHEMA_VERSION, State
+from tests.oldstate import LEADS_3, old_state
 
 WHEN = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
 
@@ -47,16 +47,8 @@ def test_a_message_seen_by_two_mailboxes_is_one_touch(tmp_path: Path) -> None:
 
 
 def test_a_schema_3_state_gains_the_mail_tables(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "state.sqlite")
-    db.executescript("""
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        INSERT INTO meta VALUES ('schema', '3');
-        CREATE TABLE leads (
-            lead TEXT PRIMARY KEY, first_seen TEXT NOT NULL, status TEXT, status_changed TEXT);
-        INSERT INTO leads VALUES ('dana', '2026-11-01', 'waiting', NULL);
-    """)
-    db.commit()
-    db.close()
+    old_state(tmp_path, 3, LEADS_3,
+              "INSERT INTO leads VALUES ('dana', '2026-11-01', 'waiting', NULL);")
     state = State(tmp_path)
     try:
         assert set(state.memories()) == {"dana"}

@@ -4,7 +4,6 @@ a new one takes the first free slot in the order asked."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date, time
 from itertools import pairwise
 from pathlib import Path
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 
 from followsync.slots import DAY_MINUTES, Ask, Slot, assign
 from followsync.state import SCHEMA_VERSION, State
+from tests.oldstate import ITEMS_4, old_state
 
 MON, TUE = date(2026, 12, 7), date(2026, 12, 8)
 NINE = time(9)
@@ -125,21 +125,8 @@ def test_slots_never_overlap_and_kept_ones_stay(first: list[tuple[date, int, int
 def test_a_schema_4_state_gains_the_slot_column(tmp_path: Path) -> None:
     """The state of a followsync from before `spread`: its rows read with no slot (the next
     full sync lays the items and keeps their slots), and slots can be kept and found."""
-    db = sqlite3.connect(tmp_path / "state.sqlite")
-    db.executescript("""
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        INSERT INTO meta VALUES ('schema', '4');
-        CREATE TABLE items (
-            target TEXT NOT NULL, uid TEXT NOT NULL, href TEXT NOT NULL, etag TEXT NOT NULL,
-            hash TEXT NOT NULL, sequence INTEGER NOT NULL DEFAULT 0,
-            gone INTEGER NOT NULL DEFAULT 0, lead TEXT NOT NULL, rule TEXT NOT NULL,
-            source TEXT NOT NULL DEFAULT '', edited INTEGER NOT NULL DEFAULT 0,
-            moved TEXT NOT NULL DEFAULT '', PRIMARY KEY (target, uid));
-        INSERT INTO items (target, uid, href, etag, hash, lead, rule)
-            VALUES ('t', 'u1', 'h1', 'e1', 'x', 'dana', 'cadence');
-    """)
-    db.commit()
-    db.close()
+    old_state(tmp_path, 4, ITEMS_4, "INSERT INTO items (target, uid, href, etag, hash, lead, rule) "
+              "VALUES ('t', 'u1', 'h1', 'e1', 'x', 'dana', 'cadence');")
     state = State(tmp_path)
     try:
         assert state.rows("t")["u1"].slot == ""
