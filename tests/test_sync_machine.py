@@ -418,7 +418,8 @@ class SyncMachine(RuleBasedStateMachine):
         """My acts since their latest answer or our latest call (README "Mail": a record and a
         mail of one day and direction are one act; records pair with mails in time order)."""
         mails = sorted(self.mails.get(lead_id, ()), key=lambda m: m.at)
-        acts = [(m.at, 3, i, m.by) for i, m in enumerate(mails)]
+        acts: list[tuple[datetime, int, int, str]] = [
+            (m.at, 3, i, m.by) for i, m in enumerate(mails)]
         recorded: dict[tuple[date, str], int] = {}
         for day, kind, i, by in self._records(lead_id):
             if by != "both":
