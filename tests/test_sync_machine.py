@@ -2,12 +2,17 @@
 issue 5), against in-RAM calendars.
 
 Hypothesis interleaves edits of the lead file, edits made in calendar apps (a to-do ticked
-off, an item moved, an item deleted, someone else's item added), new days and syncs. A small
-explicit model says what the calendars must hold after each sync:
+off, an item moved, an item deleted, someone else's item added), mail found in the mailbox,
+new days and syncs. A small explicit model says what the calendars must hold after each sync:
 
   * the rules' answer (`rules.plan`) for the lead file plus the to-dos ticked off in a calendar
-    (each a touch by me on its day), with the memory followsync keeps per lead (the day it was
-    first seen, its last status and the day that status was first seen);
+    (each a touch by me on its day) and the mail touches the mail scan stored, with the memory
+    followsync keeps per lead (the day it was first seen, its last status and the day that
+    status was first seen);
+  * each cadence item's "Unanswered so far" is the number of my acts since their latest answer
+    or our latest call, counted here from the acts (not by `rules`): a log line or a ticked
+    to-do and a mail of one day and direction are one act, and a mail found again in another
+    folder is still one;
   * minus the items the user deleted, as long as the follow-up is still what it was when
     followsync last wrote it ("changed since" is judged on the follow-up as the lead file and
     the calendar touches define it, blind to the daily overdue roll);
@@ -38,10 +43,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from followsync import sync
 from followsync.backends.memory import MemoryBackend
 from followsync.config import load_config
-from followsync.leads import Touch, parse_lead_file
+from followsync.leads import MailTouch, Touch, parse_lead_file
 from followsync.marks import is_owned, uid_of
-from followsync.render import summary, uid_for
+from followsync.render import description, summary, uid_for
 from followsync.rules import FollowUp, Memory, plan
+from followsync.sources import FoundTouch
+from followsync.state import open_state
 from followsync.sync import SyncOptions
 from tests.apps import apple_dismiss, evolution_save, thunderbird_dismiss
 from tests.project import config_text, ics_target, leads_text
@@ -62,7 +69,17 @@ defaults:
 leads:
 """
 TARGETS = {"todo": "todo", "event": "event"}  # name -> as (both in-RAM calendars)
+# A mailbox that is never logged in to (every sync here scans none): the mail rule stores
+# what its scan would have found, as `sources.scan.scan_mailboxes` does.
+MAILBOX = """\
+mail:
+  - {name: inbox, host: imap.invalid, username: me, password_env: FOLLOWSYNC_MACHINE_NONE,
+     me: [me@here.example]}
+"""
+NO_SCAN = frozenset[str]()
+GIVE_UP_AFTER = 3  # (DEFAULTS' give_up_after: that many unanswered, the cadence stops)
 STATUSES = ["waiting", "interviewed", "offer", "closed"]
+_UNANSWERED = re.compile(r"Unanswered so far: (\d+) follow-up")
 _WHEN = re.compile(r"^(DTSTART|DUE|DTEND)((?:;[^:\r\n]*)?):(\d{8}T\d{6})(Z?)\r?$", re.M)
 
 
@@ -76,7 +93,7 @@ class LeadModel:
     one_offs: dict[str, tuple[date, str]] = field(default_factory=dict)  # id -> (on, do)
 
     def yaml(self, lead_id: str) -> str:
-        lines = [f"  {lead_id}:", f"    name: {self.name}"]
+        lines = [f"  {lead_id}:", f"    name: {self.name}", f"    email: {lead_id}@leads.example"]
         if self.status:
             lines.append(f"    status: {self.status}")
         if self.log:
@@ -124,7 +141,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="followsync-machine-"))
         (self.dir / "config.yaml").write_text(config_text(
             "".join(ics_target(f"{name}.ics", name, as_=kind) for name, kind in TARGETS.items()),
-            extra="safety: {max_deletes: 1000}\n"))
+            extra="safety: {max_deletes: 1000}\n" + MAILBOX))
         self.today = START
         self.leads: dict[str, LeadModel] = {}
         self.next_id = 0
@@ -136,6 +153,8 @@ class SyncMachine(RuleBasedStateMachine):
         # what followsync remembers, as the contract defines it
         self.memory: dict[str, Memory] = {}
         self.calendar_touches: dict[str, set[Touch]] = {}
+        self.mails: dict[str, list[MailTouch]] = {}  # as the sync reads them from the state
+        self.found: list[FoundTouch] = []  # as the mail scan stored them
         # per target: uid -> the follow-up followsync last wrote there
         self.written: dict[str, dict[str, FollowUp]] = {t: {} for t in TARGETS}
         self.edited: dict[str, dict[str, UserVersion]] = {t: {} for t in TARGETS}
@@ -281,6 +300,57 @@ class SyncMachine(RuleBasedStateMachine):
         remote = self.backends[calendar].put_foreign(f"{uid}.ics", text)
         self.foreign[calendar][remote.href] = (remote.etag, text)
 
+    # --- the mailbox ------------------------------------------------------------------------
+    @rule(index=st.integers(0, 50), by=st.sampled_from(["me", "them"]), days=st.integers(0, 3),
+          minute=st.integers(0, 24 * 60 - 1),
+          how=st.sampled_from(["new", "as a record", "and logged", "found again"]),
+          subject=st.sampled_from(["the role", "Re: the role", "Next steps"]))
+    def a_mail_arrives(self, index: int, by: str, days: int, minute: int, how: str,
+                       subject: str) -> None:
+        """A mail from a lead (by them) or from me to a lead (by me), stored as the mail scan
+        stores what it found (`State.save_mail_scan`; no server here). The same act may be
+        recorded twice: `as a record`, the mail is of the day and direction of a log line or
+        a ticked to-do of a lead; `and logged`, I log today's mail in the lead file too.
+        `found again`: a mail already found, found once more in another folder (one message,
+        one touch)."""
+        if how == "found again" and self.found:
+            known = self.found[index % len(self.found)]
+            self._store(replace(known, folder=f"{known.folder}/Archive"))
+            return
+        lead_id = sorted(self.leads)[index % len(self.leads)]
+        day = self.today - timedelta(days=days)
+        same = [(lead, d, b) for lead in sorted(self.leads)
+                for d, _kind, _i, b in self._records(lead) if b != "both"]
+        if how == "as a record" and same:
+            lead_id, day, by = same[index % len(same)]
+        elif how == "and logged":  # what I just did
+            day, lead = self.today, self.leads[lead_id]
+            lead.log.append((day, by, f"touch {len(lead.log)}"))
+        # today's mail came before this morning's sync (10:00); no two mails share a second
+        minute %= 10 * 60 if day >= self.today else 24 * 60
+        n = len(self.found)
+        local = datetime.combine(day, time(minute // 60, minute % 60, n % 60), tzinfo=ZONE)
+        found = FoundTouch(local.astimezone(UTC), lead_id, "me" if by == "me" else "them",
+                           f"<m{n}.{lead_id}@machine.example>", subject,
+                           "INBOX" if by == "them" else "Sent")
+        self._store(found)
+        self.found.append(found)
+        # the touch the sync reads: in local wall time (a time a clock change skips moves on)
+        wall = found.when.astimezone(ZONE).replace(tzinfo=None)
+        way = "from" if by == "them" else "to"
+        self.mails.setdefault(lead_id, []).append(MailTouch(
+            date=wall.date(), by=by, note=f'mail {way} {self.leads[lead_id].name} "{subject}"',
+            at=wall, subject=subject, message_id=found.key))
+
+    def _store(self, found: FoundTouch) -> None:
+        (box,) = self.config.mailboxes
+        state = open_state(self.config.state_dir)
+        try:
+            with state.transaction():
+                state.save_mail_scan(box.key, box.name, "machine", {}, [found])
+        finally:
+            state.close()
+
     # --- time ---------------------------------------------------------------------------------
     @rule(days=st.integers(1, 9))
     def days_pass(self, days: int) -> None:
@@ -294,7 +364,8 @@ class SyncMachine(RuleBasedStateMachine):
     @rule()
     def sync(self) -> None:
         self._write_leads()
-        outcome = sync.run(self.config, self._now(), SyncOptions(backends=dict(self.backends)))
+        options = SyncOptions(backends=dict(self.backends), scan=NO_SCAN)
+        outcome = sync.run(self.config, self._now(), options)
         for report in outcome.targets:
             assert report.error is None, report.error
             assert report.warnings == [], report.warnings
@@ -304,7 +375,7 @@ class SyncMachine(RuleBasedStateMachine):
         # nothing is rewritten for nothing: a second sync right away writes nothing
         writes = {t: b.writes for t, b in self.backends.items()}
         items = {t: dict(b.items) for t, b in self.backends.items()}
-        sync.run(self.config, self._now(), SyncOptions(backends=dict(self.backends)))
+        sync.run(self.config, self._now(), options)
         assert {t: b.writes for t, b in self.backends.items()} == writes
         assert {t: dict(b.items) for t, b in self.backends.items()} == items
 
@@ -329,14 +400,41 @@ class SyncMachine(RuleBasedStateMachine):
         """The rules' answer for the whole history: (lead, rule) -> follow-up."""
         loaded = leads_text(self.lead_text)
         memory = {
-            item.id: replace(self.memory[item.id], touches=tuple(sorted(
-                self.calendar_touches.get(item.id, ()), key=lambda t: (t.date, t.note))))
+            item.id: replace(self.memory[item.id], touches=(*sorted(
+                self.calendar_touches.get(item.id, ()), key=lambda t: (t.date, t.note)),
+                *self.mails.get(item.id, ())))
             for item in loaded}
         return {f"{f.lead_id} {f.rule}": f
                 for p in plan(loaded, self.today, memory) for f in p.follow_ups}
 
+    def _records(self, lead_id: str) -> list[tuple[date, int, int, str]]:
+        """The lead's records of acts, in time order (all without a time): its log lines in
+        file order, then the days a to-do of it was ticked off (one act a day)."""
+        log = [(d, 1, i, by) for i, (d, by, _note) in enumerate(self.leads[lead_id].log)]
+        days = sorted({t.date for t in self.calendar_touches.get(lead_id, ())})
+        return sorted(log + [(d, 2, i, "me") for i, d in enumerate(days)])
+
+    def _unanswered(self, lead_id: str) -> int:
+        """My acts since their latest answer or our latest call (README "Mail": a record and a
+        mail of one day and direction are one act; records pair with mails in time order)."""
+        mails = sorted(self.mails.get(lead_id, ()), key=lambda m: m.at)
+        acts: list[tuple[datetime, int, int, str]] = [
+            (m.at, 3, i, m.by) for i, m in enumerate(mails)]
+        recorded: dict[tuple[date, str], int] = {}
+        for day, kind, i, by in self._records(lead_id):
+            if by != "both":
+                nth = recorded[day, by] = recorded.get((day, by), 0) + 1
+                if nth <= sum(m.date == day and m.by == by for m in mails):
+                    continue  # that mail is this act
+            acts.append((datetime.combine(day, time.min), kind, i, by))
+        count = 0
+        for *_, by in sorted(acts):
+            count = count + 1 if by == "me" else 0
+        return count
+
     def _check(self) -> None:
         answer = self._rules()
+        self._check_unanswered(answer)
         for target, kind in TARGETS.items():
             wanted = {uid_for(target, f.lead_id, f.rule): f for f in answer.values()}
             owned = self._owned(target)
@@ -362,6 +460,25 @@ class SyncMachine(RuleBasedStateMachine):
                                    if u in wanted and v.shown == defined(wanted[u])}
             self.written[target] = {u: defined(wanted[u]) for u in expected_present}
 
+    def _check_unanswered(self, answer: dict[str, FollowUp]) -> None:
+        """One act never counts twice: each open lead's cadence item says the unanswered
+        count of its acts, in the rules' answer and in every calendar that holds it."""
+        owned = {target: self._owned(target) for target in TARGETS}
+        for lead_id, lead in self.leads.items():
+            if lead.status == "closed":
+                continue
+            count = self._unanswered(lead_id)
+            item = answer.get(f"{lead_id} cadence")
+            if count >= GIVE_UP_AFTER:
+                assert item is None, (lead_id, count, item)
+                continue
+            assert item is not None and item.unanswered == count, (lead_id, count, item)
+            for target in TARGETS:  # (the text unfolded: parsing it again costs seconds)
+                there = owned[target].get(uid_for(target, lead_id, "cadence"))
+                if there is not None:
+                    said = _UNANSWERED.findall(there[1].replace("\r\n ", ""))
+                    assert said == [str(count)], (target, lead_id, count, said)
+
     def _assert_rendered(self, text: str, item: FollowUp, kind: str) -> None:
         cal = icalendar.Calendar.from_ical(text)
         (comp,) = [c for c in cal.walk() if c.name in ("VEVENT", "VTODO")]
@@ -369,6 +486,7 @@ class SyncMachine(RuleBasedStateMachine):
         assert str(comp["X-FOLLOWSYNC-LEAD"]) == item.lead_id
         assert str(comp["X-FOLLOWSYNC-RULE"]) == item.rule
         assert str(comp["SUMMARY"]) == summary(item)
+        assert str(comp["DESCRIPTION"]) == description(item)  # the reason, the reply link
         assert item.at is not None
         start = datetime.combine(item.due, item.at, tzinfo=ZONE)
         assert comp.decoded("DTSTART") == start
