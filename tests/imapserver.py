@@ -97,6 +97,8 @@ listen = {HOST}
 {_ssl(base, tls_port)}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# a refused login answers at once (tests of refusals would wait 2 s, then up to 15 s each)
+auth_failure_delay = 0
 default_internal_user = {internal}
 default_login_user = {login}
 first_valid_uid = 1
@@ -130,6 +132,9 @@ service imap-login {{
 }}
 service anvil {{
   chroot =
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 service stats {{
   unix_listener stats-reader {{
