@@ -70,6 +70,23 @@ CREATE TABLE IF NOT EXISTS mail_marks (
 _SLOT_INDEX = "CREATE INDEX IF NOT EXISTS items_by_slot ON items (target, slot)"
 
 
+UPGRADED = "upgraded-from-before-5"  # (meta) see State._migrate and sync.apply._upgraded
+
+
+def _older(path: Path) -> bool:
+    """Whether the state at `path` is of an older schema (it needs an upgrade). Any doubt
+    says no: the ordinary opening then reports what is wrong."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        finally:
+            db.close()
+        return found is not None and int(found[0]) < SCHEMA_VERSION
+    except (sqlite3.DatabaseError, ValueError):
+        return False
+
+
 class State:
     """An open state database. Writes are grouped in transactions by the caller."""
 
@@ -78,6 +95,16 @@ class State:
         path = folder / "state.sqlite"
         if readonly and not path.exists():
             self.db = sqlite3.connect(":memory:")
+        elif readonly and _older(path):  # `plan` writes nothing: the upgrade is made in memory
+            self.db = sqlite3.connect(":memory:", isolation_level=None)
+            try:
+                disk = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+                try:
+                    disk.backup(self.db)
+                finally:
+                    disk.close()
+            except sqlite3.DatabaseError as exc:
+                raise damaged(path, exc) from None
         else:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             with contextlib.suppress(OSError):
@@ -128,6 +155,9 @@ class State:
             # and lets the overdue roll go on for those still where followsync put them.
             self.db.execute("UPDATE items SET etag='' WHERE edited=1 AND gone=0")
             self.db.execute("DELETE FROM cursors")
+            # and the items moved or deleted by hand take this version's source hashes once
+            # (sync.apply._upgraded): its texts changed, the lead file did not
+            self.set_meta(UPGRADED, "5")
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     @contextlib.contextmanager

@@ -487,3 +487,98 @@ def test_a_snooze_whose_moment_has_passed_is_not_carried_over() -> None:
 
         assert sorted(related(datetime(2026, 12, 7, 8, 59, tzinfo=UTC))) == ["DISPLAY", "NONE"]
         assert related(datetime(2026, 12, 7, 9, 1, tzinfo=UTC)) == ["NONE"]
+
+
+# --- an upgrade from a followsync before state schema 5 (no shapes, no slots) ---------------
+SPREAD_LEADS = """\
+version: 1
+defaults: {cadence: [1w], at: "09:00", alarms: [0m]}
+leads:
+  a: {name: Ann A, log: ["2026-11-30 emailed the intro"]}
+  b: {name: Bob B, log: ["2026-11-30 emailed the intro"]}
+"""
+
+
+def as_schema_4(p: Project, sql: str = "") -> None:
+    """The state as a followsync before schema 5 left it: no shapes, no slots, no rules of
+    touches, and the older texts' source hashes (a reason and a reply link read otherwise)."""
+    import sqlite3
+
+    db = sqlite3.connect(p.state / "state.sqlite")
+    db.executescript(f"""
+        {sql}
+        ALTER TABLE items DROP COLUMN shape;
+        ALTER TABLE items DROP COLUMN kept;
+        DROP INDEX IF EXISTS items_by_slot;
+        ALTER TABLE items DROP COLUMN slot;
+        ALTER TABLE touches DROP COLUMN rule;
+        UPDATE meta SET value='4' WHERE key='schema';
+    """)
+    db.commit()
+    db.close()
+
+
+def test_an_upgrade_keeps_the_items_moved_and_deleted_by_hand(project: Project) -> None:
+    """An item moved and one deleted by hand before the upgrade stay so: the new version's
+    texts (the reason names the unanswered touches) are not the lead file changing them."""
+    p = project
+    p.write_leads(SPREAD_LEADS)
+    run(p, "sync", now="2026-12-01T08:00")
+    items = file_items(p.ics)
+    text = thunderbird_dismiss(p.ics.read_text(), "20261201T073000Z", shift=timedelta(hours=5),
+                               uid=str(items["a cadence"]["UID"]))
+    at = text.index("X-FOLLOWSYNC-LEAD:b")  # Bob's item deleted by hand
+    begin, end = text.rindex("BEGIN:VEVENT", 0, at), text.index("END:VEVENT", at) + 12
+    p.ics.write_text(text[:begin] + text[end:], newline="")
+    assert "2 calendar edits kept" in run(p, "sync", now="2026-12-01T09:00")
+    as_schema_4(p, "UPDATE items SET source='from-an-older-followsync';")
+    out = run(p, "plan", now="2026-12-01T10:00")
+    assert "0 to create, 0 to update, 0 to delete" in out, out
+    out = run(p, "sync", now="2026-12-01T10:00")
+    assert "0 created, 0 updated, 0 deleted" in out and "2 calendar edits kept" in out, out
+    items = file_items(p.ics)
+    assert starts(items["a cadence"]) == "2026-12-07 14:00" and "b cadence" not in items
+    p.edit('b: {name: Bob B, log: ["2026-11-30 emailed the intro"]}',
+           'b: {name: Bob B, log: ["2026-11-30 emailed the intro", "2026-12-01 called"]}')
+    assert "1 created" in run(p, "sync", now="2026-12-01T11:00")  # the lead file changed it
+
+
+def test_after_an_upgrade_an_item_an_older_version_wrote_at_its_time_is_ours(
+        project: Project) -> None:
+    """An older followsync wrote every item at `at`; one an app rewrote (a dismissal) after
+    the upgrade is recognised at that time, though `spread` now lays it later: it rolls on
+    and takes its slot, and is not frozen as the user's edit."""
+    p = project
+    p.write_leads(SPREAD_LEADS)
+    run(p, "sync", now="2026-12-07T08:00")
+    items = file_items(p.ics)
+    assert starts(items["b cadence"]) == "2026-12-07 09:15"
+    text = p.ics.read_text()
+    at = text.index("X-FOLLOWSYNC-LEAD:b")
+    begin, end = text.rindex("BEGIN:VEVENT", 0, at), text.index("END:VEVENT", at)
+    bob = text[begin:end].replace("20261207T091500", "20261207T090000").replace(
+        "20261207T093000", "20261207T091500")  # b as an older version wrote it: at 09:00
+    old = text[:begin] + bob + text[end:]
+    p.ics.write_text(thunderbird_dismiss(old, "20261207T080000Z",
+                                         uid=str(items["b cadence"]["UID"])), newline="")
+    as_schema_4(p)
+    out = run(p, "sync", now="2026-12-08T08:00")
+    assert "edit" not in out, out
+    items = file_items(p.ics)
+    assert [starts(items[k]) for k in ("a cadence", "b cadence")] == [
+        "2026-12-08 09:00", "2026-12-08 09:15"]
+    assert "(1 day overdue)" in str(items["b cadence"]["SUMMARY"])
+    assert "0 to create, 0 to update" in run(p, "plan", now="2026-12-08T08:05")
+
+
+def test_plan_and_agenda_leave_an_older_state_as_it_was(project: Project) -> None:
+    """`plan` writes nothing anywhere: on a state of an older schema it upgrades a copy in
+    memory, so the older followsync still runs on it."""
+    p = project
+    p.write_leads(SPREAD_LEADS)
+    run(p, "sync", now="2026-12-07T08:00")
+    as_schema_4(p)
+    before = (p.state / "state.sqlite").read_bytes()
+    run(p, "plan", now="2026-12-07T09:00")
+    run(p, "agenda", now="2026-12-07T09:00")
+    assert (p.state / "state.sqlite").read_bytes() == before

@@ -19,7 +19,7 @@ from followsync.config import Config
 from followsync.errors import ComponentRefused, Conflict, SafetyStop
 from followsync.marks import is_owned
 from followsync.model import Remote, Row
-from followsync.state import State
+from followsync.state import UPGRADED, State
 from followsync.sync.options import Progress, SyncOptions
 from followsync.sync.planning import relaid, taken_besides, wants_for
 from followsync.sync.report import TargetReport
@@ -88,8 +88,13 @@ def _reconcile_once(
         rows = {uid: row for uid, row in rows.items() if not row.gone}
     todo_ok = session.backend.supports("VTODO")
     taken = taken_besides(state, target.key, scope.leads, plans) if scope is not None else []
-    wants = wants_for(plans, target, config.timezone.key, todo_ok, rows, taken,
-                      _there(session, listing.items, config.timezone))
+    there = _there(session, listing.items, config.timezone)
+    wants = wants_for(plans, target, config.timezone.key, todo_ok, rows, taken, there)
+    adjusted = _upgraded(state, target.key, rows, wants)
+    adjusted, bookkept = unfrozen(wants, adjusted, bookkept, session, config.timezone)
+    if adjusted is not rows:  # rows the upgrade or `unfrozen` changed: lay the items anew
+        rows = adjusted
+        wants = wants_for(plans, target, config.timezone.key, todo_ok, rows, taken, there)
     if options.dry_run:  # `plan --all` gives each item the time it is laid at
         report.laid = {(w.item.lead_id, w.item.rule): w.item.at for w in wants.values()
                        if w.slot and w.item.at is not None}
@@ -105,7 +110,6 @@ def _reconcile_once(
         report.notes.append(listing.note)
     if listing.reset and not options.dry_run:
         session.forget_old_calendar(state)
-    rows, bookkept = unfrozen(wants, rows, bookkept, session, config.timezone)
     result = d.diff(wants, listing.items, rows, allow_deletes=allow_deletes, bookkept=bookkept)
     if outside_unchanged:
         result = replace(result, unchanged=result.unchanged + outside_unchanged)
@@ -127,6 +131,9 @@ def _reconcile_once(
             state.set_slots(target.key, slots)
     Apply(target.name, target.key, state, session.backend, report, now, config.timezone,
           options.progress).run(result)
+    if state.meta(UPGRADED) is not None and state.meta(f"{UPGRADED}:{target.key}") is None:
+        with state.transaction():
+            state.set_meta(f"{UPGRADED}:{target.key}", "1")
     report.kept += outside_kept
     if listing.reset:
         session.say_rewritten()
@@ -148,6 +155,20 @@ def _there(session: Session, items: Mapping[str, Remote], zone: ZoneInfo) -> Cal
     return where
 
 
+def _upgraded(state: State, key: str, rows: dict[str, Row], wants: dict[str, d.Want]
+              ) -> dict[str, Row]:
+    """The rows of items moved or deleted by hand under a followsync before state schema 5,
+    once per target: they take their follow-up's source hash as this version makes it. Its
+    texts changed (a reason names the unanswered touches, the reply link), and an upgrade is
+    not the lead file changing that follow-up (README "Edits made in the calendar")."""
+    if state.meta(UPGRADED) is None or state.meta(f"{UPGRADED}:{key}") is not None:
+        return rows
+    found = {uid: replace(row, source=want.source) for uid, row in rows.items()
+             if (row.edited or row.gone) and (want := wants.get(uid)) is not None
+             and row.source != want.source}
+    return {**rows, **found} if found else rows
+
+
 def unfrozen(wants: dict[str, d.Want], rows: dict[str, Row], bookkept: set[str],
              session: Session, zone: ZoneInfo) -> tuple[dict[str, Row], set[str]]:
     """Items written by a followsync before state schema 5, which knew no shapes (row.shape
@@ -158,6 +179,7 @@ def unfrozen(wants: dict[str, d.Want], rows: dict[str, Row], bookkept: set[str],
     shape, and it is treated as ours (it rolls on). Only such rows cost renderings."""
     from followsync.readback import shape
     from followsync.render import render
+    from followsync.slots import Slot
 
     found: dict[str, Row] = {}
     for uid, change in session.changes.items():
@@ -165,7 +187,8 @@ def unfrozen(wants: dict[str, d.Want], rows: dict[str, Row], bookkept: set[str],
         if row is None or want is None or row.shape or not change.edited \
                 or row.source != want.source or not change.shape:
             continue
-        item = want.item
+        laid = Slot.parse(want.slot)  # (an older followsync wrote every item at its `at`)
+        item = replace(want.item, at=laid.base) if laid is not None else want.item
         was = item.due - timedelta(days=item.overdue_days)
         ours = {shape(render(replace(item, due=was + timedelta(days=n), overdue_days=n),
                              uid=uid, kind=want.kind, zone=zone, stamp=_EPOCH), zone)
