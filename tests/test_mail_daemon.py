@@ -450,3 +450,32 @@ def test_a_reconnect_asks_for_a_scan_when_inbox_changed_or_an_interval_passed() 
     assert asks_scan(seen, InboxMark(3, 7, 11), asked_at=5.0, now=6.0, interval=hour)  # new
     assert asks_scan(seen, InboxMark(4, 7, 10), asked_at=5.0, now=6.0, interval=hour)
     assert asks_scan(seen, InboxMark(3, 8, 10), asked_at=5.0, now=6.0, interval=hour)
+
+
+def test_a_watch_that_works_again_says_so_once_and_ends_the_back_off(
+        imap_account: Account, imap_proxy: CountingProxy, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """Dropped watches (the back-off reaches the 2 s interval), then a proxy that lets IDLE
+    be: one INFO line when the trouble starts, one when a watch renewed, none between."""
+    acc = imap_account
+    imap_proxy.on_idle = "cut"
+    box = MailConfig(name="inbox", host=acc.host, port=imap_proxy.port, tls="none",
+                     username=acc.username, password=acc.password, interval=timedelta(seconds=2))
+    caplog.set_level(logging.DEBUG, logger="followsync")
+    watcher = InboxWatcher(box, lambda: None, on_refused=print, on_no_idle=print, renew=0.3)
+    watcher.start()
+    try:
+        wait_until(lambda: imap_proxy.verbs().count("LOGIN") == 3, 10, "two reconnections")
+        imap_proxy.on_idle = None
+        wait_until(lambda: "watching INBOX (IDLE) again" in caplog.text, 10, "the recovery")
+        logins = imap_proxy.verbs().count("LOGIN")
+        wait_until(lambda: imap_proxy.verbs().count("IDLE") >= logins + 2, 10, "IDLE renewed")
+        imap_proxy.cut()  # a drop after a watch that lasted: 1 s again, said again
+        wait_until(lambda: imap_proxy.verbs().count("LOGIN") == logins + 1, 3, "a reconnection")
+    finally:
+        watcher.stop()
+    assert watcher.join(3)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    lost = [m for m in said if "connecting again" in m]
+    assert len(lost) == 2 and all("connecting again in 1 s" in m for m in lost)
+    assert sum("watching INBOX (IDLE) again" in m for m in said) == 1
