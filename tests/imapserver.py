@@ -472,6 +472,9 @@ class CountingProxy:
         self._stop = threading.Event()
         self._open: list[socket.socket] = []
         self._thread = threading.Thread(target=self._serve, daemon=True)
+        # a misbehaving middle box: "cut" drops each connection just after IDLE started
+        # (the server's `+` passed), "refuse" answers IDLE with NO itself
+        self.on_idle: str | None = None
 
     def start(self) -> CountingProxy:
         self._thread.start()
@@ -513,13 +516,22 @@ class CountingProxy:
                 chunk = src.recv(65536)
                 if not chunk:
                     break
+                idle = b""
                 if record:
                     pending += chunk
                     *lines, pending = pending.split(b"\r\n")
                     for line in lines:
                         parts = line.decode(errors="replace").split(" ", 1)
                         self.commands.append(parts[1] if len(parts) == 2 else parts[0])
+                        if len(parts) == 2 and parts[1].upper() == "IDLE":
+                            idle = line.split(b" ", 1)[0]
+                if idle and self.on_idle == "refuse":
+                    src.sendall(idle + b" NO IDLE is not allowed here\r\n")
+                    continue
                 dst.sendall(chunk)
+                if idle and self.on_idle == "cut":
+                    time.sleep(0.1)  # the server's `+` reaches the client first
+                    break
         except OSError:
             pass
         finally:

@@ -8,6 +8,8 @@ function of the time: no test waits for it."""
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
 import re
 import signal
@@ -25,7 +27,14 @@ from followsync import sync
 from followsync.config import MailConfig, load_config
 from followsync.errors import EXIT_TARGET
 from followsync.schedule import login_held
-from followsync.sources.idle import InboxWatcher
+from followsync.sources.idle import (
+    SETTLED,
+    InboxMark,
+    InboxWatcher,
+    asks_scan,
+    failures_after,
+    reconnect_delay,
+)
 from followsync.sync import SyncOptions
 from tests.imapserver import Account, CountingProxy, Dovecot, DovecotMissing, message, start_dovecot
 from tests.mailproject import ME, PW_ENV, TZ, mail_project
@@ -306,10 +315,10 @@ def test_the_watcher_renews_idle_and_reconnects_after_a_cut(
         assert len(news) == 1  # a scan for what came before INBOX was examined
         imap_proxy.cut()  # the connection is gone (server restart, NAT timeout)
         wait_until(lambda: imap_proxy.verbs().count("LOGIN") == 2, 10, "a reconnection")
-        wait_until(lambda: len(news) == 2, 10, "a scan asked for after reconnecting")
         wait_until(lambda: imap_proxy.verbs().count("IDLE") >= 5, 10, "IDLE again")
+        assert len(news) == 1  # INBOX as it was: no scan asked for (the interval's is enough)
         acc.append("INBOX", message(frm="dana@acme.example", to=ME, subject="hi"))
-        wait_until(lambda: len(news) == 3, 10, "new mail seen")
+        wait_until(lambda: len(news) == 2, 10, "new mail seen")
     finally:
         watcher.stop()
     assert watcher.join(3), "the watcher did not end within 3 s"
@@ -348,10 +357,125 @@ def test_the_watcher_reconnects_after_the_server_says_bye(imap_account: Account)
     try:
         wait_until(lambda: len(news) == 1, 10, "the watch's start")
         acc.server.kick(acc.username)  # `* BYE Server shutting down.`
+        # mail while it is away (it reconnects after 1 s): INBOX changed, a scan is asked for
+        acc.append("INBOX", message(frm="dana@acme.example", to=ME, subject="hi"))
         wait_until(lambda: acc.server.logins(acc.username) == 2, 10, "a reconnection")
         wait_until(lambda: len(news) == 2, 10, "a scan asked for after reconnecting")
-        acc.append("INBOX", message(frm="dana@acme.example", to=ME, subject="hi"))
+        acc.append("INBOX", message(frm="dana@acme.example", to=ME, subject="hi again"))
         wait_until(lambda: len(news) == 3, 10, "new mail seen")
     finally:
         watcher.stop()
     assert watcher.join(3)
+
+
+def test_a_connection_cut_right_after_idle_is_retried_with_a_growing_back_off(
+        imap_account: Account, imap_proxy: CountingProxy, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """A proxy that drops every connection as soon as IDLE started: the logins that work
+    do not reset the back-off (1 s, then 30 s, ...), INBOX unchanged asks for no scan
+    after the first, and the trouble is logged once (the rest at DEBUG)."""
+    acc = imap_account
+    imap_proxy.on_idle = "cut"
+    box = MailConfig(name="inbox", host=acc.host, port=imap_proxy.port, tls="none",
+                     username=acc.username, password=acc.password, interval=timedelta(hours=1))
+    news: list[float] = []
+    ends: list[str] = []
+    caplog.set_level(logging.DEBUG, logger="followsync")
+    watcher = InboxWatcher(box, lambda: news.append(time.monotonic()),
+                           on_refused=lambda digest, exc: ends.append("refused"),
+                           on_no_idle=lambda: ends.append("no idle")).start()
+    try:
+        wait_until(lambda: imap_proxy.verbs().count("LOGIN") == 2, 10, "a reconnection")
+        time.sleep(4)  # without the back-off: a login and a scan every second
+        assert imap_proxy.verbs().count("LOGIN") == 2  # the next one waits 30 s
+        assert len(news) == 1
+        assert watcher.alive and ends == []
+    finally:
+        watcher.stop()
+    assert watcher.join(3)
+    lost = [r for r in caplog.records if "connecting again" in r.getMessage()]
+    assert [r.levelno for r in lost] == [logging.INFO, logging.DEBUG]
+    assert "connecting again in 30 s" in lost[1].getMessage()
+
+
+def test_a_server_that_refuses_idle_is_left_to_the_interval_scan(
+        imap_account: Account, imap_proxy: CountingProxy) -> None:
+    """IDLE answered NO (a proxy, a policy): the watcher ends like on a server without
+    IDLE, instead of logging in again and again."""
+    acc = imap_account
+    imap_proxy.on_idle = "refuse"
+    box = MailConfig(name="inbox", host=acc.host, port=imap_proxy.port, tls="none",
+                     username=acc.username, password=acc.password)
+    ends: list[str] = []
+    watcher = InboxWatcher(box, lambda: None,
+                           on_refused=lambda digest, exc: ends.append("refused"),
+                           on_no_idle=lambda: ends.append("no idle")).start()
+    try:
+        wait_until(lambda: ends != [], 10, "the watcher's end")
+    finally:
+        watcher.stop()
+    assert watcher.join(3)
+    assert ends == ["no idle"]
+    assert imap_proxy.verbs().count("LOGIN") == 1
+
+
+def test_the_reconnect_back_off_grows_while_each_session_ends_at_once() -> None:
+    """An hour against a server that drops each session 0.1 s after it started: a
+    handful of logins (1 s, 30 s, 1 min, 2 min, 4 min, then every 5 min), not 3600."""
+    interval = timedelta(minutes=5)
+    now, failures, logins = 0.0, 0, []
+    while now < 3600:
+        logins.append(now)
+        failures = failures_after(failures, lasted=0.1, renewed=False)
+        now += 0.1 + reconnect_delay(failures, interval)
+    waits = [round(b - a - 0.1) for a, b in itertools.pairwise(logins)]
+    assert waits[:6] == [1, 30, 60, 120, 240, 300]
+    assert len(logins) == 16  # 6 until the back-off reached 5 min, then 10 more
+
+
+def test_a_session_that_lasted_or_renewed_resets_the_back_off() -> None:
+    assert failures_after(5, lasted=SETTLED, renewed=False) == 1  # 1 s, as after a NAT cut
+    assert failures_after(5, lasted=2.0, renewed=True) == 1
+    assert failures_after(5, lasted=SETTLED - 1, renewed=False) == 6
+    assert reconnect_delay(1, timedelta(minutes=5)) == 1.0
+    assert reconnect_delay(50, timedelta(minutes=5)) == 300.0
+
+
+def test_a_reconnect_asks_for_a_scan_when_inbox_changed_or_an_interval_passed() -> None:
+    seen = InboxMark(exists=3, uidvalidity=7, uidnext=10)
+    hour = 3600.0
+    assert asks_scan(None, seen, asked_at=None, now=5.0, interval=hour)  # the first watch
+    assert not asks_scan(seen, seen, asked_at=5.0, now=65.0, interval=hour)
+    assert asks_scan(seen, seen, asked_at=5.0, now=5.0 + hour, interval=hour)
+    assert asks_scan(seen, InboxMark(3, 7, 11), asked_at=5.0, now=6.0, interval=hour)  # new
+    assert asks_scan(seen, InboxMark(4, 7, 10), asked_at=5.0, now=6.0, interval=hour)
+    assert asks_scan(seen, InboxMark(3, 8, 10), asked_at=5.0, now=6.0, interval=hour)
+
+
+def test_a_watch_that_works_again_says_so_once_and_ends_the_back_off(
+        imap_account: Account, imap_proxy: CountingProxy, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """Dropped watches (the back-off reaches the 2 s interval), then a proxy that lets IDLE
+    be: one INFO line when the trouble starts, one when a watch renewed, none between."""
+    acc = imap_account
+    imap_proxy.on_idle = "cut"
+    box = MailConfig(name="inbox", host=acc.host, port=imap_proxy.port, tls="none",
+                     username=acc.username, password=acc.password, interval=timedelta(seconds=2))
+    caplog.set_level(logging.DEBUG, logger="followsync")
+    watcher = InboxWatcher(box, lambda: None, on_refused=print, on_no_idle=print, renew=0.3)
+    watcher.start()
+    try:
+        wait_until(lambda: imap_proxy.verbs().count("LOGIN") == 3, 10, "two reconnections")
+        imap_proxy.on_idle = None
+        wait_until(lambda: "watching INBOX (IDLE) again" in caplog.text, 10, "the recovery")
+        logins = imap_proxy.verbs().count("LOGIN")
+        wait_until(lambda: imap_proxy.verbs().count("IDLE") >= logins + 2, 10, "IDLE renewed")
+        imap_proxy.cut()  # a drop after a watch that lasted: 1 s again, said again
+        wait_until(lambda: imap_proxy.verbs().count("LOGIN") == logins + 1, 3, "a reconnection")
+    finally:
+        watcher.stop()
+    assert watcher.join(3)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    lost = [m for m in said if "connecting again" in m]
+    assert len(lost) == 2 and all("connecting again in 1 s" in m for m in lost)
+    assert sum("watching INBOX (IDLE) again" in m for m in said) == 1
