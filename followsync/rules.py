@@ -33,9 +33,10 @@ class Memory:
 
     first_seen: date
     status: str | None = None
-    # When the status change was first seen: a datetime (local wall time); a plain date (a
-    # state written before the time was kept) is the start of that day. None: the status is
-    # as first seen, no trigger fires.
+    # When the status change was first seen: a datetime (local wall time, to the minute); a
+    # plain date (a state written before the time was kept) is that day as a whole: a touch
+    # on or after it completes the trigger, as it did then (`status_key`). None: the status
+    # is as first seen, no trigger fires.
     status_changed: date | None = None
     touches: tuple[Touch, ...] = ()  # to-dos completed in a calendar: touches by me
 
@@ -126,13 +127,13 @@ class LeadPlan:
 def remember(
     previous: Memory | None, lead: Lead, today: date, now: datetime | None = None
 ) -> Memory:
-    """The memory after seeing `lead` today: a status change is dated the moment it is first
-    seen (`now`, local wall time; without it, the start of `today`)."""
+    """The memory after seeing `lead` today: a status change is dated the minute it is first
+    seen (`now`, local wall time: minutes, as `done` writes them; without it, `today`)."""
     if previous is None:
         return Memory(first_seen=today, status=lead.status, status_changed=None)
     if lead.status != previous.status:
         return replace(previous, status=lead.status,
-                       status_changed=today if now is None else now.replace(microsecond=0))
+                       status_changed=today if now is None else _minute(now))
     return previous
 
 
@@ -141,23 +142,37 @@ def moment(day: date) -> datetime:
     return day if isinstance(day, datetime) else datetime.combine(day, time.min)
 
 
+def _minute(when: datetime) -> datetime:
+    return when.replace(second=0, microsecond=0)
+
+
 def touches(lead: Lead, calendar: tuple[Touch, ...] = ()) -> list[Touch]:
     """All touches in the README's order, one per act: by their moment (a touch without a
     time at the start of its day); at one moment `last_contact` first, then the log in file
     order, then to-dos completed in a calendar, then mail. A log entry or a ticked to-do and
     a mail of the same day and direction are one touch: the mail (`_pair`)."""
+    return [touch for touch, _ in _acts(lead, calendar)]
+
+
+def _acts(lead: Lead, calendar: tuple[Touch, ...]) -> list[tuple[Touch, Touch | None]]:
+    """`touches`, each with the record (log entry, ticked to-do) that is the same act as
+    it, if it is a mail that has one: for a status trigger the act counts at the later of
+    the two (a mail sent before the change was seen, logged after it, is done after it)."""
     mail = sorted((t for t in calendar if isinstance(t, MailTouch)), key=_by_day_note)
     ticked = _ticked(calendar)
-    found: list[tuple[datetime, int, int, Touch]] = []
+    found: list[tuple[datetime, int, int, Touch, Touch | None]] = []
     if lead.last_contact is not None:
         found.append((moment(lead.last_contact), 0, 0,
-                      Touch(date=lead.last_contact, by="both", note="last contact")))
+                      Touch(date=lead.last_contact, by="both", note="last contact"), None))
     records = [(1, i, t) for i, t in enumerate(lead.log)] + \
         [(2, i, t) for i, t in enumerate(ticked)]
-    paired = _pair(records, mail) if mail else set()
-    found.extend((t.moment(), kind, i, t) for kind, i, t in records if (kind, i) not in paired)
-    found.extend((t.moment(), 3, i, t) for i, t in enumerate(mail))
-    return [t for *_, t in sorted(found, key=lambda item: item[:3])]
+    paired = _pair(records, mail) if mail else {}
+    found.extend((t.moment(), kind, i, t, None) for kind, i, t in records
+                 if (kind, i) not in paired)
+    by_id = {(kind, i): t for kind, i, t in records} if paired else {}
+    partner = {index: by_id[key] for key, index in paired.items()}
+    found.extend((t.moment(), 3, i, t, partner.get(i)) for i, t in enumerate(mail))
+    return [(t, r) for *_, t, r in sorted(found, key=lambda item: item[:3])]
 
 
 def _ticked(calendar: Iterable[Touch]) -> list[Touch]:
@@ -168,21 +183,23 @@ def _ticked(calendar: Iterable[Touch]) -> list[Touch]:
     return list({(t.date, t.by, t.note): t for t in ticked[::-1]}.values())[::-1]
 
 
-def _pair(records: list[tuple[int, int, Touch]], mail: list[MailTouch]) -> set[tuple[int, int]]:
-    """The records (log entries, ticked to-dos) that are the same act as a mail: on one day
-    and in one direction (`me`, `them`; a `both` call or meeting is not a mail), the first
-    record in time order pairs with the first mail, the second with the second, ..."""
+def _pair(records: list[tuple[int, int, Touch]], mail: list[MailTouch]
+          ) -> dict[tuple[int, int], int]:
+    """The records (log entries, ticked to-dos) that are the same act as a mail, each with
+    that mail's index: on one day and in one direction (`me`, `them`; a `both` call or
+    meeting is not a mail), the first record in time order pairs with the first mail, the
+    second with the second, ..."""
     by_key: dict[tuple[date, str], list[tuple[datetime, int, int]]] = {}
     for kind, i, touch in records:
         if touch.by != "both":
             by_key.setdefault((touch.date, touch.by), []).append((touch.moment(), kind, i))
-    mails: dict[tuple[date, str], int] = {}
-    for touch in mail:
-        key: tuple[date, str] = (touch.date, touch.by)
-        mails[key] = mails.get(key, 0) + 1
-    paired: set[tuple[int, int]] = set()
-    for key, count in mails.items():
-        paired.update((kind, i) for _, kind, i in sorted(by_key.get(key, ()))[:count])
+    mails: dict[tuple[date, str], list[int]] = {}
+    for index, touch in enumerate(mail):
+        mails.setdefault((touch.date, touch.by), []).append(index)
+    paired: dict[tuple[int, int], int] = {}
+    for key, indexes in mails.items():
+        paired.update(((kind, i), index) for (_, kind, i), index
+                      in zip(sorted(by_key.get(key, ())), indexes, strict=False))
     return paired
 
 
@@ -221,9 +238,30 @@ def plan(
             for index, item in enumerate(loaded)]
 
 
-# status → (file order, lead id, moment), sorted by moment (what fires is then sorted by
-# file order)
-Entered = dict[str, list[tuple[int, str, datetime]]]
+# status → (file order, lead id, moment: see `status_day`), sorted by `status_key` (what
+# fires is then sorted by file order)
+Entered = dict[str, list[tuple[int, str, date]]]
+
+# Where a status change and a touch stand in time, to the minute, as (moment, rank): a touch
+# completes a trigger when its key is greater than the change's, and reaches another lead's
+# trigger (`on_other_status`) when it is less. A timed touch (rank 1) counts from the minute
+# of the change on (`done` writes minutes; a sync keeps the minute it saw); a date-only one
+# (rank 0, at the start of its day) only after it, so a date-only line of the change's day
+# never does; a change known only by its day (an older state, rank -1) is done by any touch
+# on or after that day, as it was then.
+Key = tuple[datetime, int]
+
+
+def status_key(day: date) -> Key:
+    """A status change's key (see `Key`)."""
+    if isinstance(day, datetime):
+        return _minute(day), 0
+    return datetime.combine(day, time.min), -1
+
+
+def _act(touch: Touch) -> Key:
+    """A touch's key (see `Key`)."""
+    return (_minute(touch.at), 1) if touch.at is not None else (touch.moment(), 0)
 
 
 def plan_some(
@@ -244,35 +282,42 @@ def _status_entries(leads: list[LoadedLead], memory: Mapping[str, Memory]) -> En
         if day is not None and item.lead.status:
             result.setdefault(item.lead.status, []).append((index, item.id, day))
     for entries in result.values():
-        entries.sort(key=_day)  # (stable: file order at one moment) see `_may_fire`
+        entries.sort(key=_entry_key)  # (stable: file order at one moment) see `_may_fire`
     return result
 
 
-def _day(entry: tuple[int, str, datetime]) -> datetime:
-    return entry[2]
+def _entry_key(entry: tuple[int, str, date]) -> Key:
+    return status_key(entry[2])
 
 
 def _may_fire(
-    entries: list[tuple[int, str, datetime]], first: datetime, last_act: datetime | None
-) -> list[tuple[int, str, datetime]]:
-    """The status entries (sorted by moment) that reach a lead whose first touch was at
-    `first` and whose latest touch by me (or both) at `last_act`: later than its first touch
-    (it was in conversation then) and not before its last act (which would have done it).
-    With every lead listening for a status (`defaults: on_other_status`), looking at every
-    entry for every lead made planning quadratic."""
-    start = bisect_right(entries, first, key=_day)
+    entries: list[tuple[int, str, date]], first: Key, last_act: Key | None
+) -> list[tuple[int, str, date]]:
+    """The status entries (sorted by `status_key`) that reach a lead whose first touch has
+    the key `first` and whose latest act by me (or both) the key `last_act`: later than its
+    first touch (it was in conversation then) and not done by its last act. With every lead
+    listening for a status (`defaults: on_other_status`), looking at every entry for every
+    lead made planning quadratic."""
+    start = bisect_right(entries, first, key=_entry_key)
     if last_act is not None:
-        start = max(start, bisect_left(entries, last_act, key=_day))
+        start = max(start, bisect_left(entries, last_act, key=_entry_key))
     return entries[start:]
 
 
-def status_day(lead: Lead, memory: Memory) -> datetime | None:
-    """The moment the lead entered its current status, if known: the start of its
-    `status_since` day (which wins), else when a sync first saw the change."""
+def status_day(lead: Lead, memory: Memory) -> date | None:
+    """When the lead entered its current status, if known: the start of its `status_since`
+    day (which wins), else the minute a sync first saw the change (a datetime), or its day
+    alone (a plain date, kept by an older followsync: see `Key`)."""
     if lead.status_since is not None:
         return moment(lead.status_since)
     changed = memory.status_changed if memory.status == lead.status else None
-    return moment(changed) if changed is not None else None
+    if isinstance(changed, datetime):
+        return _minute(changed)
+    return changed
+
+
+def _day_of(day: date) -> date:
+    return day.date() if isinstance(day, datetime) else day
 
 
 def _named(ordered: Iterable[Touch]) -> dict[str, date]:
@@ -289,7 +334,8 @@ def _plan_lead(
     item: LoadedLead, today: date, memory: Memory, entered: Entered, index: int
 ) -> LeadPlan:
     lead, policy = item.lead, item.policy
-    ordered = touches(lead, memory.touches)
+    acts = _acts(lead, memory.touches)
+    ordered = [touch for touch, _ in acts]
     unanswered = unanswered_count(ordered)
     mail = tuple(sorted((t for t in memory.touches if isinstance(t, MailTouch)),
                         key=_by_day_note))
@@ -319,14 +365,15 @@ def _plan_lead(
                           at=one.at, all_day=all_day, promise=True))
     # A status trigger asks me to act after the change: only a later touch by me (or both)
     # does it, or one naming its rule; `on_other_status` reaches the leads I was in
-    # conversation with at that moment (README, "Status triggers").
-    acts = [t.moment() for t in ordered if t.by != "them"]
-    last_act = acts[-1] if acts else None
+    # conversation with at that moment (README, "Status triggers"). An act recorded twice
+    # (a log line and its mail) counts at the later of its two records.
+    last_act = max((max(_act(t), _act(r)) if r is not None else _act(t)
+                    for t, r in acts if t.by != "them"), default=None)
     own_day = status_day(lead, memory) if lead.status else None
     fired = [(index, item.id, name, own_day, trigger) for name, trigger in policy.on_status
              if own_day is not None and name == lead.status]
     if ordered:  # a lead never contacted gets its own "reach out" instead
-        first = ordered[0].moment()
+        first = min(_act(t) for t in ordered)
         for name, trigger in policy.on_other_status:
             entries = entered.get(name, ())
             fired += [(index, lead_id, name, day, trigger)
@@ -335,11 +382,11 @@ def _plan_lead(
     for _index, lead_id, status, day, trigger in sorted(fired, key=lambda f: f[0]):
         own = lead_id == item.id
         rule = f"status-{status}" if own else f"status-{status}-{lead_id}"
-        if (last_act is not None and last_act > day) or \
-                named.get(rule, date.min) >= day.date():
+        on = _day_of(day)
+        if (last_act is not None and last_act > status_key(day)) or \
+                named.get(rule, date.min) >= on:
             continue
         who = "" if own else f"{lead_id} "
-        on = day.date()
         found.append(make(rule, trigger.after.after(on), expand(trigger.do, lead),
                           f"{who}entered status {status!r} on {on.isoformat()}"
                           f" + {trigger.after}", at=trigger.at,

@@ -49,8 +49,8 @@ CREATE TABLE IF NOT EXISTS touches (
     note TEXT NOT NULL, rule TEXT NOT NULL DEFAULT '', PRIMARY KEY (target, uid, day)
 );
 CREATE TABLE IF NOT EXISTS cursors (target TEXT PRIMARY KEY, cursor TEXT);
--- status_changed: when a sync first saw the status (ISO date-time, local wall time); a
--- plain date (schema < 5) is the start of that day
+-- status_changed: when a sync first saw the status (ISO date-time, local wall time, to the
+-- minute); a plain date (schema < 5) is that day as a whole (rules.status_key)
 CREATE TABLE IF NOT EXISTS leads (
     lead TEXT PRIMARY KEY, first_seen TEXT NOT NULL, status TEXT, status_changed TEXT
 );
@@ -130,8 +130,9 @@ class State:
         """Bring an older state up to date in place (1 → 2: source hash and edited flag;
         2 → 3: where an edited item stands in the calendar; 3 → 4: mail touches and
         bookmarks, whose tables `_SCHEMA` has just created: a first scan fills them; 4 → 5:
-        the rule of a to-do ticked off in a calendar, and a status change kept with its time
-        (an older date-only one still reads, as the start of its day); where a spread item
+        the rule of a to-do ticked off in a calendar (one ticked off before: its item's, if
+        the state still has the item), and a status change kept with its time (an older
+        date-only one still reads, as that day: rules.status_key); where a spread item
         was laid; an item's shape and the calendar app's bookkeeping kept, filled as items are
         written; the items kept as edited are read again once: sync.apply.unfrozen)."""
         columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
@@ -145,6 +146,10 @@ class State:
         touch_columns = {r[1] for r in self.db.execute("PRAGMA table_info(touches)")}
         if version < 5 and "rule" not in touch_columns:
             self.db.execute("ALTER TABLE touches ADD COLUMN rule TEXT NOT NULL DEFAULT ''")
+        if version < 5:  # a to-do ticked off before: the rule of its item, if still known
+            self.db.execute("UPDATE touches SET rule=COALESCE((SELECT i.rule FROM items i "
+                            "WHERE i.target=touches.target AND i.uid=touches.uid), '') "
+                            "WHERE rule=''")
         if version < 5:
             for column in ("slot", "shape", "kept"):
                 if column not in columns:

@@ -5,6 +5,7 @@ the CLI with a real Dovecot mailbox."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from followsync.leads import MailTouch, Touch
 from followsync.rules import LeadPlan, Memory, remember, touches
 from tests.imapserver import Account
 from tests.mailproject import mail_project, mail_to
-from tests.oldstate import LEADS_3, TOUCHES_4, old_state
+from tests.oldstate import ITEMS_4, LEADS_3, TOUCHES_4, old_state
 from tests.project import Project, leads_text, plan_text
 
 D = date.fromisoformat
@@ -385,3 +386,110 @@ def test_a_trigger_to_do_ticked_off_on_the_day_of_the_change_stays_done(tmp_path
         open_items = [text for _, text in phone.items.values()
                       if "STATUS:COMPLETED" not in text]
         assert not any("status-offer-dana" in text for text in open_items), now
+
+
+# --- review of the moments: a pair, an older state, the same minute -------------------------
+
+def test_a_mail_sent_before_the_change_and_logged_after_it_completes_the_trigger() -> None:
+    """The status is seen at 10:04:02; the note is logged at 10:05 and its Sent mail is dated
+    10:03. Log line and mail are one act (counted once), and for the trigger it counts at the
+    later of its two moments: done, with the mailbox as without it."""
+    text = doc({"dana": {"name": "Dana", "email": "dana@x.example", "status": "interviewed",
+                         "last_contact": "2026-11-20",
+                         "log": ["2026-12-07 10:05 sent the thank-you note"]}})
+    memory = seen_changing(text, "dana", "applied", "2026-12-07T10:04:02")
+    [alone] = plan_text(text, D("2026-12-07"), memory)
+    sent = mail("2026-12-07", "10:03:00", subject="Thanks!")
+    with_mail = {"dana": replace(memory["dana"], touches=(sent,))}
+    [both] = plan_text(text, D("2026-12-07"), with_mail)
+    assert rules_of(alone) == rules_of(both) == ["cadence"]
+    assert both.unanswered == alone.unanswered == 1  # one act, not two
+    assert both.last_touch == sent  # the pair takes the mail's time for ordering
+
+
+def test_a_change_kept_by_an_older_state_is_done_by_a_touch_that_day() -> None:
+    """An older followsync kept the change's day only and counted a touch on that day as
+    done: a date-only log line, or its to-do ticked off (no rule), still completes it."""
+    text = doc({"dana": {"name": "Dana", "last_contact": "2026-11-20", "status": "interviewed",
+                         "log": ["2026-12-02 sent the note"]}})
+    old = Memory(first_seen=D("2026-11-01"), status="interviewed",
+                 status_changed=D("2026-12-02"))
+    [logged] = plan_text(text, D("2026-12-03"), {"dana": old})
+    assert rules_of(logged) == ["cadence"]
+    plain = doc({"dana": {"name": "Dana", "last_contact": "2026-11-20",
+                          "status": "interviewed"}})
+    ticked = replace(old, touches=(Touch(date=D("2026-12-02"), note="completed"),))
+    [done] = plan_text(plain, D("2026-12-03"), {"dana": ticked})
+    assert rules_of(done) == ["cadence"]
+    [before] = plan_text(plain, D("2026-12-03"), {"dana": replace(
+        old, touches=(Touch(date=D("2026-12-01"), note="completed"),))})
+    assert "status-interviewed" in rules_of(before)  # the day before the change: not done
+
+
+def test_an_older_state_s_ticked_to_do_gets_the_rule_of_its_item(tmp_path: Any) -> None:
+    """The upgrade fills the rule of a to-do ticked off before it from its item's row."""
+    from followsync.state import State
+
+    old_state(tmp_path, 4, ITEMS_4, LEADS_3, TOUCHES_4,
+              "INSERT INTO leads VALUES ('dana', '2026-11-01', 'interviewed', '2026-12-02');",
+              "INSERT INTO items (target, uid, href, etag, hash, gone, lead, rule) VALUES "
+              "('t', 'u1', 'h1', 'e', 'x', 1, 'dana', 'status-interviewed');",
+              "INSERT INTO touches VALUES ('t', 'u1', 'dana', '2026-12-02', 'completed');",
+              "INSERT INTO touches VALUES ('t', 'u9', 'dana', '2026-12-03', 'completed');")
+    state = State(tmp_path)
+    try:
+        touched = state.memories()["dana"].touches
+    finally:
+        state.close()
+    assert [t.rule for t in touched] == ["status-interviewed", None]
+
+
+def test_a_touch_in_the_minute_the_change_was_seen_completes_it() -> None:
+    """The change seen at 10:00:30 is kept as 10:00 (`done` writes minutes): a touch at 10:00
+    is done after it; a date-only line of that day still is not."""
+    for entry, pending in (("2026-12-07 10:00 sent the note", False),
+                           ("2026-12-07 09:59 sent the note", True),
+                           ("2026-12-07 sent the note", True)):
+        text = doc({"dana": {"name": "Dana", "last_contact": "2026-11-20",
+                             "status": "interviewed", "log": [entry]}})
+        memory = seen_changing(text, "dana", "applied", "2026-12-07T10:00:30")
+        assert memory["dana"].status_changed == T("2026-12-07T10:00")
+        [result] = plan_text(text, D("2026-12-07"), memory)
+        assert ("status-interviewed" in rules_of(result)) is pending, entry
+
+
+def test_done_in_the_minute_of_the_sync_that_saw_the_change(project: Project) -> None:
+    p = project
+    p.write_config()
+    p.write_leads(STATUS_LEADS)
+    assert p.run("sync", now="2026-05-07T08:00")[0] == 0
+    p.edit("status: applied", "status: interviewed")
+    assert p.run("sync", now="2026-05-07T10:00:30")[0] == 0
+    assert "dana status-interviewed" in pending(p, "2026-05-07T10:00:40")
+    assert p.run("done", "dana", "--note", "sent the note", now="2026-05-07T10:00:50")[0] == 0
+    assert p.run("sync", now="2026-05-07T10:01:10")[0] == 0
+    assert "dana status-interviewed" not in pending(p, "2026-05-07T10:01:10")
+    assert "thank-you" not in p.ics.read_text()
+
+
+def test_a_change_kept_by_an_older_state_is_the_same_in_a_sync_of_one_lead(
+        project: Project) -> None:
+    """After the upgrade, a sync of the one lead edited (sync.delta) reads Ann's offer, kept
+    by its day alone, as the full sync does: Bea, told that day, stays told."""
+    p = project
+    p.write_config()
+    p.write_leads("version: 1\ndefaults:\n"
+                  "  on_other_status: {offer: {after: 0d, do: \"Tell {name} about the offer\"}}\n"
+                  "leads:\n"
+                  "  ann: {name: Ann, status: offer, log: [\"2026-11-20 wrote\"]}\n"
+                  "  bea: {name: Bea, log: [\"2026-11-20 wrote\", \"2026-12-02 told her\"]}\n")
+    p.state.mkdir()
+    old_state(p.state, 4, LEADS_3, TOUCHES_4,
+              "INSERT INTO leads VALUES ('ann', '2026-11-01', 'offer', '2026-12-02');",
+              "INSERT INTO leads VALUES ('bea', '2026-11-01', NULL, NULL);")
+    assert p.run("sync", now="2026-12-03T08:00")[0] == 0
+    assert "Tell Bea" not in p.ics.read_text()
+    p.edit("told her", "told her about it")
+    assert p.run("sync", now="2026-12-03T08:05")[0] == 0
+    assert "Tell Bea" not in p.ics.read_text()
+    assert "bea status-offer-ann" not in pending(p, "2026-12-03T08:05")

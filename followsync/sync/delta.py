@@ -41,12 +41,14 @@ if TYPE_CHECKING:
     from followsync.sync.session import Session
 
 NOTE = "delta-basis"
-BASIS_VERSION = 5  # bump when the basis changes shape: an older one is then ignored
+BASIS_VERSION = 6  # bump when the basis changes shape: an older one is then ignored
 # (the state keeps each item's slot: a state from before has none, and a full sync lays
-# every item once before a delta lays some around the others)
+# every item once before a delta lays some around the others; 6: a status change an older
+# state kept by its day alone is a date, no longer the start of that day)
 Entry = tuple[str, "str | None", "str | None", tuple[str, ...], str]
-# (slice digest, status or None, status moment (ISO date-time) or None, the statuses it
-# listens to, its addresses lower-cased, one a line: two leads may not share one)
+# (slice digest, status or None, status moment (ISO date-time, or a date kept by an older
+# followsync) or None, the statuses it listens to, its addresses lower-cased, one a line:
+# two leads may not share one)
 Entered = dict[str, list[tuple[str, str]]]  # status → (lead, moment) in file order
 
 
@@ -65,6 +67,11 @@ def _others_digest(config: Config, state: State, today: date, heads: dict[str, s
     for path in config.lead_paths:
         digest.update(b"\0" + str(path).encode() + b"\0" + heads.get(str(path), "-").encode())
     return digest.hexdigest()
+
+
+def _moment(text: str) -> date:
+    """A stored status moment: a date-time, or a date alone (rules.status_day)."""
+    return datetime.fromisoformat(text) if "T" in text else date.fromisoformat(text)
 
 
 def _entry(digest: str, status: str | None, day: date | None, listens: list[str],
@@ -336,7 +343,7 @@ def _sync(
     old: _Leads, changed: list[str], removed: list[str], lead_of: Any, clean: str,
 ) -> Outcome | None:
     from followsync.leads import LoadedLead, Policy
-    from followsync.rules import plan_some, remember, status_day
+    from followsync.rules import plan_some, remember, status_day, status_key
     from followsync.sync.apply import Scope, reconcile
     from followsync.sync.planning import local_now
 
@@ -398,10 +405,10 @@ def _sync(
         if load(lead_id) is None or lead_id not in memories:
             return None
         memory[lead_id] = memories[lead_id]
-    entered: dict[str, list[tuple[int, str, datetime]]] = {}
+    entered: dict[str, list[tuple[int, str, date]]] = {}
     for status, entries in after_entered.items():  # sorted by moment, as rules wants them
-        entered[status] = sorted(((place[i], i, datetime.fromisoformat(day))
-                                  for i, day in entries), key=lambda entry: entry[2])
+        entered[status] = sorted(((place[i], i, _moment(day)) for i, day in entries),
+                                 key=lambda entry: status_key(entry[2]))
     if config.mailboxes:  # the mail touches the state keeps for these leads, as in a full sync
         from followsync.leads import LeadBook
         from followsync.sync.planning import mail_touches, merge_touches
