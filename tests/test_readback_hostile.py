@@ -64,13 +64,14 @@ READERS: dict[str, Callable[[str], object]] = {
 
 
 def _seconds(read: Callable[[str], object], text: str) -> float:
-    """The best of three runs (the machine is shared: one slow run is not the code)."""
-    best = float("inf")
-    for _ in range(3):
+    """The best of up to seven runs (the machine is shared: one slow run is not the code)."""
+    best, spent = float("inf"), 0.0
+    for _ in range(7):
         start = time.perf_counter()
         read(text)
-        best = min(best, time.perf_counter() - start)
-        if best > 2:
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+        if best > 2 or spent > 1:
             break
     return best
 
@@ -86,7 +87,7 @@ def test_a_hostile_item_is_read_in_linear_time(hostile: str, reader: str) -> Non
     large_time = _seconds(read, large)
     assert large_time < 2.0, f"{len(large)} characters took {large_time:.2f} s"
     # twice the text, at most about twice the time (a quadratic cost takes four times)
-    assert large_time < 3 * small_time + 0.02, (small_time, large_time)
+    assert large_time < 3 * small_time + 0.03, (small_time, large_time)
 
 
 def test_the_hostile_items_still_read_as_before() -> None:
