@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -81,9 +82,11 @@ _STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})(Z?))?")
 _DURATION = re.compile(r"([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
 _UTC = UTC
 _HEAD = re.compile(r'(?:[^:"]|"[^"]*")*')
-# (for `shape`, which runs on every item written: regular expressions, no loop over lines)
-_ITEM_TEXT = re.compile(r"^BEGIN:(VEVENT|VTODO)[ \t]*\r?$(.*?)^END:\1", re.M | re.S | re.I)
-_SUBCOMPONENT = re.compile(r"^BEGIN:([^\r\n]+?)[ \t]*\r?$.*?^END:\1[ \t]*\r?$", re.M | re.S | re.I)
+# (for `shape`, which runs on every item written: str.find, and regular expressions that
+# find lines; never one that looks for an END from each BEGIN: a server's text is hostile, and
+# that costs the square of its length)
+_ITEM_LINE = re.compile(r"^(?:BEGIN:(VEVENT|VTODO)[ \t]*\r?$|END:(VEVENT|VTODO))", re.M | re.I)
+_BEGIN_END_LINE = re.compile(r"^(BEGIN|END):([^\n]*)", re.M | re.I)
 _WHEN_LINE = re.compile(r"^(?:DTSTART|DTEND|DUE|DURATION|STATUS|COMPLETED)[;:].*$",
                         re.M | re.I)
 
@@ -216,18 +219,68 @@ def _item_text(text: str) -> tuple[str, str] | None:
     starts = [(at, name) for name in _ITEMS
               if (at := text.find(f"BEGIN:{name}")) >= 0 and text[at - 1:at] in ("", "\n")]
     if not starts:  # lower case, or something odd: the slow way
-        found = _ITEM_TEXT.search(text)
-        return (found.group(1).upper(), found.group(2)) if found else None
+        return _item_any_case(text)
     at, name = min(starts)
     stop = text.find(f"\nEND:{name}", at)
     return (name, text[at + len(name) + 6:stop if stop >= 0 else len(text)])
+
+
+def _item_any_case(text: str) -> tuple[str, str] | None:
+    """`_item_text` in any case: the first VEVENT or VTODO begun (its BEGIN line alone on
+    its line) that an END line of its kind follows, and the text between them; one pass."""
+    begun: dict[str, int] = {}  # kind → where the text after its first BEGIN line starts
+    ended: dict[str, int] = {}  # kind → where the first END after that begins
+    for found in _ITEM_LINE.finditer(text):
+        kind = (found.group(1) or found.group(2)).upper()
+        if found.group(1):
+            begun.setdefault(kind, found.end())
+        elif kind in begun and kind not in ended:
+            ended[kind] = found.start()
+            if all(begun[other] > begun[kind] or other in ended for other in begun):
+                break  # no earlier item is still open
+    if not ended:
+        return None
+    kind = min(ended, key=begun.__getitem__)
+    return kind, text[begun[kind]:ended[kind]]
+
+
+def _subcomponent_name(rest: str) -> str:
+    """The name a BEGIN or END line gives (what follows its ':'), lower case: without its
+    trailing blanks and CR; "" when it names nothing (empty, or a CR inside)."""
+    rest = rest[:-1] if rest.endswith("\r") else rest
+    name = rest.rstrip(" \t") or rest[:1]  # (blanks alone: the first one is the name)
+    return "" if "\r" in name else name.lower()
+
+
+def _without_subcomponents(body: str) -> str:
+    """`body` less every subcomponent (a BEGIN line to the first END line of its name after
+    it), in any case: each line is looked at once, each END found by bisection."""
+    lines = [(found.start(), found.end(), found.group(1).upper() == "BEGIN",
+              _subcomponent_name(found.group(2))) for found in _BEGIN_END_LINE.finditer(body)]
+    ends: dict[str, list[int]] = {}
+    for index, (_, _, begin, name) in enumerate(lines):
+        if not begin and name:
+            ends.setdefault(name, []).append(index)
+    out, kept, index = [], 0, 0
+    while index < len(lines):
+        start, _, begin, name = lines[index]
+        after = ends.get(name, []) if begin and name else []
+        at = bisect_right(after, index)
+        if at == len(after):
+            index += 1
+            continue
+        out.append(body[kept:start])
+        index = after[at] + 1
+        kept = lines[after[at]][1]
+    out.append(body[kept:])
+    return "".join(out)
 
 
 def _own_part(body: str) -> str:
     """An item's text without its subcomponents (VALARMs, which may hold a DURATION too);
     `body` starts with the newline after the item's BEGIN line."""
     if "BEGIN:" not in body:
-        return _SUBCOMPONENT.sub("", body) if "BEGIN:" in body.upper() else body
+        return _without_subcomponents(body) if "BEGIN:" in body.upper() else body
     out, at = [], 0
     while (begin := body.find("\nBEGIN:", at)) >= 0:
         line_end = body.find("\n", begin + 1)
@@ -392,8 +445,8 @@ def without_bookkeeping(text: str) -> str:
             if alarm is not None and upper[4:].strip() == "VALARM":
                 alarm.append(line)
                 if not _is_app_alarm(alarm[1:-1]):
-                    out += [alarm[0], *[x for x in alarm[1:-1] if x not in _alarm_state(alarm)],
-                            alarm[-1]]
+                    state = set(_alarm_state(alarm))  # (once: an alarm may be long)
+                    out += [alarm[0], *[x for x in alarm[1:-1] if x not in state], alarm[-1]]
                 alarm = None
                 continue
         if alarm is not None:
