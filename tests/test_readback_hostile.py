@@ -79,15 +79,14 @@ def _seconds(read: Callable[[str], object], text: str) -> float:
 @pytest.mark.parametrize("reader", sorted(READERS))
 @pytest.mark.parametrize("hostile", sorted(HOSTILE))
 def test_a_hostile_item_is_read_in_linear_time(hostile: str, reader: str) -> None:
+    """About 200 KB of hostile text is read at once: the quadratic scans these replaced took
+    8 s to over two minutes on it; a linear one takes milliseconds (the bound is generous:
+    a loaded machine must not make it fail)."""
     make, read = HOSTILE[hostile], READERS[reader]
-    small, large = make(7_000), make(14_000)
-    assert len(small) > 90_000 and len(large) > 180_000
-    small_time = _seconds(read, small)
-    assert small_time < 1.0, f"{len(small)} characters took {small_time:.2f} s"
-    large_time = _seconds(read, large)
-    assert large_time < 2.0, f"{len(large)} characters took {large_time:.2f} s"
-    # twice the text, at most about twice the time (a quadratic cost takes four times)
-    assert large_time < 3 * small_time + 0.03, (small_time, large_time)
+    large = make(14_000)
+    assert len(large) > 180_000
+    seconds = _seconds(read, large)
+    assert seconds < 2.0, f"{len(large)} characters took {seconds:.2f} s"
 
 
 def test_the_hostile_items_still_read_as_before() -> None:
