@@ -573,11 +573,8 @@ digit, e.g. 'bad-id'
         """, L=fs.leads))
 
 
-def test_problems_in_config_and_two_lead_files_are_all_reported(
-    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Every lead file is checked even when the first one is broken."""
-    fs = synced[0]
+def _two_lead_files(fs: Project) -> None:
+    """The config of the tests below: leads.yaml and more.yaml into one .ics file."""
     fs.write_config("""\
         leads: [leads.yaml, more.yaml]
         timezone: Europe/Berlin
@@ -585,6 +582,14 @@ def test_problems_in_config_and_two_lead_files_are_all_reported(
         targets:
           - {name: file, type: ics, path: out.ics}
         """)
+
+
+def test_problems_in_config_and_two_lead_files_are_all_reported(
+    synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every lead file is checked even when the first one is broken."""
+    fs = synced[0]
+    _two_lead_files(fs)
     fs.write_leads("version: 1\nleads:\n  dana:\n    nam: Dana\n")
     more = fs.write_leads("version: 1\nleads:\n  sam:\n    name: Sam\n    at: 7pm\n", "more.yaml")
     assert_fails(synced, capsys, _expected("""\
@@ -601,13 +606,7 @@ def test_same_lead_id_in_two_lead_files(
     synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fs = synced[0]
-    fs.write_config("""\
-        leads: [leads.yaml, more.yaml]
-        timezone: Europe/Berlin
-        state_dir: state
-        targets:
-          - {name: file, type: ics, path: out.ics}
-        """)
+    _two_lead_files(fs)
     more = fs.write_leads("version: 1\nleads:\n  sam:\n    name: Sam\n  dana-acme:\n"
                           "    name: Another Dana\n", "more.yaml")
     assert_fails(synced, capsys, _expected("""\
@@ -620,13 +619,7 @@ def test_an_address_shared_across_lead_files_is_an_error_at_the_second(
     synced: tuple[Project, bytes, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     fs = synced[0]
-    fs.write_config("""\
-        leads: [leads.yaml, more.yaml]
-        timezone: Europe/Berlin
-        state_dir: state
-        targets:
-          - {name: file, type: ics, path: out.ics}
-        """)
+    _two_lead_files(fs)
     fs.write_leads("version: 1\nleads:\n  dana-acme:\n    name: Dana\n"
                    "    email: Dana@Acme.example\n")
     more = fs.write_leads("version: 1\nleads:\n  sam:\n    name: Sam\n"
