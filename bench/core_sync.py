@@ -169,7 +169,8 @@ def make_leads(n: int, seed: int, today: date) -> list[tuple[str, dict[str, Any]
         if rnd.random() < 0.75:
             lead["role"] = rnd.choice(ROLES)
         if rnd.random() < 0.8:
-            lead["email"] = f"{slug(first)}.{slug(last)}@{slug(org)}.example"
+            # (each its own: two leads may not share an address)
+            lead["email"] = f"{slug(first)}.{slug(last)}.{i}@{slug(org)}.example"
         if rnd.random() < 0.3:
             lead["phone"] = f"+49 30 {rnd.randint(1000000, 9999999)}"
         if rnd.random() < 0.2:
