@@ -199,24 +199,13 @@ def _followsync_logger() -> Iterator[None]:
 
 # ============================================================ a real Dovecot (mail tests)
 # One Dovecot per test session (tests/imapserver.py), a fresh empty mailbox per test.
-from tests.imapserver import Account, CountingProxy, Dovecot, DovecotMissing, start_dovecot  # noqa: E402
-
-
-def _session_dovecot(tls: bool = False) -> Iterator[Dovecot]:
-    try:
-        server = start_dovecot(tls=tls)
-    except DovecotMissing as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.imapserver import Account, CountingProxy, Dovecot, running_dovecot  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[Dovecot]:
     """A running Dovecot on 127.0.0.1 (no TLS); skipped when dovecot is not installed."""
-    yield from _session_dovecot()
+    yield from running_dovecot()
 
 
 @pytest.fixture
@@ -239,4 +228,4 @@ def imap_proxy(dovecot: Dovecot) -> Iterator[CountingProxy]:
 def dovecot_tls() -> Iterator[Dovecot]:
     """A second Dovecot with a self-signed certificate (`.cafile`): implicit TLS on
     `.tls_port`, STARTTLS on `.port`."""
-    yield from _session_dovecot(tls=True)
+    yield from running_dovecot(tls=True)

@@ -543,3 +543,18 @@ class CountingProxy:
         self._stop.set()
         self._listener.close()
         self._thread.join(2)
+
+
+def running_dovecot(tls: bool = False, extra: str = "") -> Iterator[Dovecot]:
+    """A fixture's body: a Dovecot for the tests that use it, stopped after them (the tests
+    are skipped, saying why, where Dovecot cannot run)."""
+    import pytest
+
+    try:
+        server = start_dovecot(tls=tls, extra=extra)
+    except DovecotMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

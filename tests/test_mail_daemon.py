@@ -36,7 +36,7 @@ from followsync.sources.idle import (
     reconnect_delay,
 )
 from followsync.sync import SyncOptions
-from tests.imapserver import Account, CountingProxy, Dovecot, DovecotMissing, message, start_dovecot
+from tests.imapserver import Account, CountingProxy, Dovecot, message, running_dovecot
 from tests.mailproject import ME, PW_ENV, TZ, mail_project
 from tests.project import Project, ics_target
 
@@ -268,15 +268,8 @@ def test_a_reply_reaches_the_calendar_within_seconds_through_idle(
 @pytest.fixture(scope="module")
 def dovecot_without_idle() -> Iterator[Dovecot]:
     """A Dovecot that does not offer IDLE (its CAPABILITY as Dovecot's, less IDLE)."""
-    try:
-        server = start_dovecot(extra="imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID "
+    yield from running_dovecot(extra="imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID "
                                      "ENABLE LITERAL+ NAMESPACE UIDPLUS SPECIAL-USE")
-    except DovecotMissing as exc:
-        pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_a_server_without_idle_is_looked_at_every_interval(
