@@ -438,19 +438,28 @@ def start_spawner() -> None:
                                     stdout=subprocess.PIPE, text=True)
 
 
-def run_child(argv: list[str], cwd: Path, timeout: float = 1800.0) -> Run:
+def child_env(cwd: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a measured child working in `cwd`: the measured copy of followsync
+    first on its path, its own cache folder (never the user's), then `extra` on top."""
+    env = dict(os.environ)
+    if SNAPSHOT is not None:  # the frozen copy of followsync/ comes first on sys.path
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(SNAPSHOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env.pop("FOLLOWSYNC_NOW", None)
+    env.pop("FOLLOWSYNC_CONFIG", None)
+    env["XDG_CACHE_HOME"] = str(cwd / "cache")  # the lead cache: per N, never the user's
+    env.update(extra or {})
+    return env
+
+
+def run_child(argv: list[str], cwd: Path, timeout: float = 1800.0,
+              env: dict[str, str] | None = None) -> Run:
     """Run argv as a fresh process (started by the spawner); wall time around it, peak RSS
-    from os.wait4 on its pid."""
+    from os.wait4 on its pid. `env` is added to `child_env(cwd)`."""
     start_spawner()
     assert _spawner is not None and _spawner.stdin and _spawner.stdout
     with tempfile.NamedTemporaryFile() as out, tempfile.NamedTemporaryFile() as err:
-        env = dict(os.environ)
-        if SNAPSHOT is not None:  # the frozen copy of followsync/ comes first on sys.path
-            env["PYTHONPATH"] = os.pathsep.join(
-                [str(SNAPSHOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-        env.pop("FOLLOWSYNC_NOW", None)
-        env.pop("FOLLOWSYNC_CONFIG", None)
-        env["XDG_CACHE_HOME"] = str(cwd / "cache")  # the lead cache: per N, never the user's
+        env = child_env(cwd, env)
         _spawner.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd), "env": env,
                                          "timeout": timeout, "out": out.name,
                                          "err": err.name}) + "\n")
@@ -859,6 +868,36 @@ def report(steps: list[Step]) -> tuple[str, list[dict[str, Any]], list[dict[str,
     return "\n".join(lines), rows, ratios
 
 
+def take_snapshot(base: Path, ref: str | None = None) -> Path:
+    """Copy followsync/ (the working tree, or as committed at `ref`) to base/snapshot, compile
+    it, and make every later child import that copy (see SNAPSHOT); its folder."""
+    global SNAPSHOT, REF
+    REF = ref
+    SNAPSHOT = base / "snapshot"
+    shutil.rmtree(SNAPSHOT, ignore_errors=True)
+    if ref:  # a committed version, read with `git archive` (changes nothing)
+        import io
+        import tarfile
+
+        blob = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref,
+                               "followsync"], capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+            tar.extractall(SNAPSHOT, filter="data")
+    else:
+        shutil.copytree(ROOT / "followsync", SNAPSHOT / "followsync",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    # `pip install .` (the README's way) writes each module's .pyc at install time; an
+    # environment with PYTHONDONTWRITEBYTECODE=1 (as here) would otherwise recompile every
+    # module in every child and measure the compiler, not followsync.
+    compileall.compile_dir(SNAPSHOT / "followsync", quiet=1)
+    probe = run_child([sys.executable, "-c", "import followsync; print(followsync.__file__)"],
+                      base)
+    if not probe.stdout.strip().startswith(str(SNAPSHOT)):
+        raise SystemExit(f"the snapshot is not what the children import: {probe.stdout}"
+                         f"{probe.stderr}; run with --live")
+    return SNAPSHOT
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,50000", help="comma-separated N "
@@ -881,35 +920,12 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
 
-    global SNAPSHOT, REF
     start_spawner()  # before any lead file is made: see SPAWNER
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="followsync-bench-"))
     if args.live and args.ref:
         parser.error("--ref and --live exclude each other")
     if not args.live:
-        REF = args.ref
-        SNAPSHOT = base / "snapshot"
-        shutil.rmtree(SNAPSHOT, ignore_errors=True)
-        if args.ref:  # a committed version, read with `git archive` (changes nothing)
-            import io
-            import tarfile
-
-            blob = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", args.ref,
-                                   "followsync"], capture_output=True, check=True).stdout
-            with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
-                tar.extractall(SNAPSHOT, filter="data")
-        else:
-            shutil.copytree(ROOT / "followsync", SNAPSHOT / "followsync",
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        # `pip install .` (the README's way) writes each module's .pyc at install time; an
-        # environment with PYTHONDONTWRITEBYTECODE=1 (as here) would otherwise recompile every
-        # module in every child and measure the compiler, not followsync.
-        compileall.compile_dir(SNAPSHOT / "followsync", quiet=1)
-        probe = run_child([sys.executable, "-c", "import followsync; print(followsync.__file__)"],
-                          base)
-        if not probe.stdout.strip().startswith(str(SNAPSHOT)):
-            raise SystemExit(f"the snapshot is not what the children import: {probe.stdout}"
-                             f"{probe.stderr}; run with --live")
+        take_snapshot(base, args.ref)
     steps: list[Step] = []
     code: list[dict[str, Any]] = []
     loads: list[dict[str, Any]] = []
