@@ -450,7 +450,7 @@ def run_child(argv: list[str], cwd: Path, timeout: float = 1800.0) -> Run:
                 [str(SNAPSHOT), *filter(None, [os.environ.get("PYTHONPATH")])])
         env.pop("FOLLOWSYNC_NOW", None)
         env.pop("FOLLOWSYNC_CONFIG", None)
-        env["XDG_CACHE_HOME"] = str(cwd / "cache")  # the lead cache: per N, never the user's
+        env["XDG_CACHE_HOME"] = str(cwd / "cache")  # never the user's (the lead cache is in state_dir)
         _spawner.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd), "env": env,
                                          "timeout": timeout, "out": out.name,
                                          "err": err.name}) + "\n")
