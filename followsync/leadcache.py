@@ -6,7 +6,8 @@ sources and libraries), the file's path and its head (`version:` and `defaults:`
 there validates everything again). It lives in memory, one per lead file (the daemon keeps
 the newest between saves), and in the state folder's `shortcuts/leads-<hash of the path>.json`
 (a one-shot command reads it), written when it changed, at the end of the process (after
-the calendars), atomically and 0600 (names, addresses and notes are in it).
+the calendars), atomically and 0600 (names, addresses and notes are in it), and only into
+a state folder that exists (a sync made it).
 
 The file is JSON, never code (README, "What followsync keeps"): a header line (what it is,
 the key, the digest of the rest) and the body, each lead as its model's name and the fields
@@ -83,26 +84,23 @@ class Codec(Generic[V]):
         return json.loads(data, object_hook=self._hook)
 
     def _hook(self, found: dict[str, Any]) -> Any:
+        if len(found) == 1:
+            ((tag, text),) = found.items()
+            make = _TAGS.get(tag)
+            if make is not None:
+                return make(text)
         name = found.pop("$m", None)
         if name is not None:
             return self.models[name].build(found)
         name = found.pop("$v", None)
-        if name is not None:
-            if found.keys() != {"f"}:
-                raise ValueError("not a value of the cache")
+        if name is not None and found.keys() == {"f"}:
             return self.values[name](*found["f"])
-        if len(found) != 1:
-            raise ValueError("not a value of the cache")
-        ((tag, text),) = found.items()
-        if tag == "$map":
-            return {key: item for key, item in text}
-        if tag == "$d":
-            return date.fromisoformat(text)
-        if tag == "$dt":
-            return datetime.fromisoformat(text)
-        if tag == "$t":
-            return time.fromisoformat(text)
-        raise ValueError(f"unknown tag {tag!r}")
+        raise ValueError("not a value of the cache")  # (every mapping written is tagged)
+
+
+_TAGS: dict[str, Callable[[Any], Any]] = {
+    "$d": date.fromisoformat, "$dt": datetime.fromisoformat, "$t": time.fromisoformat,
+    "$map": dict}
 
 
 def _encode_moment(value: Any) -> dict[str, str]:
@@ -128,7 +126,7 @@ class _Template:
     def __init__(self, model: type[Any]) -> None:
         self.model = model
         self.names = frozenset(model.model_fields)
-        self.defaults: dict[str, Any] = {}
+        self.defaults: dict[str, Any] = {}  # in the order of the fields, as validation
         self.fresh: dict[str, Callable[[], Any]] = {}  # per instance: factories, copies
         self.required: set[str] = set()
         for name, info in model.model_fields.items():
@@ -137,6 +135,7 @@ class _Template:
                 self.defaults[name] = None
             elif info.is_required():
                 self.required.add(name)
+                self.defaults[name] = None  # (given by every file: `build` checks)
             else:
                 default = info.default
                 self.defaults[name] = default
@@ -165,11 +164,17 @@ class _Template:
         for name, make in self.fresh.items():
             if name not in fields:
                 values[name] = make()
-        built: Any = object.__new__(self.model)
-        # what pickle did: pydantic's own way to restore an instance without validating it
-        built.__setstate__({"__dict__": values, "__pydantic_fields_set__": set(fields),
-                            "__pydantic_extra__": None, "__pydantic_private__": None})
+        # what pickle did (pydantic's __setstate__): the instance as validation left it
+        built = _new(self.model)
+        _set(built, "__dict__", values)
+        _set(built, "__pydantic_fields_set__", set(fields))
+        _set(built, "__pydantic_extra__", None)
+        _set(built, "__pydantic_private__", None)
         return built
+
+
+_new = object.__new__
+_set = object.__setattr__
 
 
 _OPEN: dict[Path, LeadCache[Any]] = {}  # one per lead file, the newest: the daemon's
@@ -298,11 +303,9 @@ def _read_own(path: Path) -> bytes | None:
 
 
 def _own_folder(folder: Path) -> None:
-    """`state_dir/shortcuts`, made 0700 (and the state folder 0700 if it is made here);
-    OSError if it is not a folder of this user's (nothing is written then)."""
-    if not folder.parent.exists():
-        folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(folder.parent, 0o700)
+    """`state_dir/shortcuts`, made 0700 in a state folder that exists (the state makes it,
+    and checks it: `validate` or `plan` before a first sync write nothing); OSError if it
+    is not a folder of this user's (nothing is written then)."""
     with contextlib.suppress(FileExistsError):
         folder.mkdir(mode=0o700)
     info = folder.lstat()

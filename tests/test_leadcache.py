@@ -72,7 +72,7 @@ def exact(value: Any) -> Any:
     datetimes ignores the offset; this does not."""
     if isinstance(value, BaseModel):
         return (type(value).__name__, sorted(value.model_fields_set),
-                {name: exact(item) for name, item in value.__dict__.items()},
+                [(name, exact(item)) for name, item in value.__dict__.items()],
                 value.__pydantic_extra__, value.__pydantic_private__)
     if isinstance(value, datetime | time):
         return (type(value).__name__, value.isoformat(), repr(value.tzinfo), value.fold)
@@ -143,6 +143,7 @@ def _generated(n: int) -> str:
 def _assert_read_back_exactly(text: str, path: Path, validations: list[str]) -> None:
     path.write_text(text, encoding="utf-8")
     folder = path.parent / "state" / "shortcuts"
+    folder.parent.mkdir(mode=0o700)  # (as the state makes it)
     load(path, folder)  # cold: validated, and written to the cache file
     assert list(folder.iterdir()) != []
     del validations[:]
@@ -267,11 +268,19 @@ def test_touches_with_zones_read_back_exactly(touches: list[tuple[date, datetime
 
 
 # ------------------------------------------------------------ where, and who may read it
+def synced(project: Project) -> Project:
+    """The project with LEADS, synced once: the state folder exists."""
+    project.write_leads(LEADS)
+    code, out = run(project, "sync")
+    assert code == 0, out
+    return project
+
+
 def test_the_cache_is_0600_in_the_state_folder_even_with_a_loose_umask(
         project: Project, tmp_path: Path) -> None:
-    project.write_leads(LEADS)
     old = os.umask(0)
     try:
+        synced(project)
         code, out = run(project, "validate")
     finally:
         os.umask(old)
@@ -280,7 +289,13 @@ def test_the_cache_is_0600_in_the_state_folder_even_with_a_loose_umask(
     assert found == [project.state / "shortcuts" / (cache_name(project.leads) + ".json")]
     assert stat.S_IMODE(found[0].stat().st_mode) == 0o600
     assert stat.S_IMODE(found[0].parent.stat().st_mode) == 0o700
-    assert stat.S_IMODE(project.state.stat().st_mode) == 0o700
+
+
+def test_validate_and_plan_before_a_first_sync_make_no_state_folder(project: Project) -> None:
+    project.write_leads(LEADS)
+    for command in ("validate", "plan", "agenda"):
+        assert run(project, command)[0] == 0
+    assert not project.state.exists()
 
 
 def test_an_unwritable_cache_home_changes_nothing(project: Project, tmp_path: Path,
@@ -290,8 +305,7 @@ def test_an_unwritable_cache_home_changes_nothing(project: Project, tmp_path: Pa
     takes every lead from the cache. (A folder under a file: not writable, even by root.)"""
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file" / "cache"))
-    project.write_leads(LEADS)
-    assert run(project, "validate")[0] == 0
+    synced(project)
     del validations[:]
     code, out = run(project, "validate")
     assert code == 0 and "8 leads" in out, out
@@ -330,7 +344,7 @@ def _variants(data: bytes) -> Iterator[tuple[str, bytes]]:
 
 
 def test_a_corrupt_cache_file_never_stops_a_command(project: Project) -> None:
-    project.write_leads(LEADS)
+    synced(project)
     expected = _answers(project)
     run(project, "validate")
     (cached,) = [p for p in project.dir.parent.rglob("leads-*") if p.is_file()]
@@ -354,7 +368,7 @@ class _Payload:
 
 @pytest.mark.parametrize("where", ["old pickle", "new file"])
 def test_a_planted_pickle_never_runs(project: Project, tmp_path: Path, where: str) -> None:
-    project.write_leads(LEADS)
+    synced(project)
     expected = _answers(project)
     marker = tmp_path / "ran"
     if where == "old pickle":  # where followsync 0.x kept its pickles
@@ -399,7 +413,7 @@ SHAPES = {
                                    "another format", "a torn body"])
 def test_a_cache_file_of_another_shape_or_key_is_ignored_and_rebuilt(
         project: Project, shape: str, validations: list[str]) -> None:
-    project.write_leads(LEADS)
+    synced(project)
     expected = _answers(project)
     run(project, "validate")
     (cached,) = [p for p in project.dir.parent.rglob("leads-*") if p.is_file()]
@@ -426,8 +440,7 @@ def test_a_cache_file_of_another_shape_or_key_is_ignored_and_rebuilt(
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
 def test_a_cache_file_of_another_user_is_not_read(project: Project,
                                                   validations: list[str]) -> None:
-    project.write_leads(LEADS)
-    run(project, "validate")
+    synced(project)
     (cached,) = [p for p in project.dir.parent.rglob("leads-*") if p.is_file()]
     os.chown(cached, 65534, 65534)
     del validations[:]
@@ -438,8 +451,7 @@ def test_a_cache_file_of_another_user_is_not_read(project: Project,
 
 def test_a_cache_file_others_may_read_is_not_read_and_is_made_private(
         project: Project, validations: list[str]) -> None:
-    project.write_leads(LEADS)
-    run(project, "validate")
+    synced(project)
     (cached,) = [p for p in project.dir.parent.rglob("leads-*") if p.is_file()]
     cached.chmod(0o644)
     del validations[:]
@@ -454,7 +466,7 @@ def test_defaults_edits_in_one_process_keep_one_cache_per_file_and_write_the_new
     """Five `defaults:` edits in one process (as the daemon lives): one cache per lead file
     is held and waiting to be written, and the one written at exit is the newest, so the
     next command takes every lead from it."""
-    project.write_leads(LEADS)
+    synced(project)
     leadcache._OPEN.clear()
     for minute in range(1, 6):
         project.edit(f'at: "09:0{minute - 1}"', f'at: "09:0{minute}"')
