@@ -15,9 +15,11 @@ import json
 import os
 import pickle
 import random
+import signal
 import stat
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,9 @@ from followsync import leadcache
 from followsync import leads as L
 from followsync.leadsplit import split
 from tests.project import Project
+from tests.test_daemon import Running, save_by_rename, start, write_files
+
+__all__ = ["start"]  # (the fixture that runs a daemon)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -478,3 +483,30 @@ def test_defaults_edits_in_one_process_keep_one_cache_per_file_and_write_the_new
     del validations[:]
     assert run(project, "validate")[0] == 0
     assert validations == []
+
+
+def test_the_daemon_writes_the_lead_cache_of_its_newest_defaults_at_exit(
+        tmp_path: Path, start: Callable[..., Running]) -> None:
+    """The real daemon, five `defaults:` saves, SIGTERM: the next command takes every lead
+    from the cache it left (the newest head's, not the oldest's)."""
+    config = write_files(tmp_path, leads=LEADS)
+    daemon = start(config)
+    daemon.notify.wait("READY=1")
+    daemon.wait_log(r"file: \d+ created")
+    leads = tmp_path / "leads.yaml"
+    for minute in range(1, 6):
+        text = leads.read_text().replace(f'at: "09:0{minute - 1}"', f'at: "09:0{minute}"')
+        save_by_rename(leads, text)
+        daemon.wait_log(r"file: \d+ created", count=minute + 1)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.exit_code(10) == 0, daemon.stderr
+    (cached,) = (tmp_path / "state" / "shortcuts").iterdir()
+    written = cached.stat()
+    # the next command, run as the daemon was (its code fingerprint counts sys.path): a hit
+    # writes nothing, a miss would replace the file
+    done = subprocess.run([sys.executable, "-m", "followsync", "--config", str(config),
+                           "validate"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=False, env=dict(os.environ))  # (as Running has it)
+    assert done.returncode == 0, done.stderr
+    assert (cached.stat().st_ino, cached.stat().st_mtime_ns) == \
+        (written.st_ino, written.st_mtime_ns)
