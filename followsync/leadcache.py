@@ -61,24 +61,31 @@ class Codec(Generic[V]):
         self.models = {model.__name__: _Template(model) for model in models}
         self.values = {value.__name__: value for value in values}
         assert all(dataclasses.is_dataclass(value) for value in self.values.values())
+        # how each type is written, by its exact type (a subclass is refused)
+        self._writers: dict[type[Any], Callable[[Any], Any]] = {
+            **dict.fromkeys(_DATA, _same), list: self._list, dict: self._dict,
+            date: _date, datetime: _moment, time: _moment,
+            **{template.model: functools.partial(template.encode, encode=self.encode)
+               for template in self.models.values()},
+            **{value: self._value for value in self.values.values()}}
 
     def encode(self, value: Any) -> Any:
-        kind = type(value)
-        if kind in _DATA:
-            return value
-        if kind is list:
-            return [self.encode(item) for item in value]
-        if kind is dict:
-            if not all(type(key) is str for key in value):
-                raise TypeError("a mapping with keys other than text")
-            return {"$map": [[key, self.encode(item)] for key, item in value.items()]}
-        template = self.models.get(kind.__name__)
-        if template is not None and template.model is kind:
-            return template.encode(value, self.encode)
-        if self.values.get(kind.__name__) is kind:
-            return {"$v": kind.__name__,
-                    "f": [self.encode(getattr(value, f.name)) for f in dataclasses.fields(value)]}
-        return _encode_moment(value)
+        write = self._writers.get(type(value))
+        if write is None:
+            raise TypeError(f"no cache form for {type(value).__name__}")
+        return write(value)
+
+    def _list(self, value: list[Any]) -> list[Any]:
+        return [self.encode(item) for item in value]
+
+    def _dict(self, value: dict[Any, Any]) -> dict[str, Any]:
+        if not all(type(key) is str for key in value):
+            raise TypeError("a mapping with keys other than text")
+        return {"$map": [[key, self.encode(item)] for key, item in value.items()]}
+
+    def _value(self, value: Any) -> dict[str, Any]:
+        return {"$v": type(value).__name__,
+                "f": [self.encode(getattr(value, f.name)) for f in dataclasses.fields(value)]}
 
     def decode(self, data: bytes) -> Any:
         return json.loads(data, object_hook=self._hook)
@@ -103,19 +110,23 @@ _TAGS: dict[str, Callable[[Any], Any]] = {
     "$map": dict}
 
 
-def _encode_moment(value: Any) -> dict[str, str]:
-    """A date, datetime or time as ISO text; one whose text would read back otherwise (a
-    named zone, a fold) is refused."""
-    kind = type(value)
-    if kind is date:
-        return {"$d": value.isoformat()}
-    if kind is datetime or kind is time:
-        zone = value.tzinfo
-        if (zone is not None and type(zone) is not timezone) or value.fold or \
-                repr(kind.fromisoformat(value.isoformat())) != repr(value):
-            raise TypeError(f"{value!r} does not read back as ISO text")
-        return {"$dt" if kind is datetime else "$t": value.isoformat()}
-    raise TypeError(f"no cache form for {kind.__name__}")
+def _same(value: Any) -> Any:
+    return value
+
+
+def _date(value: date) -> dict[str, str]:
+    return {"$d": value.isoformat()}
+
+
+def _moment(value: datetime | time) -> dict[str, str]:
+    """A datetime or time as ISO text; one whose text would read back otherwise (a named
+    zone, a fold) is refused."""
+    zone = value.tzinfo
+    text = value.isoformat()
+    if (zone is not None and type(zone) is not timezone) or value.fold or \
+            repr(type(value).fromisoformat(text)) != repr(value):
+        raise TypeError(f"{value!r} does not read back as ISO text")
+    return {"$dt" if type(value) is datetime else "$t": text}
 
 
 class _Template:
@@ -144,18 +155,26 @@ class _Template:
                 elif not isinstance(default, (*_DATA, date, time, tuple)) and \
                         not dataclasses.is_dataclass(default):
                     self.fresh[name] = functools.partial(copy.deepcopy, default)
+        # what each field holds when the file did not set it (`encode` checks it does)
+        self.unset = [(name, self.fresh[name]() if name in self.fresh else default)
+                      for name, default in self.defaults.items() if name not in self.required]
 
     def encode(self, value: Any, encode: Callable[[Any], Any]) -> dict[str, Any]:
-        given = value.model_fields_set
-        if value.__pydantic_extra__ or value.__pydantic_private__:
+        given = value.__pydantic_fields_set__
+        held = value.__dict__
+        if value.__pydantic_extra__ or value.__pydantic_private__ or \
+                len(held) != len(self.names):
             raise TypeError("a model with extra or private values")
-        for name in self.names - given:
-            default = self.fresh[name]() if name in self.fresh else self.defaults[name]
-            held = getattr(value, name)
-            if type(held) is not type(default) or held != default:
-                raise TypeError(f"{self.model.__name__}.{name} unset but not its default")
-        return {"$m": self.model.__name__,
-                **{name: encode(getattr(value, name)) for name in given}}
+        for name, default in self.unset:
+            if name not in given:
+                found = held[name]
+                if found is not default and (type(found) is not type(default)
+                                             or found != default):
+                    raise TypeError(f"{self.model.__name__}.{name} unset but not its default")
+        found = {"$m": self.model.__name__}
+        for name in given:
+            found[name] = encode(held[name])
+        return found
 
     def build(self, fields: dict[str, Any]) -> Any:
         if not fields.keys() <= self.names or not self.required <= fields.keys():
