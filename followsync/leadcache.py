@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -293,10 +293,8 @@ class LeadCache(Generic[V]):
             return
         self.changed = False
         try:
-            body = json.dumps([[digest, nodes, self.codec.encode(lead)]
-                               for digest, (lead, nodes) in self.entries.items()],
-                              ensure_ascii=False, separators=(",", ":"),
-                              check_circular=False).encode()
+            body = json.dumps(list(self._encoded()), ensure_ascii=False,
+                              separators=(",", ":"), check_circular=False).encode()
             header = json.dumps({"format": FORMAT, "key": self.key,
                                  "body": hashlib.blake2b(body, digest_size=32).hexdigest()})
             _own_folder(self.path.parent)
@@ -304,6 +302,16 @@ class LeadCache(Generic[V]):
             os.chmod(self.path, 0o600)  # (the folder is 0700: never readable meanwhile)
         except Exception as exc:  # a shortcut not written is no error
             log.debug("lead cache %s not written: %s: %s", self.path, type(exc).__name__, exc)
+
+
+    def _encoded(self) -> Iterator[list[Any]]:
+        """Each entry as written; one the codec cannot give back exactly is left out (it
+        is validated again next time), the others are kept."""
+        for digest, (lead, nodes) in self.entries.items():
+            try:
+                yield [digest, nodes, self.codec.encode(lead)]
+            except (TypeError, ValueError, RecursionError) as exc:
+                log.debug("lead cache: %s left out: %s", digest, exc)
 
 
 def _read_own(path: Path) -> bytes | None:

@@ -272,6 +272,25 @@ def test_touches_with_zones_read_back_exactly(touches: list[tuple[date, datetime
         L.CODEC.encode(named)
 
 
+def test_a_lead_the_codec_cannot_write_is_left_out_and_the_others_kept(
+        tmp_path: Path, validations: list[str]) -> None:
+    path = tmp_path / "leads.yaml"
+    path.write_text(LEADS, encoding="utf-8")
+    folder = tmp_path / "state" / "shortcuts"
+    folder.parent.mkdir(mode=0o700)
+    leadcache._OPEN.clear()
+    L.load_leads([path], shortcuts=folder)
+    (cache,) = leadcache._OPEN.values()
+    digest, (lead, nodes) = next(iter(cache.entries.items()))
+    odd = lead.model_copy(update={"notes": b"bytes"})  # (no lead file makes this)
+    cache.entries[digest] = (odd, nodes)
+    cache.changed = True
+    leadcache.flush()
+    del validations[:]
+    load(path, folder)
+    assert validations == ["lead-0"]
+
+
 # ------------------------------------------------------------ where, and who may read it
 def synced(project: Project) -> Project:
     """The project with LEADS, synced once: the state folder exists."""
