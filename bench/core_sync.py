@@ -447,7 +447,7 @@ def child_env(cwd: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
             [str(SNAPSHOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     env.pop("FOLLOWSYNC_NOW", None)
     env.pop("FOLLOWSYNC_CONFIG", None)
-    env["XDG_CACHE_HOME"] = str(cwd / "cache")  # the lead cache: per N, never the user's
+    env["XDG_CACHE_HOME"] = str(cwd / "cache")  # never the user's (the lead cache is in state_dir)
     env.update(extra or {})
     return env
 

@@ -167,7 +167,8 @@ def validate(obj: Context) -> None:
     from followsync.leads import load_leads
 
     config = obj.config()
-    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at,
+                      shortcuts=config.state_dir / "shortcuts")
     for target in config.targets:
         if target.password_env and target.password_env not in os.environ:
             log.warning("warning: target %r: $%s (password_env) is not set here; the daemon run "
@@ -279,7 +280,8 @@ def done(obj: Context, lead: str, on_text: str | None, by: str, note: str,
     from followsync.leads import Touch, load_leads
 
     config = obj.config()
-    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at,
+                      shortcuts=config.state_dir / "shortcuts")
     if lead not in book.leads:
         raise unknown_lead(lead, sorted(book.leads))
     now = obj.now(config)
@@ -334,7 +336,8 @@ def agenda(obj: Context, days: int, as_json: bool, all_mail: bool) -> None:
     from followsync.sync.planning import local_now, mail_touches, make_plans
 
     config = obj.config()
-    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at,
+                      shortcuts=config.state_dir / "shortcuts")
     now = obj.now(config)
     today = config.today(now)
     state = open_state(config.state_dir, readonly=True)
@@ -375,7 +378,8 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
         since = parse_date(since_text) if since_text else None
     except ValueError as exc:
         raise click.UsageError(f"--since: {exc}") from None
-    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at,
+                      shortcuts=config.state_dir / "shortcuts")
     today = config.today(obj.now(config))
     lock = lock_state(config.state_dir)
     try:

@@ -1,94 +1,272 @@
 """Validated leads kept by the digest of their own text, so a save re-validates what changed.
 
 A lead's validated form depends only on its slice of the file (see leadsplit) and on this
-followsync: the cache of one lead file is keyed by followsync's version, the digest of its
-own sources that read leads, and the digest of the file's head (`version:` and `defaults:`:
-a change there validates everything again). It lives in memory (the daemon keeps it between
-saves) and in `$XDG_CACHE_HOME/followsync/` (a one-shot command reads it), written when it
-changed, at the end of the process (after the calendars). A cache file that cannot be read is
-ignored: it is only ever a shortcut. (It is a pickle, in the user's own cache folder: whoever
-can write there can already run code as the user.)
+followsync: the cache of one lead file is keyed by `fingerprint.code()` (followsync's own
+sources and libraries), the file's path and its head (`version:` and `defaults:`: a change
+there validates everything again). It lives in memory, one per lead file (the daemon keeps
+the newest between saves), and in the state folder's `shortcuts/leads-<hash of the path>.json`
+(a one-shot command reads it), written when it changed, at the end of the process (after
+the calendars), atomically and 0600 (names, addresses and notes are in it), and only into
+a state folder that exists (a sync made it).
+
+The file is JSON, never code (README, "What followsync keeps"): a header line (what it is,
+the key, the digest of the rest) and the body, each lead as its model's name and the fields
+the lead file set. It is rebuilt with an allow-list of classes the caller gives (`Codec`),
+field by field, exactly as validated (tests/test_leadcache.py). A file that is not the
+user's own, not 0600, not of this key, or that does not read back cleanly in any way, is
+ignored and rebuilt: it is only a shortcut. This module deals in plain data and never
+imports the models (leads.py does, and passes them).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import copy
+import dataclasses
 import functools
 import hashlib
+import json
+import logging
 import os
-import pickle
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime, time, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
-from followsync import __version__
+from followsync import fingerprint
+from followsync.atomic import write_atomic
 
-if TYPE_CHECKING:
-    from followsync.leads import Lead
+log = logging.getLogger(__name__)
 
-Entry = tuple["Lead", int]  # the validated lead, and how many YAML nodes its slice held
-
-
-@functools.cache
-def _code_digest() -> str:
-    """The sources that decide what a slice validates to: a change of any invalidates."""
-    here = Path(__file__).parent
-    digest = hashlib.blake2b(__version__.encode(), digest_size=16)
-    for name in ("leads.py", "validation.py", "yamlsrc.py", "leadsplit.py", "durations.py"):
-        with contextlib.suppress(OSError):
-            digest.update((here / name).read_bytes())
-    return digest.hexdigest()
+V = TypeVar("V")
+FORMAT = "followsync lead cache 1"  # a new layout of the file: a new name here
+MAX_FILE = 1 << 30  # a file larger than this was not written by us
+_DATA = (str, int, float, bool, type(None))
 
 
-def cache_folder() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "followsync"
+class Codec(Generic[V]):
+    """Validated pydantic models (and frozen dataclass values) as JSON-able data, and back.
+
+    `models` and `values` are the only classes a file may name; `root` is what each entry
+    must be. Encoding refuses anything it could not give back exactly (TypeError): a model
+    field left unset that does not hold its default, a zone that is not a fixed offset,
+    a value of another type. Decoding rebuilds a model as its validation made it (its
+    fields, which of them were set, no extras) without running validation again; the file
+    is trusted that far because it is ours (owner, 0600) and its digest matches."""
+
+    def __init__(self, root: type[V], models: Iterable[type[Any]],
+                 values: Iterable[type[Any]] = ()) -> None:
+        self.root = root
+        self.models = {model.__name__: _Template(model) for model in models}
+        self.values = {value.__name__: value for value in values}
+        assert all(dataclasses.is_dataclass(value) for value in self.values.values())
+        # how each type is written, by its exact type (a subclass is refused)
+        self._writers: dict[type[Any], Callable[[Any], Any]] = {
+            **dict.fromkeys(_DATA, _same), list: self._list, dict: self._dict,
+            date: _date, datetime: _moment, time: _moment,
+            **{template.model: functools.partial(template.encode, encode=self.encode)
+               for template in self.models.values()},
+            **{value: self._value for value in self.values.values()}}
+
+    def encode(self, value: Any) -> Any:
+        write = self._writers.get(type(value))
+        if write is None:
+            raise TypeError(f"no cache form for {type(value).__name__}")
+        return write(value)
+
+    def _list(self, value: list[Any]) -> list[Any]:
+        return [self.encode(item) for item in value]
+
+    def _dict(self, value: dict[Any, Any]) -> dict[str, Any]:
+        if not all(type(key) is str for key in value):
+            raise TypeError("a mapping with keys other than text")
+        return {"$map": [[key, self.encode(item)] for key, item in value.items()]}
+
+    def _value(self, value: Any) -> dict[str, Any]:
+        return {"$v": type(value).__name__,
+                "f": [self.encode(getattr(value, f.name)) for f in dataclasses.fields(value)]}
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data, object_hook=self._hook)
+
+    def _hook(self, found: dict[str, Any]) -> Any:
+        if len(found) == 1:
+            ((tag, text),) = found.items()
+            make = _TAGS.get(tag)
+            if make is not None:
+                return make(text)
+        name = found.pop("$m", None)
+        if name is not None:
+            return self.models[name].build(found)
+        name = found.pop("$v", None)
+        if name is not None and found.keys() == {"f"}:
+            return self.values[name](*found["f"])
+        raise ValueError("not a value of the cache")  # (every mapping written is tagged)
 
 
-_OPEN: dict[Path, LeadCache] = {}  # kept by a long-running process (the daemon)
+_TAGS: dict[str, Callable[[Any], Any]] = {
+    "$d": date.fromisoformat, "$dt": datetime.fromisoformat, "$t": time.fromisoformat,
+    "$map": dict}
 
 
-def for_file(file: Path, head: str) -> LeadCache:
-    """The cache of this lead file with this head: the one in memory, else read from disk."""
-    known = _OPEN.get(file)
-    fresh = LeadCache(file, head)
+def _same(value: Any) -> Any:
+    return value
+
+
+def _date(value: date) -> dict[str, str]:
+    return {"$d": value.isoformat()}
+
+
+def _moment(value: datetime | time) -> dict[str, str]:
+    """A datetime or time as ISO text; one whose text would read back otherwise (a named
+    zone, a fold) is refused."""
+    zone = value.tzinfo
+    text = value.isoformat()
+    if (zone is not None and type(zone) is not timezone) or value.fold or \
+            repr(type(value).fromisoformat(text)) != repr(value):
+        raise TypeError(f"{value!r} does not read back as ISO text")
+    return {"$dt" if type(value) is datetime else "$t": text}
+
+
+class _Template:
+    """How one model class is written and rebuilt: its fields, and the default each unset
+    field holds after validation (pydantic gives every instance its own copy of a mutable
+    default; so does `build`)."""
+
+    def __init__(self, model: type[Any]) -> None:
+        self.model = model
+        self.names = frozenset(model.model_fields)
+        self.defaults: dict[str, Any] = {}  # in the order of the fields, as validation
+        self.fresh: dict[str, Callable[[], Any]] = {}  # per instance: factories, copies
+        self.required: set[str] = set()
+        for name, info in model.model_fields.items():
+            if info.default_factory is not None:
+                self.fresh[name] = info.default_factory
+                self.defaults[name] = None
+            elif info.is_required():
+                self.required.add(name)
+                self.defaults[name] = None  # (given by every file: `build` checks)
+            else:
+                default = info.default
+                self.defaults[name] = default
+                if type(default) in (list, dict, set) and not default:
+                    self.fresh[name] = default.copy  # (what pydantic does with `[]`)
+                elif not isinstance(default, (*_DATA, date, time, tuple)) and \
+                        not dataclasses.is_dataclass(default):
+                    self.fresh[name] = functools.partial(copy.deepcopy, default)
+        # what each field holds when the file did not set it (`encode` checks it does)
+        self.unset = [(name, self.fresh[name]() if name in self.fresh else default)
+                      for name, default in self.defaults.items() if name not in self.required]
+
+    def encode(self, value: Any, encode: Callable[[Any], Any]) -> dict[str, Any]:
+        given = value.__pydantic_fields_set__
+        held = value.__dict__
+        if value.__pydantic_extra__ or value.__pydantic_private__ or \
+                len(held) != len(self.names):
+            raise TypeError("a model with extra or private values")
+        for name, default in self.unset:
+            if name not in given:
+                found = held[name]
+                if found is not default and (type(found) is not type(default)
+                                             or found != default):
+                    raise TypeError(f"{self.model.__name__}.{name} unset but not its default")
+        found = {"$m": self.model.__name__}
+        for name in given:
+            found[name] = encode(held[name])
+        return found
+
+    def build(self, fields: dict[str, Any]) -> Any:
+        if not fields.keys() <= self.names or not self.required <= fields.keys():
+            raise ValueError(f"not the fields of {self.model.__name__}")
+        values = {**self.defaults, **fields}
+        for name, make in self.fresh.items():
+            if name not in fields:
+                values[name] = make()
+        # what pickle did (pydantic's __setstate__): the instance as validation left it
+        built = _new(self.model)
+        _set(built, "__dict__", values)
+        _set(built, "__pydantic_fields_set__", set(fields))
+        _set(built, "__pydantic_extra__", None)
+        _set(built, "__pydantic_private__", None)
+        return built
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+_OPEN: dict[Path, LeadCache[Any]] = {}  # one per lead file, the newest: the daemon's
+_DIRTY: dict[Path, LeadCache[Any]] = {}  # to write at exit: one per lead file, the newest
+_AT_EXIT: list[bool] = []
+
+
+def for_file(file: Path, head: str, folder: Path | None, codec: Codec[V]) -> LeadCache[V]:
+    """The cache of this lead file with this head: the one in memory, else read from
+    `folder` (None: none on disk). It replaces the file's older one, in memory and in what
+    is written at exit: one cache per lead file, and the newest is the one kept."""
+    where = Path(os.path.realpath(file))
+    fresh = LeadCache(where, head, folder, codec)
+    known = _OPEN.get(where)
     if known is not None and known.key == fresh.key and known.path == fresh.path:
         return known
+    if _DIRTY.get(where) is known:
+        _DIRTY.pop(where, None)
     fresh.read()
-    _OPEN[file] = fresh
+    _OPEN[where] = fresh
     return fresh
 
 
-class LeadCache:
+class LeadCache(Generic[V]):
     """One lead file's validated leads by slice digest, for one head (see module doc)."""
 
-    def __init__(self, file: Path, head: str, folder: Path | None = None) -> None:
-        self.path = (folder or cache_folder()) / (
-            "leads-" + hashlib.blake2b(str(file.resolve()).encode(),
-                                       digest_size=12).hexdigest() + ".pickle")
-        self.key = hashlib.blake2b(f"{_code_digest()}\0{head}".encode(),
-                                   digest_size=16).hexdigest()
-        self.entries: dict[str, Entry] = {}
+    def __init__(self, file: Path, head: str, folder: Path | None, codec: Codec[V]) -> None:
+        self.file = file
+        self.path = None if folder is None else folder / (
+            "leads-" + hashlib.blake2b(str(file).encode(), digest_size=12).hexdigest() + ".json")
+        self.key = hashlib.blake2b(
+            "\0".join((FORMAT, fingerprint.code(), str(file), head)).encode(),
+            digest_size=16).hexdigest()
+        self.codec = codec
+        self.entries: dict[str, tuple[V, int]] = {}  # digest → (lead, its YAML nodes)
         self.used: set[str] = set()
         self.changed = False
 
     def read(self) -> None:
-        try:
-            with self.path.open("rb") as stream:
-                found: Any = pickle.load(stream)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError,
-                ValueError, TypeError, IndexError):
+        """The entries of the file on disk, if it is ours and reads back cleanly; else
+        none (whatever went wrong: it is only a shortcut)."""
+        if self.path is None:
             return
-        if isinstance(found, tuple) and len(found) == 2 and found[0] == self.key:
-            self.entries = found[1]
+        try:
+            self.entries = self._entries(_read_own(self.path))
+        except Exception as exc:  # anything at all: rebuilt, never an error
+            log.debug("lead cache %s not used: %s: %s", self.path, type(exc).__name__, exc)
+            self.entries = {}
 
-    def get(self, digest: str) -> Entry | None:
+    def _entries(self, data: bytes | None) -> dict[str, tuple[V, int]]:
+        if data is None:
+            return {}
+        first, _, body = data.partition(b"\n")
+        header = json.loads(first)
+        if header != {"format": FORMAT, "key": self.key,
+                      "body": hashlib.blake2b(body, digest_size=32).hexdigest()}:
+            return {}  # another followsync, file or head, or a torn body
+        found = self.codec.decode(body)
+        entries: dict[str, tuple[V, int]] = {}
+        for digest, nodes, lead in found:
+            if type(digest) is not str or type(nodes) is not int or nodes < 0 or \
+                    type(lead) is not self.codec.root:
+                raise ValueError("an entry of another shape")
+            entries[digest] = (lead, nodes)
+        return entries
+
+    def get(self, digest: str) -> tuple[V, int] | None:
         found = self.entries.get(digest)
         if found is not None:
             self.used.add(digest)
         return found
 
-    def put(self, digest: str, entry: Entry) -> None:
+    def put(self, digest: str, entry: tuple[V, int]) -> None:
         self.entries[digest] = entry
         self.used.add(digest)
         self.changed = True
@@ -101,30 +279,70 @@ class LeadCache:
             self.entries = {d: e for d, e in self.entries.items() if d in self.used}
             self.changed = True
         self.used = set()
-        if self.changed and self not in _DIRTY:
-            if not _DIRTY and not _AT_EXIT:
+        if self.changed and self.path is not None and _OPEN.get(self.file) is self:
+            if not _AT_EXIT:
+                import atexit
+
                 atexit.register(flush)
                 _AT_EXIT.append(True)
-            _DIRTY.append(self)
+            _DIRTY[self.file] = self
 
     def save(self) -> None:
-        """Write the cache file now (errors ignored: it is only a shortcut)."""
-        if not self.changed:
+        """Write the cache file now (any failure ignored: it is only a shortcut)."""
+        if not self.changed or self.path is None:
             return
-        from followsync.atomic import write_atomic
-
-        with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_atomic(self.path, pickle.dumps((self.key, self.entries),
-                                                 protocol=pickle.HIGHEST_PROTOCOL))
         self.changed = False
+        try:
+            body = json.dumps(list(self._encoded()), ensure_ascii=False,
+                              separators=(",", ":"), check_circular=False).encode()
+            header = json.dumps({"format": FORMAT, "key": self.key,
+                                 "body": hashlib.blake2b(body, digest_size=32).hexdigest()})
+            _own_folder(self.path.parent)
+            write_atomic(self.path, [header.encode(), b"\n", body])
+            os.chmod(self.path, 0o600)  # (the folder is 0700: never readable meanwhile)
+        except Exception as exc:  # a shortcut not written is no error
+            log.debug("lead cache %s not written: %s: %s", self.path, type(exc).__name__, exc)
 
 
-_DIRTY: list[LeadCache] = []
-_AT_EXIT: list[bool] = []
+    def _encoded(self) -> Iterator[list[Any]]:
+        """Each entry as written; one the codec cannot give back exactly is left out (it
+        is validated again next time), the others are kept."""
+        for digest, (lead, nodes) in self.entries.items():
+            try:
+                yield [digest, nodes, self.codec.encode(lead)]
+            except (TypeError, ValueError, RecursionError) as exc:
+                log.debug("lead cache: %s left out: %s", digest, exc)
+
+
+def _read_own(path: Path) -> bytes | None:
+    """The file's bytes if it is a regular file of this user's that nobody else may read
+    or write (never through a symlink, never blocking on a FIFO); else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or \
+                info.st_mode & 0o077 or info.st_size > MAX_FILE:
+            return None
+        return stream.read()
+
+
+def _own_folder(folder: Path) -> None:
+    """`state_dir/shortcuts`, made 0700 in a state folder that exists (the state makes it,
+    and checks it: `validate` or `plan` before a first sync write nothing); OSError if it
+    is not a folder of this user's (nothing is written then)."""
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise OSError(f"{folder} is not a folder of this user's")
+    if info.st_mode & 0o077:
+        os.chmod(folder, 0o700)
 
 
 def flush() -> None:
-    """Write every changed cache (at exit; tests call it directly)."""
+    """Write every changed cache, the newest of each lead file (at exit; tests call it)."""
     while _DIRTY:
-        _DIRTY.pop().save()
+        _DIRTY.popitem()[1].save()

@@ -29,7 +29,7 @@ from pydantic_core import CoreSchema
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
 from followsync.gcpause import paused_gc
-from followsync.leadcache import LeadCache, for_file
+from followsync.leadcache import Codec, LeadCache, for_file
 from followsync.leadsplit import Slice, Split, split
 from followsync.model import Kind
 from followsync.validation import (
@@ -272,6 +272,10 @@ class LeadFile(_Model):
     leads: dict[Annotated[str, Field(pattern=LEAD_ID)], Lead] | None = None
 
 
+# What the lead cache may rebuild from its file (leadcache.Codec): a lead, exactly as validated.
+CODEC = Codec(Lead, (Lead, Touch, OneOff, Trigger), (Duration,))
+
+
 @dataclass(frozen=True)
 class Policy:
     """Effective settings for one lead after defaults and overrides."""
@@ -372,18 +376,21 @@ def parse_lead_file(
 def load_leads(
     paths: list[Path], display: dict[Path, str] | None = None,
     named_at: Mapping[Path, tuple[str, int, int]] | None = None,
+    shortcuts: Path | None = None,
 ) -> LeadBook:
     """Load every lead file; ids must be unique across them. All problems are reported at once.
 
     `named_at` says where the config names each file, so a missing one is reported there.
+    `shortcuts` is the folder of the lead cache on disk (`state_dir/shortcuts`; None: the
+    cache is kept in memory only).
     """
     with paused_gc():
-        return _load_leads(paths, display, named_at)
+        return _load_leads(paths, display, named_at, shortcuts)
 
 
 def _load_leads(
     paths: list[Path], display: dict[Path, str] | None,
-    named_at: Mapping[Path, tuple[str, int, int]] | None,
+    named_at: Mapping[Path, tuple[str, int, int]] | None, shortcuts: Path | None,
 ) -> LeadBook:
     book = LeadBook()
     problems: list[Problem] = []
@@ -406,7 +413,7 @@ def _load_leads(
                                     "check the file's permissions"))
             continue
         parts = _split(data)
-        cache = for_file(path, parts.head_key) if parts is not None else None
+        cache = for_file(path, parts.head_key, shortcuts, CODEC) if parts is not None else None
         if parts is not None and cache is not None:  # (also cold: see _read_batch)
             quick = _parse_by_slices(name, parts, cache)
             if quick is not None and not any(lead_id in book.leads for lead_id, _ in quick[1]):
@@ -507,7 +514,7 @@ def _split(data: bytes) -> Split | None:
 
 
 def _parse_by_slices(
-    file: str, parts: Split, cache: LeadCache
+    file: str, parts: Split, cache: LeadCache[Lead]
 ) -> tuple[Settings, list[tuple[str, Lead]]] | None:
     """The file's defaults and leads read slice by slice, each lead from the cache when its
     text was validated before; None on any doubt or problem, and the caller reads the whole
@@ -557,7 +564,7 @@ def _cut(book: LeadBook, name: str, parts: Split, data: bytes) -> None:
         book.digests.update((piece.lead_id, piece.digest) for piece in parts.slices)
 
 
-def _fill_cache(cache: LeadCache, parts: Split, source: Source, parsed: LeadFile) -> bool:
+def _fill_cache(cache: LeadCache[Lead], parts: Split, source: Source, parsed: LeadFile) -> bool:
     """After reading the whole file: each lead into the cache under its slice's digest, when
     the file's own nodes show the split cut it exactly there (same ids, same lines)."""
     import yaml
@@ -597,7 +604,7 @@ def _nodes(node: Any) -> int:
     return count
 
 
-def _read_batch(file: str, pieces: list[Slice], cache: LeadCache) -> None:
+def _read_batch(file: str, pieces: list[Slice], cache: LeadCache[Lead]) -> None:
     """Slices not in the cache, read and validated together: one parse and one validation
     instead of one each (a first read of 50,000 leads), and a small node tree at a time
     instead of the whole file's (926 MB then). On any doubt nothing is added, and each

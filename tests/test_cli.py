@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -362,8 +363,8 @@ def test_the_state_is_rebuilt_from_the_calendar(proj: Proj) -> None:
     """With the state gone, items already in the file are adopted, not duplicated."""
     proj.sync()
     before = proj.snapshot()
-    for path in proj.state.iterdir():
-        path.unlink()
+    for path in proj.state.iterdir():  # (the shortcuts folder too)
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     assert proj.sync() == [("file", 0, 0, 0, 3)]
     assert proj.snapshot()[0] == before[0]
 
@@ -372,8 +373,8 @@ def test_after_a_lost_state_plan_and_sync_count_the_same_items(proj: Proj) -> No
     """`plan` counts what it lists (the found items are to check); `sync` then finds them
     unchanged: both count with one function (diff.tally)."""
     proj.sync()
-    for path in proj.state.iterdir():
-        path.unlink()
+    for path in proj.state.iterdir():  # (the shortcuts folder too)
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     code, out, err = proj.run("plan")
     assert (code, err) == (0, "")
     lines = out.splitlines()

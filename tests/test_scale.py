@@ -118,7 +118,7 @@ def test_reading_by_slices_gives_what_the_whole_file_gives(tmp_path_factory: pyt
     if parts is None:
         return
     folder = tmp_path_factory.mktemp("cache")
-    cache = LeadCache(folder / "leads.yaml", parts.head_key, folder)
+    cache = LeadCache(folder / "leads.yaml", parts.head_key, folder, L.CODEC)
     for _ in range(2):  # cold, then every lead from the cache
         quick = L._parse_by_slices("leads.yaml", parts, cache)
         if quick is not None:
@@ -270,16 +270,13 @@ class _Edits:
 def _warm_and_cold(folders: list[Path], now: str) -> tuple[str, str]:
     """One sync in each folder: the first with its lead cache and the delta, the second
     cold (no lead cache, no delta), as a fresh process would be after a cache loss."""
-    import os
     import shutil
 
     from followsync import leadcache
 
-    os.environ["XDG_CACHE_HOME"] = str(folders[0] / "cache")
     warm = _sync(folders[0], now, delta=True)
     leadcache._OPEN.clear()
-    os.environ["XDG_CACHE_HOME"] = str(folders[1] / "cache")
-    shutil.rmtree(folders[1] / "cache", ignore_errors=True)
+    shutil.rmtree(folders[1] / "state" / "shortcuts", ignore_errors=True)
     cold = _sync(folders[1], now, delta=False)
     leadcache._OPEN.clear()
     return warm, cold

@@ -194,7 +194,8 @@ def known_addresses(config: Config, state: State) -> dict[str, str]:
                 return {str(k): str(v) for k, v in saved["map"].items()}
     from followsync.leads import load_leads
 
-    found = lead_addresses(load_leads(list(config.lead_paths), named_at=config.lead_named_at))
+    found = lead_addresses(load_leads(list(config.lead_paths), named_at=config.lead_named_at,
+                                      shortcuts=config.state_dir / "shortcuts"))
     with state.transaction():
         state.set_meta("mail-addresses", json.dumps({"files": digest.hexdigest(), "map": found}))
     return found

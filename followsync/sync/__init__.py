@@ -83,7 +83,8 @@ def _full(
     today = config.today(now)
     reports: list[TargetReport] = []
     with paused_gc():  # see gcpause: planning 10,000 leads makes millions of objects
-        book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
+        book = load_leads(list(config.lead_paths), named_at=config.lead_named_at,
+                          shortcuts=config.state_dir / "shortcuts")
         with opened(config, state, options, reports) as sessions:
             completions = []
             for session in sessions:
