@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import logging
 import math
-import os
 import random
 import socket
 import ssl
@@ -26,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from followsync.backends.digest import Authenticator
+from followsync.backends import authmemory
+from followsync.backends.digest import Authenticator, Remembered
 from followsync.errors import TargetError
 from followsync.hosts import is_loopback
 
@@ -46,30 +45,6 @@ class Response:
         """The header's value; several of the same name joined with ", " (RFC 9110 5.3)."""
         values = [value for key, value in self.headers.items() if key.lower() == name.lower()]
         return ", ".join(values) if values else None
-
-
-def _hints_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "followsync" / "digest-servers.json"
-
-
-def digest_origins() -> set[str]:
-    """The servers (scheme://host:port) that asked for Digest before: they never get Basic."""
-    try:
-        found = json.loads(_hints_file().read_text())
-    except (OSError, ValueError):
-        return set()
-    return {str(origin) for origin in found} if isinstance(found, list) else set()
-
-
-def remember_digest(origin: str) -> None:
-    """Note a server that asked for Digest (no secret: its address only)."""
-    with contextlib.suppress(OSError):
-        from followsync.atomic import write_atomic
-
-        path = _hints_file()
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(path, json.dumps(sorted(digest_origins() | {origin})).encode())
 
 
 class Watchdog:
@@ -136,6 +111,7 @@ class DavSession:
         self, base_url: str, username: str | None, password: str | None, *,
         verify: bool | str = True, timeout: float = 30.0, retries: int = 4,
         retry_budget: float = 60.0, sleep: Callable[[float], None] = time.sleep,
+        state_dir: Path | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -145,11 +121,16 @@ class DavSession:
         self.username = username
         self.origin = f"{self.scheme}://{self.host}:{parts.port or ''}"
         # Basic goes with the first request over TLS or to this machine (a no-op sync is one
-        # request), unless this server asked for Digest before: then, and over plain HTTP to
-        # another host, nothing is sent before the server's 401 says how
-        self.asked_digest = self.origin in digest_origins()
-        early = (self.scheme == "https" or is_loopback(self.host)) and not self.asked_digest
-        self.auth = Authenticator(username, password, preemptive_basic=early)
+        # request), unless this server asked for Digest before (kept in the state folder):
+        # then its last challenge is answered at once, never with Basic; over plain HTTP to
+        # another host nothing is sent before the server's 401 says how
+        self.state_dir = state_dir
+        remembered = authmemory.recall(state_dir, self.origin)
+        self._kept: Remembered | None = remembered
+        early = self.scheme == "https" or is_loopback(self.host)
+        self.auth = Authenticator(username, password, preemptive_basic=early,
+                                  remembered=remembered,
+                                  server=self.origin.rstrip(":"))
         self.verify, self.timeout = verify, timeout
         self.retries, self.retry_budget, self.sleep = retries, retry_budget, sleep
         self.conn: http.client.HTTPConnection | None = None
@@ -179,6 +160,14 @@ class DavSession:
     def close(self) -> None:
         self.watchdog.stop()
         self._drop()
+        self._remember()
+
+    def _remember(self) -> None:
+        """Keep what a Digest server asked for (and the nonce count) for the next run."""
+        now = self.auth.remembered()
+        if now is not None and now != self._kept:
+            authmemory.keep(self.state_dir, self.origin, now)
+            self._kept = now
 
     def _drop(self) -> None:
         """Forget the connection (the next request opens a new one)."""
@@ -205,13 +194,14 @@ class DavSession:
         # "stale nonce" (Digest) or a refusal; three rounds cover both
         for _round in range(3):
             response = self._retrying(method, path, data, sent)
-            if response.status != 401 or not self.auth.challenged(
-                    response.header("WWW-Authenticate")):
+            if response.status != 401:
+                self.auth.answered()
+                break
+            if not self.auth.challenged(response.header("WWW-Authenticate")):
                 break
             log.debug("%s asks for %s authentication", self.host, self.auth.scheme)
-            if not self.asked_digest and (self.auth.scheme or "").startswith("Digest"):
-                remember_digest(self.origin)
-                self.asked_digest = True
+            if self._kept is None and self.auth.digest_only:
+                self._remember()  # at once: a server that asked for Digest never gets Basic
         if response.status == 401:
             who = f"user {self.username}" if self.username else "no user name given"
             raise TargetError(f"authentication refused for {who} at {self.base_url}",
