@@ -343,6 +343,22 @@ def test_google_retry_after_is_honoured_in_seconds_or_as_a_date(
     assert fake.waits == []
 
 
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from followsync.backends.davhttp import DAV_BACKOFF, retry_after_seconds
+
+    now = 1_900_000_000.0
+    assert retry_after_seconds("120", now) == 120.0
+    assert retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True), now) == 30.0
+    assert retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True), now) == 0.0
+    for junk in (None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2026"):
+        assert retry_after_seconds(junk, now) is None, junk
+    # CalDAV's policy is as it was: 0.25 s doubling to 30 s, jitter of up to half
+    assert DAV_BACKOFF.delay(1, None, now, 0.0) == 0.25
+    assert DAV_BACKOFF.delay(3, None, now, 0.5) == 0.75
+    assert DAV_BACKOFF.delay(20, None, now, 0.0) == 30.0
+    assert GOOGLE_BACKOFF.delay(1, "7", now, 0.9) == 7.0
+
+
 def test_foreign_events_read_as_foreign_text(emu: GoogleEmu, tmp_path: Path) -> None:
     event = {"summary": "Dentist", "start": {"date": "2031-01-06"},
              "end": {"date": "2031-01-07"}, "updated": "2030-01-01T00:00:00Z",
