@@ -343,6 +343,18 @@ def test_google_retry_after_is_honoured_in_seconds_or_as_a_date(
     assert fake.waits == []
 
 
+def test_google_not_reached_is_retried_for_seconds_not_minutes(
+        emu: GoogleEmu, tmp_path: Path) -> None:
+    settings = settings_for(emu, tmp_path)
+    sync(settings, {}, None)  # the access token is kept: no token request below
+    fake = FakeTime()
+    made = paced(settings, fake)
+    emu.stop()
+    with pytest.raises(TargetError, match="unreachable: connection refused"):
+        made.listing({}, None)
+    assert len(fake.waits) == 4 and sum(fake.waits) <= 4.0
+
+
 def test_retry_after_reads_seconds_and_http_dates() -> None:
     from followsync.backends.davhttp import DAV_BACKOFF, retry_after_seconds
 

@@ -9,7 +9,8 @@ userRateLimitExceeded (and 5xx): from about a second, doubling up to 32–64 s, 
 jitter, honouring Retry-After when given. `GOOGLE_BACKOFF` is that policy: waits of 1–2 s,
 2–4 s, … up to 32–64 s (or Retry-After's), at most 8 retries and never past 5 minutes in
 all; then the request fails ("Google keeps failing: HTTP 429 …") and the next sync
-retries.
+retries. A server not reached at all (connection refused, time-out) is retried as CalDAV's
+are, for seconds: minutes of waiting would not bring it back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
-from followsync.backends.davhttp import RETRY_STATUSES, Backoff, DavSession, Response
+from followsync.backends.davhttp import (
+    DAV_BACKOFF,
+    RETRY_STATUSES,
+    Backoff,
+    DavSession,
+    Response,
+)
 from followsync.errors import TargetError
 
 RATE_REASONS = ("rateLimitExceeded", "userRateLimitExceeded")
@@ -36,9 +43,9 @@ class Bearer(Protocol):
 
 
 class ApiSession:
-    """Keep-alive requests to one host with a bearer token: network errors, 429, 5xx and
-    403 rate limits are retried with `backoff` (davhttp's loop), a 401 refreshes the token
-    once. Nothing is sent to another host and no redirect is followed."""
+    """Keep-alive requests to one host with a bearer token: 429, 5xx and 403 rate limits
+    are retried with `backoff`, network errors briefly (davhttp's loop), a 401 refreshes the
+    token once. Nothing is sent to another host and no redirect is followed."""
 
     def __init__(self, base_url: str, tokens: Bearer | None, *, timeout: float = 30.0,
                  backoff: Backoff = GOOGLE_BACKOFF, sleep: Callable[[float], None] | None = None,
@@ -47,7 +54,7 @@ class ApiSession:
         self.tokens = tokens
         self.label = label  # the target's name, for messages
         self.dav = DavSession(base_url, None, None, timeout=timeout, backoff=backoff,
-                              sleep=sleep, clock=clock)
+                              network=DAV_BACKOFF, sleep=sleep, clock=clock)
 
     @property
     def count(self) -> int:

@@ -161,8 +161,9 @@ class DavSession:
     def __init__(
         self, base_url: str, username: str | None, password: str | None, *,
         verify: bool | str = True, timeout: float = 30.0, retries: int | None = None,
-        backoff: Backoff = DAV_BACKOFF, sleep: Callable[[float], None] | None = None,
-        clock: Callable[[], float] | None = None, state_dir: Path | None = None,
+        backoff: Backoff = DAV_BACKOFF, network: Backoff | None = None,
+        sleep: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -183,7 +184,11 @@ class DavSession:
                                   remembered=remembered,
                                   server=self.origin.rstrip(":"))
         self.verify, self.timeout = verify, timeout
+        # `backoff` for failing answers (5xx, 429), `network` for a server not reached
+        # (Google asks for minutes of back-off on the first, not worth it on the second)
+        network = network or backoff
         self.backoff = backoff if retries is None else replace(backoff, retries=retries)
+        self.network = network if retries is None else replace(network, retries=retries)
         # injectable, so tests never sleep: the wait, the monotonic clock the budget is
         # measured on, the wall clock (a Retry-After date) and the jitter's random numbers
         self.sleep = sleep or time.sleep
@@ -295,12 +300,12 @@ class DavSession:
                 self._drop()
                 reason = _network_reason(exc)
                 if not isinstance(exc, ssl.SSLError) and self._wait(
-                        attempt, started, None, f"{method} {path}: {reason}"):
+                        self.network, attempt, started, None, f"{method} {path}: {reason}"):
                     continue
                 raise TargetError(f"{self.host} is unreachable: {reason}",
                                   "check the URL and your connection; the next sync retries")\
                     from None
-            if retryable(response) and self._wait(attempt, started,
+            if retryable(response) and self._wait(self.backoff, attempt, started,
                                                    response.header("Retry-After"),
                                                    f"{method} {path}: HTTP {response.status}"):
                 continue
@@ -370,24 +375,26 @@ class DavSession:
 
     @property
     def retries(self) -> int:
-        return self.backoff.retries
+        """How often a request that did not reach the server is sent again."""
+        return self.network.retries
 
-    def _wait(self, attempt: int, started: float, retry_after: str | None, why: str) -> bool:
-        """Wait before the next attempt; False (no wait) when the retries or the time budget
-        are used up."""
-        if attempt > self.backoff.retries:
+    def _wait(self, policy: Backoff, attempt: int, started: float, retry_after: str | None,
+              why: str) -> bool:
+        """Wait before the next attempt; False (no wait) when the policy's retries or its
+        time budget are used up."""
+        if attempt > policy.retries:
             return False
-        delay = self.backoff.delay(attempt, retry_after, self.wall(), self.rand())
-        if self.clock() - started + delay > self.backoff.budget:
+        delay = policy.delay(attempt, retry_after, self.wall(), self.rand())
+        if self.clock() - started + delay > policy.budget:
             return False
         log.info("retrying in %.1f s after %s", delay, why)
         self.sleep(delay)
         return True
 
     def pause(self, attempt: int, retry_after: str | None, why: str) -> None:
-        """Wait as the back-off says before attempt `attempt + 1` (for loops of their own,
-        as python-caldav's discovery)."""
-        delay = self.backoff.delay(attempt, retry_after, self.wall(), self.rand())
+        """Wait as the network back-off says before attempt `attempt + 1` (for loops of
+        their own, as python-caldav's discovery)."""
+        delay = self.network.delay(attempt, retry_after, self.wall(), self.rand())
         log.info("retrying in %.1f s after %s", delay, why)
         self.sleep(delay)
 
