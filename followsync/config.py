@@ -41,7 +41,8 @@ class Target:
     client_secret: Path | None = None
     auth_port: int | None = None
     endpoint: str | None = None
-    # a google target keeps its tokens in the state folder and makes calendars in this zone
+    # the state folder: a google target keeps its tokens there, an HTTP target what its
+    # server asked for (backends/authmemory); a google target makes calendars in `zone`
     state_dir: Path | None = None
     zone: str = "UTC"
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from followsync.backends.apisession import ApiSession
 from followsync.errors import TargetError
 
 if TYPE_CHECKING:
@@ -294,8 +295,6 @@ def token_error(name: str, status: int, answer: dict[str, Any]) -> TargetError:
 
 def post_form(url: str, form: dict[str, str], timeout: float) -> tuple[int, dict[str, Any]]:
     """POST a form to a token endpoint (retrying network errors and 5xx); (status, JSON)."""
-    from followsync.backends.google import ApiSession
-
     session = ApiSession(url, None, timeout=timeout)
     try:
         response = session.call("POST", url, urlencode(form).encode(), {

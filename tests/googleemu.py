@@ -83,6 +83,7 @@ class GoogleEmu:
         self.invalid_grant = False  # every refresh answers invalid_grant (a dead token)
         self.requests: list[Seen] = []
         self.faults: dict[int, str] = {}  # API request number (1-based) → fault
+        self.retry_after: str | None = None  # sent as Retry-After with every injected fault
         self.api_number = 0
         self._seq = itertools.count(1)
         self._pages: dict[str, tuple[list[str], str | None]] = {}
@@ -568,6 +569,8 @@ class _Handler(BaseHTTPRequestHandler):
             if fault == "drop_after":
                 self._drop()
                 return
+            if fault is not None and emu.retry_after is not None:
+                extra = {**extra, "Retry-After": emu.retry_after}
             self._json(status, payload, extra)
         elif parts.path == "/o/oauth2/auth" and self.command == "GET":
             status, extra, text = emu.oauth_auth({k: v[-1] for k, v in query.items()})

@@ -15,6 +15,7 @@ import pytest
 from followsync.backends.digest import (
     Authenticator,
     Challenge,
+    Remembered,
     choose,
     digest_header,
     digest_response,
@@ -161,6 +162,79 @@ def test_over_tls_basic_goes_first_until_the_server_asks_for_digest() -> None:
     assert not refused.challenged('Basic realm="r"')  # Basic was sent: the password is wrong
 
 
+def test_a_server_that_asked_for_digest_is_refused_basic_later() -> None:
+    """A 401 asking for Basic (or for nothing) after Digest: a man in the middle's trick to
+    read the password in clear; refused with a clear error, nothing sent."""
+    for later in ('Basic realm="r"', "", "Bearer"):
+        auth = Authenticator("u", "S3cret-pw", server="http://dav.example.com")
+        assert auth.challenged('Digest realm="r", nonce="n", qop="auth"')
+        auth.header("GET", "/")
+        with pytest.raises(TargetError, match="asked for Digest") as caught:
+            auth.challenged(later)
+        assert "dav.example.com" in caught.value.message
+        assert "S3cret" not in caught.value.message + caught.value.hint
+        assert auth.challenge is not None and auth.challenge.scheme == "digest"
+    # so is a server remembered from an earlier run (no challenge of its own yet)
+    remembered = Authenticator("u", "p", preemptive_basic=True, remembered=Remembered(None, 0))
+    assert remembered.header("GET", "/") is None
+    with pytest.raises(TargetError, match="asked for Digest"):
+        remembered.challenged('Basic realm="r"')
+    assert remembered.challenged('Digest realm="r", nonce="n", qop="auth", Basic realm="r"')
+
+
+def test_a_kept_challenge_is_answered_at_once_and_renewed_once_if_refused() -> None:
+    (kept,) = parse_challenges('Digest realm="r", nonce="old", qop="auth", algorithm=SHA-256')
+    auth = Authenticator("u", "p", remembered=Remembered(kept, 41))
+    first = auth.header("GET", "/")
+    assert first and 'nonce="old"' in first and "nc=0000002a" in first
+    # refused (the server forgot the nonce, no stale flag): a new nonce once ...
+    assert auth.challenged('Digest realm="r", nonce="new", qop="auth", algorithm=SHA-256')
+    second = auth.header("GET", "/")
+    assert second and 'nonce="new"' in second and "nc=00000001" in second
+    # ... and a refusal of the fresh one is final (the password is wrong)
+    assert not auth.challenged('Digest realm="r", nonce="newer", qop="auth"')
+
+
+def test_the_kept_challenge_file_is_private_safe_and_only_a_shortcut(tmp_path: Path) -> None:
+    """http-auth.json: JSON, 0600, no password and no HA1; anything that does not read back
+    cleanly (or is not the user's own private file) is ignored, never an error."""
+    from followsync.backends import authmemory
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (kept,) = parse_challenges('Digest realm="r", nonce="n1", opaque="o", qop="auth", '
+                               'algorithm=MD5, stale=true, domain="/x"')
+    authmemory.keep(state, "http://h:1", Remembered(kept, 7))
+    path = state / authmemory.FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    text = path.read_text()
+    ha1 = hashlib.md5(b"u:r:p").hexdigest()
+    assert "stale" not in text and ha1 not in text
+    back = authmemory.recall(state, "http://h:1")
+    assert back is not None and back.nc == 7 and back.challenge is not None
+    assert back.challenge.params == {"realm": "r", "nonce": "n1", "opaque": "o", "qop": "auth",
+                                     "algorithm": "MD5"}
+    assert authmemory.recall(state, "http://other:1") is None
+    good = path.read_bytes()
+    for broken in (good[:len(good) // 2], b"\xff\xfe", b"[]", b'{"servers": []}',
+                   good.replace(b'"nc": 7', b'"nc": "7"'), good.replace(b"7", b"1e999"),
+                   good.replace(b'"n1"', b"5")):
+        path.write_bytes(broken)
+        found = authmemory.recall(state, "http://h:1")
+        assert found is None or (found.challenge is None and found.nc == 0), broken
+    path.write_bytes(good)
+    path.chmod(0o666)  # writable by others: not trusted
+    assert authmemory.recall(state, "http://h:1") is None
+    path.unlink()
+    (tmp_path / "elsewhere.json").write_bytes(good)
+    path.symlink_to(tmp_path / "elsewhere.json")
+    assert authmemory.recall(state, "http://h:1") is None
+    authmemory.keep(state, "http://h:1", Remembered(kept, 8))  # not through the link
+    assert (tmp_path / "elsewhere.json").read_bytes() == good
+    authmemory.keep(tmp_path / "missing", "http://h:1", Remembered(kept, 8))
+    assert not (tmp_path / "missing").exists()  # a state folder is never made here
+
+
 # ------------------------------------------------------- through the proxy, real servers
 _ = digest_proxy  # the fixture, used by name
 NOW = "2026-11-12T10:00"
@@ -242,13 +316,14 @@ def test_a_digest_server_syncs_creates_updates_deletes_and_noop_is_cheap(
     assert rest and all(a.startswith("Digest ") and f"algorithm={algorithms[0]}," in a
                         for a in rest)
     assert DIGEST_PASSWORD not in out
-    # a no-op: one REPORT, plus the one 401 that tells this new process how to authenticate
+    # a no-op: one REPORT, answering the challenge the last run kept (the state folder's
+    # http-auth.json: its nonce, the next nonce count), so no 401 first
     proxy.reset()
     code, out = setup.run(capsys, "sync")
     assert code == 0, out
     assert "0 created, 0 updated, 0 deleted, 3 unchanged" in out
     assert answered(proxy) == ["REPORT"], proxy.seen()
-    assert len(proxy.seen()) == 2 and proxy.challenges == 2
+    assert len(proxy.seen()) == 1 and proxy.challenges == 1
     # an update (PUT with If-Match) and a removal (DELETE with If-Match), same nonce
     setup.write_leads(lead_block("lead-0", day=5), lead_block("lead-1"))
     proxy.reset()
@@ -258,7 +333,7 @@ def test_a_digest_server_syncs_creates_updates_deletes_and_noop_is_cheap(
     writes = [s for s in proxy.seen() if s.method in ("PUT", "DELETE")]
     assert [s.status for s in writes if s.method == "PUT"] in ([200], [201], [204])
     assert all(s.headers.get("if-match") for s in writes), writes
-    assert sum(1 for s in proxy.seen() if s.status == 401) == 1, proxy.seen()
+    assert sum(1 for s in proxy.seen() if s.status == 401) == 0, proxy.seen()  # kept nonce
     assert len(calendar.hrefs()) == 2
 
 
@@ -428,7 +503,7 @@ def test_over_https_basic_goes_first_and_digest_takes_over(
             assert schemes == ["Basic"] and proxy.challenges == 0, proxy.seen()
         else:
             assert schemes == ["Digest"], proxy.seen()
-            assert [s.fault for s in proxy.seen()] == ["challenge-missing", None]
+            assert [s.fault for s in proxy.seen()] == [None]  # the kept nonce: no 401
     finally:
         drop_calendar(cal)
 
@@ -441,13 +516,63 @@ def test_over_https_basic_goes_first_and_digest_takes_over(
     ("http://dav.example.com/", False),     # clear text over a network: wait for the 401
     ("http://192.0.2.7:5232/", False),
 ])
-def test_when_basic_goes_with_the_first_request(url: str, basic_first: bool) -> None:
+def test_when_basic_goes_with_the_first_request(url: str, basic_first: bool,
+                                                tmp_path: Path) -> None:
     """The policy itself (no request is sent): a no-op sync to a loopback or HTTPS server
     is one request, and a password never crosses a network in clear before the server asked
-    for it; a server that asked for Digest once never gets Basic again."""
-    from followsync.backends.davhttp import DavSession, remember_digest
+    for it; a server that asked for Digest once (kept in the state folder) never gets Basic
+    again."""
+    from followsync.backends.davhttp import DavSession
 
-    header = DavSession(url, "alice", "s3cret").auth.header("REPORT", "/")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    header = DavSession(url, "alice", "s3cret", state_dir=state).auth.header("REPORT", "/")
     assert (header is not None and header.startswith("Basic ")) is basic_first
-    remember_digest(DavSession(url, None, None).origin)
-    assert DavSession(url, "alice", "s3cret").auth.header("REPORT", "/") is None
+    asked = DavSession(url, "alice", "s3cret", state_dir=state)
+    asked.auth.challenged('Digest realm="r", nonce="n", qop="auth"')
+    asked.auth.header("REPORT", "/")
+    asked.close()
+    again = DavSession(url, "alice", "s3cret", state_dir=state)
+    header = again.auth.header("REPORT", "/")
+    assert header is not None and header.startswith("Digest ") and "nc=00000002" in header
+
+
+def test_a_no_op_is_one_request_and_a_server_remembered_as_digest_never_gets_basic(
+        radicale_server: Server, tmp_path: Path, digest_proxy: Callable[..., DigestProxy],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Across runs: the kept nonce makes a no-op one request; a nonce the server dropped
+    costs one 401 (then one request again); and once the server (or someone in between)
+    asks for Basic instead, the sync fails for that target, naming it, without sending the
+    password."""
+    cal = fresh_calendar(radicale_server)
+    try:
+        proxy = digest_proxy(radicale_server)
+        setup = Digested(tmp_path, cal, proxy, monkeypatch)
+        setup.write_leads(lead_block("a"), lead_block("b"))
+        assert setup.run(capsys, "sync")[0] == 0
+        assert (tmp_path / "state" / "http-auth.json").stat().st_mode & 0o777 == 0o600
+        for _ in range(2):
+            proxy.reset()
+            code, out = setup.run(capsys, "sync")
+            assert code == 0 and "2 unchanged" in out, out
+            assert [(s.method, s.fault) for s in proxy.seen()] == [("REPORT", None)]
+        proxy.reset()
+        proxy.expire_nonces()
+        code, out = setup.run(capsys, "sync")
+        assert code == 0 and "2 unchanged" in out, out
+        assert [s.fault for s in proxy.seen()] == ["challenge-stale", None]
+        proxy.reset()
+        assert setup.run(capsys, "sync")[0] == 0 and len(proxy.seen()) == 1
+        # now the server asks for Basic only
+        proxy.algorithms, proxy.basic = (), True
+        proxy.reset()
+        proxy.authorizations.clear()
+        code, out = setup.run(capsys, "sync")
+        assert code == 3, out
+        assert "phone: " in out and "asked for Digest" in out and proxy.origin in out, out
+        assert "Traceback" not in out and DIGEST_PASSWORD not in out
+        assert not [a for a in proxy.authorizations if not a.startswith("Digest ")], \
+            proxy.authorizations
+        assert len(proxy.seen()) <= 2
+    finally:
+        drop_calendar(cal)

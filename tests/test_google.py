@@ -4,8 +4,10 @@ moves made in Google, token refresh and invalid_grant, back-off, calendars by na
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import random
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -13,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from followsync.backends.google import ApiSession, GoogleBackend, event_id_for, from_event
+from followsync.backends.apisession import GOOGLE_BACKOFF, ApiSession
+from followsync.backends.google import GoogleBackend, event_id_for, from_event
 from followsync.errors import Conflict, TargetError
 from followsync.googleauth import GoogleSettings, TokenStore
 from followsync.model import Remote
@@ -263,6 +266,109 @@ def test_a_permanent_rate_limit_is_a_target_error(emu: GoogleEmu, tmp_path: Path
         emu.faults[emu.api_number + n] = "403rate"
     with pytest.raises(TargetError, match="rateLimitExceeded"):
         sync(settings, {}, None)
+
+
+class FakeTime:
+    """The session's sleep and clocks: a wait only moves the clock (no test sleeps)."""
+
+    def __init__(self, wall: float = 1_900_000_000.0) -> None:
+        self.now, self.wall, self.waits = 0.0, wall, list[float]()
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+        self.wall += seconds
+
+
+def paced(settings: GoogleSettings, fake: FakeTime, seed: int = 7) -> GoogleBackend:
+    made = GoogleBackend(settings)
+    made.session = ApiSession(settings.api_base, made.tokens, sleep=fake.sleep,
+                              clock=lambda: fake.now, label="work")
+    made.session.dav.wall = lambda: fake.wall
+    made.session.dav.rand = random.Random(seed).random
+    return made
+
+
+@pytest.mark.parametrize("fault", ["429", "403rate"])
+def test_google_rate_limits_back_off_exponentially_with_jitter_then_give_up(
+        emu: GoogleEmu, tmp_path: Path, fault: str) -> None:
+    """Google's advice: waits from about 1 s, doubling to 32–64 s, jittered; a bounded
+    number of retries and a bounded total (a few minutes), then a clear error."""
+    settings = settings_for(emu, tmp_path)
+    sync(settings, {}, None)
+    start = emu.api_number
+    emu.faults.update({start + n: fault for n in range(1, 40)})
+    fake = FakeTime()
+    with pytest.raises(TargetError, match=r"Google keeps failing: HTTP (429|403) "
+                       r"\(rateLimitExceeded\)") as caught:
+        paced(settings, fake).listing({}, None)
+    assert caught.value.hint == "the next sync retries"
+    waits = fake.waits
+    assert len(waits) == GOOGLE_BACKOFF.retries == 8
+    assert emu.api_number - start == len(waits) + 1  # each wait, then one more request
+    for n, wait in enumerate(waits):  # within [½, 1] of min(64, 2 · 2^n)
+        step = min(64.0, 2.0 * 2 ** n)
+        assert step / 2 <= wait <= step, (n, waits)
+    assert 1.0 <= waits[0] <= 2.0 and 32.0 <= waits[-1] <= 64.0
+    assert waits[:5] == sorted(waits[:5])  # growing (the doubling outgrows the jitter)
+    assert len({round(w / min(64.0, 2.0 * 2 ** n), 6) for n, w in enumerate(waits)}) > 1
+    assert 60.0 < sum(waits) <= GOOGLE_BACKOFF.budget == 300.0
+    other = FakeTime()
+    emu.faults.update({emu.api_number + n: fault for n in range(1, 40)})
+    with pytest.raises(TargetError):
+        paced(settings, other, seed=8).listing({}, None)
+    assert other.waits != waits  # two clients that failed together do not return together
+
+
+def test_google_retry_after_is_honoured_in_seconds_or_as_a_date(
+        emu: GoogleEmu, tmp_path: Path) -> None:
+    settings = settings_for(emu, tmp_path)
+    sync(settings, {}, None)
+    fake = FakeTime()
+    emu.retry_after = "7"
+    emu.faults.update({emu.api_number + 2: "429", emu.api_number + 3: "503"})
+    paced(settings, fake).listing({}, None)  # calendarList, then events.list twice refused
+    assert fake.waits == [7.0, 7.0]
+    fake = FakeTime()
+    emu.retry_after = email.utils.formatdate(fake.wall + 20, usegmt=True)
+    emu.faults[emu.api_number + 2] = "429"
+    paced(settings, fake).listing({}, None)
+    assert len(fake.waits) == 1 and 19.0 <= fake.waits[0] <= 20.0
+    # a Retry-After past the whole budget: no use waiting, the sync says so at once
+    fake = FakeTime()
+    emu.retry_after = "3600"
+    emu.faults[emu.api_number + 2] = "429"
+    with pytest.raises(TargetError, match="HTTP 429"):
+        paced(settings, fake).listing({}, None)
+    assert fake.waits == []
+
+
+def test_google_not_reached_is_retried_for_seconds_not_minutes(
+        emu: GoogleEmu, tmp_path: Path) -> None:
+    settings = settings_for(emu, tmp_path)
+    sync(settings, {}, None)  # the access token is kept: no token request below
+    fake = FakeTime()
+    made = paced(settings, fake)
+    emu.stop()
+    with pytest.raises(TargetError, match="unreachable: connection refused"):
+        made.listing({}, None)
+    assert len(fake.waits) == 4 and sum(fake.waits) <= 4.0
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from followsync.backends.davhttp import DAV_BACKOFF, retry_after_seconds
+
+    now = 1_900_000_000.0
+    assert retry_after_seconds("120", now) == 120.0
+    assert retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True), now) == 30.0
+    assert retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True), now) == 0.0
+    for junk in (None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2026"):
+        assert retry_after_seconds(junk, now) is None, junk
+    # CalDAV's policy is as it was: 0.25 s doubling to 30 s, jitter of up to half
+    assert DAV_BACKOFF.delay(1, None, now, 0.0) == 0.25
+    assert DAV_BACKOFF.delay(3, None, now, 0.5) == 0.75
+    assert DAV_BACKOFF.delay(20, None, now, 0.0) == 30.0
+    assert GOOGLE_BACKOFF.delay(1, "7", now, 0.9) == 7.0
 
 
 def test_foreign_events_read_as_foreign_text(emu: GoogleEmu, tmp_path: Path) -> None:

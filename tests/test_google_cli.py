@@ -141,6 +141,32 @@ def test_auth_then_sync_then_a_no_op_of_one_request(emu: GoogleEmu, tmp_path: Pa
         assert secret not in out
 
 
+def test_a_lasting_rate_limit_fails_the_target_cleanly_after_backing_off(
+        emu: GoogleEmu, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Google answers 429 to everything: the sync backs off as Google asks (growing waits,
+    a few minutes at most in all: no test sleeps, the waits are recorded), then reports the
+    target's failure (exit 3) with a hint, never a traceback."""
+    config = project(tmp_path, emu)
+    refresh, _ = emu.issue_tokens()
+    from followsync.googleauth import GoogleSettings, TokenStore
+
+    TokenStore(GoogleSettings("work", "Follow-ups", tmp_path / "client.json",
+                              tmp_path / "state"), emu.client_id).keep_refresh(refresh)
+    assert run(config, "sync")[0] == 0
+    waits: list[float] = []
+    monkeypatch.setattr("followsync.backends.davhttp.time.sleep", waits.append)
+    emu.faults.update({emu.api_number + n: "429" for n in range(1, 60)})
+    code, out = run(config, "sync")
+    assert code == 3, out
+    assert "work: Google keeps failing: HTTP 429 (rateLimitExceeded)" in out, out
+    assert "the next sync retries" in out and "Traceback" not in out
+    # the quick look before the sync (2 short waits), then the sync's own back-off
+    quick, full = waits[:2], waits[2:]
+    assert len(full) == 8 and sum(quick) <= 10, waits
+    assert 1 <= full[0] <= 2 and 32 <= full[-1] <= 64 and full[:5] == sorted(full[:5])
+    assert sum(waits) <= 310
+
+
 def test_a_deleted_and_a_moved_event_are_respected(emu: GoogleEmu, tmp_path: Path) -> None:
     config = project(tmp_path, emu)
     refresh, _ = emu.issue_tokens()

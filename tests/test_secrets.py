@@ -198,7 +198,9 @@ def test_no_digest_secret_in_any_output(request: pytest.FixtureRequest, tmp_path
     try:
         texts: list[str] = []
         secrets: list[str] = []
+        firsts: list[int] = []  # where each config's (state folder's) requests start
         for secret, expect in ((DIGEST_PASSWORD, 0), ("Wr0ng-D1gest-Pa55", 3)):
+            firsts.append(len(proxy.authorizations))
             folder = tmp_path / f"{expect}"
             config = write(folder, phone_target(proxy.url_for(cal.url), DIGEST_USER,
                                                 f'    password: "{secret}"\n',
@@ -209,11 +211,14 @@ def test_no_digest_secret_in_any_output(request: pytest.FixtureRequest, tmp_path
                 secrets.append(hashlib.new(
                     name, f"{DIGEST_USER}:{proxy.realm}:{secret}".encode()).hexdigest())
             secrets += forms(DIGEST_USER, secret)
-        # Basic only with the very first request to this (loopback) server, before it asked
-        # for Digest; never after
-        first, *rest = proxy.authorizations
-        assert rest and all(a.startswith("Digest ") for a in rest), proxy.authorizations
-        secrets.append(first)
+        # Basic only with the very first request of each config to this (loopback) server,
+        # before it asked for Digest (kept in that config's state folder); never after
+        sent = proxy.authorizations
+        first = [sent[i] for i in firsts]
+        rest = [a for i, a in enumerate(sent) if i not in firsts]
+        assert all(a.startswith("Basic ") for a in first), sent
+        assert rest and all(a.startswith("Digest ") for a in rest), sent
+        secrets += first
         for header in rest:
             secrets += [header, header.split("response=", 1)[1].split(",", 1)[0].strip('"')]
         scan(texts, secrets)

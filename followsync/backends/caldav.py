@@ -76,7 +76,8 @@ class CaldavBackend:
         self._password: str | None = None
         self.session = session or DavSession(target.url, target.username,
                                              self._secret(), verify=target.verify,
-                                             timeout=target.timeout)
+                                             timeout=target.timeout,
+                                             state_dir=target.state_dir)
         self.cursor: Cursor | None = None
         self._wrote: dict[str, str | None] = {}  # href → ETag written (None: deleted)
         self.discovery = Discovery(target, self.session, self._secret)

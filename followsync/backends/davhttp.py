@@ -11,22 +11,23 @@ challenge) is `digest.Authenticator`'s.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import http.client
-import json
 import logging
 import math
-import os
 import random
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from followsync.backends.digest import Authenticator
+from followsync.backends import authmemory
+from followsync.backends.digest import Authenticator, Remembered
 from followsync.errors import TargetError
 from followsync.hosts import is_loopback
 
@@ -48,28 +49,53 @@ class Response:
         return ", ".join(values) if values else None
 
 
-def _hints_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "followsync" / "digest-servers.json"
+@dataclass(frozen=True)
+class Backoff:
+    """How a failed request is sent again: at most `retries` more times and never waiting
+    past `budget` seconds from the first attempt; before attempt n+1 it waits
+    min(cap, first · 2^(n-1)) seconds less a random part of up to `spread` of that (so
+    clients that failed together do not come back together), or what the server's
+    Retry-After says (seconds or an HTTP date). A wait that would end past the budget is not
+    begun: the request fails at once, and the next sync retries."""
+
+    retries: int = 4
+    budget: float = 60.0
+    first: float = 0.25
+    cap: float = 30.0
+    spread: float = 0.5
+
+    def delay(self, attempt: int, retry_after: str | None, now: float, rand: float) -> float:
+        """The wait before attempt `attempt + 1`; `now` is the wall clock (for an HTTP
+        date), `rand` a number in [0, 1)."""
+        asked = retry_after_seconds(retry_after, now)
+        if asked is not None:
+            return asked
+        step = min(self.cap, self.first * 2.0 ** (attempt - 1))
+        return step * (1.0 - self.spread * rand)
 
 
-def digest_origins() -> set[str]:
-    """The servers (scheme://host:port) that asked for Digest before: they never get Basic."""
+DAV_BACKOFF = Backoff()
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """A Retry-After header (RFC 9110 10.2.3: seconds, or an HTTP date) as seconds from
+    `now`; None when absent or unreadable."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(min(int(text), 86400))
     try:
-        found = json.loads(_hints_file().read_text())
-    except (OSError, ValueError):
-        return set()
-    return {str(origin) for origin in found} if isinstance(found, list) else set()
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC (RFC 5322 3.3)
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
 
 
-def remember_digest(origin: str) -> None:
-    """Note a server that asked for Digest (no secret: its address only)."""
-    with contextlib.suppress(OSError):
-        from followsync.atomic import write_atomic
-
-        path = _hints_file()
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(path, json.dumps(sorted(digest_origins() | {origin})).encode())
+def _failed_status(response: Response) -> bool:
+    return response.status in RETRY_STATUSES
 
 
 class Watchdog:
@@ -134,8 +160,10 @@ class DavSession:
 
     def __init__(
         self, base_url: str, username: str | None, password: str | None, *,
-        verify: bool | str = True, timeout: float = 30.0, retries: int = 4,
-        retry_budget: float = 60.0, sleep: Callable[[float], None] = time.sleep,
+        verify: bool | str = True, timeout: float = 30.0, retries: int | None = None,
+        backoff: Backoff = DAV_BACKOFF, network: Backoff | None = None,
+        sleep: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -145,13 +173,28 @@ class DavSession:
         self.username = username
         self.origin = f"{self.scheme}://{self.host}:{parts.port or ''}"
         # Basic goes with the first request over TLS or to this machine (a no-op sync is one
-        # request), unless this server asked for Digest before: then, and over plain HTTP to
-        # another host, nothing is sent before the server's 401 says how
-        self.asked_digest = self.origin in digest_origins()
-        early = (self.scheme == "https" or is_loopback(self.host)) and not self.asked_digest
-        self.auth = Authenticator(username, password, preemptive_basic=early)
+        # request), unless this server asked for Digest before (kept in the state folder):
+        # then its last challenge is answered at once, never with Basic; over plain HTTP to
+        # another host nothing is sent before the server's 401 says how
+        self.state_dir = state_dir
+        remembered = authmemory.recall(state_dir, self.origin)
+        self._kept: Remembered | None = remembered
+        early = self.scheme == "https" or is_loopback(self.host)
+        self.auth = Authenticator(username, password, preemptive_basic=early,
+                                  remembered=remembered,
+                                  server=self.origin.rstrip(":"))
         self.verify, self.timeout = verify, timeout
-        self.retries, self.retry_budget, self.sleep = retries, retry_budget, sleep
+        # `backoff` for failing answers (5xx, 429), `network` for a server not reached
+        # (Google asks for minutes of back-off on the first, not worth it on the second)
+        network = network or backoff
+        self.backoff = backoff if retries is None else replace(backoff, retries=retries)
+        self.network = network if retries is None else replace(network, retries=retries)
+        # injectable, so tests never sleep: the wait, the monotonic clock the budget is
+        # measured on, the wall clock (a Retry-After date) and the jitter's random numbers
+        self.sleep = sleep or time.sleep
+        self.clock = clock or time.monotonic
+        self.wall: Callable[[], float] = time.time
+        self.rand: Callable[[], float] = random.random
         self.conn: http.client.HTTPConnection | None = None
         self.count = 0  # requests sent, for tests and the log
         self.watchdog = Watchdog()
@@ -179,6 +222,14 @@ class DavSession:
     def close(self) -> None:
         self.watchdog.stop()
         self._drop()
+        self._remember()
+
+    def _remember(self) -> None:
+        """Keep what a Digest server asked for (and the nonce count) for the next run."""
+        now = self.auth.remembered()
+        if now is not None and now != self._kept:
+            authmemory.keep(self.state_dir, self.origin, now)
+            self._kept = now
 
     def _drop(self) -> None:
         """Forget the connection (the next request opens a new one)."""
@@ -205,13 +256,14 @@ class DavSession:
         # "stale nonce" (Digest) or a refusal; three rounds cover both
         for _round in range(3):
             response = self._retrying(method, path, data, sent)
-            if response.status != 401 or not self.auth.challenged(
-                    response.header("WWW-Authenticate")):
+            if response.status != 401:
+                self.auth.answered()
+                break
+            if not self.auth.challenged(response.header("WWW-Authenticate")):
                 break
             log.debug("%s asks for %s authentication", self.host, self.auth.scheme)
-            if not self.asked_digest and (self.auth.scheme or "").startswith("Digest"):
-                remember_digest(self.origin)
-                self.asked_digest = True
+            if self._kept is None and self.auth.digest_only:
+                self._remember()  # at once: a server that asked for Digest never gets Basic
         if response.status == 401:
             who = f"user {self.username}" if self.username else "no user name given"
             raise TargetError(f"authentication refused for {who} at {self.base_url}",
@@ -226,15 +278,20 @@ class DavSession:
                               f"{method} {path}", "the next sync retries")
         return response
 
-    def _retrying(self, method: str, path: str, data: bytes, headers: dict[str, str]
-                  ) -> Response:
-        """One request, sent again on network errors, 5xx and 429 while retries last."""
-        started = time.monotonic()
+    def send(self, method: str, path: str, data: bytes, headers: Mapping[str, str], *,
+             authorize: Callable[[], str | None] | None = None,
+             retryable: Callable[[Response], bool] = _failed_status) -> Response:
+        """One request, sent again on network errors (not TLS ones: a certificate does not
+        mend itself) and on answers `retryable` picks (5xx and 429), as the session's
+        `backoff` allows: the one retry loop of every request followsync makes (CalDAV,
+        Google's API and its token endpoint). `authorize` gives each attempt its
+        Authorization value (a fresh Digest nonce count, a refreshed bearer token)."""
+        started = self.clock()
         attempt = 0
         while True:
             attempt += 1
             sent = dict(headers)
-            authorization = self.auth.header(method, path, data)  # a fresh nonce count each
+            authorization = authorize() if authorize is not None else None
             if authorization:
                 sent["Authorization"] = authorization
             try:
@@ -242,17 +299,23 @@ class DavSession:
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
                 reason = _network_reason(exc)
-                if not isinstance(exc, ssl.SSLError) and self._may_retry(attempt, started):
-                    self.pause(attempt, None, f"{method} {path}: {reason}")
+                if not isinstance(exc, ssl.SSLError) and self._wait(
+                        self.network, attempt, started, None, f"{method} {path}: {reason}"):
                     continue
                 raise TargetError(f"{self.host} is unreachable: {reason}",
                                   "check the URL and your connection; the next sync retries")\
                     from None
-            if response.status in RETRY_STATUSES and self._may_retry(attempt, started):
-                self.pause(attempt, response.header("Retry-After"),
-                            f"{method} {path}: HTTP {response.status}")
+            if retryable(response) and self._wait(self.backoff, attempt, started,
+                                                   response.header("Retry-After"),
+                                                   f"{method} {path}: HTTP {response.status}"):
                 continue
             return response
+
+    def _retrying(self, method: str, path: str, data: bytes, headers: dict[str, str]
+                  ) -> Response:
+        """One CalDAV request through `send`, answering the server's authentication."""
+        return self.send(method, path, data, headers,
+                         authorize=lambda: self.auth.header(method, path, data))
 
     def _once(self, method: str, path: str, data: bytes, headers: dict[str, str]) -> Response:
         """One exchange, over within `timeout` seconds in all: the watchdog cuts the
@@ -310,13 +373,28 @@ class DavSession:
             merged[name] = f"{merged[name]}, {value}" if name in merged else value
         return Response(raw.status, merged, body)
 
-    def _may_retry(self, attempt: int, started: float) -> bool:
-        return attempt <= self.retries and time.monotonic() - started < self.retry_budget
+    @property
+    def retries(self) -> int:
+        """How often a request that did not reach the server is sent again."""
+        return self.network.retries
+
+    def _wait(self, policy: Backoff, attempt: int, started: float, retry_after: str | None,
+              why: str) -> bool:
+        """Wait before the next attempt; False (no wait) when the policy's retries or its
+        time budget are used up."""
+        if attempt > policy.retries:
+            return False
+        delay = policy.delay(attempt, retry_after, self.wall(), self.rand())
+        if self.clock() - started + delay > policy.budget:
+            return False
+        log.info("retrying in %.1f s after %s", delay, why)
+        self.sleep(delay)
+        return True
 
     def pause(self, attempt: int, retry_after: str | None, why: str) -> None:
-        delay = min(30.0, 0.25 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-        if retry_after and retry_after.strip().isdigit():
-            delay = min(float(retry_after.strip()), 60.0)
+        """Wait as the network back-off says before attempt `attempt + 1` (for loops of
+        their own, as python-caldav's discovery)."""
+        delay = self.network.delay(attempt, retry_after, self.wall(), self.rand())
         log.info("retrying in %.1f s after %s", delay, why)
         self.sleep(delay)
 

@@ -182,6 +182,15 @@ def basic_header(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
+@dataclass(frozen=True)
+class Remembered:
+    """A server that asked for Digest in an earlier run (`authmemory`): its last challenge
+    (None: not kept, or not usable) and the last nonce count sent with it."""
+
+    challenge: Challenge | None
+    nc: int = 0
+
+
 class Authenticator:
     """The credentials of one session and what the server last asked for.
 
@@ -190,16 +199,26 @@ class Authenticator:
     stays one request, and some servers, Cyrus (Fastmail) among them, answer an anonymous
     request with 207 instead of asking for a login. Otherwise nothing is sent before the
     server's 401 says how, so a Digest server on the network never sees the password in
-    clear. Once the server has asked for Digest, every request carries Digest (the same
-    nonce, the next nonce count), never Basic. A 401 on a request that carried what the
-    server asked for is final, except Digest's stale=true: a new nonce, the same password."""
+    clear. Once the server has asked for Digest — in this run, or in an earlier one
+    (`remembered`) — every request carries Digest (the same nonce, the next nonce count) and
+    a 401 asking for Basic is refused with an error: a man in the middle would ask just
+    that to read the password. A remembered challenge is answered at once (a no-op stays
+    one request). A 401 on a request that carried what the server asked for is final, except
+    Digest's stale=true, or a refusal of a remembered nonce: a new nonce, the same password."""
 
     def __init__(self, username: str | None, password: str | None,
-                 preemptive_basic: bool = False) -> None:
-        self.username, self._password = username, password
-        self.challenge: Challenge | None = Challenge("basic") if preemptive_basic else None
-        self.assumed = preemptive_basic  # Basic sent before the server said anything
+                 preemptive_basic: bool = False, remembered: Remembered | None = None,
+                 server: str = "the server") -> None:
+        self.username, self._password, self.server = username, password, server
+        self.digest_only = remembered is not None  # it asked for Digest: never Basic
+        self.challenge: Challenge | None = None
+        self.assumed = False  # Basic sent before the server said anything
+        self.recalled = False  # the challenge is an earlier run's, not yet answered here
         self.nc = 0
+        if remembered is not None and remembered.challenge is not None:
+            self.challenge, self.nc, self.recalled = remembered.challenge, remembered.nc, True
+        elif remembered is None and preemptive_basic:
+            self.challenge, self.assumed = Challenge("basic"), True
 
     def __repr__(self) -> str:
         return f"Authenticator(user={self.username!r})"
@@ -212,6 +231,14 @@ class Authenticator:
         if self.challenge.scheme == "basic":
             return "Basic"
         return f"Digest {self.challenge.algorithm}"
+
+    def remembered(self) -> Remembered | None:
+        """What to keep for the next run: None unless the server asked for Digest."""
+        if not self.digest_only:
+            return None
+        digest = self.challenge if self.challenge and self.challenge.scheme == "digest" \
+            else None
+        return Remembered(digest, self.nc if digest else 0)
 
     def header(self, method: str, uri: str, body: bytes = b"") -> str | None:
         """The Authorization value for the next request (None before any challenge)."""
@@ -229,6 +256,8 @@ class Authenticator:
         if self.username is None or self._password is None:
             return False
         challenges = parse_challenges(www_authenticate or "")
+        if self.digest_only:
+            return self._digest_again(challenges)
         if not challenges:
             # a 401 without a challenge (against RFC 9110) did not ask for Digest: Basic,
             # once, as followsync always did
@@ -238,13 +267,37 @@ class Authenticator:
             return False
         picked = choose(challenges)
         if picked is None:
-            schemes = ", ".join(sorted({c.scheme.capitalize() for c in challenges}))
-            raise TargetError(f"the server asks for authentication followsync cannot answer "
-                              f"({schemes})", "set the server to Digest or Basic "
-                              "authentication")
+            raise _unanswerable(challenges)
         before = self.challenge
-        if before is None or (self.assumed and picked.scheme == "digest") or (
-                before.scheme == picked.scheme == "digest" and picked.stale):
+        if before is None or (self.assumed and picked.scheme == "digest"):
             self.challenge, self.nc, self.assumed = picked, 0, False
+            self.digest_only = picked.scheme == "digest"
             return True
         return False
+
+    def _digest_again(self, challenges: list[Challenge]) -> bool:
+        """A 401 from a server that asked for Digest before: only Digest is answered."""
+        picked = choose([c for c in challenges if c.scheme == "digest"])
+        if picked is None:
+            offered = ", ".join(sorted({c.scheme.capitalize() for c in challenges})) \
+                or "no scheme at all"
+            raise TargetError(
+                f"{self.server} asked for Digest authentication before and now asks for "
+                f"{offered}: followsync does not send it the password any other way "
+                "(over plain HTTP anyone in between could read it)",
+                "if the server's login was switched away from Digest on purpose, delete "
+                "http-auth.json in the state folder; else check who answers at that address")
+        if self.challenge is None or self.recalled or picked.stale:
+            self.challenge, self.nc, self.recalled = picked, 0, False
+            return True
+        return False
+
+    def answered(self) -> None:
+        """The server took the last request: a remembered challenge is this run's now."""
+        self.recalled = False
+
+
+def _unanswerable(challenges: list[Challenge]) -> TargetError:
+    schemes = ", ".join(sorted({c.scheme.capitalize() for c in challenges}))
+    return TargetError(f"the server asks for authentication followsync cannot answer "
+                       f"({schemes})", "set the server to Digest or Basic authentication")

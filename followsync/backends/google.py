@@ -15,27 +15,27 @@ server (see bench/google_noop.py); the few calls needed are plain JSON.
 - Conditional writes: If-Match with the event's ETag (412 = Conflict).
 - Listing: events.list with the sync token kept in the cursor; a no-op is one request. A void
   token (410) lists everything again.
-- Back-off: 403 rateLimitExceeded / userRateLimitExceeded, 429 and 5xx are retried with
-  davhttp's policy; a 401 refreshes the access token once.
+- HTTP: `apisession.ApiSession` (davhttp's session and retry loop): 403 rateLimitExceeded /
+  userRateLimitExceeded, 429 and 5xx are retried with Google's exponential back-off; a 401
+  refreshes the access token once.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import json
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
+from followsync.backends.apisession import GOOGLE_BACKOFF, QUICK_BACKOFF, ApiSession, reason
 from followsync.backends.base import Listing
-from followsync.backends.davhttp import RETRY_STATUSES, DavSession, Response, _network_reason
+from followsync.backends.davhttp import Response
 from followsync.errors import ComponentRefused, Conflict, TargetError
 from followsync.googleauth import GoogleSettings, Tokens
 from followsync.model import Remote
@@ -46,93 +46,10 @@ MAX_REMINDERS = 5
 MAX_MINUTES = 40320  # four weeks: Google's limit for a reminder
 CHUNK = 1000  # characters per private property value (Google allows 1024)
 GENERATIONS = 50
-RATE_REASONS = ("rateLimitExceeded", "userRateLimitExceeded")
 OWN = ("followsync_uid", "followsync_lead")
 
 
 # ============================================================================ HTTP
-class ApiSession:
-    """Keep-alive requests to one host with a bearer token: network errors, 429, 5xx and
-    403 rate limits are retried with back-off (davhttp's policy), a 401 refreshes the token
-    once. Nothing is sent to another host and no redirect is followed."""
-
-    def __init__(self, base_url: str, tokens: Tokens | None, *, timeout: float = 30.0,
-                 retries: int = 4, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.base_url = base_url
-        self.tokens = tokens
-        self.dav = DavSession(base_url, None, None, timeout=timeout, retries=retries,
-                              sleep=sleep)
-
-    @property
-    def count(self) -> int:
-        return self.dav.count
-
-    def close(self) -> None:
-        self.dav.close()
-
-    def call(self, method: str, path: str, body: bytes | dict[str, Any] | None = None,
-             headers: Mapping[str, str] | None = None) -> Response:
-        dav = self.dav
-        target = urlsplit(urljoin(self.base_url, path))
-        if (target.hostname, target.port) != (dav.host, dav.port):
-            raise TargetError(f"refusing to send a request to another host: {target.hostname}")
-        where = target.path + (f"?{target.query}" if target.query else "")
-        data = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
-        sent = {"User-Agent": "followsync", "Accept": "application/json", **(headers or {})}
-        if isinstance(body, dict):
-            sent["Content-Type"] = "application/json; charset=utf-8"
-        started, attempt, refreshed = time.monotonic(), 0, False
-        while True:
-            attempt += 1
-            if self.tokens is not None:
-                sent["Authorization"] = f"Bearer {self.tokens.access()}"
-            try:
-                response = dav._once(method, where, data, sent)
-            except (OSError, http.client.HTTPException) as exc:
-                dav.close()
-                reason = _network_reason(exc)
-                if dav._may_retry(attempt, started):
-                    dav.pause(attempt, None, f"{method} {target.path}: {reason}")
-                    continue
-                raise TargetError(f"{dav.host} is unreachable: {reason}",
-                                  "check your connection; the next sync retries") from None
-            if response.status == 401 and self.tokens is not None and not refreshed:
-                refreshed = True
-                self.tokens.refresh()
-                continue
-            if _retryable(response) and dav._may_retry(attempt, started):
-                dav.pause(attempt, response.header("Retry-After"),
-                          f"{method} {target.path}: HTTP {response.status}")
-                continue
-            break
-        if response.status == 401:
-            name = self.tokens.settings.name if self.tokens else "?"
-            raise TargetError(f"target {name}: Google refused the access token (HTTP 401)",
-                              f"run `followsync auth {name}`")
-        if 300 <= response.status < 400:
-            raise TargetError(f"{dav.host} redirected {target.path}; followsync does not "
-                              "follow redirects", "check `endpoint:`")
-        if _retryable(response):
-            raise TargetError(f"Google keeps failing: HTTP {response.status} "
-                              f"({_reason(response) or 'no reason given'}) for {method} "
-                              f"{target.path}", "the next sync retries")
-        return response
-
-
-def _retryable(response: Response) -> bool:
-    return response.status in RETRY_STATUSES or (
-        response.status == 403 and _reason(response) in RATE_REASONS)
-
-
-def _reason(response: Response) -> str:
-    try:
-        error = json.loads(response.body or b"{}").get("error", {})
-        errors = error.get("errors") or [{}]
-        return str(errors[0].get("reason") or error.get("status") or "")[:60]
-    except (ValueError, AttributeError, TypeError):
-        return ""
-
-
 def _message(response: Response) -> str:
     try:
         return str(json.loads(response.body or b"{}")["error"]["message"])[:200]
@@ -186,8 +103,12 @@ class GoogleBackend:
         self.label = settings.name
         self.readonly = readonly  # for `plan`: no calendar is created
         self.tokens = tokens or Tokens(settings, readonly=readonly)
-        self.session = session or ApiSession(settings.api_base, self.tokens,
-                                             timeout=settings.timeout)
+        # a readonly look (`plan`, the sync's "nothing changed?" check before the sync
+        # proper) backs off briefly: it is not worth minutes, and the sync after it waits
+        # as long as Google asks
+        self.session = session or ApiSession(
+            settings.api_base, self.tokens, timeout=settings.timeout, label=settings.name,
+            backoff=QUICK_BACKOFF if readonly else GOOGLE_BACKOFF)
         self.cursor: Cursor | None = None
         self._events: dict[str, dict[str, Any]] = {}  # id → the event as last seen
         self._taken: set[str] = set()  # UIDs seen in the calendar this session
@@ -448,7 +369,7 @@ class GoogleBackend:
 def _expect(response: Response, what: str) -> None:
     if 200 <= response.status < 300:
         return
-    detail = _message(response) or _reason(response) or "no reason given"
+    detail = _message(response) or reason(response) or "no reason given"
     if response.status == 403:
         raise TargetError(f"Google refused to {what} (HTTP 403: {detail})",
                           "check that the Calendar API is enabled in your Cloud project and "

@@ -1,0 +1,111 @@
+"""Keep-alive JSON requests to Google (the Calendar API and the OAuth token endpoint) with a
+bearer token, over davhttp's session and its one retry loop.
+
+Its own module so that signing in (`googleauth`, which posts to the token endpoint) and the
+google backend (which needs `googleauth`'s tokens) both use it without importing each other.
+
+Google asks clients to back off exponentially on 429 and 403 rateLimitExceeded /
+userRateLimitExceeded (and 5xx): from about a second, doubling up to 32–64 s, with random
+jitter, honouring Retry-After when given. `GOOGLE_BACKOFF` is that policy: waits of 1–2 s,
+2–4 s, … up to 32–64 s (or Retry-After's), at most 8 retries and never past 5 minutes in
+all; then the request fails ("Google keeps failing: HTTP 429 …") and the next sync
+retries. A server not reached at all (connection refused, time-out) is retried as CalDAV's
+are, for seconds: minutes of waiting would not bring it back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
+
+from followsync.backends.davhttp import (
+    DAV_BACKOFF,
+    RETRY_STATUSES,
+    Backoff,
+    DavSession,
+    Response,
+)
+from followsync.errors import TargetError
+
+RATE_REASONS = ("rateLimitExceeded", "userRateLimitExceeded")
+GOOGLE_BACKOFF = Backoff(retries=8, budget=300.0, first=2.0, cap=64.0, spread=0.5)
+QUICK_BACKOFF = Backoff(retries=2, budget=10.0, first=2.0, cap=64.0, spread=0.5)
+
+
+class Bearer(Protocol):
+    """The access tokens of one target (`googleauth.Tokens`)."""
+
+    def access(self) -> str: ...
+
+    def refresh(self) -> str: ...
+
+
+class ApiSession:
+    """Keep-alive requests to one host with a bearer token: 429, 5xx and 403 rate limits
+    are retried with `backoff`, network errors briefly (davhttp's loop), a 401 refreshes the
+    token once. Nothing is sent to another host and no redirect is followed."""
+
+    def __init__(self, base_url: str, tokens: Bearer | None, *, timeout: float = 30.0,
+                 backoff: Backoff = GOOGLE_BACKOFF, sleep: Callable[[float], None] | None = None,
+                 clock: Callable[[], float] | None = None, label: str = "?") -> None:
+        self.base_url = base_url
+        self.tokens = tokens
+        self.label = label  # the target's name, for messages
+        self.dav = DavSession(base_url, None, None, timeout=timeout, backoff=backoff,
+                              network=DAV_BACKOFF, sleep=sleep, clock=clock)
+
+    @property
+    def count(self) -> int:
+        return self.dav.count
+
+    def close(self) -> None:
+        self.dav.close()
+
+    def call(self, method: str, path: str, body: bytes | dict[str, Any] | None = None,
+             headers: Mapping[str, str] | None = None) -> Response:
+        dav = self.dav
+        target = urlsplit(urljoin(self.base_url, path))
+        if (target.hostname, target.port) != (dav.host, dav.port):
+            raise TargetError(f"refusing to send a request to another host: {target.hostname}")
+        where = target.path + (f"?{target.query}" if target.query else "")
+        data = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
+        sent = {"User-Agent": "followsync", "Accept": "application/json", **(headers or {})}
+        if isinstance(body, dict):
+            sent["Content-Type"] = "application/json; charset=utf-8"
+        tokens = self.tokens
+        authorize = (lambda: f"Bearer {tokens.access()}") if tokens is not None else None
+        response = dav.send(method, where, data, sent, authorize=authorize,
+                            retryable=retryable)
+        if response.status == 401 and tokens is not None:
+            tokens.refresh()  # once: a token revoked meanwhile, or a clock that is off
+            response = dav.send(method, where, data, sent, authorize=authorize,
+                                retryable=retryable)
+        if response.status == 401:
+            raise TargetError(f"target {self.label}: Google refused the access token "
+                              "(HTTP 401)", f"run `followsync auth {self.label}`")
+        if 300 <= response.status < 400:
+            raise TargetError(f"{dav.host} redirected {target.path}; followsync does not "
+                              "follow redirects", "check `endpoint:`")
+        if retryable(response):
+            raise TargetError(f"Google keeps failing: HTTP {response.status} "
+                              f"({reason(response) or 'no reason given'}) for {method} "
+                              f"{target.path}", "the next sync retries")
+        return response
+
+
+def retryable(response: Response) -> bool:
+    """5xx, 429, and Google's 403 rate limits: worth sending again after a wait."""
+    return response.status in RETRY_STATUSES or (
+        response.status == 403 and reason(response) in RATE_REASONS)
+
+
+def reason(response: Response) -> str:
+    """Google's short reason for an error ("rateLimitExceeded"), or ""."""
+    try:
+        error = json.loads(response.body or b"{}").get("error", {})
+        errors = error.get("errors") or [{}]
+        return str(errors[0].get("reason") or error.get("status") or "")[:60]
+    except (ValueError, AttributeError, TypeError):
+        return ""
