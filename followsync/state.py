@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -107,8 +108,6 @@ class State:
                 raise damaged(path, exc) from None
         else:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with contextlib.suppress(OSError):
-                os.chmod(folder, 0o700)
             self.db = sqlite3.connect(path, timeout=10, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -434,14 +433,41 @@ def _folder_errors(folder: Path) -> Iterator[None]:
                               "check `state_dir:` in the config") from None
 
 
+def private_folder(folder: Path) -> None:
+    """Refuse a state folder that is not the user's own, or that others may enter (README,
+    "What followsync keeps"): whoever can write there could change what followsync
+    remembers, and what it keeps (names, notes) is nobody else's to read. Raised before
+    anything is read from it or written to it; a folder not there yet passes (it is made
+    0700), and one that cannot be looked at is left to the opening to report."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        return
+    if info.st_uid != os.geteuid():
+        raise FollowsyncError(
+            f"cannot use the state folder {folder}: it belongs to another user "
+            f"(uid {info.st_uid}), not to you (uid {os.geteuid()})",
+            f"use a `state_dir:` of your own, or give it to yourself: "
+            f"`chown {os.geteuid()} {folder}` and `chmod 700 {folder}`")
+    if info.st_mode & 0o077:
+        raise FollowsyncError(
+            f"cannot use the state folder {folder}: others may read or enter it "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}; it must be 0700)",
+            f"run `chmod 700 {folder}`")
+
+
 def open_state(folder: Path, readonly: bool = False) -> State:
     """The state in `folder` (readonly: for `plan` and `agenda`, nothing is created)."""
+    private_folder(folder)
     with _folder_errors(folder):
         return State(folder, readonly=readonly)
 
 
 def lock_state(folder: Path) -> Lock:
     """Take the state dir's lock (LockBusy when another sync holds it); release it after."""
+    private_folder(folder)
     lock = Lock(folder)
     with _folder_errors(folder):
         lock.acquire()
