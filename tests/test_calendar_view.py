@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -108,7 +109,7 @@ def test_a_lost_state_finds_an_item_whose_alarm_has_passed_as_it_should_be(
     assert project.run("sync", now="2026-12-01T08:00")[0] == 0
     bob = _block(project.ics.read_text(), "bob")
     for path in project.state.iterdir():
-        path.unlink()
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     code, out, err = project.run("sync", now="2026-12-04T10:00")  # bob's "1 day before" rang
     assert code == 0, err
     assert "0 created, 0 updated, 0 deleted, 2 unchanged" in out, out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -348,7 +349,7 @@ def test_a_state_dir_that_is_a_file_is_reported_not_a_crash(proj: Proj) -> None:
 
 
 def test_a_damaged_state_database_is_reported_not_a_crash(proj: Proj) -> None:
-    proj.state.mkdir()
+    proj.state.mkdir(mode=0o700)
     (proj.state / "state.sqlite").write_bytes(b"garbage, not SQLite" * 100)
     expected = (f"followsync: the state database {proj.state / 'state.sqlite'} is damaged "
                 "(file is not a database)\n"
@@ -363,7 +364,7 @@ def test_the_state_is_rebuilt_from_the_calendar(proj: Proj) -> None:
     proj.sync()
     before = proj.snapshot()
     for path in proj.state.iterdir():
-        path.unlink()
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     assert proj.sync() == [("file", 0, 0, 0, 3)]
     assert proj.snapshot()[0] == before[0]
 
@@ -373,7 +374,7 @@ def test_after_a_lost_state_plan_and_sync_count_the_same_items(proj: Proj) -> No
     unchanged: both count with one function (diff.tally)."""
     proj.sync()
     for path in proj.state.iterdir():
-        path.unlink()
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     code, out, err = proj.run("plan")
     assert (code, err) == (0, "")
     lines = out.splitlines()
