@@ -11,6 +11,7 @@ here: the sync says where one starts (`transaction`) and where it may be made du
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
@@ -284,15 +285,20 @@ class State:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"clean:{target}", digest))
 
     def note(self, key: str) -> str | None:
-        """A value the sync keeps between runs (sync.delta's basis), else None."""
+        """A value the sync keeps between runs (sync.delta's basis), else None: also when it
+        is not whole (a note is a shortcut: one that cannot be read is as none)."""
         found = self.db.execute("SELECT value FROM meta WHERE key=?", (f"note:{key}",)).fetchone()
-        return str(found[0]) if found else None
+        if not found or not isinstance(found[0], str):
+            return None
+        check, _, value = found[0].partition(" ")
+        return value if check == _check(value) else None
 
     def set_note(self, key: str, value: str | None) -> None:
         if value is None:
             self.db.execute("DELETE FROM meta WHERE key=?", (f"note:{key}",))
         else:
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"note:{key}", value))
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                            (f"note:{key}", f"{_check(value)} {value}"))
 
     def cursor(self, target: str) -> str | None:
         found = self.db.execute("SELECT cursor FROM cursors WHERE target=?", (target,)).fetchone()
@@ -401,6 +407,11 @@ class State:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _check(value: str) -> str:
+    """A note's checksum: a note damaged since it was written is not read."""
+    return hashlib.blake2b(value.encode(), digest_size=16).hexdigest()
 
 
 def _changed(text: str | None) -> date | None:
