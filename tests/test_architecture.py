@@ -60,9 +60,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "followsync.daemon": ("followsync.cli", "followsync.commands", "followsync.backends"),
     "followsync.commands": ("followsync.cli", "followsync.daemon", "followsync.backends",
                             "followsync.state"),
+    # the config's shortcut: config, the fingerprint, the state folder's check; no sync
+    "followsync.configcache": ("followsync.sync", "followsync.backends", "followsync.cli",
+                               "followsync.daemon", "followsync.commands", "followsync.leads",
+                               "followsync.rules", "followsync.diff"),
 }
 # the bottom layer: value types and marks import nothing of followsync
-LEAVES = ("followsync.model", "followsync.marks", "followsync.errors")
+LEAVES = ("followsync.model", "followsync.marks", "followsync.errors",
+          "followsync.fingerprint")  # (what every shortcut keys on reads, and imports nothing)
 
 
 def module_name(path: Path) -> str:

@@ -300,8 +300,7 @@ class Planted:
 
 def planted_json(kept: bytes, payload: object) -> bytes:
     """A config shortcut whose checksum and key are right, but whose Config is `payload`."""
-    head, _, body = kept.partition(b"\n")
-    data = json.loads(body)
+    data = json.loads(kept.partition(b"\n")[2])
     data["config"] = payload
     body = json.dumps(data).encode()
     return f"{cc.FORMAT} {hashlib.blake2b(body, digest_size=16).hexdigest()}\n".encode() + body
