@@ -36,8 +36,9 @@ def _digest(*chunks: bytes | str) -> str:
 @functools.cache
 def code() -> str:
     """followsync's own sources, byte for byte (a change without a version bump counts),
-    the Python running it, and every installed distribution's name and version (a library
-    upgraded under us counts). Made once per process: the code a process runs does not
+    the Python running it, and the name and version of every distribution installed where
+    it looks for modules (a library upgraded under us counts; which folders those are, or
+    the current folder, does not). Made once per process: the code a process runs does not
     change under it."""
     chunks: list[bytes | str] = [sys.version]
     for folder, subfolders, names in os.walk(_PACKAGE):
@@ -45,14 +46,16 @@ def code() -> str:
         for name in sorted(names):
             if name.endswith((".py", ".yaml")):
                 with open(os.path.join(folder, name), "rb") as source:
-                    chunks += [os.path.join(folder, name), source.read()]
+                    chunks += [os.path.relpath(os.path.join(folder, name), _PACKAGE),
+                               source.read()]
+    installed: set[str] = set()
     for entry in sys.path:
         try:
-            names = sorted(name for name in os.listdir(entry or ".")
-                           if name.endswith((".dist-info", ".egg-info")))
+            installed.update(name for name in os.listdir(entry or ".")
+                             if name.endswith((".dist-info", ".egg-info")))
         except OSError:
             continue
-        chunks += [entry, "\n".join(names)]
+    chunks.append("\n".join(sorted(installed)))
     return _digest(*chunks)
 
 
