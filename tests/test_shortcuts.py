@@ -329,12 +329,13 @@ def test_a_planted_shortcut_runs_nothing_and_changes_no_answer(
         *[lambda payload=payload: kept.write_bytes(planted_json(kept.read_bytes(), payload))
           for payload in reduce_style],
     ]
-    # (the old config cache's place: no longer read)
+    # (where, and by which name, the config cache was kept before: a pickle, no longer read)
     old = tmp_path / "xdg-cache" / "followsync"
     for plant in plantings:
         saved.restore()
         old.mkdir(parents=True, exist_ok=True)
-        for name in ("config.pickle", cc.shortcut_path(old, saved.project.config).name):
+        older = hashlib.sha256(str(saved.project.config.resolve()).encode()).hexdigest()[:32]
+        for name in (f"{older}.pickle", cc.shortcut_path(old, saved.project.config).name):
             (old / name).write_bytes(pickled)
         plant()
         assert saved.answers() == expected
