@@ -12,16 +12,18 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes | bytearray | Iterable[bytes | memoryview]) -> None:
+def write_atomic(path: Path, data: bytes | bytearray | Iterable[bytes | memoryview],
+                 mode: int | None = None) -> None:
     """Write `data` (or its chunks, in order: a large file need never be whole in memory)
-    to a temp file beside `path`, fsync it, keep the old mode, rename it over `path` and
-    fsync the folder. Raises OSError (also when the folder does not exist); the old file is
-    then untouched."""
+    to a temp file beside `path`, fsync it, give it `mode` (else keep the old file's), rename
+    it over `path` and fsync the folder. Raises OSError (also when the folder does not
+    exist); the old file is then untouched."""
     folder = path.parent
-    try:
-        mode: int | None = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = None
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = None
     # no mkdir: a missing folder is the user's typo, reported (config.py), never created
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:

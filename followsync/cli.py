@@ -36,14 +36,15 @@ class Context:
     verbose: int
     quiet: bool
 
-    def config(self, cached: bool = False) -> Config:
-        """The config; `cached`: as validated before when nothing it depends on changed (a
-        `sync` with nothing to do then needs no pydantic: see configcache)."""
-        from followsync.config import find_config, load_config
+    def config(self) -> Config:
+        """The config, loaded one way for every command: as validated before when nothing
+        it depends on changed (a `sync` with nothing to do then needs no pydantic; `plan`
+        and `sync` read the same Config: see configcache)."""
+        from followsync.config import find_config
         from followsync.configcache import load_config_cached
 
         path = find_config(self.config_path)
-        config = load_config_cached(path) if cached else load_config(path)
+        config = load_config_cached(path)
         for warning in config.warnings:
             log.warning("%s", warning)
         return config
@@ -230,15 +231,17 @@ def _unscanned(config: Config) -> list[str]:
 def sync(obj: Context, force: bool, only: str | None) -> None:
     """Reconcile every target once, then exit."""
     from followsync.commands.show import Progress, print_outcome
+    from followsync.configcache import keep_unkept
     from followsync.sync import SyncOptions, run
 
-    config = obj.config(cached=True)
+    config = obj.config()
     if only and only not in {t.name for t in config.targets}:
         raise click.UsageError(f"no target named {only!r} in {config.path}")
     progress = Progress() if sys.stderr.isatty() and not obj.quiet else None
     try:
         outcome = run(config, obj.now(config),
                       SyncOptions(force=force, only=only, progress=progress))
+        keep_unkept(config)  # (a first sync made the state folder: the config's shortcut goes there)
     finally:
         if progress:
             progress.done()

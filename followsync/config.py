@@ -123,6 +123,9 @@ class Config:
     # file is reported there, where the user has to fix it
     lead_origins: tuple[tuple[Path, str, int, int], ...] = ()
     mailboxes: tuple[MailConfig, ...] = ()
+    # every path the file names, absolute as written (its links not followed): the paths
+    # above are real paths, and the config cache checks where each of these points now
+    places: tuple[Path, ...] = ()
 
     @property
     def lead_named_at(self) -> dict[Path, tuple[str, int, int]]:
@@ -231,6 +234,7 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
         lead_origins=tuple((r.at(p), str(path), line, col)
                            for p, (line, col) in zip(lead_list, lead_where, strict=True)),
         mailboxes=tuple(mailboxes),
+        places=tuple(r.places),
     )
 
 
@@ -240,10 +244,16 @@ class _Resolver:
 
     def __init__(self, path: Path, source: Source) -> None:
         self.path, self.source, self.base = path, source, path.parent.resolve()
+        self.written = path.parent.absolute()  # (links and `..` kept as written)
+        self.places: list[Path] = []
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
 
     def at(self, value: str) -> Path:
+        """A path the config names, as a real path (remembered as written: `places`)."""
+        named = self.written / Path(value).expanduser()
+        if named not in self.places:
+            self.places.append(named)
         return (self.base / Path(value).expanduser()).resolve()
 
     def written_password(self, where: tuple[str, int], what: str) -> None:

@@ -48,8 +48,8 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from followsync import logs, sync
-from followsync.config import Config, MailConfig, load_config
+from followsync import configcache, logs, sync
+from followsync.config import Config, MailConfig
 from followsync.errors import EXIT_INVALID, ConfigError, FollowsyncError, LockBusy
 from followsync.locks import Lock
 from followsync.notify import Notifier, watchdog_seconds
@@ -82,7 +82,7 @@ def serve(config_path: Path, *, verbose: int = 0, quiet: bool = False) -> int:
     """Run the daemon until SIGTERM/SIGINT; the exit code."""
     logs.setup(verbose, quiet)
     try:
-        config = load_config(config_path)
+        config = configcache.load_config_cached(config_path)
     except ConfigError as exc:
         log.error("not started: the config cannot be loaded\n%s", exc)
         return EXIT_INVALID
@@ -299,7 +299,7 @@ class Daemon:
         self.notifier.reloading()
         log.info("reloading %s (%s)", self.config_path, why)
         try:
-            new = load_config(self.config_path)
+            new = configcache.load_config_cached(self.config_path)
             if new.state_dir != self.config.state_dir:
                 self._move_lock(new)
             else:

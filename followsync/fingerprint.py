@@ -13,8 +13,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -35,8 +36,9 @@ def _digest(*chunks: bytes | str) -> str:
 @functools.cache
 def code() -> str:
     """followsync's own sources, byte for byte (a change without a version bump counts),
-    the Python running it, and every installed distribution's name and version (a library
-    upgraded under us counts). Made once per process: the code a process runs does not
+    the Python running it, and the name and version of every distribution installed where
+    it looks for modules (a library upgraded under us counts; which folders those are, or
+    the current folder, does not). Made once per process: the code a process runs does not
     change under it."""
     chunks: list[bytes | str] = [sys.version]
     for folder, subfolders, names in os.walk(_PACKAGE):
@@ -44,14 +46,16 @@ def code() -> str:
         for name in sorted(names):
             if name.endswith((".py", ".yaml")):
                 with open(os.path.join(folder, name), "rb") as source:
-                    chunks += [os.path.join(folder, name), source.read()]
+                    chunks += [os.path.relpath(os.path.join(folder, name), _PACKAGE),
+                               source.read()]
+    installed: set[str] = set()
     for entry in sys.path:
         try:
-            names = sorted(name for name in os.listdir(entry or ".")
-                           if name.endswith((".dist-info", ".egg-info")))
+            installed.update(name for name in os.listdir(entry or ".")
+                             if name.endswith((".dist-info", ".egg-info")))
         except OSError:
             continue
-        chunks += [entry, "\n".join(names)]
+    chunks.append("\n".join(sorted(installed)))
     return _digest(*chunks)
 
 
@@ -68,6 +72,27 @@ def file_part(path: Path) -> list[bytes | str]:
 def files(paths: Iterable[Path]) -> str:
     """The digest of these input files (see `file_part`)."""
     return _digest(*(chunk for path in paths for chunk in file_part(path)))
+
+
+def _kind(path: str) -> str:
+    """What is at `path`: a file, a folder, something else, or nothing."""
+    try:
+        found = os.stat(path).st_mode
+    except OSError:
+        return "missing"
+    return "file" if stat.S_ISREG(found) else "folder" if stat.S_ISDIR(found) else "other"
+
+
+def places(paths: Iterable[Path]) -> str:
+    """Where each path points now (a path as written, made absolute but with its symlinks
+    kept): its real path, and whether its folder is one (a file written there, as a target's
+    is, changes nothing). A link re-pointed since changes the digest; its target's bytes
+    are another part."""
+    chunks: list[bytes | str] = []
+    for path in paths:
+        real = os.path.realpath(path)
+        chunks += [str(path), real, _kind(os.path.dirname(real))]
+    return _digest(*chunks)
 
 
 def zone(tz: ZoneInfo) -> str:
@@ -105,33 +130,57 @@ def environment() -> str:
     return _digest(*chunks)
 
 
+Part = str | Callable[[], str]  # a part's digest, or how to make it (only when asked)
+
+
 @dataclass(frozen=True)
 class Fingerprint:
-    """Named parts of everything a sync's answer depends on; a shortcut keys on `whole`, or
-    on `besides(...)` the parts it checks itself (the delta basis compares lead files slice
-    by slice)."""
+    """Named parts of everything an answer depends on; a shortcut keys on `whole`, or on
+    `besides(...)` the parts it checks itself (the delta basis compares lead files slice by
+    slice). A part given as a function is made only by a key that includes it: the delta's
+    key never reads the lead files twice."""
 
-    parts: dict[str, str] = field(default_factory=dict)
+    parts: dict[str, Part] = field(default_factory=dict)
 
     def whole(self) -> str:
         return self.besides()
 
     def besides(self, *names: str) -> str:
-        return _digest(*(f"{name}={value}" for name, value in sorted(self.parts.items())
-                         if name not in names))
+        return _digest(*(f"{name}={value if isinstance(value, str) else value()}"
+                         for name, value in sorted(self.parts.items()) if name not in names))
 
 
 def of_sync(config_path: Path, lead_paths: Iterable[Path], tz: ZoneInfo, today: date,
             mail: str) -> Fingerprint:
     """The fingerprint of a sync's inputs: `mail` is the stored mail touches' generation
     (State.mail_generation). The config's own values are in its file's bytes and the
-    environment it was read in."""
+    environment it was read in (and where its paths point: the Config was loaded by
+    `configcache`, keyed on `of_config`)."""
+    leads = tuple(lead_paths)
     return Fingerprint({
         "code": code(),
         "environment": environment(),
         "config": files([config_path]),
-        "leads": files(lead_paths),
+        "leads": lambda: files(leads),
         "zone": zone(tz),
         "day": today.isoformat(),
         "mail": mail,
+    })
+
+
+def of_config(config_path: Path, named: Iterable[Path]) -> Fingerprint:
+    """The fingerprint of a validated config: followsync, the environment that gives
+    defaults, the file (its bytes, where its path points, its mode: a `password:` in a file
+    others can read is refused), and where every path it names points now (and whether its
+    folder is one: a target's must be)."""
+    try:
+        mode = str(config_path.stat().st_mode)
+    except OSError:
+        mode = "-"
+    return Fingerprint({
+        "code": code(),
+        "environment": environment(),
+        "config": files([config_path]),
+        "mode": mode,
+        "places": places(named),
     })

@@ -11,9 +11,11 @@ here: the sync says where one starts (`transaction`) and where it may be made du
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -107,8 +109,6 @@ class State:
                 raise damaged(path, exc) from None
         else:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with contextlib.suppress(OSError):
-                os.chmod(folder, 0o700)
             self.db = sqlite3.connect(path, timeout=10, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -285,15 +285,20 @@ class State:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"clean:{target}", digest))
 
     def note(self, key: str) -> str | None:
-        """A value the sync keeps between runs (sync.delta's basis), else None."""
+        """A value the sync keeps between runs (sync.delta's basis), else None: also when it
+        is not whole (a note is a shortcut: one that cannot be read is as none)."""
         found = self.db.execute("SELECT value FROM meta WHERE key=?", (f"note:{key}",)).fetchone()
-        return str(found[0]) if found else None
+        if not found or not isinstance(found[0], str):
+            return None
+        check, _, value = found[0].partition(" ")
+        return value if check == _check(value) else None
 
     def set_note(self, key: str, value: str | None) -> None:
         if value is None:
             self.db.execute("DELETE FROM meta WHERE key=?", (f"note:{key}",))
         else:
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"note:{key}", value))
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                            (f"note:{key}", f"{_check(value)} {value}"))
 
     def cursor(self, target: str) -> str | None:
         found = self.db.execute("SELECT cursor FROM cursors WHERE target=?", (target,)).fetchone()
@@ -404,6 +409,11 @@ class State:
         self.db.close()
 
 
+def _check(value: str) -> str:
+    """A note's checksum: a note damaged since it was written is not read."""
+    return hashlib.blake2b(value.encode(), digest_size=16).hexdigest()
+
+
 def _changed(text: str | None) -> date | None:
     """A stored status change: a date-time (`2026-05-06T09:14:00`), or a date (older states)."""
     if not text:
@@ -434,14 +444,41 @@ def _folder_errors(folder: Path) -> Iterator[None]:
                               "check `state_dir:` in the config") from None
 
 
+def private_folder(folder: Path) -> None:
+    """Refuse a state folder that is not the user's own, or that others may enter (README,
+    "What followsync keeps"): whoever can write there could change what followsync
+    remembers, and what it keeps (names, notes) is nobody else's to read. Raised before
+    anything is read from it or written to it; a folder not there yet passes (it is made
+    0700), and one that cannot be looked at is left to the opening to report."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        return
+    if info.st_uid != os.geteuid():
+        raise FollowsyncError(
+            f"cannot use the state folder {folder}: it belongs to another user "
+            f"(uid {info.st_uid}), not to you (uid {os.geteuid()})",
+            f"use a `state_dir:` of your own, or give it to yourself: "
+            f"`chown {os.geteuid()} {folder}` and `chmod 700 {folder}`")
+    if info.st_mode & 0o077:
+        raise FollowsyncError(
+            f"cannot use the state folder {folder}: others may read or enter it "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}; it must be 0700)",
+            f"run `chmod 700 {folder}`")
+
+
 def open_state(folder: Path, readonly: bool = False) -> State:
     """The state in `folder` (readonly: for `plan` and `agenda`, nothing is created)."""
+    private_folder(folder)
     with _folder_errors(folder):
         return State(folder, readonly=readonly)
 
 
 def lock_state(folder: Path) -> Lock:
     """Take the state dir's lock (LockBusy when another sync holds it); release it after."""
+    private_folder(folder)
     lock = Lock(folder)
     with _folder_errors(folder):
         lock.acquire()

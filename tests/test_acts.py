@@ -483,7 +483,7 @@ def test_a_change_kept_by_an_older_state_is_the_same_in_a_sync_of_one_lead(
                   "leads:\n"
                   "  ann: {name: Ann, status: offer, log: [\"2026-11-20 wrote\"]}\n"
                   "  bea: {name: Bea, log: [\"2026-11-20 wrote\", \"2026-12-02 told her\"]}\n")
-    p.state.mkdir()
+    p.state.mkdir(mode=0o700)
     old_state(p.state, 4, LEADS_3, TOUCHES_4,
               "INSERT INTO leads VALUES ('ann', '2026-11-01', 'offer', '2026-12-02');",
               "INSERT INTO leads VALUES ('bea', '2026-11-01', NULL, NULL);")

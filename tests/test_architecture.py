@@ -67,9 +67,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "followsync.daemon": ("followsync.cli", "followsync.commands", "followsync.backends"),
     "followsync.commands": ("followsync.cli", "followsync.daemon", "followsync.backends",
                             "followsync.state"),
+    # the config's shortcut: config, the fingerprint, the state folder's check; no sync
+    "followsync.configcache": ("followsync.sync", "followsync.backends", "followsync.cli",
+                               "followsync.daemon", "followsync.commands", "followsync.leads",
+                               "followsync.rules", "followsync.diff"),
 }
 # the bottom layer: value types and marks import nothing of followsync
-LEAVES = ("followsync.model", "followsync.marks", "followsync.errors", "followsync.gcpause")
+LEAVES = ("followsync.model", "followsync.marks", "followsync.errors", "followsync.gcpause",
+          "followsync.fingerprint")  # (what every shortcut keys on reads, and imports nothing)
 # modules held to a list: the followsync modules they may import, and no other
 ONLY: dict[str, tuple[str, ...]] = {
     # Google sign-in: its errors, the target it is configured from, and the HTTP session it

@@ -349,7 +349,7 @@ def test_a_state_dir_that_is_a_file_is_reported_not_a_crash(proj: Proj) -> None:
 
 
 def test_a_damaged_state_database_is_reported_not_a_crash(proj: Proj) -> None:
-    proj.state.mkdir()
+    proj.state.mkdir(mode=0o700)
     (proj.state / "state.sqlite").write_bytes(b"garbage, not SQLite" * 100)
     expected = (f"followsync: the state database {proj.state / 'state.sqlite'} is damaged "
                 "(file is not a database)\n"

@@ -241,12 +241,39 @@ def test_the_state_dir_is_created_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((state / "lock").stat().st_mode) == 0o600
 
 
-def test_an_existing_state_dir_open_to_others_is_made_private(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [0o777, 0o755, 0o750, 0o701])
+def test_a_state_dir_others_may_enter_is_refused_and_left_as_it_is(
+        tmp_path: Path, mode: int) -> None:
+    """README, "What followsync keeps": the state folder is 0700, refused otherwise, before
+    anything is read from it or written to it (and not quietly made private: someone may
+    have changed it meanwhile)."""
     config = write(tmp_path, "  - {name: file, type: ics, path: out.ics}\n")
-    (tmp_path / "state").mkdir(mode=0o777)
-    (tmp_path / "state").chmod(0o777)
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(mode)
+    for command in ("sync", "plan", "agenda"):
+        code, text = run(config, command)
+        assert code == 1, (command, text)
+        assert f"cannot use the state folder {state}: others may read or enter it " \
+               f"(mode {mode:04o}; it must be 0700)" in text
+        assert f"hint: run `chmod 700 {state}`" in text
+    assert stat.S_IMODE(state.stat().st_mode) == mode
+    assert list(state.iterdir()) == [] and not (tmp_path / "out.ics").exists()
+    state.chmod(0o700)
     assert run(config, "sync")[0] == 0
-    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_a_state_dir_of_another_user_is_refused(tmp_path: Path) -> None:
+    config = write(tmp_path, "  - {name: file, type: ics, path: out.ics}\n")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 65534, 65534)
+    code, text = run(config, "sync")
+    assert code == 1
+    assert f"cannot use the state folder {state}: it belongs to another user (uid 65534)" in text
+    assert f"chown {os.geteuid()} {state}" in text
+    assert list(state.iterdir()) == [] and not (tmp_path / "out.ics").exists()
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o666])

@@ -28,7 +28,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from followsync import __version__
 from followsync.config import Config
 from followsync.state import State
 from followsync.sync.options import SyncOptions
@@ -54,16 +53,14 @@ Entered = dict[str, list[tuple[str, str]]]  # status → (lead, moment) in file 
 
 def _others_digest(config: Config, state: State, today: date, heads: dict[str, str]) -> str:
     """Everything a plan depends on besides the leads' own slices, their memories and the
-    calendars: this followsync, the day, the config file, each lead file's head, the stored
-    mail touches (their generation: new mail for a lead makes the next sync a full one)."""
-    from followsync.render import RENDER_VERSION
+    calendars: the sync's fingerprint but its lead files (fingerprint.of_sync: followsync,
+    the environment, the day, the config file, the zone, the stored mail touches' generation:
+    new mail for a lead makes the next sync a full one), and each lead file's head."""
+    from followsync.fingerprint import of_sync
 
-    digest = hashlib.sha256(f"{__version__}|{RENDER_VERSION}|{today.isoformat()}|"
-                            f"{state.mail_generation()}".encode())
-    try:
-        digest.update(config.path.read_bytes())
-    except OSError:
-        digest.update(b"\0missing")
+    besides = of_sync(config.path, config.lead_paths, config.timezone, today,
+                      state.mail_generation()).besides("leads")
+    digest = hashlib.sha256(besides.encode())
     for path in config.lead_paths:
         digest.update(b"\0" + str(path).encode() + b"\0" + heads.get(str(path), "-").encode())
     return digest.hexdigest()

@@ -8,34 +8,23 @@ Imports here stay light: no pydantic model of the leads, no icalendar.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import date
 
-from followsync import __version__
 from followsync.backends import open_backend
 from followsync.config import Config, Target
 from followsync.errors import FollowsyncError
+from followsync.fingerprint import of_sync
 from followsync.model import Remote
 from followsync.state import State
 from followsync.sync.report import Outcome, TargetReport
 
 
 def inputs_digest(config: Config, today: date, mail: str = "") -> str:
-    """A digest of everything a plan depends on besides the state and the calendars: the
-    config and lead files' bytes, the day, this followsync's version, and `mail`, the
-    generation of the stored mail touches (State.mail_generation)."""
-    from followsync.render import RENDER_VERSION
-
-    digest = hashlib.sha256(
-        f"{__version__}|{RENDER_VERSION}|{today.isoformat()}|{mail}".encode())
-    for path in (config.path, *config.lead_paths):
-        try:
-            digest.update(path.read_bytes())
-        except OSError:
-            digest.update(b"\0missing")
-        digest.update(b"\0" + str(path).encode())
-    return digest.hexdigest()
+    """The whole fingerprint of a sync's inputs (fingerprint.of_sync): followsync's code,
+    the environment, the config and lead files and where they point, the zone and its rules,
+    the day, and `mail`, the generation of the stored mail touches (State.mail_generation)."""
+    return of_sync(config.path, config.lead_paths, config.timezone, today, mail).whole()
 
 
 def nothing_changed(
