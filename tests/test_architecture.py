@@ -67,6 +67,11 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "followsync.daemon": ("followsync.cli", "followsync.commands", "followsync.backends"),
     "followsync.commands": ("followsync.cli", "followsync.daemon", "followsync.backends",
                             "followsync.state"),
+    # touches found outside the lead file (mail): they read mailboxes and keep what they
+    # found in the state; the sync merges it (sources never plan, render or write calendars)
+    "followsync.sources": ("followsync.sync", "followsync.backends", "followsync.cli",
+                           "followsync.daemon", "followsync.commands", "followsync.rules",
+                           "followsync.diff", "followsync.render", "followsync.slots"),
     # the config's shortcut: config, the fingerprint, the state folder's check; no sync
     "followsync.configcache": ("followsync.sync", "followsync.backends", "followsync.cli",
                                "followsync.daemon", "followsync.commands", "followsync.leads",
