@@ -49,9 +49,9 @@ def code() -> str:
                     chunks += [os.path.relpath(os.path.join(folder, name), _PACKAGE),
                                source.read()]
     installed: set[str] = set()
-    for entry in sys.path:
+    for entry in filter(None, sys.path):  # ("": the current folder, not an install)
         try:
-            installed.update(name for name in os.listdir(entry or ".")
+            installed.update(name for name in os.listdir(entry)
                              if name.endswith((".dist-info", ".egg-info")))
         except OSError:
             continue
