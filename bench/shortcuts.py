@@ -302,7 +302,7 @@ def daemon_rss(base: Path, n: int) -> list[float]:
 
 def measure_digest_noop(server: Any, folder: Path) -> tuple[int, str]:
     """Requests of one no-op `sync` through a Digest proxy in front of Radicale (after a first
-    sync). bench/digest_noop.py, when present, measures this row instead (see main)."""
+    sync)."""
     from tests.digestproxy import DIGEST_PASSWORD, DIGEST_USER, start_digest_proxy
 
     proxy = start_digest_proxy(server)
@@ -320,15 +320,8 @@ def measure_digest_noop(server: Any, folder: Path) -> tuple[int, str]:
 
 
 def digest_row(server: Any, folder: Path) -> tuple[int, str]:
-    """The Digest row: bench/digest_noop.py's `noop_requests()` when that file is there (it
-    was written at the same time as this one; to be reconciled), else `measure_digest_noop`."""
-    if (HERE / "digest_noop.py").exists():
-        try:
-            import digest_noop  # type: ignore[import-not-found]
-
-            return int(digest_noop.noop_requests()), "measured by bench/digest_noop.py"
-        except Exception as exc:  # a bench: say so and measure it here
-            say(f"bench/digest_noop.py: {exc!r}; measured here instead")
+    """The Digest row (bench/digest_noop.py measures the same with and without the kept
+    challenge, as a bench of its own)."""
     return measure_digest_noop(server, folder)
 
 
