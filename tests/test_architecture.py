@@ -102,6 +102,22 @@ def test_modules_import_only_what_their_layer_may() -> None:
     assert broken == []
 
 
+MAX_LINES = 60  # the longest function `followsync/sync/` may hold (docs/architecture.md)
+
+
+def test_no_function_in_the_sync_is_over_60_lines() -> None:
+    """The sync is read step by step: a function that does not fit on a screen hides one."""
+    long = []
+    for path in sorted((PACKAGE / "sync").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                lines = (node.end_lineno or node.lineno) - start + 1
+                if lines > MAX_LINES:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []
+
+
 def test_the_rules_see_the_import_statements() -> None:
     """The checker itself: a function-level import and a TYPE_CHECKING one are found."""
     uses = imported(PACKAGE / "sync" / "apply.py")
