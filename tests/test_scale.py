@@ -201,15 +201,15 @@ def _sync(folder: Path, now: str, delta: bool) -> str:
     from followsync.sync import delta as delta_module
 
     config = load_config(folder / "config.yaml")
-    real = delta_module.run
-    if not delta:
-        delta_module.run = lambda *args, **kwargs: None  # type: ignore[assignment]
+    real = delta_module.find
+    if not delta:  # every lead planned, as with no basis
+        delta_module.find = lambda *args, **kwargs: None  # type: ignore[assignment]
     try:
         outcome = sync.run(config, datetime.fromisoformat(now).replace(tzinfo=config.timezone))
     except ConfigError as exc:
         return "error: " + "; ".join(str(p) for p in exc.problems).replace(str(folder), "")
     finally:
-        delta_module.run = real  # type: ignore[assignment]
+        delta_module.find = real  # type: ignore[assignment]
     return " | ".join(f"{r.name}: {r.counts()}" for r in outcome.targets)
 
 
