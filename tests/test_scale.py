@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from followsync import leads as L
 from followsync.errors import ConfigError
 from followsync.leadcache import LeadCache
 from followsync.leadsplit import Slice, split
+from tests.faultproxy import FaultProxy
 from tests.project import caldav_target
 from tests.servers import CalendarInfo, Server, drop_calendar, fresh_calendar
 
@@ -416,6 +418,40 @@ def test_the_delta_runs_for_one_changed_lead(tmp_path: Path) -> None:
         leads_module._lead_of_slice = real  # type: ignore[assignment]
     assert result == "file: 0 created, 1 updated, 0 deleted, 39 unchanged"
     assert parsed == ["l7"]
+
+
+def test_one_changed_lead_on_caldav_plans_and_sends_that_lead_only(
+        tmp_path: Path, radicale_calendar: CalendarInfo, radicale_proxy: FaultProxy,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CalDAV target syncs what changed as a file does: one lead edited among 40, one lead
+    planned, the server asked what changed (a sync-collection REPORT) and sent one PUT."""
+    from followsync import rules
+
+    cal = radicale_calendar
+    monkeypatch.setenv("FOLLOWSYNC_TEST_DAV_PASSWORD", cal.password or "")
+    (tmp_path / "config.yaml").write_text(
+        "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\ntargets:\n" +
+        caldav_target(radicale_proxy.url_for(cal.calendar_url), calendar=cal.calendar_name,
+                      username=cal.username or "", password_env="FOLLOWSYNC_TEST_DAV_PASSWORD"))
+    text = "version: 1\nleads:\n" + "".join(_lead_yaml(f"l{i}", i, None, 3, 0) for i in range(40))
+    (tmp_path / "leads.yaml").write_text(text)
+    assert "40 created" in _sync(tmp_path, "2026-12-01T08:00", delta=True)
+    (tmp_path / "leads.yaml").write_text(text.replace("Person L7 7", "Person L7 seven"))
+    planned: list[str] = []
+    real = rules._plan_lead
+
+    def counting(item: L.LoadedLead, *args: Any) -> rules.LeadPlan:
+        planned.append(item.id)
+        return real(item, *args)
+
+    monkeypatch.setattr(rules, "_plan_lead", counting)
+    radicale_proxy.reset()
+    result = _sync(tmp_path, "2026-12-01T08:00", delta=True)
+    assert result == "phone: 0 created, 1 updated, 0 deleted, 39 unchanged"
+    assert planned == ["l7"]
+    seen = " ; ".join(f"{s.method} {s.status}" for s in radicale_proxy.seen())
+    # what changed there (sync-collection), the one PUT, the token after it (commit)
+    assert radicale_proxy.counts() == {"REPORT": 2, "PUT": 1}, seen
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
