@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -320,3 +321,34 @@ def test_plan_and_sync_count_alike(tmp_path: Path) -> None:
     _agree(config)  # nothing to do
     shutil.rmtree(tmp_path / "state")
     _agree(config)  # the state lost: everything checked, found as planned
+
+
+def test_the_collector_is_paused_to_plan_and_on_while_calendars_are_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gcpause's one policy: the leads are loaded and planned with the cyclic collector
+    paused, and the writes (minutes of a first upload) run with it on, from the command line
+    as in the daemon."""
+    import gc
+
+    from followsync import rules
+    from followsync.cli import main
+    from followsync.sync.apply import Apply
+
+    seen: list[tuple[str, bool]] = []
+    plan, create = rules.plan, Apply.create
+
+    def planning(*args: Any, **kwargs: Any) -> Any:
+        seen.append(("plan", gc.isenabled()))
+        return plan(*args, **kwargs)
+
+    def creating(self: Apply, *args: Any, **kwargs: Any) -> Any:
+        seen.append(("write", gc.isenabled()))
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(rules, "plan", planning)
+    monkeypatch.setattr(Apply, "create", creating)
+    config = write_project(tmp_path, ics_target(tmp_path))
+    assert gc.isenabled()
+    assert main(["--config", str(config), "--now", "2026-12-01T08:00", "sync"]) == 0
+    assert set(seen) == {("plan", False), ("write", True)}
+    assert gc.isenabled()
