@@ -17,8 +17,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
