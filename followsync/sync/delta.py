@@ -1,19 +1,17 @@
-"""A sync that plans only the leads whose inputs changed (README, "Large lead files").
+"""The scope of a sync: which leads it plans (README, "Large lead files").
 
 After a clean sync the state keeps a *basis*: each lead's slice digest (leadsplit), its
 status entry (for other leads' `on_other_status` triggers), the statuses it listens to and
-its mail addresses (two leads may not share one: a save that makes them answers None, and
-the full sync reports the file) (kept as a few columns in file order, `_Leads`: they are
-read and written on every save),
-plus a digest of everything else a plan depends on (followsync's version, the day, the
-config file, each lead file's head with `defaults:`). The next sync, when that digest is the
-same, every target was left clean and says nothing of ours changed since, cuts the lead
-files into slices again and compares digests: only the leads that changed, appeared or
-went, plus every lead listening for a status whose entries changed, are parsed, planned,
-rendered and compared with the target; the other items stay as they are and are counted.
-Anything unusual (a slice that does not validate, a lead moved in the file, many changes)
-answers None, and the full sync runs: it is the reference (tests/test_scale.py checks that
-both write the same calendar, byte for byte).
+its mail addresses (two leads may not share one: a save that makes them means every lead
+is planned, and the whole book's reading reports the file) (kept as a few columns in file
+order, `_Leads`: they are read and written on every save), plus a digest of everything else
+a plan depends on (followsync's version, the day, the config file, each lead file's head
+with `defaults:`). The next sync, when that digest is the same and every target was left
+clean, cuts the lead files into slices again and compares digests (`find`): the leads that
+changed, appeared or went, plus every lead listening for a status whose entries changed
+(`settle`), are the scope; the leads whose items changed in a calendar join it
+(`Scoped.widen`, from sync.session). Anything unusual answers None: every lead is planned,
+the reference (tests/test_scale.py checks that both write the same calendar).
 """
 
 from __future__ import annotations
