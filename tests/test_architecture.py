@@ -227,6 +227,22 @@ def test_a_no_op_sync_of_a_caldav_calendar_loads_neither_the_leads_nor_icalendar
     assert heavy(loaded) == []
 
 
+def test_a_broken_lead_file_is_reported_before_any_calendar_is_asked(
+        dav_project: tuple[Path, FaultProxy]) -> None:
+    """The one sync path reads the whole lead files before it opens a target when every
+    lead is planned: an error there leaves the calendars untouched and unasked (a listing
+    may make a deleted calendar again)."""
+    config, proxy = dav_project
+    code, _, out = probe(config)
+    assert code == 0 and "2 created" in out, out
+    leads = config.parent / "leads.yaml"
+    leads.write_text(leads.read_text().replace("    name: Bo\n", "    name: Bo\n    colour: red\n"))
+    proxy.reset()
+    code, _, out = probe(config)
+    assert code == 1 and "colour" in out, out
+    assert proxy.count() == 0
+
+
 def test_a_no_op_sync_of_a_google_calendar_loads_neither_the_leads_nor_icalendar(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Against the emulation of Google's API (tests/googleemu.py): one API request, no token

@@ -23,6 +23,7 @@ from followsync.sync.options import SyncOptions
 from followsync.sync.report import Outcome, TargetReport, target_errors
 
 if TYPE_CHECKING:
+    from followsync.leads import LeadBook
     from followsync.rules import LeadPlan
     from followsync.sources.scan import MailReport
     from followsync.sync.delta import Scoped
@@ -100,9 +101,10 @@ def _sync(
     with ExitStack() as stack:
         with paused_gc():
             scoped = delta.settle(config, state, found, now) if found is not None else None
+            book = _book(config) if scoped is None else None  # (a ConfigError: nothing opened)
             sessions = stack.enter_context(opened(
                 config, state, options, reports, scoped.leads if scoped else None))
-            planned = _planned(config, state, now, options, digest, scoped, sessions)
+            planned = _planned(config, state, now, options, digest, scoped, book, sessions)
         _reconcile(config, state, now, options, sessions, planned)
     if options.may_skip:  # the basis of the next sync, if this one left every target clean
         clean = all(not (r.error or r.conflicts or r.warnings) for r in reports)
@@ -114,7 +116,7 @@ def _sync(
 
 def _planned(
     config: Config, state: State, now: datetime, options: SyncOptions, digest: str,
-    scoped: Scoped | None, sessions: list[Session],
+    scoped: Scoped | None, book: LeadBook | None, sessions: list[Session],
 ) -> Planned:
     """The plans of the scope, widened by what changed in the calendars; every lead's when
     there is no scope or it cannot serve (the sessions then read every row)."""
@@ -124,7 +126,15 @@ def _planned(
             return planned
         for session in sessions:
             session.rescope(state, None)
-    return _plan_all(config, state, now, options, digest, sessions)
+    return _plan_all(config, state, now, options, digest, book or _book(config), sessions)
+
+
+def _book(config: Config) -> LeadBook:
+    """Every lead, from a reading of the whole files: the reference, which locates every
+    error (ConfigError)."""
+    from followsync.leads import load_leads
+
+    return load_leads(list(config.lead_paths), named_at=config.lead_named_at)
 
 
 def _plan_scoped(config: Config, state: State, scoped: Scoped, sessions: list[Session]
@@ -156,17 +166,14 @@ def _plan_scoped(config: Config, state: State, scoped: Scoped, sessions: list[Se
 
 def _plan_all(
     config: Config, state: State, now: datetime, options: SyncOptions, digest: str,
-    sessions: list[Session],
+    book: LeadBook, sessions: list[Session],
 ) -> Planned:
-    """Every lead planned: the whole book loaded (the reference, which locates every
-    error), the basis of the next sync made before the calendars are written (when this
-    sync peaks in memory)."""
-    from followsync.leads import load_leads
+    """Every lead planned; the basis of the next sync made before the calendars are written
+    (when this sync peaks in memory)."""
     from followsync.sync.delta import basis_of
     from followsync.sync.planning import local_now, mail_touches, plan_leads
 
     today = config.today(now)
-    book = load_leads(list(config.lead_paths), named_at=config.lead_named_at)
     completions = _read_changes(config, sessions, today)
     plans = plan_leads(book, today, state, completions, options.dry_run,
                        mail_touches(config, state, book), local_now(config, now))
