@@ -542,7 +542,8 @@ def test_one_changed_lead_on_caldav_plans_and_sends_that_lead_only(
         tmp_path: Path, radicale_calendar: CalendarInfo, radicale_proxy: FaultProxy,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A CalDAV target syncs what changed as a file does: one lead edited among 40, one lead
-    planned, the server asked what changed (a sync-collection REPORT) and sent one PUT."""
+    planned (also when someone else's event appeared there), the server asked what changed (a
+    sync-collection REPORT) and sent one PUT."""
     from followsync import rules
 
     cal = radicale_calendar
@@ -563,13 +564,19 @@ def test_one_changed_lead_on_caldav_plans_and_sends_that_lead_only(
         return real(item, *args)
 
     monkeypatch.setattr(rules, "_plan_lead", counting)
+    # someone else's event added meanwhile: read once to tell it is not ours, planned never
+    assert cal.put_raw(f"{cal.path}other.ics", "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//x\r\n"
+                       "BEGIN:VEVENT\r\nUID:other@example.com\r\nDTSTAMP:20261130T090000Z\r\n"
+                       "DTSTART:20261202T090000Z\r\nSUMMARY:lunch\r\nEND:VEVENT\r\n"
+                       "END:VCALENDAR\r\n")[0] == 201
     radicale_proxy.reset()
     result = _sync(tmp_path, "2026-12-01T08:00", delta=True)
     assert result == "phone: 0 created, 1 updated, 0 deleted, 39 unchanged"
     assert planned == ["l7"]
     seen = " ; ".join(f"{s.method} {s.status}" for s in radicale_proxy.seen())
-    # what changed there (sync-collection), the one PUT, the token after it (commit)
-    assert radicale_proxy.counts() == {"REPORT": 2, "PUT": 1}, seen
+    # what changed there (sync-collection), the other event read (multiget), the one PUT,
+    # the token after it (commit)
+    assert radicale_proxy.counts() == {"REPORT": 3, "PUT": 1}, seen
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
