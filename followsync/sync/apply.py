@@ -39,8 +39,9 @@ _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # (a DTSTAMP for renderings only comp
 
 @dataclass(frozen=True)
 class Scope:
-    """A sync of some leads only (sync.delta): the session's rows are theirs; the target's
-    other items are as planned, and counted here (standing, and deleted by hand)."""
+    """A sync of some leads only (its scope: sync.delta, sync._sync): the session's rows are
+    theirs; the target's other items are as planned, and counted here (standing, and
+    deleted by hand)."""
 
     leads: frozenset[str]
     unchanged: int
@@ -53,7 +54,7 @@ def reconcile(
 ) -> None:
     """Make the target hold what the plans want (or, for `plan`, say what that takes).
 
-    `scope` (sync.delta): the plans are those of these leads only; the target's other items
+    `scope` (see Scope): the plans are those of these leads only; the target's other items
     are known to be as planned, and are counted, not compared."""
     try:
         _reconcile_once(config, session, plans, state, now, options, allow_deletes, scope)
