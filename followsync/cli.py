@@ -19,7 +19,6 @@ import click
 
 from followsync import __version__
 from followsync.errors import EXIT_USAGE, ConfigError, FollowsyncError
-from followsync.gcpause import paused_gc
 
 if TYPE_CHECKING:
     from followsync.config import Config, Target
@@ -259,7 +258,6 @@ def run_daemon(obj: Context) -> None:
     if obj.now_text or os.environ.get("FOLLOWSYNC_NOW"):
         raise click.UsageError("--now and $FOLLOWSYNC_NOW do not apply to `run`: the daemon "
                                "follows the real clock (use `sync --now` to try a date)")
-    gc.enable()  # main() paused it for short commands; the daemon lives long
     gc.freeze()  # what the imports made lives as long as the process: never scan it again
     _exit(serve(find_config(obj.config_path), verbose=obj.verbose, quiet=obj.quiet))
 
@@ -501,13 +499,8 @@ def _exit(code: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every error a user can cause maps to an exit code, never a traceback.
-
-    The cyclic garbage collector is paused meanwhile: a command is short-lived and makes no
-    cycles worth collecting, while the collector's passes over the objects that imports and
-    loading create cost ~5 % of a one-change `sync` (the daemon turns it back on)."""
-    args = sys.argv[1:] if argv is None else argv
-    with paused_gc():
-        return _run(args)
+    (The collector is paused where leads are loaded and planned, not here: see gcpause.)"""
+    return _run(sys.argv[1:] if argv is None else argv)
 
 
 def run() -> int:

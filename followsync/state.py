@@ -231,6 +231,15 @@ class State:
         total = self.db.execute("SELECT COUNT(*) FROM items WHERE target=?", (target,))
         return found, int(total.fetchone()[0])
 
+    def leads_of(self, target: str, uids: Collection[str]) -> dict[str, str]:
+        """uid → lead of those of these items the state has a row for (sync: whose items
+        changed in a calendar)."""
+        if not uids:
+            return {}
+        return dict(self.db.execute(
+            "SELECT uid, lead FROM items WHERE target=? AND uid IN "
+            "(SELECT value FROM json_each(?))", (target, json.dumps(list(uids)))))
+
     def counts(self, target: str) -> tuple[int, int]:
         """How many rows the target has: (standing, gone), from an index (not 60,000 rows)."""
         found = dict(self.db.execute(

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -140,9 +141,6 @@ def test_modules_held_to_a_list_import_only_what_it_names() -> None:
     assert broken == []
 
 
-# circles known when this check was written, each fixed on its own branch: remove an entry
-# once that branch is merged (an entry that no longer is a circle is simply unused)
-
 def import_graph() -> dict[str, set[str]]:
     """followsync module → the followsync modules it imports (every import statement:
     module level, inside functions, under TYPE_CHECKING); `from a import b` is a.b when
@@ -202,6 +200,22 @@ def test_no_import_circle_among_followsync_modules() -> None:
 def test_the_circle_check_sees_a_circle() -> None:
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
     assert circles({"a": {"b"}, "b": set()}) == []
+
+
+MAX_LINES = 60  # the longest function `followsync/sync/` may hold (docs/architecture.md)
+
+
+def test_no_function_in_the_sync_is_over_60_lines() -> None:
+    """The sync is read step by step: a function that does not fit on a screen hides one."""
+    long = []
+    for path in sorted((PACKAGE / "sync").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                lines = (node.end_lineno or node.lineno) - start + 1
+                if lines > MAX_LINES:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []
 
 
 def test_the_rules_see_the_import_statements() -> None:
@@ -312,6 +326,22 @@ def test_a_no_op_sync_of_a_caldav_calendar_loads_neither_the_leads_nor_icalendar
     assert heavy(loaded) == []
 
 
+def test_a_broken_lead_file_is_reported_before_any_calendar_is_asked(
+        dav_project: tuple[Path, FaultProxy]) -> None:
+    """The one sync path reads the whole lead files before it opens a target when every
+    lead is planned: an error there leaves the calendars untouched and unasked (a listing
+    may make a deleted calendar again)."""
+    config, proxy = dav_project
+    code, _, out = probe(config)
+    assert code == 0 and "2 created" in out, out
+    leads = config.parent / "leads.yaml"
+    leads.write_text(leads.read_text().replace("    name: Bo\n", "    name: Bo\n    colour: red\n"))
+    proxy.reset()
+    code, _, out = probe(config)
+    assert code == 1 and "colour" in out, out
+    assert proxy.count() == 0
+
+
 def test_a_no_op_sync_of_a_google_calendar_loads_neither_the_leads_nor_icalendar(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Against the emulation of Google's API (tests/googleemu.py): one API request, no token
@@ -406,3 +436,34 @@ def test_plan_and_sync_count_alike(tmp_path: Path) -> None:
     _agree(config)  # nothing to do
     shutil.rmtree(tmp_path / "state")
     _agree(config)  # the state lost: everything checked, found as planned
+
+
+def test_the_collector_is_paused_to_plan_and_on_while_calendars_are_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gcpause's one policy: the leads are loaded and planned with the cyclic collector
+    paused, and the writes (minutes of a first upload) run with it on, from the command line
+    as in the daemon."""
+    import gc
+
+    from followsync import rules
+    from followsync.cli import main
+    from followsync.sync.apply import Apply
+
+    seen: list[tuple[str, bool]] = []
+    plan, create = rules.plan, Apply.create
+
+    def planning(*args: Any, **kwargs: Any) -> Any:
+        seen.append(("plan", gc.isenabled()))
+        return plan(*args, **kwargs)
+
+    def creating(self: Apply, *args: Any, **kwargs: Any) -> Any:
+        seen.append(("write", gc.isenabled()))
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(rules, "plan", planning)
+    monkeypatch.setattr(Apply, "create", creating)
+    config = write_project(tmp_path, ics_target(tmp_path))
+    assert gc.isenabled()
+    assert main(["--config", str(config), "--now", "2026-12-01T08:00", "sync"]) == 0
+    assert set(seen) == {("plan", False), ("write", True)}
+    assert gc.isenabled()

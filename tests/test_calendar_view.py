@@ -235,18 +235,20 @@ def test_spread_false_keeps_them_at_their_time(project: Project) -> None:
 
 
 def deltas(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether each sync from now on was made by sync.delta (True) or the full sync."""
-    from followsync.sync import delta
+    """Whether each sync from now on planned some leads only (True) or every lead (`plan`
+    always plans every lead: not counted)."""
+    from followsync import sync
 
     taken: list[bool] = []
-    real = delta.run
+    real = sync._planned
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        outcome = real(*args, **kwargs)
-        taken.append(outcome is not None)
-        return outcome
+        planned = real(*args, **kwargs)
+        if not args[3].dry_run:
+            taken.append(planned.scope is not None)
+        return planned
 
-    monkeypatch.setattr(delta, "run", spy)
+    monkeypatch.setattr(sync, "_planned", spy)
     return taken
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +21,8 @@ from followsync import leads as L
 from followsync.errors import ConfigError
 from followsync.leadcache import LeadCache
 from followsync.leadsplit import Slice, split
+from tests.faultproxy import FaultProxy
+from tests.googleemu import GoogleEmu
 from tests.project import caldav_target
 from tests.servers import CalendarInfo, Server, drop_calendar, fresh_calendar
 
@@ -189,7 +192,7 @@ def _lead_yaml(lead_id: str, n: int, status: str | None, touch: int, extra: int)
 
 _edit = st.tuples(st.sampled_from(["change", "status", "add", "remove", "touch", "move",
                                    "day", "defaults", "break", "nothing", "hand-delete",
-                                   "hand-move"]),
+                                   "hand-move", "hand-tick"]),
                   st.integers(0, 1000), st.sampled_from(_STATUSES), st.integers(0, 4))
 
 
@@ -201,15 +204,15 @@ def _sync(folder: Path, now: str, delta: bool) -> str:
     from followsync.sync import delta as delta_module
 
     config = load_config(folder / "config.yaml")
-    real = delta_module.run
-    if not delta:
-        delta_module.run = lambda *args, **kwargs: None  # type: ignore[assignment]
+    real = delta_module.find
+    if not delta:  # every lead planned, as with no basis
+        delta_module.find = lambda *args, **kwargs: None  # type: ignore[assignment]
     try:
         outcome = sync.run(config, datetime.fromisoformat(now).replace(tzinfo=config.timezone))
     except ConfigError as exc:
         return "error: " + "; ".join(str(p) for p in exc.problems).replace(str(folder), "")
     finally:
-        delta_module.run = real  # type: ignore[assignment]
+        delta_module.find = real  # type: ignore[assignment]
     return " | ".join(f"{r.name}: {r.counts()}" for r in outcome.targets)
 
 
@@ -301,6 +304,39 @@ def _drag(path: Path, pick: int) -> None:
     path.write_bytes(data[:start] + block + data[end:])
 
 
+def _ticked(text: bytes) -> bytes | None:
+    """A to-do's text as a calendar app ticks it off (None: not an open to-do)."""
+    if b"BEGIN:VTODO" not in text or b"STATUS:NEEDS-ACTION" not in text:
+        return None
+    return text.replace(b"STATUS:NEEDS-ACTION", b"STATUS:COMPLETED\r\n"
+                        b"COMPLETED:20261201T090000Z", 1)
+
+
+def _tick(path: Path, pick: int) -> None:
+    """The pick-th open to-do of the file ticked off, as an app writes it."""
+    import re
+
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    todos = [(m.start(), m.end()) for m in re.finditer(rb"(?s)BEGIN:VTODO\r\n.*?END:VTODO\r\n",
+                                                        data) if _ticked(m.group(0))]
+    if todos:
+        start, end = todos[pick % len(todos)]
+        path.write_bytes(data[:start] + (_ticked(data[start:end]) or b"") + data[end:])
+
+
+def _moved(text: bytes) -> bytes | None:
+    """A timed event's text as an app writes it when it is dragged to 14:00 (None: not a
+    timed event)."""
+    import re
+
+    if b"BEGIN:VEVENT" not in text or not re.search(rb"DTSTART;TZID=[^:]+:\d{8}T", text):
+        return None
+    text = re.sub(rb"(DTSTART;TZID=[^:]+:\d{8})T\d{6}", rb"\1T140000", text)
+    return re.sub(rb"(DTEND;TZID=[^:]+:\d{8})T\d{6}", rb"\1T141500", text)
+
+
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(_edit, min_size=1, max_size=8), st.integers(3, 12))
@@ -330,6 +366,9 @@ def test_an_incremental_sync_writes_what_a_cold_sync_writes(
         if kind == "hand-move":  # an event dragged to 14:00 in the calendar app, in both files
             for folder in folders:
                 _drag(folder / "out.ics", pick)
+        if kind == "hand-tick":  # a to-do ticked off in the calendar app, in both files
+            for folder in folders:
+                _tick(folder / "out.ics", pick)
         warm, cold = _warm_and_cold(folders, now)
         assert warm == cold, (kind, step)
         files = [(f / "out.ics").read_bytes() if (f / "out.ics").exists() else b""
@@ -343,9 +382,10 @@ def test_an_incremental_sync_writes_what_a_cold_sync_writes(
 def test_an_incremental_sync_puts_on_caldav_what_a_cold_sync_puts(
         tmp_path_factory: pytest.TempPathFactory, radicale_server: Server,
         edits: list[tuple[str, int, str | None, int]], size: int) -> None:
-    """The same random edits against two calendars on a real Radicale: the sync with its lead
-    cache and the cold one leave the same items (UID and text as the server gives them back)
-    and report the same counts."""
+    """The same random edits (of the lead file, and in the calendar app: an item deleted,
+    an event moved, a to-do ticked off) against two calendars on a real Radicale: the
+    incremental sync (what changed only) and the cold one (every lead planned) leave the same
+    items (UID and text as the server gives them back) and report the same counts."""
     import os
     import re
 
@@ -380,12 +420,92 @@ def test_an_incremental_sync_puts_on_caldav_what_a_cold_sync_puts(
                     for href in cal.hrefs():
                         if first and f"UID:{first}".encode() in cal.get_raw(href)[1]:
                             assert cal.delete_raw(href) in (200, 204)
+            if kind in ("hand-move", "hand-tick"):  # an event dragged, a to-do ticked off
+                change = _moved if kind == "hand-move" else _ticked
+                held = items(calendars[0])
+                picked = [uid for uid in sorted(held) if change(held[uid])]
+                for cal in calendars if picked else []:
+                    uid = picked[pick % len(picked)]
+                    for href in cal.hrefs():
+                        body = cal.get_raw(href)[1]
+                        if f"UID:{uid}".encode() in body:
+                            assert cal.put_raw(href, change(body) or b"")[0] in (201, 204)
             warm, cold = _warm_and_cold(folders, now)
             assert warm == cold, (kind, step)
             assert items(calendars[0]) == items(calendars[1]), (kind, step, warm)
     finally:
         for cal in calendars:
             drop_calendar(cal)
+
+
+def _google_hand(emu: GoogleEmu, calendars: list[str], kind: str, pick: int) -> None:
+    """The same edit made in the Google Calendar app in both calendars: an event deleted,
+    or dragged to 14:00 (Google keeps no to-dos: followsync writes them as events)."""
+    import re
+
+    if kind not in ("hand-delete", "hand-move") or \
+            not any(c.summary == calendars[0] for c in emu.calendars.values()):
+        return  # (not made before the first sync)
+    events = sorted(emu.live(calendars[0]), key=lambda e: e["id"])
+    if kind == "hand-delete" and events:
+        for calendar in calendars:
+            emu.delete_event(calendar, events[0]["id"])
+    timed = [e for e in events if "dateTime" in e["start"]]
+    if kind == "hand-move" and timed:
+        chosen = timed[pick % len(timed)]["id"]
+        for calendar in calendars:
+            event = next(e for e in emu.live(calendar) if e["id"] == chosen)
+            for end, at in (("start", "T14:00:00"), ("end", "T14:15:00")):
+                event[end]["dateTime"] = re.sub(r"T\d\d:\d\d:\d\d", at, event[end]["dateTime"])
+            emu.put_event(calendar, event, chosen)
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(_edit, min_size=1, max_size=6), st.integers(3, 8))
+def test_an_incremental_sync_puts_in_google_what_a_cold_sync_puts(
+        tmp_path_factory: pytest.TempPathFactory, edits: list[tuple[str, int, str | None, int]],
+        size: int) -> None:
+    """The same random edits against two calendars of the Google emulation
+    (tests/googleemu.py): the incremental sync and the cold one leave the same events (all
+    but the server's bookkeeping: etag, times of change, the calendar's own id) and report
+    the same counts."""
+    import json
+    import os
+
+    from followsync.googleauth import GoogleSettings, TokenStore
+
+    os.environ["FOLLOWSYNC_NO_KEYRING"] = "1"
+    emu = GoogleEmu().start()
+    folders = [tmp_path_factory.mktemp("warm-google"), tmp_path_factory.mktemp("cold-google")]
+    calendars = ["Warm", "Cold"]
+    try:
+        for folder, calendar in zip(folders, calendars, strict=True):
+            (folder / "client.json").write_text(json.dumps({"installed": {
+                "client_id": emu.client_id, "client_secret": emu.client_secret}}))
+            TokenStore(GoogleSettings("work", calendar, folder / "client.json",
+                                      folder / "state"), emu.client_id
+                       ).keep_refresh(emu.issue_tokens()[0])
+            (folder / "config.yaml").write_text(
+                "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
+                "safety: {max_deletes: 1000}\ntargets:\n  - name: work\n    type: google\n"
+                f"    calendar: {calendar}\n    client_secret: client.json\n"
+                f"    endpoint: {emu.url}\n")
+        edits_made = _Edits(size, folders)
+
+        def events(calendar: str) -> dict[str, dict[str, Any]]:
+            mine = ("etag", "updated", "created", "_seq", "organizer", "creator", "htmlLink")
+            return {e["id"]: {k: v for k, v in e.items() if k not in mine}
+                    for e in emu.live(calendar)}
+
+        for step, (kind, pick, status, extra) in enumerate([("nothing", 0, None, 0), *edits]):
+            now = edits_made.apply(step, kind, pick, status, extra)
+            _google_hand(emu, calendars, kind, pick)
+            warm, cold = _warm_and_cold(folders, now)
+            assert warm == cold, (kind, step)
+            assert events(calendars[0]) == events(calendars[1]), (kind, step, warm)
+    finally:
+        emu.stop()
 
 
 def test_the_delta_runs_for_one_changed_lead(tmp_path: Path) -> None:
@@ -413,6 +533,47 @@ def test_the_delta_runs_for_one_changed_lead(tmp_path: Path) -> None:
         leads_module._lead_of_slice = real  # type: ignore[assignment]
     assert result == "file: 0 created, 1 updated, 0 deleted, 39 unchanged"
     assert parsed == ["l7"]
+
+
+def test_one_changed_lead_on_caldav_plans_and_sends_that_lead_only(
+        tmp_path: Path, radicale_calendar: CalendarInfo, radicale_proxy: FaultProxy,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CalDAV target syncs what changed as a file does: one lead edited among 40, one lead
+    planned (also when someone else's event appeared there), the server asked what changed (a
+    sync-collection REPORT) and sent one PUT."""
+    from followsync import rules
+
+    cal = radicale_calendar
+    monkeypatch.setenv("FOLLOWSYNC_TEST_DAV_PASSWORD", cal.password or "")
+    (tmp_path / "config.yaml").write_text(
+        "leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\ntargets:\n" +
+        caldav_target(radicale_proxy.url_for(cal.calendar_url), calendar=cal.calendar_name,
+                      username=cal.username or "", password_env="FOLLOWSYNC_TEST_DAV_PASSWORD"))
+    text = "version: 1\nleads:\n" + "".join(_lead_yaml(f"l{i}", i, None, 3, 0) for i in range(40))
+    (tmp_path / "leads.yaml").write_text(text)
+    assert "40 created" in _sync(tmp_path, "2026-12-01T08:00", delta=True)
+    (tmp_path / "leads.yaml").write_text(text.replace("Person L7 7", "Person L7 seven"))
+    planned: list[str] = []
+    real = rules._plan_lead
+
+    def counting(item: L.LoadedLead, *args: Any) -> rules.LeadPlan:
+        planned.append(item.id)
+        return real(item, *args)
+
+    monkeypatch.setattr(rules, "_plan_lead", counting)
+    # someone else's event added meanwhile: read once to tell it is not ours, planned never
+    assert cal.put_raw(f"{cal.path}other.ics", "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//x\r\n"
+                       "BEGIN:VEVENT\r\nUID:other@example.com\r\nDTSTAMP:20261130T090000Z\r\n"
+                       "DTSTART:20261202T090000Z\r\nSUMMARY:lunch\r\nEND:VEVENT\r\n"
+                       "END:VCALENDAR\r\n")[0] == 201
+    radicale_proxy.reset()
+    result = _sync(tmp_path, "2026-12-01T08:00", delta=True)
+    assert result == "phone: 0 created, 1 updated, 0 deleted, 39 unchanged"
+    assert planned == ["l7"]
+    seen = " ; ".join(f"{s.method} {s.status}" for s in radicale_proxy.seen())
+    # what changed there (sync-collection), the other event read (multiget), the one PUT,
+    # the token after it (commit)
+    assert radicale_proxy.counts() == {"REPORT": 3, "PUT": 1}, seen
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

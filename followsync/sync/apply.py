@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, assert_never
 
-from followsync.backends.base import Backend
+from followsync.backends.base import Backend, Listing
 from followsync.config import Config
 from followsync.errors import ComponentRefused, Conflict, SafetyStop
 from followsync.marks import is_owned
@@ -39,8 +39,9 @@ _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # (a DTSTAMP for renderings only comp
 
 @dataclass(frozen=True)
 class Scope:
-    """A sync of some leads only (sync.delta): the session's rows are theirs; the target's
-    other items are as planned, and counted here (standing, and deleted by hand)."""
+    """A sync of some leads only (its scope: sync.delta, sync._sync): the session's rows are
+    theirs; the target's other items are as planned, and counted here (standing, and
+    deleted by hand)."""
 
     leads: frozenset[str]
     unchanged: int
@@ -53,7 +54,7 @@ def reconcile(
 ) -> None:
     """Make the target hold what the plans want (or, for `plan`, say what that takes).
 
-    `scope` (sync.delta): the plans are those of these leads only; the target's other items
+    `scope` (see Scope): the plans are those of these leads only; the target's other items
     are known to be as planned, and are counted, not compared."""
     try:
         _reconcile_once(config, session, plans, state, now, options, allow_deletes, scope)
@@ -80,9 +81,7 @@ def _reconcile_once(
     rows, bookkept = session.as_read(session.rows)
     outside_unchanged = outside_kept = 0
     if scope is not None:  # the other leads' items: unchanged, or deleted by hand and kept
-        rows = {uid: row for uid, row in rows.items() if row.lead in scope.leads}
-        listing = replace(listing, items={uid: remote for uid, remote in listing.items.items()
-                                          if uid in rows})
+        rows, listing = _in_scope(rows, listing, scope)
         outside_unchanged, outside_kept = scope.unchanged, scope.kept
     if listing.fresh:  # the whole target was emptied or is new: nothing "deleted by hand"
         rows = {uid: row for uid, row in rows.items() if not row.gone}
@@ -98,14 +97,8 @@ def _reconcile_once(
     if options.dry_run:  # `plan --all` gives each item the time it is laid at
         report.laid = {(w.item.lead_id, w.item.rule): w.item.at for w in wants.values()
                        if w.slot and w.item.at is not None}
-    if not todo_ok and any(w.item.kind == "todo" or target.kind == "todo"
-                           for w in wants.values()):
-        if target.type == "google":  # events only, by design (README): a note, not a warning
-            report.notes.append(f"{target.name}: Google Calendar takes events only; to-dos "
-                                "are written as events")
-        else:
-            report.warnings.append(f"{target.name}: the calendar does not take to-dos "
-                                   "(VTODO); writing events instead")
+    if not todo_ok:
+        _say_events_only(session, wants)
     if listing.note:
         report.notes.append(listing.note)
     if listing.reset and not options.dry_run:
@@ -137,6 +130,27 @@ def _reconcile_once(
     report.kept += outside_kept
     if listing.reset:
         session.say_rewritten()
+
+
+def _in_scope(rows: dict[str, Row], listing: Listing, scope: Scope
+              ) -> tuple[dict[str, Row], Listing]:
+    """The rows and the listed items of the leads in scope only."""
+    rows = {uid: row for uid, row in rows.items() if row.lead in scope.leads}
+    return rows, replace(listing, items={uid: remote for uid, remote in listing.items.items()
+                                         if uid in rows})
+
+
+def _say_events_only(session: Session, wants: dict[str, d.Want]) -> None:
+    """A calendar that takes no to-dos, when some are planned: said once per sync."""
+    target, report = session.target, session.report
+    if not any(w.item.kind == "todo" or target.kind == "todo" for w in wants.values()):
+        return
+    if target.type == "google":  # events only, by design (README): a note, not a warning
+        report.notes.append(f"{target.name}: Google Calendar takes events only; to-dos "
+                            "are written as events")
+    else:
+        report.warnings.append(f"{target.name}: the calendar does not take to-dos "
+                               "(VTODO); writing events instead")
 
 
 def _there(session: Session, items: Mapping[str, Remote], zone: ZoneInfo) -> Callable[[str], str]:

@@ -1,29 +1,25 @@
-"""A sync that plans only the leads whose inputs changed (README, "Large lead files").
+"""The scope of a sync: which leads it plans (README, "Large lead files").
 
 After a clean sync the state keeps a *basis*: each lead's slice digest (leadsplit), its
 status entry (for other leads' `on_other_status` triggers), the statuses it listens to and
-its mail addresses (two leads may not share one: a save that makes them answers None, and
-the full sync reports the file) (kept as a few columns in file order, `_Leads`: they are
-read and written on every save),
-plus a digest of everything else a plan depends on (followsync's version, the day, the
-config file, each lead file's head with `defaults:`). The next sync, when that digest is the
-same, every target was left clean and says nothing of ours changed since, cuts the lead
-files into slices again and compares digests: only the leads that changed, appeared or
-went, plus every lead listening for a status whose entries changed, are parsed, planned,
-rendered and compared with the target; the other items stay as they are and are counted.
-Anything unusual (a slice that does not validate, a lead moved in the file, many changes)
-answers None, and the full sync runs: it is the reference (tests/test_scale.py checks that
-both write the same calendar, byte for byte).
+its mail addresses (two leads may not share one: a save that makes them means every lead
+is planned, and the whole book's reading reports the file) (kept as a few columns in file
+order, `_Leads`: they are read and written on every save), plus a digest of everything else
+a plan depends on (followsync's version, the day, the config file, each lead file's head
+with `defaults:`). The next sync, when that digest is the same and every target was left
+clean, cuts the lead files into slices again and compares digests (`find`): the leads that
+changed, appeared or went, plus every lead listening for a status whose entries changed
+(`settle`), are the scope; the leads whose items changed in a calendar join it
+(`Scoped.widen`, from sync.session). Anything unusual answers None: every lead is planned,
+the reference (tests/test_scale.py checks that both write the same calendar).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,12 +27,11 @@ from typing import TYPE_CHECKING, Any
 from followsync.config import Config
 from followsync.state import State
 from followsync.sync.options import SyncOptions
-from followsync.sync.report import Outcome, TargetReport, target_errors
 
 if TYPE_CHECKING:
-    from followsync.leads import LeadBook, Settings
+    from followsync.leads import LeadBook, LoadedLead, Policy, Settings, Touch
     from followsync.leadsplit import Slice
-    from followsync.rules import Memory
+    from followsync.rules import LeadPlan, Memory
     from followsync.sync.session import Session
 
 NOTE = "delta-basis"
@@ -260,17 +255,48 @@ def _cut_file(name: str, data: bytes, layout: dict[str, Any] | None,
                  lambda index: slices[index].text, cut.head_key, new_layout)
 
 
-def run(config: Config, state: State, now: datetime, options: SyncOptions,
-        clean: str) -> Outcome | None:
-    """The sync of what changed since the basis, or None: the full sync must run."""
-    from followsync.leads import _lead_of_slice
+@dataclass
+class Found:
+    """What the lead files say changed since the basis: the leads that changed (or
+    appeared) and went, and the files as cut now."""
 
+    basis: dict[str, Any]
+    files: list[_File]
+    where: dict[str, tuple[_File, int]]  # lead → its file and place there
+    order: list[str]  # every lead, in file order
+    old: _Leads  # the basis's columns
+    changed: list[str]
+    removed: list[str]
+    clean: str  # the digest of this sync's inputs (fastpath.inputs_digest)
+
+
+def find(config: Config, state: State, options: SyncOptions, today: date,
+         clean: str) -> Found | None:
+    """What changed in the lead files since the last clean sync, or None: plan every lead
+    (no basis, another day, config or `defaults:`, a lead moved, many changes, `plan`...)."""
     if options.dry_run or options.only or options.backends:
         return None
-    if any(target.type != "ics" for target in config.targets):
-        # A CalDAV sync already sends only what changed (one REPORT, the PUTs); its listing
-        # may also make a deleted calendar again, which the full sync must report.
+    basis = _basis(config, state)
+    if basis is None:
         return None
+    try:
+        old_order = [lead_id for name in basis["order"] for lead_id in basis["files"][name]["ids"]]
+    except (KeyError, TypeError):
+        return None
+    old = _Leads.read(basis["leads"], old_order)
+    if old is None:
+        return None
+    files = _cut_files(config, basis, dict(zip(old.ids, old.digests, strict=True)))
+    if files is None:
+        return None
+    heads = {f.name: f.layout["head_key"] for f in files}
+    if _others_digest(config, state, today, heads) != basis["others"]:
+        return None
+    return _found(basis, files, old, clean)
+
+
+def _basis(config: Config, state: State) -> dict[str, Any] | None:
+    """The basis the last clean sync of every target kept, if it can serve."""
     stored = state.note(NOTE)
     if stored is None:
         return None
@@ -279,17 +305,13 @@ def run(config: Config, state: State, now: datetime, options: SyncOptions,
     except ValueError:
         return None
     if not isinstance(basis, dict) or basis.get("v") != BASIS_VERSION or any(
-            state.clean_digest(t.key) != basis["clean"] for t in config.targets):
+            state.clean_digest(t.key) != basis.get("clean") for t in config.targets):
         return None
-    today = config.today(now)
-    try:
-        old_order = [lead_id for name in basis["order"] for lead_id in basis["files"][name]["ids"]]
-    except (KeyError, TypeError):
-        return None
-    old = _Leads.read(basis["leads"], old_order)
-    if old is None:
-        return None
-    digests = dict(zip(old.ids, old.digests, strict=True))
+    return basis
+
+
+def _cut_files(config: Config, basis: dict[str, Any], digests: dict[str, str]
+               ) -> list[_File] | None:
     files: list[_File] = []
     for path in config.lead_paths:
         try:
@@ -300,9 +322,13 @@ def run(config: Config, state: State, now: datetime, options: SyncOptions,
         if found is None:
             return None
         files.append(found)
-    heads = {f.name: f.layout["head_key"] for f in files}
-    if _others_digest(config, state, today, heads) != basis["others"]:
-        return None
+    return files
+
+
+def _found(basis: dict[str, Any], files: list[_File], old: _Leads, clean: str) -> Found | None:
+    """The leads that changed, appeared and went; None when leads moved (the order of status
+    triggers may change), an id repeats, no lead is left, or too many changed."""
+    digests = dict(zip(old.ids, old.digests, strict=True))
     order = [lead_id for f in files for lead_id in f.ids]
     where = {lead_id: (f, index) for f in files for index, lead_id in enumerate(f.ids)}
     if len(where) != len(order) or not order:
@@ -310,14 +336,18 @@ def run(config: Config, state: State, now: datetime, options: SyncOptions,
     changed = [lead_id for f in files for lead_id, piece in f.fresh.items()
                if digests.get(lead_id) != piece.digest]
     changed += [lead_id for lead_id in order if lead_id not in digests and lead_id not in changed]
-    removed = [lead_id for lead_id in old_order if lead_id not in where]
-    if len(old_order) != len(digests) or (order != old_order and [
-            i for i in order if i in digests] != [i for i in old_order if i in where]):
-        return None  # leads moved: the order of status triggers may change
-    if len(changed) + len(removed) > 100 + len(order) // 20:
+    removed = [lead_id for lead_id in old.ids if lead_id not in where]
+    if len(old.ids) != len(digests) or (order != old.ids and [
+            i for i in order if i in digests] != [i for i in old.ids if i in where]):
         return None
-    return _sync(config, state, now, options, basis, files, where, order, old,
-                 changed, removed, _lead_of_slice, clean)
+    if too_many(len(changed) + len(removed), len(order)):
+        return None
+    return Found(basis, files, where, order, old, changed, removed, clean)
+
+
+def too_many(scope: int, leads: int) -> bool:
+    """Whether a scope is so large that planning every lead costs about the same."""
+    return scope > 100 + leads // 20
 
 
 def _defaults(file: str, head_text: str) -> Settings | None:
@@ -334,169 +364,149 @@ def _defaults(file: str, head_text: str) -> Settings | None:
         return None
 
 
-def _sync(
-    config: Config, state: State, now: datetime, options: SyncOptions, basis: dict[str, Any],
-    files: list[_File], where: dict[str, tuple[_File, int]], order: list[str],
-    old: _Leads, changed: list[str], removed: list[str], lead_of: Any, clean: str,
-) -> Outcome | None:
-    from followsync.leads import LoadedLead, Policy
-    from followsync.rules import plan_some, remember, status_day, status_key
-    from followsync.sync.apply import Scope, reconcile
-    from followsync.sync.planning import local_now
+@dataclass
+class Scoped:
+    """The leads a sync plans (those that changed, and those listening for a status whose
+    entries changed, and those whose items changed in a calendar), loaded, with their
+    memories and the status entries every lead's triggers see."""
 
-    today = config.today(now)
-    seen = local_now(config, now)
-    bases: dict[str, Policy] = {}
-    loaded: dict[str, LoadedLead] = {}
+    found: Found
+    today: date
+    place: dict[str, int]
+    memory: dict[str, Memory]
+    remembered: list[tuple[str, Memory]]  # the memories this sync changed
+    leads_after: _Leads
+    entered: dict[str, list[tuple[int, str, date]]]
+    planned: set[str]
+    loaded: dict[str, LoadedLead] = field(default_factory=dict)
+    bases: dict[str, Policy] = field(default_factory=dict)
 
-    def load(lead_id: str) -> LoadedLead | None:
-        file, index = where[lead_id]
-        if file.name not in bases:
+    @property
+    def leads(self) -> frozenset[str]:
+        """Whose items this sync compares: the planned leads and the ones that went."""
+        return frozenset(self.planned | set(self.found.removed))
+
+    def load(self, lead_id: str) -> LoadedLead | None:
+        """A lead read from its slice alone (None on any doubt: the full sync locates it)."""
+        from followsync.leads import LoadedLead, Policy, _lead_of_slice
+
+        file, index = self.found.where[lead_id]
+        if file.name not in self.bases:
             defaults = _defaults(file.name, file.head_text)
             if defaults is None:
                 return None
-            bases[file.name] = Policy().apply(defaults)
+            self.bases[file.name] = Policy().apply(defaults)
         piece = file.fresh.get(lead_id)
-        entry = lead_of(file.name, lead_id, piece.text if piece else file.text_of(index))
+        entry = _lead_of_slice(file.name, lead_id, piece.text if piece else file.text_of(index))
         if entry is None:
             return None
-        loaded[lead_id] = LoadedLead(lead_id, entry[0], bases[file.name].apply(entry[0]),
-                                     file.name)
-        return loaded[lead_id]
+        self.loaded[lead_id] = LoadedLead(lead_id, entry[0],
+                                          self.bases[file.name].apply(entry[0]), file.name)
+        return self.loaded[lead_id]
 
-    memories = state.memories(changed)
-    new: dict[str, Entry] = {}  # the changed leads' entries
-    remembered: list[tuple[str, Memory]] = []
-    memory: dict[str, Memory] = {}
-    for lead_id in changed:
-        item = load(lead_id)
-        if item is None:
+    def widen(self, state: State, leads: Collection[str]) -> bool:
+        """Plan these leads too, as they are remembered (their entries stay: touches do not
+        move a status); False when one cannot be (then every lead is planned)."""
+        more = {lead_id for lead_id in leads if lead_id not in self.planned}
+        if not more:
+            return True
+        if any(lead_id not in self.found.where for lead_id in more) or \
+                too_many(len(self.planned | more), len(self.found.order)):
+            return False
+        memories = state.memories(more)
+        for lead_id in more:
+            if self.load(lead_id) is None or lead_id not in memories:
+                return False
+            self.memory[lead_id] = memories[lead_id]
+        self.planned |= more
+        return True
+
+    def plan(self, config: Config, state: State, touches: list[tuple[str, Touch]]
+             ) -> list[LeadPlan]:
+        """The planned leads' plans, with the touches found in the calendars and the mail
+        touches the state keeps for them, as in a full sync."""
+        from followsync.rules import plan_some
+        from followsync.sync.planning import merge_touches
+
+        memory = merge_touches(self.memory, touches)
+        if config.mailboxes:
+            from followsync.leads import LeadBook
+            from followsync.sync.planning import mail_touches
+
+            memory = merge_touches(memory, mail_touches(
+                config, state, LeadBook(leads={i: self.loaded[i] for i in self.planned})))
+        return plan_some([(self.place[i], self.loaded[i]) for i in self.found.order
+                          if i in self.planned], self.today, memory, self.entered)
+
+    def basis(self) -> str:
+        """The basis of the next sync, once this one is clean."""
+        found = self.found
+        basis = {"v": BASIS_VERSION, "others": found.basis["others"], "clean": found.clean,
+                 "order": [f.name for f in found.files],
+                 "files": {f.name: f.layout for f in found.files}}
+        return _text(basis, self.leads_after)
+
+
+def settle(config: Config, state: State, found: Found, now: datetime) -> Scoped | None:
+    """Load the leads that changed, and every lead listening for a status whose entries
+    they changed; None when one cannot be read alone or they are too many."""
+    from followsync.rules import status_key
+    from followsync.sync.planning import local_now
+
+    today = config.today(now)
+    place = {lead_id: index for index, lead_id in enumerate(found.order)}
+    scoped = Scoped(found, today, place, {}, [], found.old, {}, set(found.changed))
+    new = _changed_entries(scoped, state, today, local_now(config, now))
+    if new is None:
+        return None
+    scoped.leads_after = found.old.updated(found.order, place, new)
+    if scoped.leads_after.shared_address():
+        return None  # two leads share an address: the full sync refuses the file, located
+    before = found.old.entered()
+    after = _after(before, set(found.changed) | set(found.removed), new, place)
+    moved = {status for status in set(before) | set(after) if before.get(status) != after.get(status)}
+    listeners = {lead_id for lead_id in found.old.listening(moved) if lead_id in found.where}
+    listeners |= {lead_id for lead_id, entry in new.items() if moved & set(entry[3])}
+    for status, entries in after.items():  # sorted by moment, as rules wants them
+        scoped.entered[status] = sorted(((place[i], i, _moment(day)) for i, day in entries),
+                                        key=lambda entry: status_key(entry[2]))
+    return scoped if scoped.widen(state, listeners) else None
+
+
+def _changed_entries(scoped: Scoped, state: State, today: date, seen: datetime
+                     ) -> dict[str, Entry] | None:
+    """The changed leads loaded and remembered (a status change dated now); their entries."""
+    from followsync.rules import remember, status_day
+
+    memories = state.memories(scoped.found.changed)
+    new: dict[str, Entry] = {}
+    for lead_id in scoped.found.changed:
+        item = scoped.load(lead_id)
+        piece = scoped.found.where[lead_id][0].fresh.get(lead_id)
+        if item is None or piece is None:
             return None  # the full sync locates the problem
         before = memories.get(lead_id)
         after = remember(before, item.lead, today, seen)
-        memory[lead_id] = after
+        scoped.memory[lead_id] = after
         if after != before:
-            remembered.append((lead_id, after))
-        piece = where[lead_id][0].fresh.get(lead_id)
-        if piece is None:
-            return None
-        new[lead_id] = _entry(piece.digest, item.lead.status,
-                              status_day(item.lead, after),
+            scoped.remembered.append((lead_id, after))
+        new[lead_id] = _entry(piece.digest, item.lead.status, status_day(item.lead, after),
                               [name for name, _ in item.policy.on_other_status],
                               item.lead.addresses())
-    place = {lead_id: index for index, lead_id in enumerate(order)}
-    leads_after = old.updated(order, place, new)
-    if leads_after.shared_address():
-        return None  # two leads share an address: the full sync refuses the file, located
-    before_entered = old.entered()
-    after_entered = _after(before_entered, set(changed) | set(removed), new, place)
-    moved = {status for status in set(before_entered) | set(after_entered)
-             if before_entered.get(status) != after_entered.get(status)}
-    dirty = set(changed) | {lead_id for lead_id in old.listening(moved) if lead_id in where}
-    dirty |= {lead_id for lead_id, entry in new.items() if moved & set(entry[3])}
-    if len(dirty) > 100 + len(order) // 20:
-        return None
-    listeners = dirty - set(changed)
-    memories.update(state.memories(listeners) if listeners else {})
-    for lead_id in listeners:
-        if load(lead_id) is None or lead_id not in memories:
-            return None
-        memory[lead_id] = memories[lead_id]
-    entered: dict[str, list[tuple[int, str, date]]] = {}
-    for status, entries in after_entered.items():  # sorted by moment, as rules wants them
-        entered[status] = sorted(((place[i], i, _moment(day)) for i, day in entries),
-                                 key=lambda entry: status_key(entry[2]))
-    if config.mailboxes:  # the mail touches the state keeps for these leads, as in a full sync
-        from followsync.leads import LeadBook
-        from followsync.sync.planning import mail_touches, merge_touches
-
-        memory = merge_touches(memory, mail_touches(config, state, LeadBook(leads=loaded)))
-    plans = plan_some([(place[i], loaded[i]) for i in order if i in dirty], today, memory,
-                      entered)
-    scope = dirty | set(removed)
-    reports: list[TargetReport] = []
-    with _opened(config, state, scope, reports) as sessions:
-        if sessions is None:
-            return None  # something changed there: the full sync looks at everything
-        if _clash(config, state, sessions, plans, scope):
-            return None  # an item would leave its slot to another lead's: the full sync decides
-        with state.transaction():
-            state.remember(remembered)
-        for session, counts in sessions:
-            with target_errors(session.report):
-                reconcile(config, session, plans, state, now, options, allow_deletes=True,
-                          scope=Scope(frozenset(scope), *counts))
-            session.report.seconds = time.monotonic() - session.started
-    outcome = Outcome(today, plans, reports)
-    if all(not (r.error or r.conflicts or r.warnings) for r in reports):
-        basis = {"v": BASIS_VERSION, "others": basis["others"], "clean": clean,
-                 "order": [f.name for f in files], "files": {f.name: f.layout for f in files}}
-        with state.transaction():
-            state.set_note(NOTE, _text(basis, leads_after))
-    else:
-        with state.transaction():
-            state.set_note(NOTE, None)
-    return outcome
+    return new
 
 
-def _clash(config: Config, state: State, sessions: list[tuple[Session, tuple[int, int]]],
-           plans: list[Any], scope: set[str]) -> bool:
+def clash(config: Config, state: State, sessions: list[Session], plans: list[LeadPlan],
+          scope: Collection[str]) -> bool:
     """Whether, in some target, an item of these leads can no longer keep its slot because
     another lead's item holds it: the full sync gives it to the first in the lead files,
     which may be the other (that this sync does not plan)."""
     from followsync.sync.planning import laid_wants, taken_besides
 
-    for session, _ in sessions:
+    for session in sessions:
         target = session.target
         taken = taken_besides(state, target.key, scope, plans)
         if taken and laid_wants(plans, target, config.timezone.key,
                                 session.backend.supports("VTODO"), session.rows, taken).clash:
             return True
     return False
-
-
-@contextmanager
-def _opened(
-    config: Config, state: State, scope: set[str], reports: list[TargetReport]
-) -> Iterator[list[tuple[Session, tuple[int, int]]] | None]:
-    """Every target opened with the rows of the leads in scope only, and the counts of the
-    others; None when any target says something changed since the last sync (or fails:
-    the full sync reports it)."""
-    from followsync.backends import open_backend
-    from followsync.errors import FollowsyncError
-    from followsync.model import standing
-    from followsync.sync.session import Session
-
-    sessions: list[tuple[Session, tuple[int, int]]] = []
-    try:
-        for target in config.targets:
-            started = time.monotonic()
-            try:
-                backend = open_backend(target)
-            except FollowsyncError:
-                yield None
-                return
-            report = TargetReport(target.name)
-            session = Session(target, backend, True, report, started)
-            sessions.append((session, state.counts_besides(target.key, scope)))
-            session.rows = state.rows(target.key, scope)
-            # compared for the leads in scope only: a listing that needs `known` (a CalDAV
-            # one tells our items from others' by it) gets all the state says the target
-            # holds; one answering from its cursor (a file) just hands back the scope's
-            holds = standing(session.rows) if backend.cursor_only \
-                else state.standing(target.key)[0]
-            try:
-                listing = backend.listing(holds, state.cursor(target.key))
-            except FollowsyncError:
-                yield None
-                return
-            if not listing.unchanged or listing.warnings or listing.reset:
-                yield None
-                return
-            session.listing = listing
-            reports.append(report)
-        yield sessions
-    finally:
-        for session, _ in sessions:
-            session.backend.close()
-

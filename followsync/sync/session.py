@@ -15,7 +15,7 @@ from followsync.backends import open_backend
 from followsync.backends.base import Backend, Listing
 from followsync.config import Config, Target
 from followsync.errors import Conflict
-from followsync.model import Row, standing
+from followsync.model import Remote, Row, standing
 from followsync.state import State
 from followsync.sync.options import SyncOptions
 from followsync.sync.report import TargetReport, target_errors
@@ -61,16 +61,48 @@ class Session:
     listing: Listing | None = None
     rows: dict[str, Row] = field(default_factory=dict)  # the state's rows as at `listing`
     changes: dict[str, Change] = field(default_factory=dict)  # read by `read_changes`
+    scope: frozenset[str] | None = None  # the leads whose rows are read (None: all)
+    known: dict[str, Remote] = field(default_factory=dict)  # what `listing` was given
 
     def relist(self, state: State) -> Listing:
-        """Read the state's rows and list the target against them."""
-        self.rows = state.rows(self.target.key)
-        listing = self.backend.listing(standing(self.rows), state.cursor(self.target.key))
+        """Read the state's rows (of the leads in scope) and list the target against them.
+        A listing that tells our items from others' by what the state holds (a server's)
+        is given all of it; one answering from its cursor alone (a file's) only the scope's."""
+        self.rows = state.rows(self.target.key, self.scope)
+        self.known = standing(self.rows) if self.scope is None or self.backend.cursor_only \
+            else state.standing(self.target.key)[0]
+        listing = self.backend.listing(self.known, state.cursor(self.target.key))
         self.report.warnings.extend(listing.warnings)
         if listing.reset:  # the rows describe a calendar that is gone: none of them applies
             self.rows = {}
         self.listing = listing
         return listing
+
+    def rescope(self, state: State, scope: frozenset[str] | None) -> None:
+        """The rows of other leads (None: all) against the listing made: a listing answered
+        from the cursor alone holds what it was given, the standing rows (Backend)."""
+        assert self.listing is not None
+        self.scope = scope
+        self.rows = {} if self.listing.reset else state.rows(self.target.key, scope)
+        if self.backend.cursor_only and self.listing.unchanged:
+            self.listing = replace(self.listing, items=standing(self.rows))
+
+    def touched(self, state: State) -> set[str] | None:
+        """The leads whose items of ours changed in the calendar since the last sync (an
+        edit, a ticked to-do, a deletion): a sync of some leads plans these too. None when
+        that cannot be told: the calendar was deleted or emptied, it warns, or it holds an
+        item of ours the state has no row for (every lead is planned then)."""
+        listing = self.listing
+        assert listing is not None
+        if listing.reset or listing.fresh or listing.warnings:
+            return None
+        if listing.unchanged:
+            return set()
+        known = state.standing(self.target.key)[0] if self.backend.cursor_only else self.known
+        uids = {uid for uid in known.keys() | listing.items.keys()
+                if known.get(uid) != listing.items.get(uid)}
+        leads = state.leads_of(self.target.key, uids)
+        return set(leads.values()) if len(leads) == len(uids) else None
 
     def read_changes(self, zone: ZoneInfo, today: date) -> list[Completion]:
         """Read once each item of ours whose ETag moved since we wrote it: what changed
@@ -133,10 +165,12 @@ class Session:
 
 @contextmanager
 def opened(
-    config: Config, state: State, options: SyncOptions, reports: list[TargetReport]
+    config: Config, state: State, options: SyncOptions, reports: list[TargetReport],
+    scope: frozenset[str] | None = None,
 ) -> Iterator[list[Session]]:
-    """Open and list every target the sync concerns (a report each, in `reports`); a
-    target that fails is reported and left out. Closes the backends opened here."""
+    """Open and list every target the sync concerns (a report each, in `reports`), with
+    the rows of the leads in `scope` (None: all); a target that fails is reported and left
+    out. Closes the backends opened here."""
     sessions: list[Session] = []
     try:
         for target in config.targets:
@@ -148,7 +182,8 @@ def opened(
             with target_errors(report):
                 injected = options.backends.get(target.name)
                 backend = injected or open_backend(target, readonly=options.dry_run)
-                session = Session(target, backend, injected is None, report, started)
+                session = Session(target, backend, injected is None, report, started,
+                                  scope=scope)
                 sessions.append(session)
                 session.relist(state)
             report.seconds = time.monotonic() - started
