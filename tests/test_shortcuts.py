@@ -340,3 +340,25 @@ def test_a_planted_shortcut_runs_nothing_and_changes_no_answer(
         plant()
         assert saved.answers() == expected
         assert not marker.exists()
+
+
+# --- the delta basis: a lead that moves to the next lead file ---------------------------------
+def test_a_lead_moved_to_the_next_lead_file_takes_its_defaults(tmp_path: Path) -> None:
+    """The last lead of a.yaml moved, text unchanged, to the top of b.yaml: the order of all
+    leads and every slice are as they were, but the lead now has b.yaml's `defaults:`. `sync`
+    moves its item as `plan` says (it once said "unchanged" until the next day)."""
+    project = make_project(tmp_path.resolve() / "p")
+    project.write_config(leads="[a.yaml, b.yaml]")
+    head = "version: 1\ndefaults:\n  cadence: [{gap}]\nleads:\n"
+    one = "  {i}:\n    name: {I} Lee\n    last_contact: 2026-11-28\n"
+    a, b = (one.format(i=i, I=i.title()) for i in ("ann", "bob"))
+    (project.dir / "a.yaml").write_text(head.format(gap="1w") + a + b)
+    (project.dir / "b.yaml").write_text(head.format(gap="4w") + one.format(i="cy", I="Cy"))
+    assert sync(project) == (3, 0, 0, 0)
+    assert sync(project) == (0, 0, 0, 3)
+    (project.dir / "a.yaml").write_text(head.format(gap="1w") + a)
+    (project.dir / "b.yaml").write_text(head.format(gap="4w") + b
+                                         + one.format(i="cy", I="Cy"))
+    assert plan(project) == (0, 1, 0, 2)
+    assert sync(project) == (0, 1, 0, 2)
+    assert plan(project) == (0, 0, 0, 3)

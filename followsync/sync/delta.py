@@ -340,9 +340,22 @@ def _found(basis: dict[str, Any], files: list[_File], old: _Leads, clean: str) -
     if len(old.ids) != len(digests) or (order != old.ids and [
             i for i in order if i in digests] != [i for i in old.ids if i in where]):
         return None
+    if _left_its_file(basis, where):
+        return None
     if too_many(len(changed) + len(removed), len(order)):
         return None
     return Found(basis, files, where, order, old, changed, removed, clean)
+
+
+def _left_its_file(basis: dict[str, Any], where: dict[str, tuple[_File, int]]) -> bool:
+    """Whether a lead now stands in another file than at the basis (moved from the end of
+    one file to the top of the next, its text and the order of all leads the same): it
+    takes that file's `defaults:`, so it is planned again — by the full sync."""
+    if len(basis["order"]) < 2:
+        return False
+    before = {lead_id: name for name in basis["order"] for lead_id in basis["files"][name]["ids"]}
+    return any(before.get(lead_id, file.name) != file.name
+               for lead_id, (file, _) in where.items())
 
 
 def too_many(scope: int, leads: int) -> bool:
