@@ -165,10 +165,11 @@ def init(obj: Context, directory: str | None) -> None:
 def validate(obj: Context) -> None:
     """Check the config and lead files; report every problem as FILE:LINE:COL."""
     from followsync.leads import load_leads
+    from followsync.state import shortcuts_in
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at,
-                      shortcuts=config.state_dir / "shortcuts")
+                      shortcuts=shortcuts_in(config.state_dir))
     for target in config.targets:
         if target.password_env and target.password_env not in os.environ:
             log.warning("warning: target %r: $%s (password_env) is not set here; the daemon run "
@@ -279,10 +280,11 @@ def done(obj: Context, lead: str, on_text: str | None, by: str, note: str,
     from followsync.durations import parse_date
     from followsync.leadedit import log_touch, unknown_lead
     from followsync.leads import Touch, load_leads
+    from followsync.state import shortcuts_in
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at,
-                      shortcuts=config.state_dir / "shortcuts")
+                      shortcuts=shortcuts_in(config.state_dir))
     if lead not in book.leads:
         raise unknown_lead(lead, sorted(book.leads))
     now = obj.now(config)
@@ -333,12 +335,12 @@ def agenda(obj: Context, days: int, as_json: bool, all_mail: bool) -> None:
 
     from followsync import agenda as ag
     from followsync.leads import load_leads
-    from followsync.state import open_state
+    from followsync.state import open_state, shortcuts_in
     from followsync.sync.planning import local_now, mail_touches, make_plans
 
     config = obj.config()
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at,
-                      shortcuts=config.state_dir / "shortcuts")
+                      shortcuts=shortcuts_in(config.state_dir))
     now = obj.now(config)
     today = config.today(now)
     state = open_state(config.state_dir, readonly=True)
@@ -370,7 +372,7 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
     from followsync.durations import parse_date
     from followsync.leads import load_leads
     from followsync.sources.scan import lead_addresses, scan_mailboxes
-    from followsync.state import lock_state, open_state
+    from followsync.state import lock_state, open_state, shortcuts_in
 
     config = obj.config()
     if not config.mailboxes:
@@ -380,7 +382,7 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
     except ValueError as exc:
         raise click.UsageError(f"--since: {exc}") from None
     book = load_leads(list(config.lead_paths), named_at=config.lead_named_at,
-                      shortcuts=config.state_dir / "shortcuts")
+                      shortcuts=shortcuts_in(config.state_dir))
     today = config.today(obj.now(config))
     lock = lock_state(config.state_dir)
     try:

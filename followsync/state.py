@@ -109,6 +109,9 @@ class State:
                 raise damaged(path, exc) from None
         else:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():  # (made 0600, as everything kept there: its -wal and -shm
+                with contextlib.suppress(OSError):  # files take the database's mode)
+                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
             self.db = sqlite3.connect(path, timeout=10, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -476,6 +479,17 @@ def private_folder(folder: Path) -> None:
             f"cannot use the state folder {folder}: others may read or enter it "
             f"(mode {stat.S_IMODE(info.st_mode):04o}; it must be 0700)",
             f"run `chmod 700 {folder}`")
+
+
+def shortcuts_in(folder: Path) -> Path | None:
+    """Where shortcuts are kept in the state folder `folder` (README, "What followsync
+    keeps"), or None when that folder is refused (`private_folder`): a command that needs
+    no state (`validate`, `done`) then reads and writes no shortcut there either."""
+    try:
+        private_folder(folder)
+    except FollowsyncError:
+        return None
+    return folder / "shortcuts"
 
 
 def open_state(folder: Path, readonly: bool = False) -> State:

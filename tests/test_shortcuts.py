@@ -21,6 +21,7 @@ import pytest
 import followsync.config as config_module
 import followsync.configcache as cc
 import followsync.fingerprint as fingerprint
+import followsync.leadcache as leadcache
 from followsync.config import Config
 from followsync.sync import delta, fastpath
 from tests.project import Project, make_project
@@ -362,3 +363,43 @@ def test_a_lead_moved_to_the_next_lead_file_takes_its_defaults(tmp_path: Path) -
     assert plan(project) == (0, 1, 0, 2)
     assert sync(project) == (0, 1, 0, 2)
     assert plan(project) == (0, 0, 0, 3)
+
+
+# --- the lead addresses the mail scan keeps in the state --------------------------------------
+def test_a_damaged_address_map_in_the_state_is_a_miss(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lead file's addresses, kept for the mail scan, are a shortcut too: odd contents
+    (here a list where a map was) are read as a miss, never exit 70 (it was
+    "AttributeError: 'list' object has no attribute 'items'")."""
+    project = make_project(tmp_path.resolve() / "p", leads=leads("ann").replace(
+        "    name: Ann One\n", "    name: Ann One\n    email: ann@example.org\n"))
+    monkeypatch.setenv("FS_TEST_MAIL", "secret")
+    project.write_config(extra="""\
+        mail:
+          - {name: box, host: 127.0.0.1, port: 1, tls: none, username: me,
+             password_env: FS_TEST_MAIL, me: [me@example.org]}
+        """)
+    first = project.run("sync")
+    with sqlite3.connect(project.dir / "state" / "state.sqlite") as db:
+        kept = db.execute("SELECT value FROM meta WHERE key='mail-addresses'").fetchone()
+        assert kept is not None and "ann@example.org" in kept[0]
+        db.execute("UPDATE meta SET value=? WHERE key='mail-addresses'",
+                   (json.dumps({"files": json.loads(kept[0])["files"], "map": []}),))
+    again = project.run("sync")
+    assert again[0] == first[0] != 70, again
+
+
+# --- a refused state folder: no shortcut read or written there either -------------------------
+def test_a_refused_state_folder_gets_no_shortcut_from_validate(tmp_path: Path) -> None:
+    project = make_project(tmp_path.resolve() / "p", leads=leads("ann"))
+    sync(project)
+    shortcuts = project.dir / "state" / "shortcuts"
+    shutil.rmtree(shortcuts)
+    (project.dir / "state").chmod(0o755)
+    project.write_leads(leads("bob"))
+    code, out, err = project.run("validate")
+    assert code == 0, out + err
+    leadcache.flush()  # (what a process does at exit)
+    assert not shortcuts.exists()  # (it was made again inside the refused folder)
+    code, out, err = project.run("sync")
+    assert code == 1 and "chmod 700" in err, out + err

@@ -86,7 +86,7 @@ def _read(folder: Path | None) -> dict[str, Any]:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() \
-                or info.st_mode & 0o022 or info.st_size > MAX_BYTES:
+                or info.st_mode & 0o077 or info.st_size > MAX_BYTES:
             return {}
         with os.fdopen(os.dup(fd), "rb") as handle:
             raw = handle.read(MAX_BYTES + 1)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from followsync.config import Config, MailConfig
 from followsync.errors import EXIT_OK, EXIT_TARGET, FollowsyncError
 from followsync.sources import FoundTouch, Skipped
-from followsync.state import State
+from followsync.state import State, shortcuts_in
 
 if TYPE_CHECKING:
     from followsync.leads import LeadBook, Touch
@@ -177,27 +177,23 @@ def mailbox_of(box: MailConfig, since: date) -> Mailbox:
 
 def known_addresses(config: Config, state: State) -> dict[str, str]:
     """`lead_addresses` of the lead files as they are now, without loading them when they
-    are as at the last scan (a digest of their bytes is kept with the map in the state):
+    are as at the last scan (their fingerprint is kept with the map in the state):
     a sync with nothing new stays cheap. A lead file that does not load raises ConfigError."""
-    digest = hashlib.sha256()
-    for path in config.lead_paths:
-        try:
-            digest.update(path.read_bytes())
-        except OSError:
-            digest.update(b"\0missing")
-        digest.update(b"\0" + str(path).encode())
+    from followsync import fingerprint
+
+    key = f"{fingerprint.code()}|{fingerprint.files(config.lead_paths)}"
     kept = state.meta("mail-addresses")
     if kept is not None:
-        with contextlib.suppress(ValueError, TypeError, KeyError):
+        with contextlib.suppress(Exception):  # (only a shortcut: anything odd is a miss)
             saved = json.loads(kept)
-            if saved["files"] == digest.hexdigest():
+            if saved["files"] == key:
                 return {str(k): str(v) for k, v in saved["map"].items()}
     from followsync.leads import load_leads
 
     found = lead_addresses(load_leads(list(config.lead_paths), named_at=config.lead_named_at,
-                                      shortcuts=config.state_dir / "shortcuts"))
+                                      shortcuts=shortcuts_in(config.state_dir)))
     with state.transaction():
-        state.set_meta("mail-addresses", json.dumps({"files": digest.hexdigest(), "map": found}))
+        state.set_meta("mail-addresses", json.dumps({"files": key, "map": found}))
     return found
 
 

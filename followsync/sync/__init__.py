@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from followsync.config import Config
 from followsync.gcpause import paused_gc
-from followsync.state import State, lock_state, open_state
+from followsync.state import State, lock_state, open_state, shortcuts_in
 from followsync.sync.fastpath import inputs_digest, nothing_changed, remember_clean
 from followsync.sync.options import SyncOptions
 from followsync.sync.report import Outcome, TargetReport, target_errors
@@ -135,7 +135,7 @@ def _book(config: Config) -> LeadBook:
     from followsync.leads import load_leads
 
     return load_leads(list(config.lead_paths), named_at=config.lead_named_at,
-                      shortcuts=config.state_dir / "shortcuts")
+                      shortcuts=shortcuts_in(config.state_dir))
 
 
 def _plan_scoped(config: Config, state: State, scoped: Scoped, sessions: list[Session]
