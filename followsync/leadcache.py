@@ -238,7 +238,10 @@ def _check_of(hint: Any, known: frozenset[type[Any]]) -> Check:
     if origin is typing.Annotated:
         return _constrained(_check_of(args[0], known), hint.__metadata__)
     if origin in (typing.Union, types.UnionType):
-        return _any_of(tuple(_check_of(arg, known) for arg in args))
+        rest = tuple(_check_of(arg, known) for arg in args if arg is not type(None))
+        if len(rest) < len(args):
+            return _none_or(_any_of(rest))
+        return _any_of(rest)
     if origin is typing.Literal:
         return _literal(args)
     if origin is list:
@@ -273,8 +276,11 @@ def _constrained(check: Check, metadata: Iterable[Any]) -> Check:
     for item in items:
         kind = type(item).__name__
         if kind in ("BeforeValidator", "AfterValidator"):
-            checks.append(functools.partial(_kept, item.func, serialize
-                                            if kind == "BeforeValidator" else None))
+            made = serialize if kind == "BeforeValidator" else None
+            if len(checks) == 1:  # the type, then the validator: one call (the common case)
+                checks[0] = _kept(item.func, made, checks[0])
+            else:
+                checks.append(_kept(item.func, made))
         elif kind == "FieldInfo":
             checks.append(_constrained(_anything, item.metadata))
         elif any(getattr(item, name, None) is not None for name in _CONSTRAINTS):
@@ -320,39 +326,106 @@ def _field_validators(model: type[Any]) -> dict[str, Check]:
                 len(inspect.signature(validate).parameters) != 1:
             raise TypeError(f"{model.__name__}.{name}: no check for this validator")
         for field in decorator.info.fields:
-            check = functools.partial(_kept, validate, None)
+            check = _kept(validate, None)
             found[field] = _both(found[field], check) if field in found else check
     return found
 
 
 def _kept(validate: Callable[[Any], Any], serialize: Callable[[Any], Any] | None,
-          value: Any) -> bool:
-    """Whether `validate` gives `value` back unchanged (from its serialized form if any)."""
-    try:
-        out = validate(value if serialize is None else serialize(value))
-    except Exception:  # (a validator refusing it: validation could not have made it)
+          first: Check | None = None) -> Check:
+    """A check that `validate` gives a value back unchanged (from its serialized form if
+    it has one), after the check `first` (the value's exact type). Values of an exact type
+    that passed are remembered (dates, words and durations repeat from lead to lead)."""
+    typed = isinstance(first, functools.partial)
+    kind = first.args[0] if typed and first.func is _exactly else None  # type: ignore[union-attr]
+    # only values of a hashable type, whose equality is their identity as a value
+    remember = kind in (str, int, bool, time) or \
+        (typed and first.func in (_a_day, _value_of))  # type: ignore[union-attr]
+    passed: set[Any] = set()
+
+    def check(value: Any) -> bool:
+        if kind is not None:
+            if type(value) is not kind:
+                return False
+        elif first is None or not first(value):
+            return False
+        if remember and value in passed:  # (the type was checked, exactly, by `first`)
+            return True
+        try:
+            out = validate(value if serialize is None else serialize(value))
+        except Exception:  # (a validator refusing it: validation could not have made it)
+            return False
+        if out is value or (type(out) is type(value) and repr(out) == repr(value)):
+            if remember:
+                if len(passed) > _REMEMBERED:
+                    passed.clear()
+                passed.add(value)
+            return True
         return False
-    return out is value or (type(out) is type(value) and repr(out) == repr(value))
+
+    def unremembered(value: Any) -> bool:  # (no type checked first: a list, a mapping)
+        try:
+            out = validate(value if serialize is None else serialize(value))
+        except Exception:
+            return False
+        return out is value or (type(out) is type(value) and repr(out) == repr(value))
+
+    return unremembered if first is None else check
 
 
+_REMEMBERED = 1 << 16
+
+
+# (the combinators are plain loops: a warm load of 10,000 leads runs them a million times)
 def _both(first: Check, second: Check) -> Check:
-    return _all_of((first, second))
+    return lambda v: first(v) and second(v)
 
 
 def _all_of(checks: tuple[Check, ...]) -> Check:
-    return lambda v: all(check(v) for check in checks)
+    if len(checks) == 2:
+        return _both(*checks)
+
+    def check(value: Any) -> bool:
+        for one in checks:  # noqa: SIM110 (a loop: a generator costs twice as much here)
+            if not one(value):
+                return False
+        return True
+
+    return check
 
 
 def _any_of(checks: tuple[Check, ...]) -> Check:
-    return lambda v: any(check(v) for check in checks)
+    if len(checks) == 1:
+        return checks[0]
+
+    def check(value: Any) -> bool:
+        for one in checks:  # noqa: SIM110 (a loop: a generator costs twice as much here)
+            if one(value):
+                return True
+        return False
+
+    return check
+
+
+def _none_or(check: Check) -> Check:
+    return lambda v: v is None or check(v)
 
 
 def _literal(allowed: tuple[Any, ...]) -> Check:
-    return lambda v: any(v == a and type(v) is type(a) for a in allowed)
+    kinds = {(a, type(a)) for a in allowed}
+    return lambda v: (v, type(v)) in kinds
 
 
 def _list_of(item: Check) -> Check:
-    return lambda v: type(v) is list and all(map(item, v))
+    def check(value: Any) -> bool:
+        if type(value) is not list:
+            return False
+        for one in value:  # noqa: SIM110 (a loop: a generator costs twice as much here)
+            if not item(one):
+                return False
+        return True
+
+    return check
 
 
 def _dict_of(key: Check, item: Check) -> Check:
