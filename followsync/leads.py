@@ -272,8 +272,15 @@ class LeadFile(_Model):
     leads: dict[Annotated[str, Field(pattern=LEAD_ID)], Lead] | None = None
 
 
+def _touch_as_validated(touch: Touch) -> bool:
+    """What `_with_moment` makes of a touch's `at`: its day's date and that time, no zone
+    (the lead cache checks it of a touch read back: a zone would break every comparison)."""
+    return touch.at is None or (touch.at.tzinfo is None and touch.at.date() == touch.date)
+
+
 # What the lead cache may rebuild from its file (leadcache.Codec): a lead, exactly as validated.
-CODEC = Codec(Lead, (Lead, Touch, OneOff, Trigger), (Duration,))
+CODEC = Codec(Lead, (Lead, Touch, OneOff, Trigger), (Duration,),
+              invariants={Touch: _touch_as_validated})
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ import json
 import os
 import pickle
 import random
+import re
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -258,12 +260,23 @@ def test_every_field_reads_back_from_the_cache_exactly(
                                                timezones=_zones).map(
     lambda moment: moment.replace(fold=0)), _plain), max_size=4))
 def test_touches_with_zones_read_back_exactly(touches: list[tuple[date, datetime, str]]) -> None:
-    """Mail touches carry zones; the codec keeps a fixed offset as it was (a named zone is
-    refused when writing, never changed)."""
+    """The codec writes a fixed offset as it was (a named zone is refused when writing,
+    never changed); reading back, a touch whose `at` a lead file could not give (a zone,
+    another day than its date: only mail touches have those, and they are never cached) is
+    refused, the file then ignored; one on its own day, without a zone, reads back exactly."""
     lead = L.Lead.model_validate({"name": "Z", "log": [
         {"date": day, "at": moment, "note": note} for day, moment, note in touches]})
     data = json.dumps([L.CODEC.encode(lead)]).encode()
-    assert exact(L.CODEC.decode(data)[0]) == exact(lead)
+    if all(t.at is None or (t.at.tzinfo is None and t.at.date() == t.date) for t in lead.log):
+        assert exact(L.CODEC.decode(data)[0]) == exact(lead)
+    else:
+        with pytest.raises(ValueError):
+            L.CODEC.decode(data)
+    as_in_a_file = L.Lead.model_validate({"name": "Z", "log": [
+        {"date": moment.date(), "at": moment.replace(tzinfo=None), "note": note}
+        for _, moment, note in touches if 1000 <= moment.year <= 8999]})
+    data = json.dumps([L.CODEC.encode(as_in_a_file)]).encode()
+    assert exact(L.CODEC.decode(data)[0]) == exact(as_in_a_file)
     from zoneinfo import ZoneInfo
 
     named = L.Touch.model_validate({"date": date(2026, 1, 1), "at": datetime(
@@ -459,6 +472,85 @@ def test_a_cache_file_of_another_shape_or_key_is_ignored_and_rebuilt(
         del validations[:]
     assert run(project, "validate") == expected["validate"]
     assert validations == []  # rebuilt: read back cleanly
+
+
+def _bad_duration(lead: dict[str, Any]) -> None:
+    lead["duration"] = {"$v": "Duration", "f": [5, "fortnights"]}
+
+
+def _first_touch(lead: dict[str, Any]) -> dict[str, Any]:
+    touch: dict[str, Any] = lead["log"][0]
+    return touch
+
+
+# each turns every lead of a real cache file into one validation would never have made
+CRAFTED: dict[str, Callable[[dict[str, Any]], None]] = {
+    "a name of a number": lambda lead: lead.update(name=5),
+    "an empty name": lambda lead: lead.update(name=""),
+    "a touch's date as text": lambda lead: _first_touch(lead).update(date="2026-11-01"),
+    "a touch's date far out": lambda lead: _first_touch(lead).update(date={"$d": "0001-01-01"}),
+    "a touch's moment with a zone": lambda lead: _first_touch(lead).update(
+        at={"$dt": "2026-11-01T14:10:00+02:00"}),
+    "a touch's moment on another day": lambda lead: _first_touch(lead).update(
+        at={"$dt": "2026-11-09T14:10:00"}),
+    "a touch by nobody": lambda lead: _first_touch(lead).update(by="nobody"),
+    "a duration of an unknown unit": _bad_duration,
+    "a duration of a negative count": lambda lead: lead.update(
+        duration={"$v": "Duration", "f": [-5, "m"]}),
+    "a duration of text": lambda lead: lead.update(duration={"$v": "Duration", "f": ["5", "m"]}),
+    "a cadence of minutes": lambda lead: lead.update(
+        cadence=[{"$v": "Duration", "f": [5, "m"]}]),
+    "an empty cadence": lambda lead: lead.update(cadence=[]),
+    "the log as a mapping": lambda lead: lead.update(
+        log={"$map": [["a", lead["log"][0]]]}),
+    "the email as a mapping": lambda lead: lead.update(email={"$map": [["a", "p@x.example"]]}),
+    "an address that is none": lambda lead: lead.update(email=["not an address"]),
+    "a weekday that is none": lambda lead: lead.update(days=["someday"]),
+    "overdue of an unknown word": lambda lead: lead.update(overdue="explode"),
+    "give_up_after zero": lambda lead: lead.update(give_up_after=0),
+    "give_up_after true": lambda lead: lead.update(give_up_after=True),
+    "an unknown placeholder": lambda lead: lead.update(action="{nope}"),
+    "a follow-up id out of pattern": lambda lead: lead["follow_ups"][0].update(id="A B"),
+    "two follow-ups on one day": lambda lead: lead.update(
+        follow_ups=[lead["follow_ups"][0], lead["follow_ups"][0]]),
+    "a trigger keyed by a number": lambda lead: lead.update(on_status={"$map": [[
+        5, {"$m": "Trigger", "do": "x"}]]}),
+    "a touch where a follow-up goes": lambda lead: lead.update(follow_ups=[
+        _first_touch(lead)]),
+}
+
+
+def _full_sync(project: Project) -> tuple[int, str]:
+    """A sync that loads the leads: the no-op shortcut (which reads no lead) forgotten."""
+    with sqlite3.connect(project.state / "state.sqlite") as db:
+        db.execute("DELETE FROM meta WHERE key LIKE 'clean:%'")
+    db.close()
+    code, out = run(project, "sync")
+    return code, re.sub(r"\(\d+\.\d+ s\)", "(time)", out)  # (how long it took varies)
+
+
+@pytest.mark.parametrize("craft", CRAFTED)
+def test_a_checksummed_cache_of_values_validation_never_makes_is_ignored_and_rebuilt(
+        project: Project, craft: str, validations: list[str]) -> None:
+    """The file's digest only catches damage: what it holds is checked against each
+    field's declared type and constraints, and a file that fails is ignored and rebuilt."""
+    synced(project)
+    commands = [*COMMANDS, "sync"]
+    expected = {**_answers(project), "sync": _full_sync(project)}
+    assert expected["sync"][0] == 0, expected["sync"]
+    (cached,) = [p for p in project.dir.parent.rglob("leads-*") if p.is_file()]
+    entries = json.loads(cached.read_bytes().partition(b"\n")[2])
+    for _, _, lead in entries:
+        CRAFTED[craft](lead)
+    body = json.dumps(entries).encode()
+    for command in commands:
+        _respelled(cached, body)
+        answer = _full_sync(project) if command == "sync" else run(project, command)
+        assert answer == expected[command], (craft, command)
+        assert cached.read_bytes().partition(b"\n")[2] != body, command  # rebuilt
+    del validations[:]
+    assert run(project, "validate") == expected["validate"]
+    assert validations == []  # the file was written again, and reads back cleanly
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
