@@ -229,3 +229,22 @@ def dovecot_tls() -> Iterator[Dovecot]:
     """A second Dovecot with a self-signed certificate (`.cafile`): implicit TLS on
     `.tls_port`, STARTTLS on `.port`."""
     yield from running_dovecot(tls=True)
+
+
+@pytest.fixture
+def validations(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every validation of the config the config cache falls back to (a hit adds none)."""
+    import followsync.config as config_module
+    import followsync.configcache as cc
+    from followsync.config import Config
+
+    seen: list[Path] = []
+    real = cc.load_config
+
+    def counting(path: Path) -> Config:
+        seen.append(path)
+        return real(path)
+
+    monkeypatch.setattr(cc, "load_config", counting)
+    monkeypatch.setattr(config_module, "load_config", counting)
+    return seen

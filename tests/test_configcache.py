@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import followsync.configcache as cc
-from followsync.config import Config
 from followsync.errors import ConfigError
 from tests.project import Project, caldav_target, ics_target, make_project
 
@@ -23,20 +22,6 @@ def made(folder: Path, **config: str) -> Project:
     project = make_project(folder, **config)
     project.state.mkdir(mode=0o700)
     return project
-
-
-@pytest.fixture
-def validations(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every full validation the cache falls back to."""
-    seen: list[Path] = []
-    real = cc.load_config
-
-    def counting(path: Path) -> Config:
-        seen.append(path)
-        return real(path)
-
-    monkeypatch.setattr(cc, "load_config", counting)
-    return seen
 
 
 def test_the_second_read_comes_from_the_cache(tmp_path: Path, validations: list[Path]) -> None:

@@ -18,11 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import followsync.config as config_module
 import followsync.configcache as cc
 import followsync.fingerprint as fingerprint
 import followsync.leadcache as leadcache
-from followsync.config import Config
 from followsync.sync import delta, fastpath
 from tests.project import Project, make_project
 
@@ -66,21 +64,6 @@ def plan(project: Project, now: str | None = None) -> tuple[int, ...]:
     code, out, err = project.run("plan", now=now)
     assert code == 0, out + err
     return counts(PLANNED, out)
-
-
-@pytest.fixture
-def validations(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every validation of the config the config cache falls back to."""
-    seen: list[Path] = []
-    real = cc.load_config
-
-    def counting(path: Path) -> Config:
-        seen.append(path)
-        return real(path)
-
-    monkeypatch.setattr(cc, "load_config", counting)
-    monkeypatch.setattr(config_module, "load_config", counting)
-    return seen
 
 
 # --- defect 3: a re-pointed symlink -----------------------------------------------------------
