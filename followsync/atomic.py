@@ -54,6 +54,27 @@ def write_atomic(path: Path, data: bytes | bytearray | Iterable[bytes | memoryvi
     _sweep(path)
 
 
+def write_private(path: Path, data: bytes | bytearray | Iterable[bytes | memoryview]) -> None:
+    """`write_atomic` as 0600: what followsync keeps is nobody else's to read."""
+    write_atomic(path, data, mode=0o600)
+
+
+def read_private(path: Path, limit: int) -> bytes | None:
+    """The bytes of `path` if it is a regular file of this user's that nobody else may read
+    or write, of at most `limit` bytes; else None. Never through a symbolic link, never
+    blocking on a FIFO: what followsync keeps is read back only if it is still its own."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or \
+                info.st_mode & 0o077 or info.st_size > limit:
+            return None
+        return stream.read(limit + 1)
+
+
 STALE_AFTER = 600.0  # seconds: no write of ours takes that long
 
 

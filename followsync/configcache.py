@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import types
 import typing
@@ -36,6 +35,7 @@ from followsync.config import Config, MailConfig, Target, default_state_dir, loa
 from followsync.durations import MAX_AMOUNT, Duration
 
 FORMAT = "followsync config 1"  # (first line; bump when the file's shape changes)
+MAX_FILE = 1 << 20  # a config shortcut larger than this was not written by us
 SHORTCUTS = "shortcuts"  # the state folder's subfolder of shortcuts
 _STATE_DIR = re.compile(rb"^state_dir:[ \t]*(.*?)[ \t]*(?:#.*)?$", re.MULTILINE)
 
@@ -98,11 +98,14 @@ def _key(path: Path, places: list[Path]) -> str:
 
 def _read(where: Path, path: Path, state_dir: Path) -> Config | None:
     """The Config kept at `where` if it is whole, ours, and its key matches; else None."""
+    from followsync.atomic import read_private
     from followsync.state import private_folder
 
     private_folder(state_dir)
     private_folder(where.parent)
-    data = _read_private(where)
+    data = read_private(where, MAX_FILE)
+    if data is None:
+        return None  # (none, or not a private file of ours)
     head, _, body = data.partition(b"\n")
     if head.decode() != f"{FORMAT} {hashlib.blake2b(body, digest_size=16).hexdigest()}":
         return None  # (damaged, or another followsync's)
@@ -123,17 +126,6 @@ def _still_valid(config: Config) -> bool:
     return all(t.client_secret is None or t.client_secret.is_file() for t in config.targets)
 
 
-def _read_private(where: Path) -> bytes:
-    """The bytes of a regular file of ours that no one else may write (OSError if not)."""
-    fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as stream:
-        info = os.fstat(stream.fileno())
-        if not (info.st_mode & 0o170000 == 0o100000 and info.st_uid == os.geteuid()
-                and info.st_mode & 0o077 == 0):
-            raise PermissionError(f"{where} is not a private file of ours")
-        return stream.read()
-
-
 def _keep(path: Path, config: Config, key: str) -> None:
     """Keep `config` under `key` in its state folder, if the folder is there and private."""
     if _holds_a_password(config):
@@ -141,7 +133,7 @@ def _keep(path: Path, config: Config, key: str) -> None:
     if not config.state_dir.is_dir():
         _UNKEPT[:] = [(path, config, key)]
         return
-    from followsync.atomic import write_atomic
+    from followsync.atomic import write_private
     from followsync.state import private_folder
 
     private_folder(config.state_dir)
@@ -151,7 +143,7 @@ def _keep(path: Path, config: Config, key: str) -> None:
     body = json.dumps({"key": key, "places": [str(p) for p in config.places],
                        "config": encode(config)}, separators=(",", ":")).encode()
     head = f"{FORMAT} {hashlib.blake2b(body, digest_size=16).hexdigest()}\n".encode()
-    write_atomic(shortcut_path(config.state_dir, path), head + body, mode=0o600)
+    write_private(shortcut_path(config.state_dir, path), head + body)
 
 
 def _holds_a_password(config: Config) -> bool:

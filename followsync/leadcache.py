@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from followsync import fingerprint
-from followsync.atomic import write_atomic
+from followsync.atomic import read_private, write_private
 from followsync.durations import MAX_YEAR, MIN_YEAR
 
 log = logging.getLogger(__name__)
@@ -525,7 +525,7 @@ class LeadCache(Generic[V]):
         if self.path is None:
             return
         try:
-            self.entries = self._entries(_read_own(self.path))
+            self.entries = self._entries(read_private(self.path, MAX_FILE))
         except Exception as exc:  # anything at all: rebuilt, never an error
             log.debug("lead cache %s not used: %s: %s", self.path, type(exc).__name__, exc)
             self.entries = {}
@@ -585,8 +585,7 @@ class LeadCache(Generic[V]):
             header = json.dumps({"format": FORMAT, "key": self.key,
                                  "body": hashlib.blake2b(body, digest_size=32).hexdigest()})
             _own_folder(self.path.parent)
-            write_atomic(self.path, [header.encode(), b"\n", body])
-            os.chmod(self.path, 0o600)  # (the folder is 0700: never readable meanwhile)
+            write_private(self.path, [header.encode(), b"\n", body])
         except Exception as exc:  # a shortcut not written is no error
             log.debug("lead cache %s not written: %s: %s", self.path, type(exc).__name__, exc)
 
@@ -599,21 +598,6 @@ class LeadCache(Generic[V]):
                 yield [digest, nodes, self.codec.encode(lead)]
             except (TypeError, ValueError, RecursionError) as exc:
                 log.debug("lead cache: %s left out: %s", digest, exc)
-
-
-def _read_own(path: Path) -> bytes | None:
-    """The file's bytes if it is a regular file of this user's that nobody else may read
-    or write (never through a symlink, never blocking on a FIFO); else None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as stream:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or \
-                info.st_mode & 0o077 or info.st_size > MAX_FILE:
-            return None
-        return stream.read()
 
 
 def _own_folder(folder: Path) -> None:

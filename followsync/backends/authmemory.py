@@ -15,15 +15,12 @@ written only into a state folder that exists (the sync makes it; `plan` never do
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
-from followsync.atomic import write_atomic
+from followsync.atomic import read_private, write_private
 from followsync.backends.digest import Challenge, Remembered, usable
 
 log = logging.getLogger("followsync")
@@ -58,20 +55,9 @@ def keep(folder: Path | None, origin: str, remembered: Remembered) -> None:
     kept = dict(list(servers.items())[-MAX_SERVERS:])
     data = json.dumps({"version": 1, "servers": kept}, indent=1).encode()
     try:
-        _write_private(folder / FILE, data)
+        write_private(folder / FILE, data)
     except OSError as exc:
         log.debug("cannot keep %s: %s", folder / FILE, exc.strerror or type(exc).__name__)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """`write_atomic` keeps the mode of the file it replaces: make that 0600 first (and
-    never through a symbolic link)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    write_atomic(path, data)
 
 
 def _read(folder: Path | None) -> dict[str, Any]:
@@ -79,23 +65,13 @@ def _read(folder: Path | None) -> dict[str, Any]:
     user's own private, well-formed file."""
     if folder is None:
         return {}
-    try:
-        fd = os.open(folder / FILE, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+    raw = read_private(folder / FILE, MAX_BYTES)
+    if raw is None:
         return {}
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() \
-                or info.st_mode & 0o077 or info.st_size > MAX_BYTES:
-            return {}
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
         found = json.loads(raw)
-    except (OSError, ValueError, RecursionError):
+    except (ValueError, RecursionError):
         return {}
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
     servers = found.get("servers") if isinstance(found, dict) else None
     if not isinstance(servers, dict):
         return {}
