@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from followsync.durations import Duration
 from followsync.errors import ConfigError, Problem
-from followsync.model import Kind, TargetType, Tls
+from followsync.model import Kind, MailAuth, TargetType, Tls
 
 if TYPE_CHECKING:
     from followsync.configmodel import ConfigModel, MailModel, TargetModel
@@ -41,7 +41,9 @@ class Target:
     client_secret: Path | None = None
     auth_port: int | None = None
     endpoint: str | None = None
-    # the state folder: a google target keeps its tokens there, an HTTP target what its
+    client_id: str | None = None  # microsoft: the user's app registration
+    tenant: str = "common"  # microsoft: common | organizations | consumers | a tenant
+    # the state folder: a google or microsoft target keeps its tokens there, an HTTP target what its
     # server asked for (backends/authmemory); a google target makes calendars in `zone`
     state_dir: Path | None = None
     zone: str = "UTC"
@@ -51,6 +53,8 @@ class Target:
         where = str(self.path) if self.type == "ics" else f"{self.url}#{self.calendar or ''}"
         if self.type == "google":
             where = f"{self.endpoint or 'google'}#{self.calendar}"
+        if self.type == "microsoft":
+            where = f"{self.endpoint or 'microsoft'}/{self.tenant}#{self.calendar}"
         return f"{self.name}|{self.type}|{where}"
 
     @property
@@ -80,6 +84,13 @@ class MailConfig:
     since: date | Duration = Duration(365, "d")
     interval: timedelta = timedelta(minutes=5)
     timeout: float = 30.0
+    auth: MailAuth = "password"  # or an OAuth sign-in: `followsync auth NAME`
+    client_id: str | None = None  # auth: microsoft
+    tenant: str = "common"
+    endpoint: str | None = None
+    verify: bool | str = True
+    client_secret: Path | None = None  # auth: google
+    state_dir: Path | None = None  # an OAuth mailbox keeps its tokens there
 
     @property
     def url(self) -> str:
@@ -217,7 +228,7 @@ def _resolve(path: Path, model: ConfigModel, source: Source) -> Config:
     default = [TargetModel(name="file", type="ics", path="followups.ics")]
     targets = [r.target(index, tm, state_dir, zone, explicit=model.targets is not None)
                for index, tm in enumerate(model.targets or default)]
-    mailboxes = [r.mailbox(index, mm) for index, mm in enumerate(model.mail)]
+    mailboxes = [r.mailbox(index, mm, state_dir) for index, mm in enumerate(model.mail)]
     if r.problems:
         raise ConfigError(r.problems)
     interval = model.daemon.interval.as_timedelta()
@@ -297,9 +308,11 @@ class _Resolver:
             timeout=tm.timeout,
             client_secret=self.at(tm.client_secret) if tm.client_secret else None,
             auth_port=tm.auth_port, endpoint=tm.endpoint, state_dir=state_dir, zone=zone.key,
+            client_id=tm.client_id.strip() if tm.client_id else None,
+            tenant=(tm.tenant or "common").strip(),
         )
 
-    def mailbox(self, index: int, mm: MailModel) -> MailConfig:
+    def mailbox(self, index: int, mm: MailModel, state_dir: Path) -> MailConfig:
         if mm.password:
             self.written_password(("mail", index), f"mailbox {mm.name!r}")
         command = mm.password_command
@@ -310,4 +323,9 @@ class _Resolver:
             password_env=mm.password_env, keyring=mm.keyring,
             me=tuple(a.strip().lower() for a in mm.me or ()),
             folders=tuple(mm.folders) if mm.folders is not None else None,
-            since=mm.since, interval=mm.interval, timeout=mm.timeout)
+            since=mm.since, interval=mm.interval, timeout=mm.timeout,
+            auth=mm.auth, client_id=mm.client_id.strip() if mm.client_id else None,
+            tenant=(mm.tenant or "common").strip(), endpoint=mm.endpoint,
+            verify=self.at(mm.verify).as_posix() if isinstance(mm.verify, str) else mm.verify,
+            client_secret=self.at(mm.client_secret) if mm.client_secret else None,
+            state_dir=state_dir)

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from followsync.durations import DURATION_FORM, Duration, parse_date, parse_duration
-from followsync.model import Kind, TargetType, Tls
+from followsync.model import Kind, MailAuth, TargetType, Tls
 from followsync.validation import (
     DATE_HINT,
     DurationT,
@@ -39,8 +39,8 @@ class _Model(BaseModel):
 
 
 class TargetModel(_Model):
-    """One calendar to keep in step: a CalDAV calendar, a local .ics file or a Google
-    calendar."""
+    """One calendar to keep in step: a CalDAV calendar, a local .ics file, a Google calendar
+    or an Outlook calendar (Microsoft 365, Outlook.com)."""
 
     name: Annotated[str, Field(pattern=TARGET_NAME)]
     type: TargetType
@@ -58,16 +58,26 @@ class TargetModel(_Model):
     client_secret: Text | None = None
     auth_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     endpoint: Text | None = None
+    client_id: Text | None = None
+    tenant: Text | None = None
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> TargetModel:
-        google_only = [k for k in ("client_secret", "auth_port", "endpoint")
-                       if getattr(self, k) is not None]
+        google_only = [k for k in ("client_secret", "auth_port") if getattr(self, k) is not None]
         if self.type != "google" and google_only:
             raise Invalid(f"a {self.type} target does not take {', '.join(google_only)}",
                           "those are for `type: google` targets")
+        ms_only = [k for k in ("client_id", "tenant") if getattr(self, k) is not None]
+        if self.type != "microsoft" and ms_only:
+            raise Invalid(f"a {self.type} target does not take {', '.join(ms_only)}",
+                          "those are for `type: microsoft` targets")
+        if self.type not in ("google", "microsoft") and self.endpoint is not None:
+            raise Invalid(f"a {self.type} target does not take endpoint",
+                          "`endpoint:` is for `type: google` and `type: microsoft` targets")
         if self.type == "google":
             return self._google_fields()
+        if self.type == "microsoft":
+            return self._microsoft_fields()
         if self.type == "ics":
             if not self.path:
                 raise Invalid("an ics target needs `path:`",
@@ -111,6 +121,44 @@ class TargetModel(_Model):
             raise Invalid(f"endpoint {self.endpoint!r} is not an http(s) URL",
                           "e.g. `endpoint: http://127.0.0.1:9000`, or remove it to use Google")
         return self
+
+    def _microsoft_fields(self) -> TargetModel:
+        extra = [k for k in ("path", "url", "username", "password", "password_command",
+                             "password_env") if getattr(self, k)] + \
+            (["keyring"] if self.keyring else [])
+        if extra:
+            raise Invalid(f"a microsoft target does not take {', '.join(extra)}",
+                          "it signs in with `followsync auth NAME` (see README, \"Microsoft "
+                          "365 and Outlook.com\")")
+        if not self.calendar:
+            raise Invalid("a microsoft target needs `calendar:`",
+                          "the calendar's name (created if missing), or `default`")
+        _microsoft_sign_in(self.client_id, self.tenant, self.endpoint)
+        if self.as_ == "todo":
+            raise Invalid("a microsoft target takes events only",
+                          "remove `as: todo` (followsync writes Outlook events, not tasks)")
+        return self
+
+
+def _microsoft_sign_in(client_id: str | None, tenant: str | None, endpoint: str | None) -> None:
+    """What a Microsoft sign-in needs: the user's own app registration, a tenant, and an
+    https endpoint (Microsoft's sign-in refuses plain http)."""
+    if not client_id:
+        raise Invalid("a Microsoft sign-in needs `client_id:`",
+                      "the Application (client) ID of your own app registration (see README, "
+                      "\"Microsoft 365 and Outlook.com\")")
+    if not re.fullmatch(r"[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}", client_id.strip()):
+        raise Invalid(f"client_id {client_id!r} is not an application id",
+                      "copy the \"Application (client) ID\" (like "
+                      "11111111-2222-3333-4444-555555555555) from the app's Overview page")
+    if tenant is not None and not re.fullmatch(r"[A-Za-z0-9.-]+", tenant.strip()):
+        raise Invalid(f"tenant {tenant!r} is not a tenant",
+                      "common, organizations, consumers, a tenant id or a domain like "
+                      "contoso.onmicrosoft.com")
+    if endpoint is not None and not endpoint.startswith("https://"):
+        raise Invalid(f"endpoint {endpoint!r} is not an https URL",
+                      "Microsoft's sign-in needs https, e.g. `endpoint: https://127.0.0.1:9443`; "
+                      "or remove it to use Microsoft")
 
 
 def _since(value: Any) -> Any:
@@ -187,6 +235,13 @@ class MailModel(_Model):
     since: SinceT = Duration(365, "d")
     interval: IntervalT = timedelta(minutes=5)
     timeout: Annotated[float, Field(gt=0)] = 30.0
+    # OAuth (XOAUTH2) instead of a password: README "Microsoft 365 and Outlook.com"
+    auth: MailAuth = "password"
+    client_id: Text | None = None
+    tenant: Text | None = None
+    endpoint: Text | None = None
+    verify: bool | Text = True
+    client_secret: Text | None = None
 
     @field_validator("me")
     @classmethod
@@ -201,6 +256,14 @@ class MailModel(_Model):
     def _one_secret(self) -> MailModel:
         secrets = [k for k in ("password", "password_command", "password_env")
                    if getattr(self, k)] + (["keyring"] if self.keyring else [])
+        if self.auth != "password":
+            return self._oauth(secrets)
+        oauth = [k for k in ("client_id", "tenant", "endpoint", "client_secret")
+                 if getattr(self, k) is not None] + (["verify"] if self.verify is not True else [])
+        if oauth:
+            raise Invalid(f"mailbox {self.name!r} logs in with a password and does not take "
+                          f"{', '.join(oauth)}",
+                          "add `auth: microsoft` or `auth: google` to sign in with OAuth instead")
         if len(secrets) > 1:
             raise Invalid(f"give only one of {', '.join(secrets)}",
                           "keep one way to get the password and remove the others")
@@ -215,6 +278,35 @@ class MailModel(_Model):
                 raise Invalid(f"tls: none would send the password in clear text to {self.host}",
                               "use tls: implicit (port 993) or tls: starttls (port 143); "
                               "none is only for a server on this machine (127.0.0.1)")
+        return self
+
+    def _oauth(self, secrets: list[str]) -> MailModel:
+        """`auth: microsoft` / `auth: google`: a sign-in (`followsync auth NAME`), never a
+        password, always over TLS."""
+        if secrets:
+            raise Invalid(f"mailbox {self.name!r} signs in with `auth: {self.auth}` and takes "
+                          f"no {', '.join(secrets)}",
+                          f"remove {', '.join(secrets)}; run `followsync auth {self.name}`")
+        if self.tls == "none":
+            raise Invalid("an OAuth mailbox is reached over TLS",
+                          "use tls: implicit (port 993) or tls: starttls (port 143)")
+        if self.auth == "microsoft":
+            if self.client_secret is not None:
+                raise Invalid("`auth: microsoft` takes no client_secret",
+                              "a Microsoft sign-in needs only `client_id:` (a public client)")
+            _microsoft_sign_in(self.client_id, self.tenant, self.endpoint)
+            return self
+        if self.client_id is not None or self.tenant is not None:
+            raise Invalid("`auth: google` takes no client_id or tenant",
+                          "it needs `client_secret:` (your \"Desktop app\" OAuth client's "
+                          "JSON), see README, \"Google Calendar\"")
+        if not self.client_secret:
+            raise Invalid("`auth: google` needs `client_secret:`",
+                          "the JSON file of your own \"Desktop app\" OAuth client (see README, "
+                          "\"Google Calendar\")")
+        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
+            raise Invalid(f"endpoint {self.endpoint!r} is not an http(s) URL",
+                          "remove it to use Google")
         return self
 
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["event", "todo"]  # what a follow-up becomes: a VEVENT or a VTODO
-TargetType = Literal["caldav", "ics", "google"]  # the target kinds the config accepts
+TargetType = Literal["caldav", "ics", "google", "microsoft"]  # the target kinds the config accepts
 Tls = Literal["implicit", "starttls", "none"]  # how a mailbox is reached (README "Mail")
+MailAuth = Literal["password", "microsoft", "google"]  # how a mailbox logs in (README "Mail")
 
 
 @dataclass(frozen=True)

@@ -836,7 +836,7 @@ CONFIG_CASES = [
         targets:
           - {name: file, type: icss, path: out.ics}
         """, """\
-        {C}:4:24: targets.1.type: got 'icss'; expected 'caldav', 'ics' or 'google'
+        {C}:4:24: targets.1.type: got 'icss'; expected 'caldav', 'ics', 'google' or 'microsoft'
           hint: did you mean 'ics'?
         """),
     ("bad-target-name", """\
@@ -908,7 +908,7 @@ e.g. 'my-file'
         targets:
           - {name: file, type: ical, path: out.ics}
         """, """\
-        {C}:4:24: targets.1.type: got 'ical'; expected 'caldav', 'ics' or 'google'
+        {C}:4:24: targets.1.type: got 'ical'; expected 'caldav', 'ics', 'google' or 'microsoft'
           hint: did you mean 'ics'? (an .ics file; 'caldav' is a calendar on a server)
         """),
     ("config-is-a-list", """\

@@ -31,5 +31,10 @@ def open_backend(target: Target, readonly: bool = False) -> Backend:
             from followsync.googleauth import settings_for
 
             return GoogleBackend(settings_for(target), readonly=readonly)
+        case "microsoft":
+            from followsync.backends.microsoft import MicrosoftBackend
+            from followsync.msauth import settings_for as microsoft_settings
+
+            return MicrosoftBackend(microsoft_settings(target), readonly=readonly)
         case _:
             assert_never(target.type)
