@@ -283,12 +283,13 @@ def token_error(name: str, status: int, answer: dict[str, Any]) -> TargetError:
         return TargetError(
             f"target {name}: Google no longer accepts the sign-in (invalid_grant)",
             f"run `{auth_command(name)}` again. If your OAuth app is in \"Testing\" status, "
-            "Google ends its sign-ins after 7 days: publish it (Google Cloud console → OAuth "
-            "consent screen → Publish app) and sign in once more")
+            "Google ends its sign-ins after 7 days: publish it (Google Cloud console → Google Auth "
+            "Platform → Audience → Publish app) and sign in once more")
     if error in ("invalid_client", "unauthorized_client"):
         return TargetError(f"target {name}: Google refused the OAuth client ({error})",
-                           "check the client_secret file: download the JSON of a \"Desktop "
-                           "app\" client again")
+                           "check the client_secret file; Google shows a client's secret only "
+                           "once, so if it is lost create a new \"Desktop app\" client (Google "
+                           "Auth Platform → Clients) and download its JSON")
     return TargetError(f"target {name}: the token request failed ({error})",
                        "the next sync retries")
 
