@@ -1461,11 +1461,11 @@ class _Parser:
             return test
         if name.endswith("/any"):
             return self.any_clause(name[:-4])
-        kind, op = self.take()
-        if op not in _COMPARE:
+        verb = self.take()[1]
+        if verb not in _COMPARE:
             raise _bad_filter(self.text)
-        literal = self.literal()
-        return lambda s: _compare(path_value(s, name), op, literal, name)
+        wanted = self.literal()
+        return lambda s: _compare(_resolve(s, name), verb, wanted, name)
 
     def any_clause(self, collection: str) -> Callable[[Scope], bool]:
         if collection != "singleValueExtendedProperties":
@@ -1495,10 +1495,6 @@ class _Parser:
         if value == "null":
             return None
         raise _bad_filter(self.text)
-
-
-def path_value(scope: Scope, path: str) -> Any:
-    return _resolve(scope, path)
 
 
 def _resolve(scope: Scope, path: str) -> Any:

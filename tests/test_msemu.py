@@ -739,3 +739,110 @@ def test_the_emulation_refuses_what_it_does_not_serve() -> None:
         assert web.get(emu.url + "/v1.0/me/calendars?$orderby=name",
                        headers=auth).status_code == 400
         assert web.get(emu.url + "/v1.0/me/calendars").status_code == 401
+
+
+def test_dovecot_logs_in_with_xoauth2_through_the_introspection_endpoint(
+        tmp_path: Path) -> None:
+    """The consumer of the introspection endpoint, for real: Debian's Dovecot with its oauth2
+    passdb (MICROSOFT-NOTES §D's settings) accepts an IMAP token and refuses a Graph one."""
+    import imaplib
+    import os
+    import tempfile
+
+    from tests.imapserver import DovecotMissing, start_dovecot
+
+    with running() as emu:
+        folder = Path(tempfile.mkdtemp(prefix="msemu-dv", dir="/tmp"))
+        try:
+            folder.chmod(0o755)
+            conf = folder / "oauth2.conf.ext"
+            conf.write_text(f"introspection_url = {emu.introspection_url}\n"
+                            "introspection_mode = post\nforce_introspection = yes\n"
+                            "username_attribute = username\nactive_attribute = active\n"
+                            "active_value = true\n")
+            conf.chmod(0o644)
+            extra = ("auth_mechanisms = plain login xoauth2 oauthbearer\n"
+                     "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                     f"  args = {conf}\n}}\n")
+            try:
+                server = start_dovecot(extra=extra)
+            except DovecotMissing as missing:
+                pytest.skip(str(missing))
+            try:
+                user = server.new_account().username
+                imap_token = emu.issue_tokens([IMAP], user=user)[0]
+                graph_token = emu.issue_tokens(["Calendars.ReadWrite"], user=user)[0]
+
+                def login(token: str) -> str:
+                    sent: list[bytes] = []
+
+                    def answer(_: bytes) -> bytes:
+                        sent.append(f"user={user}\x01auth=Bearer {token}\x01\x01".encode())
+                        return sent[0] if len(sent) == 1 else b""
+                    with imaplib.IMAP4(server.host, server.port) as imap:
+                        try:
+                            status, _ = imap.authenticate("XOAUTH2", answer)
+                        except imaplib.IMAP4.error as error:
+                            return str(error)
+                        return str(status)
+                assert login(imap_token) == "OK"
+                assert "AUTHENTICATIONFAILED" in login(graph_token)
+                assert [s.form.get("token") for s in emu.introspections()][-2:] == \
+                    [imap_token, graph_token]
+            finally:
+                server.stop()
+        finally:
+            for child in folder.iterdir():
+                os.unlink(child)
+            folder.rmdir()
+
+
+def test_reads_as_documented_expand_prefer_and_calendar_view() -> None:
+    """Documented read behaviour the SDK test does not reach: $expand of two properties with
+    `or`, HTML bodies unless Prefer asks for text, calendarView's window, refusals."""
+    with running() as emu:
+        web = session(emu)
+        auth = {"Authorization": f"Bearer {emu.issue_tokens(['Calendars.ReadWrite'])[0]}"}
+        events = emu.url + "/v1.0/me/calendar/events"
+        body = timed("a & b", singleValueExtendedProperties=[{"id": PID, "value": "v1"},
+                                                              {"id": OTHER, "value": "v2"}],
+                     body={"contentType": "text", "content": "line 1\nx < y"})
+        made = web.post(events, json=body, headers=auth).json()
+        item = f"{emu.url}/v1.0/me/events/{made['id']}"
+        both = web.get(item, headers=auth, params={
+            "$expand": f"singleValueExtendedProperties($filter=id eq '{PID}' or id eq '{OTHER}')"
+        }).json()
+        assert [p["value"] for p in both["singleValueExtendedProperties"]] == ["v1", "v2"]
+        assert "<br>" in made["body"]["content"] and "x &lt; y" in made["body"]["content"]
+        assert made["body"]["contentType"] == "html"
+        text = web.get(item, headers={**auth, "Prefer": 'outlook.body-content-type="text"'})
+        assert text.json()["body"] == {"contentType": "text", "content": "line 1\nx < y"}
+        assert text.headers["Preference-Applied"] == 'outlook.body-content-type="text"'
+        patched = web.patch(item, headers=auth, json={"singleValueExtendedProperties": [
+            {"id": PID, "value": "v3"}]})
+        assert patched.status_code == 200
+        assert {p["id"]: p["value"] for p in emu.live("Calendar")[0][
+            "singleValueExtendedProperties"]} == {PID: "v3", OTHER: "v2"}
+
+        emu.add_event("Calendar", timed("later", "2031-03-01"))
+        view = web.get(emu.url + "/v1.0/me/calendar/calendarView", headers=auth, params={
+            "startDateTime": "2031-01-06T00:00:00", "endDateTime": "2031-01-07T00:00:00"})
+        assert [e["subject"] for e in view.json()["value"]] == ["a & b"]
+        nowin = web.get(emu.url + "/v1.0/me/calendar/calendarView", headers=auth)
+        assert (nowin.status_code, nowin.json()["error"]["code"]) == \
+            (400, "ErrorInvalidParameter")
+
+        mars = web.get(item, headers={**auth, "Prefer": 'outlook.timezone="Mars/Base"'})
+        assert mars.json()["error"]["code"] == "TimeZoneNotSupportedException"
+        backwards = timed("x")
+        backwards["end"] = {"dateTime": "2031-01-06T08:00:00",
+                            "timeZone": "W. Europe Standard Time"}
+        assert web.post(events, json=backwards, headers=auth).status_code == 400
+        offset = timed("x")
+        offset["start"] = {"dateTime": "2031-01-06T09:00:00+01:00",
+                           "timeZone": "W. Europe Standard Time"}
+        assert web.post(events, json=offset, headers=auth).status_code == 400
+        assert web.get(events, headers=auth, params={"$filter": "subject eq"}).status_code == 400
+        unexpanded = web.get(item, headers=auth,
+                             params={"$expand": "singleValueExtendedProperties"})
+        assert unexpanded.status_code == 400
