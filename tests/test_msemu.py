@@ -846,3 +846,71 @@ def test_reads_as_documented_expand_prefer_and_calendar_view() -> None:
         unexpanded = web.get(item, headers=auth,
                              params={"$expand": "singleValueExtendedProperties"})
         assert unexpanded.status_code == 400
+
+
+# ======================================================================== delta, as a property
+def _replay(web: requests.Session, auth: dict[str, str], link: str, known: dict[str, str],
+            window: tuple[str, str]) -> str:
+    """Follow one delta round from `link`, applying it to `known` (id → start) the way a
+    client must: upsert what comes, drop what is @removed or lies outside the window
+    (MICROSOFT-NOTES A). Returns the round's deltaLink."""
+    url: str | None = link
+    while url:
+        page = web.get(url, headers={**auth, "Prefer": "odata.maxpagesize=3"}).json()
+        for entry in page["value"]:
+            if "@removed" in entry:
+                known.pop(entry["id"], None)
+            elif window[0] <= entry["start"]["dateTime"] < window[1]:
+                known[entry["id"]] = entry["start"]["dateTime"]
+            else:  # moved out of the window
+                known.pop(entry["id"], None)
+        url = page.get("@odata.nextLink")
+        if url is None:
+            return str(page["@odata.deltaLink"])
+    raise AssertionError("no deltaLink")
+
+
+def test_delta_rounds_always_converge_on_the_live_events_in_the_window() -> None:
+    """Whatever the user does between rounds (create, move in or out of the window, edit,
+    delete), replaying delta pages gives exactly the live events inside the window."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    days = st.sampled_from(["2031-01-03", "2031-01-10", "2031-02-20", "2030-12-01"])
+    step = st.one_of(st.tuples(st.just("add"), days), st.tuples(st.just("move"), days),
+                     st.tuples(st.just("edit"), days), st.tuples(st.just("delete"), days),
+                     st.tuples(st.just("round"), days))
+    window = ("2031-01-01T00:00:00", "2031-02-01T00:00:00")
+    with running() as emu:
+        web = session(emu)
+        auth = {"Authorization": f"Bearer {emu.issue_tokens(['Calendars.ReadWrite'])[0]}"}
+        names = iter(range(10**6))
+
+        @settings(max_examples=25, deadline=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(st.lists(step, max_size=12))
+        def run(steps: list[tuple[str, str]]) -> None:
+            cal = emu.add_calendar(f"c{next(names)}")
+            start = (f"{emu.url}/v1.0/me/calendars/{cal.id}/calendarView/delta?startDateTime="
+                     f"{window[0]}Z&endDateTime={window[1]}Z")
+            known: dict[str, str] = {}
+            link = _replay(web, auth, start, known, window)
+            ids: list[str] = []
+            for what, day in steps:
+                if what == "add" or (not ids and what != "round"):
+                    ids.append(emu.add_event(cal.id, timed("x", day)))
+                elif what == "move":
+                    emu.edit_event(ids[-1], {k: v for k, v in timed("x", day).items()
+                                             if k in ("start", "end")})
+                elif what == "edit":
+                    emu.edit_event(ids[0], {"subject": "edited"})
+                elif what == "delete":
+                    emu.delete_event(ids.pop())
+                else:
+                    link = _replay(web, auth, link, known, window)
+            _replay(web, auth, link, known, window)
+            live = {e["id"] for e in emu.live(cal.id)
+                    if window[0] <= e["start"]["dateTime"] < window[1]}
+            assert set(known) == live
+
+        run()
