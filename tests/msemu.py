@@ -8,12 +8,16 @@ Served over HTTPS with a test CA made per emulator (`.ca_path`; the server certi
 (`.introspection_url`).
 
 Identity ({url}/{tenant}/...): the OpenID discovery document, `oauth2/v2.0/devicecode` and
-`oauth2/v2.0/token` with the device_code grant (authorization_pending until a test calls
-`approve`; polling faster than `interval` answers slow_down and adds 5 s, as RFC 8628 says;
-expired_token after `device_code_lifetime`) and the refresh_token grant (it rolls the refresh
-token; the old one keeps working, as Entra's do). The response echoes `scope`. One resource
-per token: Graph scopes and https://outlook.office.com/ scopes in one request answer
-AADSTS28000. Errors are shaped as Entra's: {"error", "error_description": "AADSTSnnn: …",
+`oauth2/v2.0/token` with the device_code grant (authorization_pending until the user enters
+the code: a test calls `approve`, or a process POSTs otc=CODE to the verification page
+{url}/devicelogin; polling faster than `interval` answers slow_down and adds 5 s, as RFC 8628
+says; expired_token after `device_code_lifetime`) and the refresh_token grant (it rolls the
+refresh token; the old one keeps working, as Entra's do; without `scope` it grants the
+original sign-in's scopes). The response echoes `scope`. One resource per token: Graph scopes
+and https://outlook.office.com/ scopes in one request answer AADSTS28000 (at the devicecode
+endpoint too: where Entra refuses a mixed device-code request is not documented). Consent:
+`consent="admin"` (default) as with tenant-wide admin consent, every scope works;
+`consent="user"`: a refresh for a scope the user did not sign in for answers AADSTS65001. Errors are shaped as Entra's: {"error", "error_description": "AADSTSnnn: …",
 "error_codes": [nnn], "timestamp", "trace_id", "correlation_id"} (+ "suberror" where Entra
 sends one).
 
@@ -281,7 +285,9 @@ class MsEmu:
                  interval: int = 1, device_code_lifetime: int = 900, max_concurrent: int = 4,
                  retry_after: str | None = "1", latency: float = 0.0,
                  faults: dict[int, str] | None = None, mailbox_zone: str = "UTC",
-                 tenant_id: str = "9188040d-6c67-4c5b-b112-36a304b66dad") -> None:
+                 tenant_id: str = "9188040d-6c67-4c5b-b112-36a304b66dad",
+                 consent: str = "admin") -> None:
+        assert consent in ("admin", "user"), consent
         self.client_id, self.user = client_id, user
         self.token_lifetime, self.interval = token_lifetime, interval
         self.device_code_lifetime = device_code_lifetime
@@ -297,6 +303,11 @@ class MsEmu:
         self.calendars[default.id] = default
         self.access: dict[str, Token] = {}
         self.refresh: dict[str, str] = {}  # refresh token → user
+        self.refresh_scopes: dict[str, list[str]] = {}  # refresh token → scopes of its grant
+        # "admin": every scope is consented (tenant-wide admin consent); "user": only the
+        # scopes a user signed in for (a refresh for another scope answers AADSTS65001)
+        self.consent = consent
+        self.consented: dict[str, set[str]] = {}  # user → consented scopes (normalised)
         self.dead_refresh: dict[str, int] = {}  # refresh token → AADSTS code
         self.revoked_code: int | None = None
         self.consent_code: int | None = None
@@ -355,9 +366,13 @@ class MsEmu:
 
     # ---------------------------------------------------------------- identity controls
     def approve(self, user_code: str, user: str | None = None) -> None:
-        """The user entered `user_code` at the verification page and signed in."""
+        """The user entered `user_code` at the verification page and signed in (a process
+        can do the same: POST {url}/devicelogin with otc=CODE). KeyError for an unknown or
+        expired code."""
         with self.lock:
             code = self._by_user_code(user_code)
+            if code.state != "pending" or code.expires <= time.time():
+                raise KeyError(f"device code {user_code!r} is not pending")
             code.state, code.user = "approved", user or self.user
 
     def decline(self, user_code: str) -> None:
@@ -380,8 +395,9 @@ class MsEmu:
         wanted = scopes.split() if isinstance(scopes, str) else list(scopes)
         with self.lock:
             resource = _resources(wanted).pop() if _resources(wanted) else GRAPH
+            self.consented.setdefault(user or self.user, set()).update(_norm(wanted))
             return (self._new_access(resource, wanted, user or self.user),
-                    self._new_refresh(user or self.user))
+                    self._new_refresh(user or self.user, wanted))
 
     def expire_access_tokens(self) -> None:
         with self.lock:
@@ -531,7 +547,7 @@ class MsEmu:
                                             time.time() + self.device_code_lifetime,
                                             self.interval,
                                             client_info=form.get("client_info") == "1")
-        verify = "https://microsoft.com/devicelogin"
+        verify = f"{self.url}/devicelogin"  # Entra's is https://microsoft.com/devicelogin
         return 200, {"user_code": user_code, "device_code": device, "verification_uri": verify,
                      "expires_in": self.device_code_lifetime, "interval": self.interval,
                      "message": f"To sign in, use a web browser to open the page {verify} and "
@@ -587,6 +603,7 @@ class MsEmu:
         if len(_resources(mixed)) > 1:
             return _entra(400, "invalid_scope", 28000, _mixed(mixed))
         code.state = "used"
+        self.consented.setdefault(code.user, set()).update(_norm(code.scopes))
         return 200, self._grant(code.scopes, code.user, code.client_info)
 
     def _refresh_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -604,11 +621,18 @@ class MsEmu:
             return _entra(400, "invalid_grant", dead, message, suberror="bad_token")
         if self.consent_code:
             return self._consent_error()
-        scopes = form.get("scope", "").split()
+        scopes = form.get("scope", "").split() or self.refresh_scopes[refresh]
         if len(_resources(scopes)) > 1:
             return _entra(400, "invalid_scope", 28000, _mixed(scopes))
-        return 200, self._grant(scopes, self.refresh[refresh], form.get("client_info") == "1",
-                             refreshing=True)
+        user = self.refresh[refresh]
+        missing = _norm(scopes) - self.consented.get(user, set())
+        if self.consent == "user" and missing:
+            return _entra(400, "invalid_grant", 65001,
+                          f"The user or administrator has not consented to use the application "
+                          f"with ID '{self.client_id}'. Send an interactive authorization "
+                          f"request for this user and resource ({' '.join(sorted(missing))}).",
+                          suberror="consent_required")
+        return 200, self._grant(scopes, user, form.get("client_info") == "1", refreshing=True)
 
     def _consent_error(self) -> tuple[int, dict[str, Any]]:
         code = self.consent_code or 65001
@@ -630,7 +654,7 @@ class MsEmu:
             "expires_in": self.token_lifetime, "ext_expires_in": self.token_lifetime,
             "access_token": self._new_access(resource, scopes, user)}
         if refreshing or "offline_access" in [s.lower() for s in scopes]:
-            answer["refresh_token"] = self._new_refresh(user)
+            answer["refresh_token"] = self._new_refresh(user, scopes)
         oid = str(uuid.uuid5(uuid.NAMESPACE_URL, user))
         if "openid" in [s.lower() for s in scopes]:
             now = int(time.time())
@@ -657,9 +681,10 @@ class MsEmu:
         self.issued.append(token)
         return token
 
-    def _new_refresh(self, user: str) -> str:
+    def _new_refresh(self, user: str, scopes: list[str]) -> str:
         token = "1.AXkA" + _secrets.token_urlsafe(180)
         self.refresh[token] = user
+        self.refresh_scopes[token] = list(scopes)
         self.issued.append(token)
         if self.revoked_code is not None:
             self.dead_refresh[token] = self.revoked_code
@@ -1552,6 +1577,12 @@ def _resources(scopes: list[str]) -> set[str]:
     return out
 
 
+def _norm(scopes: list[str]) -> set[str]:
+    """Scopes as consent sees them: lower case, Graph's without its prefix, no OIDC ones."""
+    return {_scope_name(s).lower() if s.startswith(GRAPH + "/") else s.lower()
+            for s in scopes if s.lower() not in RESERVED_SCOPES}
+
+
 def _scope_name(scope: str) -> str:
     if scope.startswith(GRAPH + "/"):
         return scope[len(GRAPH) + 1:]
@@ -1688,6 +1719,9 @@ class _Handler(BaseHTTPRequestHandler):
         seen = Seen(self.command, path, query, shown, raw, "identity")
         with emu.lock:
             emu.requests.append(seen)
+        if path == "/devicelogin":
+            self._devicelogin(raw)
+            return
         found = re.fullmatch(r"/([^/]+)/(v2\.0/\.well-known/openid-configuration|"
                              r"oauth2/v2\.0/devicecode|oauth2/v2\.0/token)", path)
         if found is None:
@@ -1722,6 +1756,29 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = emu.devicecode(form)
         seen.status = status
         self._json(status, answer, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+    def _devicelogin(self, raw: bytes) -> None:
+        """The verification page: a person (or a process acting as one) enters the code."""
+        if self.command == "GET":
+            self._send_html(200, "<form method=post><input name=otc><input type=submit "
+                                 "value=Next></form>")
+            return
+        form = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+        try:
+            self.emu.approve(form.get("otc", "").strip().upper(), form.get("user") or None)
+        except KeyError:
+            self._send_html(400, "<p>That code didn't work. Check the code and try again.</p>")
+            return
+        self._send_html(200, "<p>You have signed in to the application on your device. You "
+                             "may now close this window.</p>")
+
+    def _send_html(self, status: int, text: str) -> None:
+        body = f"<!DOCTYPE html><html><body>{text}</body></html>".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self._headers_buffer.append(b"\r\n" + body)  # type: ignore[attr-defined]
+        self.flush_headers()
 
     def _introspect(self, query: dict[str, list[str]], raw: bytes, headers: dict[str, str],
                     shown: dict[str, str]) -> None:

@@ -914,3 +914,26 @@ def test_delta_rounds_always_converge_on_the_live_events_in_the_window() -> None
             assert set(known) == live
 
         run()
+
+
+def test_the_verification_page_and_user_consent() -> None:
+    """A process acting as the user enters the code over HTTP; with user consent (no admin
+    consent in the tenant) a refresh for a scope not signed in for answers AADSTS65001."""
+    with running(consent="user") as emu:
+        pca = app(emu)
+        flow = pca.initiate_device_flow(scopes=["Calendars.ReadWrite"])
+        assert flow["verification_uri"] == emu.url + "/devicelogin"
+        page = session(emu)
+        assert page.post(flow["verification_uri"], data={"otc": "NOPE"}).status_code == 400
+        entered = page.post(flow["verification_uri"], data={"otc": flow["user_code"]})
+        assert entered.status_code == 200 and "signed in" in entered.text
+        result = pca.acquire_token_by_device_flow(flow)
+        assert "access_token" in result
+        account = pca.get_accounts()[0]
+        imap = pca.acquire_token_silent_with_error([IMAP], account)
+        assert imap["error"] == "invalid_grant" and imap["error_codes"] == [65001]
+        again = pca.acquire_token_silent_with_error(["Calendars.ReadWrite"], account,
+                                                    force_refresh=True)
+        assert "access_token" in again
+        with pytest.raises(KeyError):
+            emu.approve(flow["user_code"])  # used already
