@@ -17,9 +17,10 @@ original sign-in's scopes). The response echoes `scope`. One resource per token:
 and https://outlook.office.com/ scopes in one request answer AADSTS28000 (at the devicecode
 endpoint too: where Entra refuses a mixed device-code request is not documented). Consent:
 `consent="admin"` (default) as with tenant-wide admin consent, every scope works;
-`consent="user"`: a refresh for a scope the user did not sign in for answers AADSTS65001. Errors are shaped as Entra's: {"error", "error_description": "AADSTSnnn: …",
-"error_codes": [nnn], "timestamp", "trace_id", "correlation_id"} (+ "suberror" where Entra
-sends one).
+`consent="user"`: a refresh for a scope the user did not sign in for answers AADSTS65001.
+Errors are shaped as Entra's: {"error", "error_description": "AADSTSnnn: …", "error_codes":
+[nnn], "timestamp", "trace_id", "correlation_id"} (+ "suberror" where Entra sends one).
+The emulation holds one mailbox (`.user`'s); a token for another user sees the same one.
 
 Graph ({url}/v1.0/...; the routes are in ROUTES): calendars (list with $filter/$select,
 create → 201 or 409 ErrorFolderExists), the default calendar, events (list with $filter over
@@ -57,12 +58,12 @@ GUESSES (the documentation is silent; tests/test_msemu.py cannot check them eith
 
 Test controls: `approve`, `decline`, `pending_codes`, `issue_tokens`, `expire_access_tokens`,
 `expire_device_codes`, `revoke_refresh_tokens`, `require_consent`, `secrets`,
-`token_requests`, `introspections`; "the user in Outlook": `calendar`, `add_calendar`,
-`add_event`, `edit_event`, `delete_event`, `live`; `api_requests`, `reset_log`,
-`void_delta_tokens`; faults: `inject(fault, at=N)` or `faults={n: fault}` (FAULTS), counted
-over Graph requests (a $batch and each request inside it count; "drop"/"drop_after" landing
-on a request inside a batch answers that request 503), or `on="token"` for the token
-endpoint.
+`token_requests`, `introspections`, `hold` and `busy` (requests in flight); "the user in
+Outlook": `calendar`, `add_calendar`, `add_event`, `edit_event`, `delete_event`, `live`;
+`api_requests`, `reset_log`, `void_delta_tokens`; faults: `inject(fault, at=N)` or
+`faults={n: fault}` (FAULTS), counted over Graph requests (a $batch and each request inside
+it count; "drop"/"drop_after" landing on a request inside a batch answers that request 503),
+or `on="token"` for the token endpoint.
 """
 
 from __future__ import annotations
@@ -319,6 +320,8 @@ class MsEmu:
         self.graph_number = 0
         self.token_number = 0
         self.in_flight: dict[str, int] = {}
+        self.gate = threading.Event()  # cleared by `hold()`: admitted Graph requests wait
+        self.gate.set()
         self._delta: dict[str, DeltaState] = {}
         self._dir: Path | None = None
         self.server: ThreadingHTTPServer | None = None
@@ -450,6 +453,21 @@ class MsEmu:
                 self.token_faults[self.token_number + at] = fault
             else:
                 self.faults[self.graph_number + at] = fault
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Graph requests admitted meanwhile (past auth and the concurrency limit) wait until
+        the block ends: a deterministic way to have requests in flight at once."""
+        self.gate.clear()
+        try:
+            yield
+        finally:
+            self.gate.set()
+
+    def busy(self) -> int:
+        """Graph requests in flight now (all mailboxes)."""
+        with self.lock:
+            return sum(self.in_flight.values())
 
     def void_delta_tokens(self) -> None:
         with self.lock:
@@ -1823,6 +1841,7 @@ class _Handler(BaseHTTPRequestHandler):
                 emu.in_flight[user] = busy + 1
             if emu.latency:
                 time.sleep(emu.latency)
+            emu.gate.wait(30)
             body = self._body(raw)
             if path == "/$batch" and self.command == "POST":
                 status, payload, more = self._batch(body, headers, user)

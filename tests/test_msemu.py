@@ -631,26 +631,29 @@ def test_a_fault_inside_a_batch_fails_only_that_request() -> None:
 
 
 def test_more_than_four_requests_at_once_for_a_mailbox_are_throttled() -> None:
-    with running(latency=0.4) as emu:
+    with running() as emu:
         token = emu.issue_tokens(["Calendars.ReadWrite"])[0]
         answers: list[requests.Response] = []
-        gate = threading.Barrier(6)
 
         def call() -> None:
-            web = session(emu)
-            gate.wait()
-            answers.append(web.get(emu.url + "/v1.0/me/calendars",
-                                   headers={"Authorization": f"Bearer {token}"}))
-        threads = [threading.Thread(target=call) for _ in range(6)]
-        for thread in threads:
-            thread.start()
+            answers.append(session(emu).get(emu.url + "/v1.0/me/calendars",
+                                            headers={"Authorization": f"Bearer {token}"}))
+        with emu.hold():
+            threads = [threading.Thread(target=call) for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 20
+            while (emu.busy() < 4 or len(answers) < 2) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert emu.busy() == 4 and [a.status_code for a in answers] == [429, 429]
         for thread in threads:
             thread.join(10)
-        statuses = sorted(a.status_code for a in answers)
-        assert statuses == [200, 200, 200, 200, 429, 429]
-        throttled = [a for a in answers if a.status_code == 429]
-        assert all(a.headers["Retry-After"] for a in throttled)
-        assert "MailboxConcurrency" in throttled[0].json()["error"]["message"]
+        assert sorted(a.status_code for a in answers) == [200, 200, 200, 200, 429, 429]
+        throttled = answers[0]
+        assert throttled.headers["Retry-After"] == "1"
+        assert throttled.json()["error"]["code"] == "ApplicationThrottled"
+        assert "MailboxConcurrency" in throttled.json()["error"]["message"]
+        assert emu.busy() == 0
 
 
 def test_event_list_paging_and_select() -> None:
