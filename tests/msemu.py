@@ -308,7 +308,7 @@ class MsEmu:
         # "admin": every scope is consented (tenant-wide admin consent); "user": only the
         # scopes a user signed in for (a refresh for another scope answers AADSTS65001)
         self.consent = consent
-        self.consented: dict[str, set[str]] = {}  # user → consented scopes (normalised)
+        self.consent_by_user: dict[str, set[str]] = {}  # user → consented scopes (normalised)
         self.dead_refresh: dict[str, int] = {}  # refresh token → AADSTS code
         self.revoked_code: int | None = None
         self.consent_code: int | None = None
@@ -398,7 +398,7 @@ class MsEmu:
         wanted = scopes.split() if isinstance(scopes, str) else list(scopes)
         with self.lock:
             resource = _resources(wanted).pop() if _resources(wanted) else GRAPH
-            self.consented.setdefault(user or self.user, set()).update(_norm(wanted))
+            self.consent_by_user.setdefault(user or self.user, set()).update(_norm(wanted))
             return (self._new_access(resource, wanted, user or self.user),
                     self._new_refresh(user or self.user, wanted))
 
@@ -621,7 +621,7 @@ class MsEmu:
         if len(_resources(mixed)) > 1:
             return _entra(400, "invalid_scope", 28000, _mixed(mixed))
         code.state = "used"
-        self.consented.setdefault(code.user, set()).update(_norm(code.scopes))
+        self.consent_by_user.setdefault(code.user, set()).update(_norm(code.scopes))
         return 200, self._grant(code.scopes, code.user, code.client_info)
 
     def _refresh_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -643,7 +643,7 @@ class MsEmu:
         if len(_resources(scopes)) > 1:
             return _entra(400, "invalid_scope", 28000, _mixed(scopes))
         user = self.refresh[refresh]
-        missing = _norm(scopes) - self.consented.get(user, set())
+        missing = _norm(scopes) - self.consent_by_user.get(user, set())
         if self.consent == "user" and missing:
             return _entra(400, "invalid_grant", 65001,
                           f"The user or administrator has not consented to use the application "
