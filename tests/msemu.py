@@ -9,8 +9,9 @@ Served over HTTPS with a test CA made per emulator (`.ca_path`; the server certi
 
 Identity ({url}/{tenant}/...): the OpenID discovery document, `oauth2/v2.0/devicecode` and
 `oauth2/v2.0/token` with the device_code grant (authorization_pending until the user enters
-the code: a test calls `approve`, or a process POSTs otc=CODE to the verification page
-{url}/devicelogin; polling faster than `interval` answers slow_down and adds 5 s, as RFC 8628
+the code: a test calls `approve`, or a process POSTs otc=CODE to {url}/devicelogin, the
+emulation's stand-in for the verification page (the answer names Entra's,
+https://microsoft.com/devicelogin); polling faster than `interval` answers slow_down and adds 5 s, as RFC 8628
 says; expired_token after `device_code_lifetime`) and the refresh_token grant (it rolls the
 refresh token; the old one keeps working, as Entra's do; without `scope` it grants the
 original sign-in's scopes). The response echoes `scope`. One resource per token: Graph scopes
@@ -565,7 +566,8 @@ class MsEmu:
                                             time.time() + self.device_code_lifetime,
                                             self.interval,
                                             client_info=form.get("client_info") == "1")
-        verify = f"{self.url}/devicelogin"  # Entra's is https://microsoft.com/devicelogin
+        # Entra's page; the emulation's own stand-in for it is {url}/devicelogin
+        verify = "https://microsoft.com/devicelogin"
         return 200, {"user_code": user_code, "device_code": device, "verification_uri": verify,
                      "expires_in": self.device_code_lifetime, "interval": self.interval,
                      "message": f"To sign in, use a web browser to open the page {verify} and "

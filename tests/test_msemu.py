@@ -925,10 +925,10 @@ def test_the_verification_page_and_user_consent() -> None:
     with running(consent="user") as emu:
         pca = app(emu)
         flow = pca.initiate_device_flow(scopes=["Calendars.ReadWrite"])
-        assert flow["verification_uri"] == emu.url + "/devicelogin"
-        page = session(emu)
-        assert page.post(flow["verification_uri"], data={"otc": "NOPE"}).status_code == 400
-        entered = page.post(flow["verification_uri"], data={"otc": flow["user_code"]})
+        assert flow["verification_uri"] == "https://microsoft.com/devicelogin"
+        page, where = session(emu), emu.url + "/devicelogin"  # the stand-in for that page
+        assert page.post(where, data={"otc": "NOPE"}).status_code == 400
+        entered = page.post(where, data={"otc": flow["user_code"]})
         assert entered.status_code == 200 and "signed in" in entered.text
         result = pca.acquire_token_by_device_flow(flow)
         assert "access_token" in result
