@@ -203,12 +203,11 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _keep(store: KeptTokens, answer: dict[str, Any], resource: Resource) -> None:
-    """Keep a refresh's answer: its access token (under `resource`) and the refresh token
-    Microsoft rolled, when it sent one."""
+    """Keep a refresh's answer (one write): its access token (under `resource`) and the
+    refresh token Microsoft rolled, when it sent one."""
     refresh = answer.get("refresh_token")
-    if isinstance(refresh, str) and refresh:
-        store.keep_refresh(refresh)
-    store.keep_access(str(answer["access_token"]), _lifetime(answer), f"{resource}_")
+    store.keep(refresh if isinstance(refresh, str) and refresh else None,
+               {f"{resource}_": (str(answer["access_token"]), _lifetime(answer))})
 
 
 def _lifetime(answer: dict[str, Any]) -> float:
@@ -445,10 +444,9 @@ def sign_in(named: MicrosoftSettings, others: Sequence[MicrosoftSettings],
         raise TargetError(f"{named.who}: Microsoft gave no refresh token",
                           "the app registration must allow the offline_access permission")
     for entry in entries:
-        store = store_for(entry)
-        where = store.keep_refresh(refresh, username=account.username)
-        for resource, got in answers.items():
-            store.keep_access(str(got["access_token"]), _lifetime(got), f"{resource}_")
+        where = store_for(entry).keep(refresh, {
+            f"{resource}_": (str(got["access_token"]), _lifetime(got))
+            for resource, got in answers.items()}, username=account.username)
         done.covered.append((entry, where))
     return done
 

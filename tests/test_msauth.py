@@ -453,3 +453,15 @@ def test_settings_for_a_target_and_a_mailbox(emu: MsEmu, tmp_path: Path) -> None
     assert (box.kind, box.resource, box.username) == ("mailbox", "imap", USER)
     assert target.signin == box.signin
     assert target.authority == f"{emu.url}/common"
+
+
+def test_an_app_microsoft_does_not_know_and_a_ca_not_trusted(emu: MsEmu, tmp_path: Path) -> None:
+    wrong = MicrosoftSettings("work", "99999999-2222-3333-4444-555555555555",
+                              tmp_path / "state", endpoint=emu.url, verify=emu.ca_path)
+    with pytest.raises(TargetError) as caught:
+        sign_in(wrong, [], approving(emu))
+    assert "AADSTS700016" in str(caught.value) and "check `client_id:`" in str(caught.value)
+    untrusted = MicrosoftSettings("work", emu.client_id, tmp_path / "state", endpoint=emu.url)
+    with pytest.raises(TargetError) as caught:
+        sign_in(untrusted, [], approving(emu))
+    assert "cannot reach" in str(caught.value) and "check `verify:`" in str(caught.value)
