@@ -284,8 +284,8 @@ def start_dovecot(timeout: float = 20.0, *, tls: bool = False, extra: str = "",
     self-signed certificate (`cafile`). `extra`: more settings (e.g. `imap_capability = ...`
     for a server without IDLE). `oauth2`: an introspection URL; logins are then XOAUTH2 or
     OAUTHBEARER only, with tokens that endpoint says are active (and hold `oauth2_scope`),
-    for accounts made with `new_account(user=..., token=...)`. Raises DovecotMissing without a `dovecot` binary (or, for
-    tls, without `openssl`)."""
+    for accounts made with `new_account(user=..., token=...)`. Raises DovecotMissing
+    without a `dovecot` binary (or, for tls, without `openssl`)."""
     binary = dovecot_binary()
     if binary is None:
         raise DovecotMissing("dovecot is not installed (Debian: apt-get install dovecot-imapd; "

@@ -18,14 +18,13 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from followsync import googleauth, sync
 from followsync.config import load_config
 from followsync.errors import EXIT_TARGET
-from followsync.sources.mail import MailLoginRefused, Mailbox, connect, xoauth2
+from followsync.sources.mail import Mailbox, MailLoginRefused, connect, xoauth2
 from followsync.sources.scan import mailbox_of
 from followsync.sync import SyncOptions
 from tests.googleemu import GoogleEmu
@@ -121,9 +120,13 @@ def google_sign_in(project: Project, emu: GoogleEmu, name: str = "gmail") -> str
     """What `followsync auth gmail` does for an `auth: google` mailbox."""
     box = next(b for b in load_config(project.config).mailboxes if b.name == name)
     said: list[str] = []
-    say = browser(emu)
-    where = googleauth.sign_in(googleauth.settings_for(box), open_browser=False,
-                               say=lambda text: (said.append(text), say(text)) and None)
+    user = browser(emu)
+
+    def say(text: str) -> None:
+        said.append(text)
+        user(text)
+
+    where = googleauth.sign_in(googleauth.settings_for(box), open_browser=False, say=say)
     return where + "\n".join(said)
 
 
