@@ -17,12 +17,8 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import re
 import secrets
-import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -32,6 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from followsync.backends.apisession import ApiSession
 from followsync.errors import TargetError
+from followsync.tokenstore import KeptTokens, slug
 
 if TYPE_CHECKING:
     from followsync.config import MailConfig, Target
@@ -42,8 +39,6 @@ MAIL_SCOPE = "https://mail.google.com/"  # IMAP (XOAUTH2) for an `auth: google` 
 GOOGLE_AUTH = "https://accounts.google.com/o/oauth2/auth"
 GOOGLE_TOKEN = "https://oauth2.googleapis.com/token"
 GOOGLE_API = "https://www.googleapis.com"
-KEYRING_SERVICE = "followsync"
-EARLY = 60.0  # refresh an access token this many seconds before it expires
 
 
 @dataclass(frozen=True)
@@ -70,8 +65,7 @@ class GoogleSettings:
 
     @property
     def token_file(self) -> str:
-        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)
-        return f"google-{'mail-' if self.mail else ''}{slug}.json"
+        return f"google-{'mail-' if self.mail else ''}{slug(self.name)}.json"
 
     @property
     def api_base(self) -> str:
@@ -142,105 +136,16 @@ def load_client(settings: GoogleSettings) -> Client:
 
 
 # ======================================================================== keeping tokens
-class TokenStore:
+class TokenStore(KeptTokens):
     """The refresh token (keyring, else the file) and the cached access token (the file,
-    mode 0600, in the state folder)."""
+    `google-NAME.json`, mode 0600, in the state folder): `tokenstore.KeptTokens`."""
 
     def __init__(self, settings: GoogleSettings, client_id: str, readonly: bool = False) -> None:
-        self.settings, self.client_id, self.readonly = settings, client_id, readonly
-        self.path = settings.state_dir / settings.token_file
         mail = ":mail" if settings.mail else ""
-        self.account = f"google{mail}:{settings.name}:{client_id}"
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("client_id") != self.client_id:
-            return {}  # another client's tokens are no use with this one
-        return data
-
-    def _write(self, data: dict[str, Any]) -> None:
-        # readonly (plan, and the no-op check before a sync): only the token file `auth`
-        # made is refreshed in place, nothing new is created — else every no-op sync after
-        # the first hour would ask for a new access token
-        if self.readonly and not self.path.exists():
-            return
-        folder = self.path.parent
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as the state's
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)  # mode 0600
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump({"client_id": self.client_id, **data}, handle)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except OSError as exc:
-            raise TargetError(f"{self.settings.who}: cannot write {self.path} "
-                              f"({exc.strerror or type(exc).__name__})") from None
-
-    def cached_access(self) -> str | None:
-        data = self._read()
-        token, expires = data.get("access_token"), data.get("expires", 0)
-        if isinstance(token, str) and isinstance(expires, int | float) \
-                and expires - EARLY > time.time():
-            return token
-        return None
-
-    def keep_access(self, token: str, expires_in: float) -> None:
-        data = self._read()
-        data.update(access_token=token, expires=time.time() + expires_in)
-        self._write(data)
-
-    def refresh_token(self) -> str | None:
-        ring = _keyring()
-        if ring is not None:
-            with contextlib.suppress(Exception):
-                value = ring.get_password(KEYRING_SERVICE, self.account)
-                if value:
-                    return str(value)
-        value = self._read().get("refresh_token")
-        return value if isinstance(value, str) and value else None
-
-    def keep_refresh(self, token: str) -> str:
-        """Store the refresh token; returns where ("the keyring" or the file's path)."""
-        data = {k: v for k, v in self._read().items() if k != "refresh_token"}
-        ring = _keyring()
-        where = str(self.path)
-        if ring is not None:
-            try:
-                ring.set_password(KEYRING_SERVICE, self.account, token)
-                where = "the keyring"
-            except Exception:
-                data["refresh_token"] = token
-        else:
-            data["refresh_token"] = token
-        self._write(data)
-        return where
-
-
-def _keyring() -> Any:
-    """The keyring module when it is installed and has a working backend, else None."""
-    if os.environ.get("FOLLOWSYNC_NO_KEYRING"):
-        return None
-    try:
-        import keyring
-        from keyring.backends import fail
-    except ImportError:
-        return None
-    try:
-        backend = keyring.get_keyring()
-        if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 0) <= 0:
-            return None
-    except Exception:
-        return None
-    return keyring
+        super().__init__(settings.state_dir / settings.token_file,
+                         {"client_id": client_id}, f"google{mail}:{settings.name}:{client_id}",
+                         settings.who, readonly)
+        self.settings, self.client_id = settings, client_id
 
 
 # ======================================================================== token requests
