@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -498,13 +498,10 @@ def auth(obj: Context, name: str, no_browser: bool) -> None:
 
 def _google_auth(obj: Context, entry: Target | MailConfig, no_browser: bool) -> None:
     """The Google sign-in (loopback): a target's calendar, or a mailbox's mail scope."""
-    from followsync import googleauth
+    from followsync.googleauth import settings_for, sign_in
 
-    # a mailbox: googleauth.settings_for(MailConfig) gives the mail scope (issue 19, the
-    # IMAP XOAUTH2 branch); typed loosely here so that this call needs no change then
-    settings_of: Any = googleauth.settings_for
-    where = googleauth.sign_in(settings_of(entry), open_browser=not no_browser,
-                               say=lambda text: click.echo(text, err=True))
+    where = sign_in(settings_for(entry), open_browser=not no_browser,
+                    say=lambda text: click.echo(text, err=True))
     obj.say(f"{entry.name}: signed in; the token is kept in {where}")
 
 

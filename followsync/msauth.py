@@ -128,16 +128,20 @@ class Tokens:
     def __init__(self, settings: MicrosoftSettings, resource: Resource,
                  readonly: bool = False) -> None:
         self.settings, self.resource, self.readonly = settings, resource, readonly
-        self.store = store_for(settings, readonly)
+        self._store = store_for(settings, readonly)
         self.prefix = f"{resource}_"
         self._access: str | None = None
         self.refreshes = 0
+
+    def store(self) -> KeptTokens:
+        """Where this sign-in is kept (as googleauth.Tokens.store)."""
+        return self._store
 
     def access(self) -> str:
         """The cached access token, else a refreshed one."""
         if self._access is None:
             self._check_account()
-            self._access = self.store.cached_access(self.prefix) or self._renew(True)
+            self._access = self._store.cached_access(self.prefix) or self._renew(True)
         return self._access
 
     def refresh(self) -> str:
@@ -149,12 +153,12 @@ class Tokens:
         """One process refreshes a name at a time; one that waited takes the token the
         other got (one that differs from ours; `any_kept`: any valid one)."""
         stale = self._access
-        with _locked(self.store.path.with_suffix(".lock")):
-            fresh = self.store.cached_access(self.prefix)
+        with _locked(self._store.path.with_suffix(".lock")):
+            fresh = self._store.cached_access(self.prefix)
             if fresh is not None and (any_kept or (stale is not None and fresh != stale)):
                 self._access = fresh
                 return fresh
-            refresh = self.store.refresh_token()
+            refresh = self._store.refresh_token()
             if refresh is None:
                 raise TargetError(f"{self.settings.who}: not signed in to Microsoft",
                                   f"run `{auth_command(self.settings.name)}`")
@@ -162,13 +166,13 @@ class Tokens:
                       self.resource)
             answer = _refresh(self.settings, refresh, self.resource)
             self.refreshes += 1
-            _keep(self.store, answer, self.resource)
+            _keep(self._store, answer, self.resource)
             self._access = str(answer["access_token"])
             return self._access
 
     def _check_account(self) -> None:
         """A mailbox whose `username` changed since the sign-in: that token is not its."""
-        wanted, data = self.settings.username, self.store.read()
+        wanted, data = self.settings.username, self._store.read()
         kept = data.get("username")
         if wanted and isinstance(kept, str) and kept.casefold() != wanted.casefold():
             raise TargetError(f"{self.settings.who}: signed in to Microsoft as {kept}, "

@@ -465,3 +465,17 @@ def test_an_app_microsoft_does_not_know_and_a_ca_not_trusted(emu: MsEmu, tmp_pat
     with pytest.raises(TargetError) as caught:
         sign_in(untrusted, [], approving(emu))
     assert "cannot reach" in str(caught.value) and "check `verify:`" in str(caught.value)
+
+
+def test_the_mail_scan_sees_the_kept_sign_in_of_a_microsoft_mailbox(emu: MsEmu,
+                                                                    tmp_path: Path) -> None:
+    """sources.scan reads `Tokens(...).store().refresh_token()` (googleauth's shape) to
+    tell a new sign-in from the one a refused login used."""
+    from followsync.config import load_config
+    from followsync.sources.scan import kept_sign_in
+
+    config = load_config(project(tmp_path, emu))
+    assert kept_sign_in(config.mailboxes[0]) == ""
+    sign_in(settings_for(config.mailboxes[0]), [], approving(emu))
+    assert kept_sign_in(config.mailboxes[0]) == \
+        store_for(settings_for(config.mailboxes[0])).refresh_token() != ""
