@@ -405,15 +405,19 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
 @cli.command()
 @click.pass_obj
 def calendars(obj: Context) -> None:
-    """List the calendars of each CalDAV or Google target's account, marking the one used."""
+    """List the calendars of each CalDAV, Google or Microsoft target's account, marking the
+    one used."""
     config = obj.config()
-    targets = [t for t in config.targets if t.type in ("caldav", "google")]
+    targets = [t for t in config.targets if t.type in ("caldav", "google", "microsoft")]
     if not targets:
-        raise click.UsageError(f"{config.path} has no caldav or google target")
+        raise click.UsageError(f"{config.path} has no caldav, google or microsoft target")
     failed = False
     for target in targets:
         if target.type == "google":
             failed = not _google_calendars(obj, config, target) or failed
+            continue
+        if target.type == "microsoft":
+            failed = not _microsoft_calendars(obj, target) or failed
             continue
         from followsync.backends.caldav import CaldavBackend
 
@@ -460,6 +464,33 @@ def _google_calendars(obj: Context, config: Config, target: Target) -> bool:
         obj.say(f" {mark} {cal['name'] or '(no name)':<28} {cal['access']:<14} {cal['id']}")
     if target.calendar != "primary" and not any(c["name"] == target.calendar for c in found):
         obj.say(f"   {target.calendar!r} does not exist yet: the next sync creates it")
+    return True
+
+
+def _microsoft_calendars(obj: Context, target: Target) -> bool:
+    """`followsync calendars` for a microsoft target; False when it could not list them."""
+    from followsync.backends.microsoft import MicrosoftBackend
+    from followsync.msauth import settings_for
+
+    try:
+        backend = MicrosoftBackend(settings_for(target), readonly=True)
+        try:
+            found = backend.calendars()
+        finally:
+            backend.close()
+    except FollowsyncError as exc:
+        click.echo(f"{target.name}: {exc}", err=True)
+        return False
+    obj.say(f"{target.name} (Outlook):")
+    wanted = target.calendar or "default"
+    for cal in found:
+        used = cal["name"] == wanted or (wanted == "default" and cal["default"])
+        mark = "*" if used else " "
+        access = ("owner" if cal["access"] == "owner" else "read only") + (
+            ", default" if cal["default"] else "")
+        obj.say(f" {mark} {cal['name'] or '(no name)':<28} {access:<20} {cal['id']}")
+    if wanted != "default" and not any(c["name"] == wanted for c in found):
+        obj.say(f"   {wanted!r} does not exist yet: the next sync creates it")
     return True
 
 
