@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -479,3 +480,84 @@ def test_the_mail_scan_sees_the_kept_sign_in_of_a_microsoft_mailbox(emu: MsEmu,
     sign_in(settings_for(config.mailboxes[0]), [], approving(emu))
     assert kept_sign_in(config.mailboxes[0]) == \
         store_for(settings_for(config.mailboxes[0])).refresh_token() != ""
+
+
+# ------------------------------------------------------------------------- with the target
+SYNC_PROBE = """
+import json, sys
+from followsync.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "heavy": sorted(m for m in sys.modules
+                  if m.split(".")[0] in ("msal", "requests", "cryptography", "jwt"))}))
+"""
+
+
+def synced(config: Path) -> tuple[int, list[str], str]:
+    """`followsync sync` in a fresh interpreter: exit code, the heavy modules it loaded."""
+    done = subprocess.run([sys.executable, "-c", SYNC_PROBE, "--config", str(config), "--now",
+                           "2030-12-01T10:00", "sync"], capture_output=True, text=True,
+                          timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    *printed, last = done.stdout.strip().splitlines()
+    result = json.loads(last)
+    return result["code"], result["heavy"], "\n".join(printed) + done.stderr
+
+
+def test_after_auth_a_sync_then_a_no_op_sync_asks_for_no_token_and_loads_no_msal(
+        emu: MsEmu, tmp_path: Path) -> None:
+    config = project(tmp_path, emu, mailbox=False)
+    (tmp_path / "leads.yaml").write_text(
+        "version: 1\nleads:\n  dana: {name: Dana Whitfield, last_contact: 2030-11-01}\n")
+    code, out, err = cli_auth(config, "work", emu)
+    assert code == 0, out + err
+    code, heavy, out = synced(config)
+    assert code == 0 and "1 created" in out, out
+    before = len(emu.token_requests())
+    code, heavy, out = synced(config)
+    assert code == 0, out
+    assert len(emu.token_requests()) == before  # the kept access token
+    assert heavy == []  # neither msal nor requests: a no-op signs nothing
+    emu.expire_access_tokens()  # Graph answers 401: one refresh (msal), then the sync
+    code, heavy, out = synced(config)
+    assert code == 0, out
+    assert len(emu.token_requests()) == before + 1 and "msal" in heavy
+    emu.revoke_refresh_tokens(700082)
+    emu.expire_access_tokens()
+    code, heavy, out = synced(config)
+    assert code == 3 and "AADSTS700082" in out and "run `followsync auth work` again" in out
+    assert leaked(emu, out) == []
+
+
+class SlowDown(MsEmu):
+    """Answers the first poll `slow_down` (RFC 8628: 5 s more between polls from then on),
+    the second `authorization_pending`, and lets the user in at the third; `polls` records
+    how many seconds msal had waited at each poll (its sleeps are recorded, not slept)."""
+
+    slept: list[float]
+    polls: list[float]
+
+    def _device_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        code = self.codes[form.get("device_code") or ""]
+        self.polls.append(sum(self.slept))
+        code.last_poll = time.time() if len(self.polls) == 1 else 0.0  # 1: too soon
+        if len(self.polls) == 3:
+            code.state, code.user = "approved", self.user
+        return super()._device_grant(form)
+
+
+@pytest.mark.filterwarnings("ignore:Attempted too soon")  # msal's: no time passes here
+def test_polling_follows_the_servers_interval_and_slow_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import msal.oauth2cli.oauth2 as oauth2
+
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+    emu = SlowDown(interval=2)
+    emu.slept, emu.polls = [], []
+    monkeypatch.setattr(oauth2, "time", types.SimpleNamespace(
+        time=time.time, sleep=emu.slept.append))
+    emu.start()
+    try:
+        done = sign_in(settings(tmp_path, emu), [], lambda text: None)
+    finally:
+        emu.stop()
+    assert done.covered
+    assert emu.polls == [0, 2 + 5, 2 * (2 + 5)]  # slow_down: the interval grows by 5 s
