@@ -241,6 +241,9 @@ def _application(settings: MicrosoftSettings) -> Any:
             return super().request(method, url, *args, **kwargs)
 
     session = Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=1)  # a dropped connection: once more
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     session.verify = settings.verify
     if isinstance(settings.verify, str):
         # requests lets $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE win over session.verify; a CA
@@ -261,9 +264,16 @@ def _application(settings: MicrosoftSettings) -> Any:
 @contextlib.contextmanager
 def _reaching(settings: MicrosoftSettings) -> Iterator[None]:
     """A network failure talking to the sign-in host, as one line (never the request)."""
+    from msal.exceptions import MsalError  # (msal is imported by then: `_application`)
+
     host = urlsplit(settings.authority).hostname or "?"
     try:
         yield
+    except MsalError as exc:  # e.g. a 5xx: msal raises rather than answer a dict
+        status = re.search(r"HTTP Error: (\d{3})", str(exc))
+        raise TargetError(f"{settings.who}: Microsoft's sign-in service failed "
+                          f"({'HTTP ' + status.group(1) if status else type(exc).__name__})",
+                          "the next sync tries again") from None
     except OSError as exc:  # requests' errors are OSErrors too
         kind = type(exc).__name__
         hint = "check the network connection; the next sync tries again"
@@ -271,6 +281,10 @@ def _reaching(settings: MicrosoftSettings) -> Iterator[None]:
             hint = "check `verify:` (a CA file for a private endpoint)"
         raise TargetError(f"{settings.who}: cannot reach Microsoft's sign-in service at "
                           f"{host} ({kind})", hint) from None
+    except ValueError:  # msal reads every answer as JSON
+        raise TargetError(f"{settings.who}: Microsoft's sign-in service at {host} gave an "
+                          "answer that is not JSON", "check `endpoint:`; the next sync tries "
+                          "again") from None
 
 
 def _refresh(settings: MicrosoftSettings, refresh: str, resource: Resource) -> dict[str, Any]:

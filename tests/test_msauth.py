@@ -561,3 +561,19 @@ def test_polling_follows_the_servers_interval_and_slow_down(
         emu.stop()
     assert done.covered
     assert emu.polls == [0, 2 + 5, 2 * (2 + 5)]  # slow_down: the interval grows by 5 s
+
+
+@pytest.mark.parametrize(("fault", "says"), [
+    ("503", "Microsoft's sign-in service failed"), ("drop", "cannot reach")])
+def test_a_refresh_that_fails_on_the_way_says_the_next_sync_retries(
+        emu: MsEmu, tmp_path: Path, fault: str, says: str) -> None:
+    target = settings(tmp_path, emu)
+    sign_in(target, [], approving(emu))
+    kept = store_for(target).refresh_token()
+    for _ in range(2):  # a dropped connection is tried once more
+        emu.inject(fault, on="token")
+    with pytest.raises(TargetError) as caught:
+        Tokens(target, "graph").refresh()
+    assert says in str(caught.value) and "the next sync tries again" in str(caught.value)
+    assert store_for(target).refresh_token() == kept
+    assert Tokens(target, "graph").refresh()  # and then it works
