@@ -577,3 +577,25 @@ def test_a_refresh_that_fails_on_the_way_says_the_next_sync_retries(
     assert says in str(caught.value) and "the next sync tries again" in str(caught.value)
     assert store_for(target).refresh_token() == kept
     assert Tokens(target, "graph").refresh()  # and then it works
+
+
+@pytest.mark.parametrize(("answer", "says", "hint"), [
+    ({"error": "invalid_grant", "error_codes": [90095]}, "requires an administrator's consent",
+     "grant admin consent to the app with client id"),
+    ({"error": "invalid_grant", "error_codes": [50076], "suberror": "basic_action"},
+     "sign in again (multi-factor", "run `followsync auth work`"),
+    ({"error": "interaction_required", "error_description": "AADSTS50079: enroll"},
+     "sign in again", "run `followsync auth work`"),
+    ({"error": "invalid_grant", "error_codes": [53003]}, "Conditional Access",
+     "ask your administrator to allow the app with client id"),
+    ({"error": "invalid_client", "error_codes": [7000218]}, "refused the app registration",
+     "Allow public client flows"),
+    ({"error": "invalid_grant", "error_codes": [50173]}, "no longer accepts the sign-in",
+     "run `followsync auth work` again"),
+])
+def test_each_refusal_says_what_to_do(answer: dict[str, Any], says: str, hint: str) -> None:
+    from followsync.msauth import explain
+
+    error = explain(MicrosoftSettings("work", "11111111-2222-3333-4444-555555555555",
+                                      Path("/nonexistent")), answer, "graph")
+    assert error.exit_code == 3 and says in str(error) and hint in str(error)
