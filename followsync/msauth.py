@@ -45,8 +45,8 @@ GRAPH_SCOPES = ["Calendars.ReadWrite"]
 IMAP_SCOPES = ["https://outlook.office.com/IMAP.AccessAsUser.All"]
 Resource = Literal["graph", "imap"]
 SCOPES: dict[Resource, list[str]] = {"graph": GRAPH_SCOPES, "imap": IMAP_SCOPES}
-SERVICE: dict[Resource, str] = {"graph": "the calendar (Microsoft Graph)",
-                                "imap": "mail over IMAP (Exchange Online)"}
+SERVICE: dict[Resource, str] = {"graph": "its calendar, through Microsoft Graph",
+                                "imap": "its mail, over IMAP"}
 INSTALL = "pip install 'followsync[microsoft]' (or pipx install 'followsync[microsoft]')"
 LOCK_WAIT = 60.0  # seconds a refresh waits for another process's refresh of the same name
 
@@ -297,6 +297,10 @@ def _refresh(settings: MicrosoftSettings, refresh: str, resource: Resource) -> d
 
 
 # ======================================================================== errors
+def _it(resource: Resource) -> str:
+    return "the calendar (Microsoft Graph)" if resource == "graph" else "mail over IMAP"
+
+
 def aadsts(answer: dict[str, Any]) -> list[int]:
     """The AADSTS codes of an error answer (`error_codes`, else read from the text)."""
     codes = answer.get("error_codes")
@@ -325,9 +329,9 @@ def explain(settings: MicrosoftSettings, answer: dict[str, Any], resource: Resou
                            f"days ({code})", f"{again} again")
     if main in (90094, 90095, 90099) or error == "admin_consent_required":
         return TargetError(f"{who}: your organisation requires an administrator's consent "
-                           f"before followsync may use {SERVICE[resource]} ({code})", admin)
+                           f"before followsync may use {_it(resource)} ({code})", admin)
     if 65001 in codes or error == "consent_required" or answer.get("suberror") == "consent_required":
-        return TargetError(f"{who}: the app was not given consent for {SERVICE[resource]} "
+        return TargetError(f"{who}: the app was not given consent for {_it(resource)} "
                            f"({code})", f"{again} and accept the permissions; if your "
                            f"organisation does not let users consent, {admin}")
     if 53003 in codes or 53000 in codes or 53001 in codes:
@@ -490,7 +494,7 @@ def _second(app: Any, named: MicrosoftSettings, answer: dict[str, Any], resource
         return str(explain(named, got, resource))
     try:
         second = device_flow(app, named, resource, say, (
-            f"Microsoft asks for consent to {SERVICE[resource]} separately (one service per "
+            f"Microsoft asks for consent to {_it(resource)} separately (one service per "
             "sign-in code): a second code, for the same account:"))
     except TargetError as exc:
         return str(exc)

@@ -157,7 +157,7 @@ def test_a_mailbox_signs_in_by_its_own_name_and_covers_the_target(emu: MsEmu,
     code, out, err = cli_auth(config, "outlook", emu)
     assert code == 0, out + err
     assert "mailbox outlook:" in out and "target work:" in out
-    assert "mail over IMAP" in out
+    assert "mailbox outlook: its mail, over IMAP" in out
 
 
 def test_a_mailbox_of_another_account_is_not_covered(emu: MsEmu, tmp_path: Path) -> None:
