@@ -114,9 +114,10 @@ def auth_command(name: str) -> str:
 
 def store_for(settings: MicrosoftSettings, readonly: bool = False) -> KeptTokens:
     """Where one config name's sign-in is kept (tokenstore: keyring or a 0600 file)."""
-    return KeptTokens(settings.state_dir / f"microsoft-{settings.kind}-{slug(settings.name)}.json",
+    kind, name = settings.kind, settings.name
+    return KeptTokens(settings.state_dir / f"microsoft-{kind}-{slug(name)}.json",
                       {"client_id": settings.client_id, "authority": settings.authority},
-                      f"microsoft:{settings.kind}:{settings.name}:{settings.client_id}@{settings.authority}",
+                      f"microsoft:{kind}:{name}:{settings.client_id}@{settings.authority}",
                       settings.who, readonly)
 
 
@@ -140,8 +141,9 @@ class Tokens:
     def access(self) -> str:
         """The cached access token, else a refreshed one."""
         if self._access is None:
-            self._check_account()
-            self._access = self._store.cached_access(self.prefix) or self._renew(True)
+            kept = self._store.read()  # the one read of a no-op
+            self._check_account(kept)
+            self._access = self._store.cached_access(self.prefix, kept) or self._renew(True)
         return self._access
 
     def refresh(self) -> str:
@@ -170,10 +172,9 @@ class Tokens:
             self._access = str(answer["access_token"])
             return self._access
 
-    def _check_account(self) -> None:
+    def _check_account(self, data: dict[str, Any]) -> None:
         """A mailbox whose `username` changed since the sign-in: that token is not its."""
-        wanted, data = self.settings.username, self._store.read()
-        kept = data.get("username")
+        wanted, kept = self.settings.username, data.get("username")
         if wanted and isinstance(kept, str) and kept.casefold() != wanted.casefold():
             raise TargetError(f"{self.settings.who}: signed in to Microsoft as {kept}, "
                               f"not {wanted}",
@@ -185,9 +186,8 @@ class Tokens:
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock beside a name's token file (best effort: a folder that cannot hold
     it, or a lock held for over LOCK_WAIT s, does not stop a refresh)."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:  # (no folder made: without one there is no sign-in to refresh)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError:
         yield
         return

@@ -66,9 +66,11 @@ class KeptTokens:
             raise TargetError(f"{self.who}: cannot write {self.path} "
                               f"({exc.strerror or type(exc).__name__})") from None
 
-    def cached_access(self, prefix: str = "") -> str | None:
-        """The access token kept under `prefix` while it has more than EARLY s to live."""
-        data = self.read()
+    def cached_access(self, prefix: str = "", data: dict[str, Any] | None = None
+                      ) -> str | None:
+        """The access token kept under `prefix` while it has more than EARLY s to live
+        (from `data`, what `read` gave, when the caller has it already)."""
+        data = self.read() if data is None else data
         token, expires = data.get(f"{prefix}access_token"), data.get(f"{prefix}expires", 0)
         if isinstance(token, str) and token and isinstance(expires, int | float) \
                 and expires - EARLY > time.time():

@@ -599,3 +599,30 @@ def test_each_refusal_says_what_to_do(answer: dict[str, Any], says: str, hint: s
     error = explain(MicrosoftSettings("work", "11111111-2222-3333-4444-555555555555",
                                       Path("/nonexistent")), answer, "graph")
     assert error.exit_code == 3 and says in str(error) and hint in str(error)
+
+
+def test_a_refresh_waits_for_another_processs_refresh_and_takes_its_token(
+        emu: MsEmu, tmp_path: Path) -> None:
+    """The daemon's mail scan and a `followsync sync` may both find the token run out: the
+    second waits on the first's lock and takes the token it kept (no second request)."""
+    import fcntl
+    import threading
+
+    target = settings(tmp_path, emu)
+    sign_in(target, [], approving(emu))
+    store = store_for(target)
+    store.keep_access("run-out", -1.0, "graph_")
+    before = len(emu.token_requests())
+    got: list[str] = []
+    fd = os.open(store.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the other process, refreshing
+        waiter = threading.Thread(target=lambda: got.append(Tokens(target, "graph").access()))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()  # waiting for the lock
+        store.keep_access("kept-by-the-other", 3600.0, "graph_")
+    finally:
+        os.close(fd)  # the other process is done
+    waiter.join(10)
+    assert got == ["kept-by-the-other"] and len(emu.token_requests()) == before
