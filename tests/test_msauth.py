@@ -492,10 +492,10 @@ print(json.dumps({"code": code, "heavy": sorted(m for m in sys.modules
 """
 
 
-def synced(config: Path) -> tuple[int, list[str], str]:
+def synced(config: Path, *extra: str) -> tuple[int, list[str], str]:
     """`followsync sync` in a fresh interpreter: exit code, the heavy modules it loaded."""
     done = subprocess.run([sys.executable, "-c", SYNC_PROBE, "--config", str(config), "--now",
-                           "2030-12-01T10:00", "sync"], capture_output=True, text=True,
+                           "2030-12-01T10:00", *extra, "sync"], capture_output=True, text=True,
                           timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
     *printed, last = done.stdout.strip().splitlines()
     result = json.loads(last)
@@ -517,14 +517,15 @@ def test_after_auth_a_sync_then_a_no_op_sync_asks_for_no_token_and_loads_no_msal
     assert len(emu.token_requests()) == before  # the kept access token
     assert heavy == []  # neither msal nor requests: a no-op signs nothing
     emu.expire_access_tokens()  # Graph answers 401: one refresh (msal), then the sync
-    code, heavy, out = synced(config)
+    code, heavy, out = synced(config, "-vv")
     assert code == 0, out
     assert len(emu.token_requests()) == before + 1 and "msal" in heavy
     emu.revoke_refresh_tokens(700082)
     emu.expire_access_tokens()
-    code, heavy, out = synced(config)
-    assert code == 3 and "AADSTS700082" in out and "run `followsync auth work` again" in out
-    assert leaked(emu, out) == []
+    code, heavy, refused = synced(config, "-vv")
+    assert code == 3 and "AADSTS700082" in refused
+    assert "run `followsync auth work` again" in refused
+    assert leaked(emu, out, refused) == []
 
 
 class SlowDown(MsEmu):
