@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from followsync.errors import TargetError
-from followsync.tokenstore import KeptTokens, slug
+from followsync.tokenstore import EARLY, KeptTokens, slug
 
 if TYPE_CHECKING:
     from followsync.config import MailConfig, Target
@@ -132,6 +132,7 @@ class Tokens:
         self._store = store_for(settings, readonly)
         self.prefix = f"{resource}_"
         self._access: str | None = None
+        self._expires = 0.0
         self.refreshes = 0
 
     def store(self) -> KeptTokens:
@@ -139,11 +140,16 @@ class Tokens:
         return self._store
 
     def access(self) -> str:
-        """The cached access token, else a refreshed one."""
-        if self._access is None:
+        """The cached access token, else a refreshed one (also in a long-running process:
+        the token held is dropped a minute before it expires)."""
+        if self._access is None or self._expires - EARLY <= time.time():
             kept = self._store.read()  # the one read of a no-op
             self._check_account(kept)
-            self._access = self._store.cached_access(self.prefix, kept) or self._renew(True)
+            cached = self._store.cached(self.prefix, kept)
+            if cached is None:
+                self._access = None
+                return self._renew(True)
+            self._access, self._expires = cached
         return self._access
 
     def refresh(self) -> str:
@@ -156,10 +162,10 @@ class Tokens:
         other got (one that differs from ours; `any_kept`: any valid one)."""
         stale = self._access
         with _locked(self._store.path.with_suffix(".lock")):
-            fresh = self._store.cached_access(self.prefix)
-            if fresh is not None and (any_kept or (stale is not None and fresh != stale)):
-                self._access = fresh
-                return fresh
+            cached = self._store.cached(self.prefix)
+            if cached is not None and (any_kept or (stale is not None and cached[0] != stale)):
+                self._access, self._expires = cached
+                return cached[0]
             refresh = self._store.refresh_token()
             if refresh is None:
                 raise TargetError(f"{self.settings.who}: not signed in to Microsoft",
@@ -170,6 +176,7 @@ class Tokens:
             self.refreshes += 1
             _keep(self._store, answer, self.resource)
             self._access = str(answer["access_token"])
+            self._expires = time.time() + _lifetime(answer)
             return self._access
 
     def _check_account(self, data: dict[str, Any]) -> None:

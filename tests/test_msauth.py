@@ -627,3 +627,24 @@ def test_a_refresh_waits_for_another_processs_refresh_and_takes_its_token(
         os.close(fd)  # the other process is done
     waiter.join(10)
     assert got == ["kept-by-the-other"] and len(emu.token_requests()) == before
+
+
+def test_a_long_running_process_drops_the_token_it_holds_before_it_expires(
+        emu: MsEmu, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon keeps its Tokens: an hour on, `access` refreshes rather than send a token
+    Microsoft would refuse (a 401, then the refresh)."""
+    import followsync.msauth
+    import followsync.tokenstore
+
+    target = settings(tmp_path, emu)
+    sign_in(target, [], approving(emu))
+    tokens = Tokens(target, "graph")
+    first = tokens.access()
+    before = len(emu.token_requests())
+    assert tokens.access() == first and len(emu.token_requests()) == before
+    later = types.SimpleNamespace(time=lambda: time.time() + 3600, monotonic=time.monotonic,
+                                  sleep=time.sleep)
+    monkeypatch.setattr(followsync.msauth, "time", later)
+    monkeypatch.setattr(followsync.tokenstore, "time", later)
+    assert tokens.access() != first
+    assert len(emu.token_requests()) == before + 1
