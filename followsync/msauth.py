@@ -491,24 +491,27 @@ def _matches(settings: MicrosoftSettings, account: Account) -> bool:
 
 def _second(app: Any, named: MicrosoftSettings, answer: dict[str, Any], resource: Resource,
             account: Account, say: Callable[[str], None]) -> dict[str, Any] | str:
-    """The other resource's token for the same account: from the refresh token, else (no
-    consent yet) a second device code. A reason (str) when it cannot be had."""
-    with _reaching(named):
-        got = app.acquire_token_by_refresh_token(str(answer.get("refresh_token") or ""),
-                                                 scopes=SCOPES[resource])
-    if isinstance(got, dict) and isinstance(got.get("access_token"), str):
-        return got
-    got = got if isinstance(got, dict) else {}
-    codes = aadsts(got)
-    if not (65001 in codes or got.get("error") in ("interaction_required", "consent_required")
-            or got.get("suberror") == "consent_required"):
-        return str(explain(named, got, resource))
+    """The other resource's token for the same account: from the refresh token, else (the
+    user has not consented to it yet) a second device code. A reason (str) when it cannot
+    be had: the entries that need it are then left out, the others still signed in."""
     try:
+        with _reaching(named):
+            got = app.acquire_token_by_refresh_token(str(answer.get("refresh_token") or ""),
+                                                     scopes=SCOPES[resource])
+        if isinstance(got, dict) and isinstance(got.get("access_token"), str):
+            return got
+        got = got if isinstance(got, dict) else {}
+        codes = aadsts(got)
+        admin = bool(set(codes) & {90094, 90095, 90099})  # a user's consent will not do
+        if admin or not (65001 in codes or got.get("suberror") == "consent_required"
+                         or got.get("error") in ("interaction_required", "consent_required")):
+            raise explain(named, got, resource)
         second = device_flow(app, named, resource, say, (
             f"Microsoft asks for consent to {_it(resource)} separately (one service per "
             "sign-in code): a second code, for the same account:"))
     except TargetError as exc:
-        return str(exc)
+        text = str(exc)
+        return text[len(named.who) + 2:] if text.startswith(f"{named.who}: ") else text
     if not _account(second).same(account):
         return (f"the second sign-in was {_account(second).username or '?'}, not "
                 f"{account.username}")

@@ -648,3 +648,33 @@ def test_a_long_running_process_drops_the_token_it_holds_before_it_expires(
     monkeypatch.setattr(followsync.tokenstore, "time", later)
     assert tokens.access() != first
     assert len(emu.token_requests()) == before + 1
+
+
+def test_imap_needing_an_administrator_leaves_the_mailbox_out_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The calendar is signed in; IMAP needs an administrator's consent (no second code:
+    the user cannot give it): the mailbox is left out with what to ask for."""
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+
+    class AdminForImap(MsEmu):
+        def _refresh_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+            if "outlook.office.com" in form.get("scope", ""):
+                self.consent_code = 90094
+                try:
+                    return self._consent_error()
+                finally:
+                    self.consent_code = None
+            return super()._refresh_grant(form)
+
+    emu = AdminForImap().start()
+    try:
+        shown: list[str] = []
+        done = sign_in(settings(tmp_path, emu), [mailbox(tmp_path, emu)],
+                       approving(emu, shown=shown))
+    finally:
+        emu.stop()
+    assert len(shown) == 1  # no second code
+    assert [s.who for s, _ in done.covered] == ["target work"]
+    (box, why), = done.left
+    assert box.who == "mailbox outlook" and not why.startswith("target work")
+    assert "administrator" in why and "IMAP.AccessAsUser.All" in why
