@@ -385,39 +385,14 @@ def test_a_mailbox_whose_username_changed_after_the_sign_in_says_so(emu: MsEmu,
 
 
 # ------------------------------------------------------------------------- the second code
-class ConsentPerResource(MsEmu):
-    """Entra's incremental consent: the user consented to the scopes of the codes they
-    entered; a refresh for another resource answers AADSTS65001 until a code for it is
-    entered too."""
-
-    consented: set[str]
-
-    def _device_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        code = self.codes.get(form.get("device_code") or "")
-        status, answer = super()._device_grant(form)
-        if status == 200 and code is not None:
-            self.consented |= {"imap" if "outlook.office.com" in s else "graph"
-                               for s in code.scopes}
-        return status, answer
-
-    def _refresh_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        wants = "imap" if "outlook.office.com" in form.get("scope", "") else "graph"
-        if wants not in self.consented:
-            self.consent_code = 65001
-            try:
-                return self._consent_error()
-            finally:
-                self.consent_code = None
-        return super()._refresh_grant(form)
-
-
 def test_without_consent_to_imap_yet_a_second_code_is_asked_for(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch
                                                                 ) -> None:
+    """Entra's incremental consent (the emulation's consent="user"): the user consented to
+    the scopes of the codes they entered; a refresh for IMAP answers AADSTS65001 until a
+    code for it is entered too."""
     monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
-    emu = ConsentPerResource()
-    emu.consented = set()
-    emu.start()
+    emu = MsEmu(consent="user").start()
     try:
         shown: list[str] = []
         done: SignIn = sign_in(settings(tmp_path, emu), [mailbox(tmp_path, emu)],
@@ -427,7 +402,7 @@ def test_without_consent_to_imap_yet_a_second_code_is_asked_for(tmp_path: Path,
         assert Tokens(mailbox(tmp_path, emu), "imap").access()
         # the second code entered by another account: the mailbox is left out, said why
         tmp = tmp_path / "again"
-        emu.consented = set()
+        emu.consent_by_user.clear()
         users = iter([USER, "other@contoso.example"])
 
         def say(text: str) -> None:
@@ -678,3 +653,15 @@ def test_imap_needing_an_administrator_leaves_the_mailbox_out_and_says_why(
     (box, why), = done.left
     assert box.who == "mailbox outlook" and not why.startswith("target work")
     assert "administrator" in why and "IMAP.AccessAsUser.All" in why
+
+
+def test_auth_asks_for_a_second_code_through_the_command_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+    with running(consent="user") as emu:
+        config = project(tmp_path, emu)
+        code, out, err = cli_auth(config, "work", emu, "-vv")
+        assert code == 0, out + err
+        assert len(re.findall(r"enter the code", out)) == 2 and "a second code" in out
+        assert "target work:" in out and "mailbox outlook:" in out
+        assert leaked(emu, out, err) == []
