@@ -429,10 +429,9 @@ class MicrosoftBackend:
     def _fetch(self, event_id: str) -> dict[str, Any] | None:
         response = self.session.call("GET", self._event_path(event_id) + "?" + urlencode(
             {"$expand": EXPAND}, quote_via=quote), None, READ)
-        if response.status in (404, 410):
-            return None
-        if response.status == 400 and reason(response) in ("ErrorInvalidIdMalformed",):
-            return None
+        if response.status == 404 or (response.status == 400 and reason(response) ==
+                                      "ErrorInvalidIdMalformed"):
+            return None  # (a 410 is no answer about an event: an error, as any other)
         _expect(response, "read an event")
         event = _json(response)
         if not event.get("id"):
