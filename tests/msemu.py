@@ -56,8 +56,9 @@ Test controls: `approve`, `decline`, `pending_codes`, `issue_tokens`, `expire_ac
 `token_requests`, `introspections`; "the user in Outlook": `calendar`, `add_calendar`,
 `add_event`, `edit_event`, `delete_event`, `live`; `api_requests`, `reset_log`,
 `void_delta_tokens`; faults: `inject(fault, at=N)` or `faults={n: fault}` (FAULTS), counted
-over Graph requests (a $batch and each request inside it count), or `on="token"` for the
-token endpoint.
+over Graph requests (a $batch and each request inside it count; "drop"/"drop_after" landing
+on a request inside a batch answers that request 503), or `on="token"` for the token
+endpoint.
 """
 
 from __future__ import annotations
@@ -1827,9 +1828,10 @@ class _Handler(BaseHTTPRequestHandler):
                     done: dict[str, int]) -> tuple[int, Any, dict[str, str]]:
         emu = self.emu
         url = str(item.get("url", ""))
-        parts = urlsplit(url if url.startswith("/") else "/" + url)
+        absolute = "://" in url
+        parts = urlsplit(url if url.startswith("/") or absolute else "/" + url)
         sub_headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
-        seen = Seen(str(item.get("method", "")).upper(), "/v1.0" + parts.path,
+        seen = Seen(str(item.get("method", "")).upper(), url if absolute else "/v1.0" + parts.path,
                     parse_qs(parts.query, keep_blank_values=True), sub_headers,
                     json.dumps(item["body"]).encode() if "body" in item else b"", "batch-item")
         with emu.lock:
@@ -1838,6 +1840,9 @@ class _Handler(BaseHTTPRequestHandler):
             fault = emu.faults.pop(emu.graph_number, None)
         extra = {"request-id": str(uuid.uuid4()), "client-request-id": str(uuid.uuid4())}
         try:
+            if absolute:  # Graph wants relative URLs (msgraph-sdk-python issue 1015)
+                raise GraphError(400, "BadRequest", "Resource not found for the segment "
+                                 f"'{url.split('/')[0]}'.")
             depends = item.get("dependsOn") or []
             for dep in depends:
                 if dep not in done:
