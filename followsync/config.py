@@ -315,6 +315,13 @@ class _Resolver:
     def mailbox(self, index: int, mm: MailModel, state_dir: Path) -> MailConfig:
         if mm.password:
             self.written_password(("mail", index), f"mailbox {mm.name!r}")
+        if mm.client_secret and not self.at(mm.client_secret).is_file():
+            self.problems.append(self.source.problem(
+                ("mail", index, "client_secret"),
+                f"the client_secret file of mailbox {mm.name!r} does not exist: "
+                f"{self.at(mm.client_secret)}",
+                "download your \"Desktop app\" OAuth client's JSON from the Google Cloud "
+                "console (README, \"Google Calendar\")"))
         command = mm.password_command
         return MailConfig(
             name=mm.name, host=mm.host.strip(), username=mm.username, port=mm.port, tls=mm.tls,

@@ -1,0 +1,347 @@
+"""OAuth mailboxes (README "Mail", `auth: microsoft` and `auth: google`): IMAP with XOAUTH2
+against Debian's Dovecot whose oauth2 passdb asks an emulator's introspection endpoint
+(tests/googleemu.py for Gmail, tests/msemu.py for Outlook), and accepts no password at all.
+
+Proved here, end to end through the CLI: mail touches arrive; an access token the server no
+longer accepts is refreshed once and the login goes on; a sign-in the provider revoked is
+exit 3 for that mailbox with the calendars still synced and `followsync auth NAME` named;
+the daemon does not log in again with a refused sign-in until a new one; no token or secret
+shows in any output, at any verbosity."""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import json
+import re
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+import pytest
+
+from followsync import googleauth, sync
+from followsync.config import load_config
+from followsync.errors import EXIT_TARGET
+from followsync.sources.mail import Mailbox, MailLoginRefused, connect, xoauth2
+from followsync.sources.scan import mailbox_of
+from followsync.sync import SyncOptions
+from tests.googleemu import GoogleEmu
+from tests.googleemu import running as google_running
+from tests.imapserver import Account, CountingProxy, Dovecot, DovecotMissing, start_dovecot
+from tests.mailproject import ME, TZ, mail_from
+from tests.project import Project
+
+LEADS = """\
+version: 1
+defaults: {cadence: [1mo, 2mo, 3mo], give_up_after: 3}
+leads:
+  dana:
+    name: Dana Whitfield
+    org: Acme Corp
+    email: dana@acme.example
+"""
+DANA = "Dana Whitfield <dana@acme.example>"
+GMAIL_SCOPE = "https://mail.google.com/"
+
+
+def unfolded(project: Project) -> str:
+    return project.ics.read_text().replace("\n ", "")
+
+
+def google_logins(emu: GoogleEmu) -> int:
+    """Logins Dovecot was asked for: each asks the introspection endpoint once (Dovecot logs
+    an oauth2 refusal as "user disabled", without a count of attempts)."""
+    return len([r for r in emu.requests if r.path == "/introspect"])
+
+
+# ============================================================ Gmail: auth: google
+@pytest.fixture
+def gmail(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[GoogleEmu, Dovecot]]:
+    """googleemu, and a TLS Dovecot that takes only XOAUTH2/OAUTHBEARER tokens the
+    emulator says are active and hold Gmail's scope (as Gmail's IMAP does)."""
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+    with google_running() as emu:
+        try:
+            server = start_dovecot(tls=True, oauth2=emu.url + "/introspect",
+                                   oauth2_scope=GMAIL_SCOPE)
+        except DovecotMissing as exc:
+            pytest.skip(str(exc))
+        monkeypatch.setenv("SSL_CERT_FILE", server.cafile)  # the mailbox trusts it
+        try:
+            yield emu, server
+        finally:
+            server.stop()
+
+
+def gmail_account(emu: GoogleEmu, server: Dovecot) -> Account:
+    """The test's own way in (to append mail): a token of its own with the mail scope."""
+    return server.new_account(user=emu.primary,
+                              token=lambda: emu.issue_tokens(GMAIL_SCOPE)[1])
+
+
+def gmail_project(project: Project, emu: GoogleEmu, server: Dovecot, *, extra: str = ""
+                  ) -> Project:
+    (project.dir / "client.json").write_text(json.dumps({"installed": {
+        "client_id": emu.client_id, "client_secret": emu.client_secret}}))
+    project.write_leads(LEADS)
+    project.write_config(project.config.read_text() + f"""\
+mail:
+  - name: gmail
+    host: 127.0.0.1
+    port: {server.tls_port}
+    username: {emu.primary}
+    auth: google
+    client_secret: client.json
+    endpoint: {emu.url}
+    me: [{ME}]
+    since: 2013-01-01
+{extra}""")
+    return project
+
+
+def browser(emu: GoogleEmu) -> Callable[[str], None]:
+    """`say` for googleauth.sign_in: this test is the user, who opens the printed URL (the
+    emulator redirects to followsync's loopback port at once)."""
+    def say(text: str) -> None:
+        found = re.search(r"(http://127\.0\.0\.1:\d+/o/oauth2/auth\?\S+)", text)
+        assert found is not None, text
+
+        def open_it() -> None:
+            with urllib.request.urlopen(found.group(1), timeout=10) as page:
+                page.read()
+
+        threading.Thread(target=open_it, daemon=True).start()
+    return say
+
+
+def google_sign_in(project: Project, emu: GoogleEmu, name: str = "gmail") -> str:
+    """What `followsync auth gmail` does for an `auth: google` mailbox."""
+    box = next(b for b in load_config(project.config).mailboxes if b.name == name)
+    said: list[str] = []
+    user = browser(emu)
+
+    def say(text: str) -> None:
+        said.append(text)
+        user(text)
+
+    where = googleauth.sign_in(googleauth.settings_for(box), open_browser=False, say=say)
+    return where + "\n".join(said)
+
+
+def test_gmail_mail_touches_arrive_over_xoauth2(
+        project: Project, gmail: tuple[GoogleEmu, Dovecot]) -> None:
+    emu, server = gmail
+    acc = gmail_account(emu, server)
+    p = gmail_project(project, emu, server)
+    said = google_sign_in(p, emu)
+    assert "scope=https%3A%2F%2Fmail.google.com%2F" in said  # the mail scope, nothing more
+    assert "calendar" not in said.split("scope=", 1)[1].split("&", 1)[0]
+    assert (p.state / "google-mail-gmail.json").exists()  # a token file of its own
+    assert not (p.state / "google-gmail.json").exists()
+    mail_from(acc, DANA, "2026-11-20", "Re: the marketing role")
+    code, out, err = p.run("sync", verbose=2)
+    assert code == 0, out + err
+    assert out.splitlines()[0].startswith("mailbox gmail: 1 new touch"), out
+    assert "DTSTART;TZID=Europe/Berlin:20261220T090000" in unfolded(p)  # 11-20 + 1mo
+    assert server.logins(emu.primary) >= 2  # the test's append, then followsync's scan
+    for secret in emu.secrets():
+        assert secret not in out + err
+
+
+def test_gmail_an_expired_access_token_is_refreshed_and_the_login_goes_on(
+        project: Project, gmail: tuple[GoogleEmu, Dovecot]) -> None:
+    emu, server = gmail
+    acc = gmail_account(emu, server)
+    p = gmail_project(project, emu, server)
+    google_sign_in(p, emu)
+    assert p.run("sync")[0] == 0
+    mail_from(acc, DANA, "2026-11-20", "Re: the marketing role")
+    emu.expire_access_tokens()  # the kept token still looks valid to followsync
+    before = len([r for r in emu.requests if r.path == "/token"])
+    logins = google_logins(emu)
+    code, out, err = p.run("sync", verbose=2)
+    assert code == 0, out + err
+    assert "mailbox gmail: 1 new touch" in out
+    assert len([r for r in emu.requests if r.path == "/token"]) == before + 1  # one refresh
+    assert google_logins(emu) == logins + 2  # the stale token, then the fresh one
+    for secret in emu.secrets():
+        assert secret not in out + err
+
+
+def test_gmail_a_revoked_sign_in_is_exit_3_and_the_calendar_is_still_synced(
+        project: Project, gmail: tuple[GoogleEmu, Dovecot]) -> None:
+    emu, server = gmail
+    gmail_account(emu, server)
+    p = gmail_project(project, emu, server)
+    google_sign_in(p, emu)
+    assert p.run("sync")[0] == 0
+    emu.expire_access_tokens()
+    emu.invalid_grant = True  # the user removed followsync's access
+    p.edit("    org: Acme Corp", "    org: Acme Inc")
+    code, out, err = p.run("sync", verbose=2)
+    assert code == EXIT_TARGET, out + err
+    assert "mailbox gmail: FAILED" in err and "followsync auth gmail" in err
+    assert "file: 1 created" in out or "file: 0 created, 1 updated" in out
+    assert "Acme Inc" in unfolded(p)
+    for secret in emu.secrets():
+        assert secret not in out + err
+
+
+def test_gmail_a_token_without_the_mail_scope_is_refused(
+        project: Project, gmail: tuple[GoogleEmu, Dovecot]) -> None:
+    """A calendar sign-in's token is not a mail one: the server refuses it (after one
+    refresh, which keeps the calendar scope), exit 3 naming `followsync auth gmail`."""
+    emu, server = gmail
+    gmail_account(emu, server)
+    p = gmail_project(project, emu, server)
+    box = load_config(p.config).mailboxes[0]
+    settings = googleauth.settings_for(box)
+    refresh, access = emu.issue_tokens()  # the calendar scope
+    store = googleauth.TokenStore(settings, emu.client_id)
+    store.keep_refresh(refresh)
+    store.keep_access(access, 3600)
+    logins = google_logins(emu)
+    code, out, err = p.run("sync")
+    assert code == EXIT_TARGET
+    assert "the OAuth sign-in was refused" in err and "followsync auth gmail" in err
+    assert "IMAP may be disabled" not in err  # Microsoft's hint only
+    assert google_logins(emu) == logins + 2  # the kept token, then a refreshed one
+    for secret in emu.secrets():
+        assert secret not in out + err
+
+
+def test_a_password_login_fails_on_the_oauth_only_server(
+        gmail: tuple[GoogleEmu, Dovecot]) -> None:
+    emu, server = gmail
+    acc = gmail_account(emu, server)
+    imap = imaplib.IMAP4(server.host, server.port, timeout=10)
+    try:
+        assert "AUTH=XOAUTH2" in imap.capabilities and "AUTH=PLAIN" not in imap.capabilities
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.login(acc.username, acc.password)
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.authenticate("PLAIN", lambda _: f"\0{acc.username}\0{acc.password}".encode())
+    finally:
+        with contextlib.suppress(Exception):
+            imap.logout()
+
+
+class FakeTokens:
+    """A TokenSource handing out given tokens, counting refreshes."""
+
+    def __init__(self, access: str, fresh: str) -> None:
+        self.kept, self.fresh, self.refreshes = access, fresh, 0
+
+    def access(self) -> str:
+        return self.kept
+
+    def refresh(self) -> str:
+        self.refreshes += 1
+        self.kept = self.fresh
+        return self.fresh
+
+
+def test_a_refused_token_is_refreshed_once_then_the_login_is_refused(
+        gmail: tuple[GoogleEmu, Dovecot]) -> None:
+    """Dovecot answers a bad token Gmail's way (a base64 JSON continuation, then NO):
+    the scan answers it, refreshes once, and after a second refusal gives up with
+    MailLoginRefused whose text holds no token."""
+    emu, server = gmail
+    gmail_account(emu, server)
+    tokens = FakeTokens("ya29.dead-1", "ya29.dead-2")
+    logins = google_logins(emu)
+    box = Mailbox("gmail", server.host, emu.primary, "", port=server.tls_port,
+                  auth="google", tokens=tokens)
+    with pytest.raises(MailLoginRefused) as caught, connect(box, 10, None):
+        pass
+    assert tokens.refreshes == 1
+    text = f"{caught.value.message} {caught.value.hint}"
+    assert "ya29.dead" not in text and "followsync auth gmail" in text
+    assert "AUTHENTICATIONFAILED" in text or "Authentication failed" in text
+    assert google_logins(emu) == logins + 2
+    # a good token after a refusal: logged in on the same connection
+    good = FakeTokens("ya29.dead-3", emu.issue_tokens(GMAIL_SCOPE)[1])
+    ok = Mailbox("gmail", server.host, emu.primary, "", port=server.tls_port, auth="google",
+                 tokens=good)
+    with connect(ok, 10, None) as imap:
+        assert imap.state == "AUTH"
+    assert good.refreshes == 1
+
+
+def test_the_xoauth2_string_is_the_documented_one() -> None:
+    # Google's and Microsoft's documentation: user=…^Aauth=Bearer …^A^A (before base64)
+    assert xoauth2("me@x.example", "tok") == b"user=me@x.example\x01auth=Bearer tok\x01\x01"
+
+
+def test_an_oauth_mailbox_never_resolves_a_password(
+        project: Project, gmail: tuple[GoogleEmu, Dovecot],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    emu, server = gmail
+    p = gmail_project(project, emu, server)
+
+    def no(*_args: object) -> str:
+        raise AssertionError("a password was looked for")
+
+    monkeypatch.setattr("followsync.credentials.password_for", no)
+    box = load_config(p.config).mailboxes[0]
+    mailbox = mailbox_of(box, datetime(2026, 1, 1).date())
+    assert mailbox.password == "" and mailbox.tokens is not None
+
+
+# ============================================================ the daemon's `held`
+def test_a_refused_sign_in_is_held_until_a_new_sign_in(
+        project: Project, gmail: tuple[GoogleEmu, Dovecot]) -> None:
+    """What the daemon hands a sync after a refusal (`held`): the same kept sign-in is not
+    tried again (no connection, no token request); a new `followsync auth` is tried at
+    once, and works."""
+    emu, server = gmail
+    acc = gmail_account(emu, server)
+    p = gmail_project(project, emu, server)
+    proxy = CountingProxy(server.host, server.tls_port).start()
+    try:
+        p.write_config(p.config.read_text().replace(f"port: {server.tls_port}",
+                                                    f"port: {proxy.port}"))
+        google_sign_in(p, emu)
+        emu.expire_access_tokens()
+        emu.invalid_grant = True
+        now = datetime(2026, 12, 1, 10, 0, tzinfo=TZ)
+        refused = sync.run(load_config(p.config), now).mailboxes[0]
+        assert refused.exit_code == EXIT_TARGET and refused.refused is not None
+        assert "followsync auth gmail" in f"{refused.error} {refused.hint}"
+        for secret in emu.secrets():
+            assert secret not in refused.refused
+        held = {"gmail": refused.refused}
+        proxy.reset()
+        tokens_before = len([r for r in emu.requests if r.path == "/token"])
+        again = sync.run(load_config(p.config), now, SyncOptions(held=held)).mailboxes[0]
+        assert again.held and again.error is None and again.exit_code == 0
+        assert "not tried" in again.summary() and "followsync auth gmail" in again.summary()
+        assert proxy.commands == []  # not even a connection
+        assert len([r for r in emu.requests if r.path == "/token"]) == tokens_before
+        # the user signs in again: tried at once, and the mail is read
+        emu.invalid_grant = False
+        mail_from(acc, DANA, "2026-11-20", "Re: the marketing role")
+        google_sign_in(p, emu)
+        fixed = sync.run(load_config(p.config), now, SyncOptions(held=held)).mailboxes[0]
+        assert fixed.error is None and not fixed.held and len(fixed.found) == 1
+    finally:
+        proxy.stop()
+
+
+def test_the_held_digest_of_a_sign_in_changes_only_with_a_new_sign_in(
+        project: Project, gmail: tuple[GoogleEmu, Dovecot]) -> None:
+    from followsync.sources.scan import login_digest
+
+    emu, server = gmail
+    p = gmail_project(project, emu, server)
+    box = load_config(p.config).mailboxes[0]
+    google_sign_in(p, emu)
+    first = login_digest(box, mailbox_of(box, datetime(2026, 1, 1).date()))
+    assert first == login_digest(box, mailbox_of(box, datetime(2026, 1, 1).date()))
+    kept = googleauth.TokenStore(googleauth.settings_for(box), emu.client_id)
+    kept.keep_access("ya29.another-access", 3600)  # a refresh: the same sign-in
+    assert login_digest(box, mailbox_of(box, datetime(2026, 1, 1).date())) == first
+    google_sign_in(p, emu)
+    assert login_digest(box, mailbox_of(box, datetime(2026, 1, 1).date())) != first
