@@ -557,13 +557,13 @@ leads:
 
 
 @pytest.fixture
-def signed_in(emu: MsEmu, monkeypatch: pytest.MonkeyPatch) -> FixedBearer:
-    """Every microsoft target's tokens: one access token of the emulation's."""
-    token = bearer(emu)
-    monkeypatch.setattr("followsync.msauth.Tokens", lambda *a, **k: token)
+def signed_in(emu: MsEmu, monkeypatch: pytest.MonkeyPatch) -> MsEmu:
+    """The command line's tokens are msauth's (read from the state folder, as after
+    `followsync auth`; `project` keeps them there); no test sleeps."""
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
     monkeypatch.setattr("followsync.backends.davhttp.time.sleep", lambda _: None)
     monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
-    return token
+    return emu
 
 
 def project(folder: Path, emu: MsEmu, calendar: str = "Follow-ups", extra: str = "") -> Path:
@@ -574,6 +574,11 @@ def project(folder: Path, emu: MsEmu, calendar: str = "Follow-ups", extra: str =
                       "targets:\n  - name: work\n    type: microsoft\n"
                       f"    calendar: {calendar}\n    client_id: {emu.client_id}\n"
                       f"    endpoint: {emu.url}\n    verify: {emu.ca_path}\n    timeout: 5\n")
+    from followsync.msauth import store_for
+
+    access, refresh = emu.issue_tokens(["Calendars.ReadWrite"])
+    store_for(MicrosoftSettings("work", emu.client_id, folder / "state", endpoint=emu.url)
+              ).keep(refresh, {"graph_": (access, 86400.0)})
     return config
 
 
@@ -585,7 +590,7 @@ def run(config: Path, *args: str, now: str = NOW) -> tuple[int, str]:
 
 
 def test_plan_sync_calendars_and_a_no_op_of_one_request(
-        emu: MsEmu, signed_in: FixedBearer, tmp_path: Path) -> None:
+        emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
     config = project(tmp_path, emu)
     code, out = run(config, "plan")
     assert code == 0, out
@@ -600,13 +605,14 @@ def test_plan_sync_calendars_and_a_no_op_of_one_request(
     assert code == 0, out
     assert len(emu.api_requests()) == 1, requests(emu)
     assert emu.api_requests()[0].path.endswith("/calendarView/delta")
+    assert emu.token_requests() == []  # the access token kept by the sign-in
     code, out = run(config, "calendars")
     assert code == 0, out
     assert re.search(r"\* Follow-ups +owner", out) and "Calendar" in out
 
 
 def test_moves_and_deletions_in_outlook_are_respected_and_max_deletes_holds(
-        emu: MsEmu, signed_in: FixedBearer, tmp_path: Path) -> None:
+        emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
     config = project(tmp_path, emu, extra="safety: {max_deletes: 1}\n")
     assert run(config, "sync")[0] == 0
     events = sorted(ours(emu).values(), key=lambda e: e["subject"])
@@ -628,7 +634,7 @@ def test_moves_and_deletions_in_outlook_are_respected_and_max_deletes_holds(
 
 
 def test_a_year_later_the_window_slides_without_duplicates(
-        emu: MsEmu, signed_in: FixedBearer, tmp_path: Path) -> None:
+        emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
     config = project(tmp_path, emu)
     assert run(config, "sync", now="2030-12-31T10:00")[0] == 0
     first = set(ours(emu))
@@ -644,7 +650,7 @@ def test_a_year_later_the_window_slides_without_duplicates(
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(faults=st.dictionaries(st.integers(1, 14), st.sampled_from(FAULTS), max_size=4))
 def test_faults_then_a_clean_sync_converge_without_duplicates(
-        emu: MsEmu, signed_in: FixedBearer, tmp_path_factory: pytest.TempPathFactory,
+        emu: MsEmu, signed_in: MsEmu, tmp_path_factory: pytest.TempPathFactory,
         faults: dict[int, str]) -> None:
     """Drops, 5xx, 412, 429 and 410 at random requests of a first sync, of a sync after a
     lead changes and of one after a foreign event appears; then clean syncs converge: one
