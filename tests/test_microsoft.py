@@ -118,6 +118,9 @@ def test_the_calendar_is_found_by_name_or_created_but_not_by_a_readonly_backend(
     b = backend(emu, settings)  # found again by name, not made twice
     assert set(b.listing({}, None).items) == {uid}
     assert [c.name for c in emu.calendars.values()].count("Follow-ups") == 1
+    other_case = backend(emu, settings_for(emu, tmp_path, calendar="follow-ups"))
+    assert set(other_case.listing({}, None).items) == {uid}  # Outlook's names ignore case
+    assert len(emu.calendars) == 2
     default = backend(emu, settings_for(emu, tmp_path, calendar="default"))
     assert default.listing({}, None).items == {}
     assert default.cursor is not None
@@ -532,6 +535,10 @@ def test_a_412_on_a_write_is_a_conflict(emu: MsEmu, tmp_path: Path) -> None:
     emu.inject("412", at=1)
     with pytest.raises(Conflict):
         b.delete(known[uid])
+    other = new_uid("other")
+    emu.inject("412", at=1)  # (Graph answers 412 now and then without If-Match too)
+    with pytest.raises(Conflict):
+        b.create(other, item(other))
     b.close()
     assert set(ours(emu)) == {uid}
 
@@ -589,6 +596,30 @@ def run(config: Path, *args: str, now: str = NOW) -> tuple[int, str]:
     return code, out.getvalue() + err.getvalue()
 
 
+PROBE = """
+import json, sys
+from followsync.cli import main
+code = main(sys.argv[1:])
+print(json.dumps([code, sorted({m.split(".")[0] for m in sys.modules} & {
+    "msal", "requests", "cryptography", "icalendar", "pydantic", "msgraph", "kiota"})]))
+"""
+
+
+def heavy_modules_of_a_sync(config: Path) -> list[str]:
+    """What a `followsync sync` in a fresh interpreter loaded of the heavy libraries."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", PROBE, "--config", str(config), "--now", NOW,
+                           "sync"], capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    code, heavy = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 0, done.stdout + done.stderr
+    return list(heavy)
+
+
 def test_plan_sync_calendars_and_a_no_op_of_one_request(
         emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
     config = project(tmp_path, emu)
@@ -606,6 +637,7 @@ def test_plan_sync_calendars_and_a_no_op_of_one_request(
     assert len(emu.api_requests()) == 1, requests(emu)
     assert emu.api_requests()[0].path.endswith("/calendarView/delta")
     assert emu.token_requests() == []  # the access token kept by the sign-in
+    assert heavy_modules_of_a_sync(config) == []
     code, out = run(config, "calendars")
     assert code == 0, out
     assert re.search(r"\* Follow-ups +owner", out) and "Calendar" in out
