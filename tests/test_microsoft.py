@@ -714,3 +714,37 @@ def test_faults_then_a_clean_sync_converge_without_duplicates(
     code, out = run(config, "sync")
     assert code == 0, out
     assert len(emu.api_requests()) == 1, out  # converged: the next sync is a no-op
+
+
+def test_what_an_event_holds_is_read_as_data_never_as_structure(emu: MsEmu,
+                                                                tmp_path: Path) -> None:
+    """An event's properties are hostile input: lines that would open or close a part, an
+    alarm with more in it, a reminder that is not a number, a body that is not an object,
+    and a marked event without an id are skipped, never a traceback."""
+    from followsync.backends.microsoft import from_event
+
+    uid = new_uid()
+    body, _ = to_event(uid, rendered_item(uid))
+    data = json.loads(body["singleValueExtendedProperties"][1]["value"])
+    data["rest"] += ["END:VEVENT\r\nBEGIN:VEVENT", "END:VEVENT", "X-OK:1"]
+    data["alarms"].append("BEGIN:VALARM\r\nEND:VALARM\r\nBEGIN:VEVENT\r\nEND:VEVENT\r\n")
+    event = {**body, "id": "x", "reminderMinutesBeforeStart": "soon", "body": ["?"],
+             "singleValueExtendedProperties": [
+                 {"id": MARK, "value": uid}, {"id": DATA, "value": json.dumps(data)}]}
+    text = from_event(event)
+    assert text.count("BEGIN:VEVENT") == 1 and text.count("END:VEVENT") == 1
+    assert "X-OK:1" in text and "\r\nDESCRIPTION:\r\n" in text  # (the body: none)
+    settings = settings_for(emu, tmp_path)
+    b = backend(emu, settings)
+    b.listing({}, None)
+    seen = _seen_of(b, [{**event, "id": None}, {"subject": "no mark", "id": "y"}])
+    assert seen == {}
+    b.close()
+
+
+def _seen_of(b: MicrosoftBackend, events: list[dict[str, Any]]) -> dict[str, Remote]:
+    from followsync.backends.microsoft import _Seen
+
+    seen = _Seen()
+    b._take(events, seen)
+    return seen.items

@@ -360,7 +360,7 @@ class MicrosoftBackend:
         ids = set()
         for event in sorted(events, key=lambda e: str(e.get("id"))):
             mark = _mark(event)
-            if mark is None:
+            if mark is None or not isinstance(event.get("id"), str):
                 continue
             self._events[str(event["id"])] = event
             self._taken.add(mark)
@@ -430,7 +430,10 @@ class MicrosoftBackend:
             event = self._fetch(remote.href)
         if event is None:
             raise Conflict(remote.href)
-        return from_event(event, self.settings.zone)
+        try:
+            return from_event(event, self.settings.zone)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+            raise TargetError(f"Microsoft's event {remote.href[:40]}… cannot be read") from None
 
     def _fetch(self, event_id: str) -> dict[str, Any] | None:
         response = self.session.call("GET", self._event_path(event_id) + "?" + urlencode(
@@ -689,7 +692,9 @@ def from_event(event: Mapping[str, Any], zone: str = "UTC") -> str:
     lines = eventtext.head("microsoft", uid, eventtext.stamp(event.get("lastModifiedDateTime")),
                            data.get("seq") if isinstance(data.get("seq"), int) else 0)
     lines.append("SUMMARY:" + eventtext.text_value(subject))
-    content = str((event.get("body") or {}).get("content") or "").replace("\r\n", "\n")
+    body = event.get("body")
+    content = str((body if isinstance(body, dict) else {}).get("content") or "")
+    content = content.replace("\r\n", "\n")
     if content or data.get("desc"):
         lines.append("DESCRIPTION:" + eventtext.text_value(content))
     all_day = bool(event.get("isAllDay"))
@@ -701,15 +706,31 @@ def from_event(event: Mapping[str, Any], zone: str = "UTC") -> str:
     free = event.get("showAs") == "free"
     if data.get("transp") or free:
         lines.append(f"TRANSP:{'TRANSPARENT' if free else 'OPAQUE'}")
-    lines += [str(line) for line in data.get("rest") or [] if isinstance(line, str)]
+    lines += [line for line in data.get("rest") or [] if _one_line(line)]
     return eventtext.finish(lines, _alarms(event, data, subject))
+
+
+def _one_line(line: object) -> bool:
+    """A content line kept in the data: one line, nothing that opens or closes a part."""
+    return isinstance(line, str) and not any(c in line for c in "\r\n") and \
+        not line.upper().startswith(("BEGIN:", "END:"))
+
+
+def _one_alarm(text: object) -> bool:
+    """An alarm's text kept in the data: one VALARM, nothing else."""
+    if not isinstance(text, str):
+        return False
+    lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
+    return len(lines) >= 2 and lines[0] == "BEGIN:VALARM" and lines[-1] == "END:VALARM" and \
+        all(line and not line.upper().startswith(("BEGIN:", "END:")) for line in lines[1:-1])
 
 
 def _alarms(event: Mapping[str, Any], data: Mapping[str, Any], subject: str) -> str:
     """The alarms as written, the one Outlook keeps as its reminder now says."""
-    on = bool(event.get("isReminderOn"))
-    minutes = int(event.get("reminderMinutesBeforeStart") or 0)
-    kept = [a for a in data.get("alarms") or [] if isinstance(a, str)]
+    on = event.get("isReminderOn") is True
+    minutes = event.get("reminderMinutesBeforeStart")
+    minutes = minutes if isinstance(minutes, int) and 0 <= minutes <= 10**7 else 0
+    kept = [a for a in data.get("alarms") or [] if _one_alarm(a)]
     chosen = data.get("reminder")
     index, was = chosen if isinstance(chosen, list) and len(chosen) == 2 else (None, None)
     made = "".join(eventtext.fold(line) + "\r\n"
