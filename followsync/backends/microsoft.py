@@ -67,11 +67,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from followsync.backends import eventtext
 from followsync.backends.apisession import (
     MICROSOFT_BACKOFF,
     QUICK_BACKOFF,
@@ -86,6 +85,9 @@ from followsync.backends.davhttp import Response
 from followsync.errors import Conflict, TargetError
 from followsync.model import Remote
 from followsync.msauth import MicrosoftSettings
+
+if TYPE_CHECKING:
+    from followsync.backends.eventtext import Parts
 
 log = logging.getLogger("followsync")
 GUID = "{6f1b3c2e-8d4a-4e57-9b1f-2c7a5e0d9f43}"  # followsync's property set (never change)
@@ -588,6 +590,8 @@ def _uid_in(text: str) -> str | None:
 def to_event(uid: str, text: str, zone: str = "UTC") -> tuple[dict[str, Any], list[str]]:
     """A Graph event for iCalendar text, and the alarms Outlook's one reminder leaves out
     (named, for the warning)."""
+    from followsync.backends import eventtext  # (not on a no-op: only to convert)
+
     parts = eventtext.parse(uid, text, "Outlook")
     data: dict[str, Any] = {"v": 1, "lead": parts.lead, "rule": parts.rule,
                             "seq": parts.sequence, "desc": parts.description is not None,
@@ -619,9 +623,11 @@ def to_event(uid: str, text: str, zone: str = "UTC") -> tuple[dict[str, Any], li
     return body, unset
 
 
-def _reminder(parts: eventtext.Parts, start: date | datetime, data: dict[str, Any]
+def _reminder(parts: Parts, start: date | datetime, data: dict[str, Any]
               ) -> dict[str, Any]:
     """Outlook's one reminder: the earliest alarm (most minutes before the start)."""
+    from followsync.backends import eventtext  # (not on a no-op: only to convert)
+
     data["alarms"] = [a.to_ical().decode() for a in parts.alarms]
     best: tuple[int, int] | None = None
     for n, alarm in enumerate(parts.alarms):
@@ -635,6 +641,8 @@ def _reminder(parts: eventtext.Parts, start: date | datetime, data: dict[str, An
 
 
 def _alarm_name(alarm: Any, start: date | datetime) -> str:
+    from followsync.backends import eventtext
+
     minutes = eventtext.minutes_before(alarm, start, 10**9)
     if minutes is None:
         return "an alarm not relative to the start"
@@ -656,6 +664,7 @@ def _utc(value: date | datetime, zone: str) -> dict[str, str]:
 
 def _moment(when: Mapping[str, Any]) -> datetime:
     """A Graph dateTimeTimeZone as an aware moment (UTC unless it names an IANA zone)."""
+
     text = str(when.get("dateTime", ""))
     moment = datetime.fromisoformat(text.partition(".")[0].replace("Z", ""))
     zone = str(when.get("timeZone") or "UTC")
@@ -686,6 +695,8 @@ def _ical_time(when: Mapping[str, Any], all_day: bool, data: Mapping[str, Any],
 
 def from_event(event: Mapping[str, Any], zone: str = "UTC") -> str:
     """The iCalendar text of an event: what Outlook shows, plus what only followsync keeps."""
+    from followsync.backends import eventtext  # (not on a no-op: only to convert)
+
     data = _data(event)
     uid = _mark(event) or str(event.get("iCalUId") or event.get("id"))
     subject = str(event.get("subject") or "")
@@ -727,6 +738,8 @@ def _one_alarm(text: object) -> bool:
 
 def _alarms(event: Mapping[str, Any], data: Mapping[str, Any], subject: str) -> str:
     """The alarms as written, the one Outlook keeps as its reminder now says."""
+    from followsync.backends import eventtext  # (not on a no-op: only to convert)
+
     on = event.get("isReminderOn") is True
     minutes = event.get("reminderMinutesBeforeStart")
     minutes = minutes if isinstance(minutes, int) and 0 <= minutes <= 10**7 else 0
