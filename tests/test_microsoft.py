@@ -118,6 +118,9 @@ def test_the_calendar_is_found_by_name_or_created_but_not_by_a_readonly_backend(
     b = backend(emu, settings)  # found again by name, not made twice
     assert set(b.listing({}, None).items) == {uid}
     assert [c.name for c in emu.calendars.values()].count("Follow-ups") == 1
+    other_case = backend(emu, settings_for(emu, tmp_path, calendar="follow-ups"))
+    assert set(other_case.listing({}, None).items) == {uid}  # Outlook's names ignore case
+    assert len(emu.calendars) == 2
     default = backend(emu, settings_for(emu, tmp_path, calendar="default"))
     assert default.listing({}, None).items == {}
     assert default.cursor is not None
@@ -532,6 +535,10 @@ def test_a_412_on_a_write_is_a_conflict(emu: MsEmu, tmp_path: Path) -> None:
     emu.inject("412", at=1)
     with pytest.raises(Conflict):
         b.delete(known[uid])
+    other = new_uid("other")
+    emu.inject("412", at=1)  # (Graph answers 412 now and then without If-Match too)
+    with pytest.raises(Conflict):
+        b.create(other, item(other))
     b.close()
     assert set(ours(emu)) == {uid}
 
@@ -557,13 +564,13 @@ leads:
 
 
 @pytest.fixture
-def signed_in(emu: MsEmu, monkeypatch: pytest.MonkeyPatch) -> FixedBearer:
-    """Every microsoft target's tokens: one access token of the emulation's."""
-    token = bearer(emu)
-    monkeypatch.setattr("followsync.msauth.Tokens", lambda *a, **k: token)
+def signed_in(emu: MsEmu, monkeypatch: pytest.MonkeyPatch) -> MsEmu:
+    """The command line's tokens are msauth's (read from the state folder, as after
+    `followsync auth`; `project` keeps them there); no test sleeps."""
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
     monkeypatch.setattr("followsync.backends.davhttp.time.sleep", lambda _: None)
     monkeypatch.delenv("FOLLOWSYNC_NOW", raising=False)
-    return token
+    return emu
 
 
 def project(folder: Path, emu: MsEmu, calendar: str = "Follow-ups", extra: str = "") -> Path:
@@ -574,6 +581,11 @@ def project(folder: Path, emu: MsEmu, calendar: str = "Follow-ups", extra: str =
                       "targets:\n  - name: work\n    type: microsoft\n"
                       f"    calendar: {calendar}\n    client_id: {emu.client_id}\n"
                       f"    endpoint: {emu.url}\n    verify: {emu.ca_path}\n    timeout: 5\n")
+    from followsync.msauth import store_for
+
+    access, refresh = emu.issue_tokens(["Calendars.ReadWrite"])
+    store_for(MicrosoftSettings("work", emu.client_id, folder / "state", endpoint=emu.url)
+              ).keep(refresh, {"graph_": (access, 86400.0)})
     return config
 
 
@@ -584,8 +596,32 @@ def run(config: Path, *args: str, now: str = NOW) -> tuple[int, str]:
     return code, out.getvalue() + err.getvalue()
 
 
+PROBE = """
+import json, sys
+from followsync.cli import main
+code = main(sys.argv[1:])
+print(json.dumps([code, sorted({m.split(".")[0] for m in sys.modules} & {
+    "msal", "requests", "cryptography", "icalendar", "pydantic", "msgraph", "kiota"})]))
+"""
+
+
+def heavy_modules_of_a_sync(config: Path) -> list[str]:
+    """What a `followsync sync` in a fresh interpreter loaded of the heavy libraries."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", PROBE, "--config", str(config), "--now", NOW,
+                           "sync"], capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    code, heavy = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 0, done.stdout + done.stderr
+    return list(heavy)
+
+
 def test_plan_sync_calendars_and_a_no_op_of_one_request(
-        emu: MsEmu, signed_in: FixedBearer, tmp_path: Path) -> None:
+        emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
     config = project(tmp_path, emu)
     code, out = run(config, "plan")
     assert code == 0, out
@@ -600,13 +636,15 @@ def test_plan_sync_calendars_and_a_no_op_of_one_request(
     assert code == 0, out
     assert len(emu.api_requests()) == 1, requests(emu)
     assert emu.api_requests()[0].path.endswith("/calendarView/delta")
+    assert emu.token_requests() == []  # the access token kept by the sign-in
+    assert heavy_modules_of_a_sync(config) == []
     code, out = run(config, "calendars")
     assert code == 0, out
     assert re.search(r"\* Follow-ups +owner", out) and "Calendar" in out
 
 
 def test_moves_and_deletions_in_outlook_are_respected_and_max_deletes_holds(
-        emu: MsEmu, signed_in: FixedBearer, tmp_path: Path) -> None:
+        emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
     config = project(tmp_path, emu, extra="safety: {max_deletes: 1}\n")
     assert run(config, "sync")[0] == 0
     events = sorted(ours(emu).values(), key=lambda e: e["subject"])
@@ -628,7 +666,7 @@ def test_moves_and_deletions_in_outlook_are_respected_and_max_deletes_holds(
 
 
 def test_a_year_later_the_window_slides_without_duplicates(
-        emu: MsEmu, signed_in: FixedBearer, tmp_path: Path) -> None:
+        emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
     config = project(tmp_path, emu)
     assert run(config, "sync", now="2030-12-31T10:00")[0] == 0
     first = set(ours(emu))
@@ -644,7 +682,7 @@ def test_a_year_later_the_window_slides_without_duplicates(
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(faults=st.dictionaries(st.integers(1, 14), st.sampled_from(FAULTS), max_size=4))
 def test_faults_then_a_clean_sync_converge_without_duplicates(
-        emu: MsEmu, signed_in: FixedBearer, tmp_path_factory: pytest.TempPathFactory,
+        emu: MsEmu, signed_in: MsEmu, tmp_path_factory: pytest.TempPathFactory,
         faults: dict[int, str]) -> None:
     """Drops, 5xx, 412, 429 and 410 at random requests of a first sync, of a sync after a
     lead changes and of one after a foreign event appears; then clean syncs converge: one
@@ -676,3 +714,37 @@ def test_faults_then_a_clean_sync_converge_without_duplicates(
     code, out = run(config, "sync")
     assert code == 0, out
     assert len(emu.api_requests()) == 1, out  # converged: the next sync is a no-op
+
+
+def test_what_an_event_holds_is_read_as_data_never_as_structure(emu: MsEmu,
+                                                                tmp_path: Path) -> None:
+    """An event's properties are hostile input: lines that would open or close a part, an
+    alarm with more in it, a reminder that is not a number, a body that is not an object,
+    and a marked event without an id are skipped, never a traceback."""
+    from followsync.backends.microsoft import from_event
+
+    uid = new_uid()
+    body, _ = to_event(uid, rendered_item(uid))
+    data = json.loads(body["singleValueExtendedProperties"][1]["value"])
+    data["rest"] += ["END:VEVENT\r\nBEGIN:VEVENT", "END:VEVENT", "X-OK:1"]
+    data["alarms"].append("BEGIN:VALARM\r\nEND:VALARM\r\nBEGIN:VEVENT\r\nEND:VEVENT\r\n")
+    event = {**body, "id": "x", "reminderMinutesBeforeStart": "soon", "body": ["?"],
+             "singleValueExtendedProperties": [
+                 {"id": MARK, "value": uid}, {"id": DATA, "value": json.dumps(data)}]}
+    text = from_event(event)
+    assert text.count("BEGIN:VEVENT") == 1 and text.count("END:VEVENT") == 1
+    assert "X-OK:1" in text and "\r\nDESCRIPTION:\r\n" in text  # (the body: none)
+    settings = settings_for(emu, tmp_path)
+    b = backend(emu, settings)
+    b.listing({}, None)
+    seen = _seen_of(b, [{**event, "id": None}, {"subject": "no mark", "id": "y"}])
+    assert seen == {}
+    b.close()
+
+
+def _seen_of(b: MicrosoftBackend, events: list[dict[str, Any]]) -> dict[str, Remote]:
+    from followsync.backends.microsoft import _Seen
+
+    seen = _Seen()
+    b._take(events, seen)
+    return seen.items

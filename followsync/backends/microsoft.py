@@ -51,7 +51,12 @@ imports none of them).
 - HTTP: one keep-alive connection, one request at a time (never more than Outlook's four
   per mailbox); 429, 503 and 5xx are retried as Retry-After says, else with exponential
   back-off (`apisession.MICROSOFT_BACKOFF`); a 401 refreshes the access token once.
-  `$batch` is not used: see the README ("Microsoft 365 and Outlook.com").
+- `$batch` is not used. It would only serve a first upload (a no-op is one request, a
+  usual sync a few); Outlook runs at most four of a batch's requests at once and counts
+  each against the mailbox's limits; a batch answers 200 while its parts fail one by one
+  (412, 429: each to be retried on its own). Over one keep-alive connection a create
+  costs one round trip; the emulation cannot say what Microsoft's latency makes of that
+  (bench/microsoft_noop.py measures a first upload on this machine only).
 """
 
 from __future__ import annotations
@@ -62,11 +67,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from followsync.backends import eventtext
 from followsync.backends.apisession import (
     MICROSOFT_BACKOFF,
     QUICK_BACKOFF,
@@ -81,6 +85,9 @@ from followsync.backends.davhttp import Response
 from followsync.errors import Conflict, TargetError
 from followsync.model import Remote
 from followsync.msauth import MicrosoftSettings
+
+if TYPE_CHECKING:
+    from followsync.backends.eventtext import Parts
 
 log = logging.getLogger("followsync")
 GUID = "{6f1b3c2e-8d4a-4e57-9b1f-2c7a5e0d9f43}"  # followsync's property set (never change)
@@ -221,9 +228,10 @@ class MicrosoftBackend:
             response = self.session.call("GET", "me/calendar?$select=id,name")
             _expect(response, "read the default calendar")
             return str(_json(response)["id"])
-        for entry in self.calendars():
-            if entry["name"] == name and entry["access"] == "owner":
-                return str(entry["id"])
+        found = [e for e in self.calendars() if e["access"] == "owner"]
+        for entry in sorted(found, key=lambda e: e["name"] != name):  # the exact name first
+            if str(entry["name"]).casefold() == name.casefold():  # (Outlook refuses a second
+                return str(entry["id"])  # name differing only in case)
         if not create:
             return None
         log.warning("%s: creating Outlook calendar %r", self.label, name)
@@ -354,7 +362,7 @@ class MicrosoftBackend:
         ids = set()
         for event in sorted(events, key=lambda e: str(e.get("id"))):
             mark = _mark(event)
-            if mark is None:
+            if mark is None or not isinstance(event.get("id"), str):
                 continue
             self._events[str(event["id"])] = event
             self._taken.add(mark)
@@ -424,15 +432,17 @@ class MicrosoftBackend:
             event = self._fetch(remote.href)
         if event is None:
             raise Conflict(remote.href)
-        return from_event(event, self.settings.zone)
+        try:
+            return from_event(event, self.settings.zone)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+            raise TargetError(f"Microsoft's event {remote.href[:40]}… cannot be read") from None
 
     def _fetch(self, event_id: str) -> dict[str, Any] | None:
         response = self.session.call("GET", self._event_path(event_id) + "?" + urlencode(
             {"$expand": EXPAND}, quote_via=quote), None, READ)
-        if response.status in (404, 410):
-            return None
-        if response.status == 400 and reason(response) in ("ErrorInvalidIdMalformed",):
-            return None
+        if response.status == 404 or (response.status == 400 and reason(response) ==
+                                      "ErrorInvalidIdMalformed"):
+            return None  # (a 410 is no answer about an event: an error, as any other)
         _expect(response, "read an event")
         event = _json(response)
         if not event.get("id"):
@@ -466,7 +476,7 @@ class MicrosoftBackend:
             if self.find(uid) is not None:
                 raise Conflict(uid) from None  # it landed: the engine re-reads it
             response = self.session.call("POST", path, body, READ)  # (same transactionId)
-        if response.status == 409:
+        if response.status in (409, 412):  # (Graph's 412s come without If-Match too)
             raise Conflict(uid)
         _expect(response, "create an event")
         return self._wrote(uid, _json(response), body)
@@ -580,6 +590,8 @@ def _uid_in(text: str) -> str | None:
 def to_event(uid: str, text: str, zone: str = "UTC") -> tuple[dict[str, Any], list[str]]:
     """A Graph event for iCalendar text, and the alarms Outlook's one reminder leaves out
     (named, for the warning)."""
+    from followsync.backends import eventtext  # (not on a no-op: only to convert)
+
     parts = eventtext.parse(uid, text, "Outlook")
     data: dict[str, Any] = {"v": 1, "lead": parts.lead, "rule": parts.rule,
                             "seq": parts.sequence, "desc": parts.description is not None,
@@ -611,9 +623,11 @@ def to_event(uid: str, text: str, zone: str = "UTC") -> tuple[dict[str, Any], li
     return body, unset
 
 
-def _reminder(parts: eventtext.Parts, start: date | datetime, data: dict[str, Any]
+def _reminder(parts: Parts, start: date | datetime, data: dict[str, Any]
               ) -> dict[str, Any]:
     """Outlook's one reminder: the earliest alarm (most minutes before the start)."""
+    from followsync.backends import eventtext  # (not on a no-op: only to convert)
+
     data["alarms"] = [a.to_ical().decode() for a in parts.alarms]
     best: tuple[int, int] | None = None
     for n, alarm in enumerate(parts.alarms):
@@ -627,6 +641,8 @@ def _reminder(parts: eventtext.Parts, start: date | datetime, data: dict[str, An
 
 
 def _alarm_name(alarm: Any, start: date | datetime) -> str:
+    from followsync.backends import eventtext
+
     minutes = eventtext.minutes_before(alarm, start, 10**9)
     if minutes is None:
         return "an alarm not relative to the start"
@@ -648,6 +664,7 @@ def _utc(value: date | datetime, zone: str) -> dict[str, str]:
 
 def _moment(when: Mapping[str, Any]) -> datetime:
     """A Graph dateTimeTimeZone as an aware moment (UTC unless it names an IANA zone)."""
+
     text = str(when.get("dateTime", ""))
     moment = datetime.fromisoformat(text.partition(".")[0].replace("Z", ""))
     zone = str(when.get("timeZone") or "UTC")
@@ -678,13 +695,17 @@ def _ical_time(when: Mapping[str, Any], all_day: bool, data: Mapping[str, Any],
 
 def from_event(event: Mapping[str, Any], zone: str = "UTC") -> str:
     """The iCalendar text of an event: what Outlook shows, plus what only followsync keeps."""
+    from followsync.backends import eventtext  # (not on a no-op: only to convert)
+
     data = _data(event)
     uid = _mark(event) or str(event.get("iCalUId") or event.get("id"))
     subject = str(event.get("subject") or "")
     lines = eventtext.head("microsoft", uid, eventtext.stamp(event.get("lastModifiedDateTime")),
                            data.get("seq") if isinstance(data.get("seq"), int) else 0)
     lines.append("SUMMARY:" + eventtext.text_value(subject))
-    content = str((event.get("body") or {}).get("content") or "").replace("\r\n", "\n")
+    body = event.get("body")
+    content = str((body if isinstance(body, dict) else {}).get("content") or "")
+    content = content.replace("\r\n", "\n")
     if content or data.get("desc"):
         lines.append("DESCRIPTION:" + eventtext.text_value(content))
     all_day = bool(event.get("isAllDay"))
@@ -696,15 +717,33 @@ def from_event(event: Mapping[str, Any], zone: str = "UTC") -> str:
     free = event.get("showAs") == "free"
     if data.get("transp") or free:
         lines.append(f"TRANSP:{'TRANSPARENT' if free else 'OPAQUE'}")
-    lines += [str(line) for line in data.get("rest") or [] if isinstance(line, str)]
+    lines += [line for line in data.get("rest") or [] if _one_line(line)]
     return eventtext.finish(lines, _alarms(event, data, subject))
+
+
+def _one_line(line: object) -> bool:
+    """A content line kept in the data: one line, nothing that opens or closes a part."""
+    return isinstance(line, str) and not any(c in line for c in "\r\n") and \
+        not line.upper().startswith(("BEGIN:", "END:"))
+
+
+def _one_alarm(text: object) -> bool:
+    """An alarm's text kept in the data: one VALARM, nothing else."""
+    if not isinstance(text, str):
+        return False
+    lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
+    return len(lines) >= 2 and lines[0] == "BEGIN:VALARM" and lines[-1] == "END:VALARM" and \
+        all(line and not line.upper().startswith(("BEGIN:", "END:")) for line in lines[1:-1])
 
 
 def _alarms(event: Mapping[str, Any], data: Mapping[str, Any], subject: str) -> str:
     """The alarms as written, the one Outlook keeps as its reminder now says."""
-    on = bool(event.get("isReminderOn"))
-    minutes = int(event.get("reminderMinutesBeforeStart") or 0)
-    kept = [a for a in data.get("alarms") or [] if isinstance(a, str)]
+    from followsync.backends import eventtext  # (not on a no-op: only to convert)
+
+    on = event.get("isReminderOn") is True
+    minutes = event.get("reminderMinutesBeforeStart")
+    minutes = minutes if isinstance(minutes, int) and 0 <= minutes <= 10**7 else 0
+    kept = [a for a in data.get("alarms") or [] if _one_alarm(a)]
     chosen = data.get("reminder")
     index, was = chosen if isinstance(chosen, list) and len(chosen) == 2 else (None, None)
     made = "".join(eventtext.fold(line) + "\r\n"
