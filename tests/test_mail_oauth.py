@@ -37,7 +37,14 @@ from followsync.sources.scan import mailbox_of
 from followsync.sync import SyncOptions
 from tests.googleemu import GoogleEmu
 from tests.googleemu import running as google_running
-from tests.imapserver import Account, CountingProxy, Dovecot, DovecotMissing, start_dovecot
+from tests.imapserver import (
+    Account,
+    CountingProxy,
+    Dovecot,
+    DovecotMissing,
+    free_port,
+    start_dovecot,
+)
 from tests.mailproject import ME, TZ, mail_from
 from tests.msemu import MsEmu
 from tests.msemu import running as ms_running
@@ -159,6 +166,40 @@ def test_gmail_mail_touches_arrive_over_xoauth2(
     assert server.logins(emu.primary) >= 2  # the test's append, then followsync's scan
     for secret in emu.secrets():
         assert secret not in out + err
+
+
+def test_followsync_auth_signs_a_gmail_mailbox_in_with_the_mail_scope(
+        project: Project, gmail: tuple[GoogleEmu, Dovecot]) -> None:
+    """`followsync auth gmail --no-browser` as a process (this test is the browser) on a
+    fixed `auth_port:`, then a sync reads the mail; no secret in any output."""
+    emu, server = gmail
+    acc = gmail_account(emu, server)
+    port = free_port()
+    p = gmail_project(project, emu, server, extra=f"    auth_port: {port}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "followsync", "-vv", "--config", str(p.config), "auth", "gmail",
+         "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        found = re.search(r"(http://127\.0\.0\.1:\d+/o/oauth2/auth\?\S+)", line)
+        if found:
+            assert f"redirect_uri=http%3A%2F%2F127.0.0.1%3A{port}%2F" in found.group(1)
+            assert "scope=https%3A%2F%2Fmail.google.com%2F&" in found.group(1)
+            with urllib.request.urlopen(found.group(1), timeout=10) as page:
+                assert b"Signed in" in page.read()
+            break
+    out, err = process.communicate(timeout=30)
+    said = "".join(seen) + out + err
+    assert process.returncode == 0, said
+    assert "gmail: signed in" in said and "mailbox gmail" in said
+    mail_from(acc, DANA, "2026-11-20", "Re: the marketing role")
+    code, sync_out, sync_err = p.run("sync", verbose=2)
+    assert code == 0 and "mailbox gmail: 1 new touch" in sync_out, sync_out + sync_err
+    for secret in emu.secrets():
+        assert secret not in said + sync_out + sync_err
 
 
 def test_gmail_an_expired_access_token_is_refreshed_and_the_login_goes_on(
