@@ -241,6 +241,19 @@ def test_gmail_a_revoked_sign_in_is_exit_3_and_the_calendar_is_still_synced(
         assert secret not in out + err
 
 
+def test_a_mailbox_never_signed_in_is_exit_3_naming_the_command_without_a_login(
+        project: Project, gmail: tuple[GoogleEmu, Dovecot]) -> None:
+    emu, server = gmail
+    gmail_account(emu, server)
+    p = gmail_project(project, emu, server)
+    logins = google_logins(emu)
+    code, out, err = p.run("sync")
+    assert code == EXIT_TARGET
+    assert "mailbox gmail: not signed in to Google" in err and "followsync auth gmail" in err
+    assert google_logins(emu) == logins  # nothing was sent to the server
+    assert "file: 1 created" in out  # the calendars are still synced
+
+
 def test_gmail_a_token_without_the_mail_scope_is_refused(
         project: Project, gmail: tuple[GoogleEmu, Dovecot]) -> None:
     """A calendar sign-in's token is not a mail one: the server refuses it (after one
