@@ -661,3 +661,42 @@ def test_the_daemon_does_not_retry_a_refused_sign_in_until_a_new_one(
             assert secret not in d.stderr + said
     finally:
         d.stop()
+
+
+def test_the_idle_watcher_logs_in_with_the_sign_in_and_a_refusal_is_reported_once(
+        project: Project, outlook: tuple[MsEmu, Dovecot]) -> None:
+    """The daemon's IDLE watch of INBOX (sources/idle.py) logs in as the scans do: it sees
+    new mail; once the sign-in is revoked, the next login is refused and reported (with
+    what was tried, never a token), and the watcher ends instead of retrying."""
+    from followsync.sources.idle import InboxWatcher
+    from followsync.sources.scan import login_digest
+    from tests.imapserver import message
+    from tests.test_mail_daemon import wait_until
+
+    emu, server = outlook
+    acc = outlook_account(emu, server)
+    p = outlook_project(project, emu, server)
+    ms_tokens_kept(p, emu)
+    box = load_config(p.config).mailboxes[0]
+    news: list[int] = []
+    refused: list[tuple[str, str]] = []
+    watcher = InboxWatcher(box, lambda: news.append(1),
+                           on_refused=lambda tried, exc: refused.append((tried, exc.hint)),
+                           on_no_idle=lambda: None)
+    watcher.start()
+    try:
+        wait_until(lambda: len(news) == 1, 10, "the watch's start (INBOX examined)")
+        acc.append("INBOX", message(frm="dana@acme.example", to=ME, subject="hi"))
+        wait_until(lambda: len(news) == 2, 10, "new mail seen")
+        emu.expire_access_tokens()
+        emu.revoke_refresh_tokens(700082)
+        server.kick(emu.user)  # the session ends; the watcher logs in again
+        wait_until(lambda: len(refused) == 1, 20, "the refused login reported")
+    finally:
+        watcher.stop()
+    assert watcher.join(3)
+    tried, hint = refused[0]
+    assert tried == login_digest(box, mailbox_of(box, datetime(2026, 1, 1).date()))
+    assert "followsync auth outlook" in hint
+    for secret in emu.secrets():
+        assert secret not in tried + hint
