@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -405,15 +405,19 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
 @cli.command()
 @click.pass_obj
 def calendars(obj: Context) -> None:
-    """List the calendars of each CalDAV or Google target's account, marking the one used."""
+    """List the calendars of each CalDAV, Google or Microsoft target's account, marking the
+    one used."""
     config = obj.config()
-    targets = [t for t in config.targets if t.type in ("caldav", "google")]
+    targets = [t for t in config.targets if t.type in ("caldav", "google", "microsoft")]
     if not targets:
-        raise click.UsageError(f"{config.path} has no caldav or google target")
+        raise click.UsageError(f"{config.path} has no caldav, google or microsoft target")
     failed = False
     for target in targets:
         if target.type == "google":
             failed = not _google_calendars(obj, config, target) or failed
+            continue
+        if target.type == "microsoft":
+            failed = not _microsoft_calendars(obj, target) or failed
             continue
         from followsync.backends.caldav import CaldavBackend
 
@@ -463,6 +467,33 @@ def _google_calendars(obj: Context, config: Config, target: Target) -> bool:
     return True
 
 
+def _microsoft_calendars(obj: Context, target: Target) -> bool:
+    """`followsync calendars` for a microsoft target; False when it could not list them."""
+    from followsync.backends.microsoft import MicrosoftBackend
+    from followsync.msauth import settings_for
+
+    try:
+        backend = MicrosoftBackend(settings_for(target), readonly=True)
+        try:
+            found = backend.calendars()
+        finally:
+            backend.close()
+    except FollowsyncError as exc:
+        click.echo(f"{target.name}: {exc}", err=True)
+        return False
+    obj.say(f"{target.name} (Outlook):")
+    wanted = target.calendar or "default"
+    for cal in found:
+        used = cal["name"] == wanted or (wanted == "default" and cal["default"])
+        mark = "*" if used else " "
+        access = ("owner" if cal["access"] == "owner" else "read only") + (
+            ", default" if cal["default"] else "")
+        obj.say(f" {mark} {cal['name'] or '(no name)':<28} {access:<20} {cal['id']}")
+    if wanted != "default" and not any(c["name"] == wanted for c in found):
+        obj.say(f"   {wanted!r} does not exist yet: the next sync creates it")
+    return True
+
+
 @cli.command()
 @click.argument("name", metavar="NAME")
 @click.option("--no-browser", is_flag=True,
@@ -498,13 +529,10 @@ def auth(obj: Context, name: str, no_browser: bool) -> None:
 
 def _google_auth(obj: Context, entry: Target | MailConfig, no_browser: bool) -> None:
     """The Google sign-in (loopback): a target's calendar, or a mailbox's mail scope."""
-    from followsync import googleauth
+    from followsync.googleauth import settings_for, sign_in
 
-    # a mailbox: googleauth.settings_for(MailConfig) gives the mail scope (issue 19, the
-    # IMAP XOAUTH2 branch); typed loosely here so that this call needs no change then
-    settings_of: Any = googleauth.settings_for
-    where = googleauth.sign_in(settings_of(entry), open_browser=not no_browser,
-                               say=lambda text: click.echo(text, err=True))
+    where = sign_in(settings_for(entry), open_browser=not no_browser,
+                    say=lambda text: click.echo(text, err=True))
     obj.say(f"{entry.name}: signed in; the token is kept in {where}")
 
 

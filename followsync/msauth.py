@@ -45,8 +45,8 @@ GRAPH_SCOPES = ["Calendars.ReadWrite"]
 IMAP_SCOPES = ["https://outlook.office.com/IMAP.AccessAsUser.All"]
 Resource = Literal["graph", "imap"]
 SCOPES: dict[Resource, list[str]] = {"graph": GRAPH_SCOPES, "imap": IMAP_SCOPES}
-SERVICE: dict[Resource, str] = {"graph": "the calendar (Microsoft Graph)",
-                                "imap": "mail over IMAP (Exchange Online)"}
+SERVICE: dict[Resource, str] = {"graph": "its calendar, through Microsoft Graph",
+                                "imap": "its mail, over IMAP"}
 INSTALL = "pip install 'followsync[microsoft]' (or pipx install 'followsync[microsoft]')"
 LOCK_WAIT = 60.0  # seconds a refresh waits for another process's refresh of the same name
 
@@ -114,9 +114,10 @@ def auth_command(name: str) -> str:
 
 def store_for(settings: MicrosoftSettings, readonly: bool = False) -> KeptTokens:
     """Where one config name's sign-in is kept (tokenstore: keyring or a 0600 file)."""
-    return KeptTokens(settings.state_dir / f"microsoft-{settings.kind}-{slug(settings.name)}.json",
+    kind, name = settings.kind, settings.name
+    return KeptTokens(settings.state_dir / f"microsoft-{kind}-{slug(name)}.json",
                       {"client_id": settings.client_id, "authority": settings.authority},
-                      f"microsoft:{settings.kind}:{settings.name}:{settings.client_id}@{settings.authority}",
+                      f"microsoft:{kind}:{name}:{settings.client_id}@{settings.authority}",
                       settings.who, readonly)
 
 
@@ -128,16 +129,21 @@ class Tokens:
     def __init__(self, settings: MicrosoftSettings, resource: Resource,
                  readonly: bool = False) -> None:
         self.settings, self.resource, self.readonly = settings, resource, readonly
-        self.store = store_for(settings, readonly)
+        self._store = store_for(settings, readonly)
         self.prefix = f"{resource}_"
         self._access: str | None = None
         self.refreshes = 0
 
+    def store(self) -> KeptTokens:
+        """Where this sign-in is kept (as googleauth.Tokens.store)."""
+        return self._store
+
     def access(self) -> str:
         """The cached access token, else a refreshed one."""
         if self._access is None:
-            self._check_account()
-            self._access = self.store.cached_access(self.prefix) or self._renew(True)
+            kept = self._store.read()  # the one read of a no-op
+            self._check_account(kept)
+            self._access = self._store.cached_access(self.prefix, kept) or self._renew(True)
         return self._access
 
     def refresh(self) -> str:
@@ -149,12 +155,12 @@ class Tokens:
         """One process refreshes a name at a time; one that waited takes the token the
         other got (one that differs from ours; `any_kept`: any valid one)."""
         stale = self._access
-        with _locked(self.store.path.with_suffix(".lock")):
-            fresh = self.store.cached_access(self.prefix)
+        with _locked(self._store.path.with_suffix(".lock")):
+            fresh = self._store.cached_access(self.prefix)
             if fresh is not None and (any_kept or (stale is not None and fresh != stale)):
                 self._access = fresh
                 return fresh
-            refresh = self.store.refresh_token()
+            refresh = self._store.refresh_token()
             if refresh is None:
                 raise TargetError(f"{self.settings.who}: not signed in to Microsoft",
                                   f"run `{auth_command(self.settings.name)}`")
@@ -162,14 +168,13 @@ class Tokens:
                       self.resource)
             answer = _refresh(self.settings, refresh, self.resource)
             self.refreshes += 1
-            _keep(self.store, answer, self.resource)
+            _keep(self._store, answer, self.resource)
             self._access = str(answer["access_token"])
             return self._access
 
-    def _check_account(self) -> None:
+    def _check_account(self, data: dict[str, Any]) -> None:
         """A mailbox whose `username` changed since the sign-in: that token is not its."""
-        wanted, data = self.settings.username, self.store.read()
-        kept = data.get("username")
+        wanted, kept = self.settings.username, data.get("username")
         if wanted and isinstance(kept, str) and kept.casefold() != wanted.casefold():
             raise TargetError(f"{self.settings.who}: signed in to Microsoft as {kept}, "
                               f"not {wanted}",
@@ -181,9 +186,8 @@ class Tokens:
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock beside a name's token file (best effort: a folder that cannot hold
     it, or a lock held for over LOCK_WAIT s, does not stop a refresh)."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:  # (no folder made: without one there is no sign-in to refresh)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError:
         yield
         return
@@ -203,12 +207,11 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _keep(store: KeptTokens, answer: dict[str, Any], resource: Resource) -> None:
-    """Keep a refresh's answer: its access token (under `resource`) and the refresh token
-    Microsoft rolled, when it sent one."""
+    """Keep a refresh's answer (one write): its access token (under `resource`) and the
+    refresh token Microsoft rolled, when it sent one."""
     refresh = answer.get("refresh_token")
-    if isinstance(refresh, str) and refresh:
-        store.keep_refresh(refresh)
-    store.keep_access(str(answer["access_token"]), _lifetime(answer), f"{resource}_")
+    store.keep(refresh if isinstance(refresh, str) and refresh else None,
+               {f"{resource}_": (str(answer["access_token"]), _lifetime(answer))})
 
 
 def _lifetime(answer: dict[str, Any]) -> float:
@@ -238,6 +241,9 @@ def _application(settings: MicrosoftSettings) -> Any:
             return super().request(method, url, *args, **kwargs)
 
     session = Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=1)  # a dropped connection: once more
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     session.verify = settings.verify
     if isinstance(settings.verify, str):
         # requests lets $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE win over session.verify; a CA
@@ -258,9 +264,16 @@ def _application(settings: MicrosoftSettings) -> Any:
 @contextlib.contextmanager
 def _reaching(settings: MicrosoftSettings) -> Iterator[None]:
     """A network failure talking to the sign-in host, as one line (never the request)."""
+    from msal.exceptions import MsalError  # (msal is imported by then: `_application`)
+
     host = urlsplit(settings.authority).hostname or "?"
     try:
         yield
+    except MsalError as exc:  # e.g. a 5xx: msal raises rather than answer a dict
+        status = re.search(r"HTTP Error: (\d{3})", str(exc))
+        raise TargetError(f"{settings.who}: Microsoft's sign-in service failed "
+                          f"({'HTTP ' + status.group(1) if status else type(exc).__name__})",
+                          "the next sync tries again") from None
     except OSError as exc:  # requests' errors are OSErrors too
         kind = type(exc).__name__
         hint = "check the network connection; the next sync tries again"
@@ -268,6 +281,10 @@ def _reaching(settings: MicrosoftSettings) -> Iterator[None]:
             hint = "check `verify:` (a CA file for a private endpoint)"
         raise TargetError(f"{settings.who}: cannot reach Microsoft's sign-in service at "
                           f"{host} ({kind})", hint) from None
+    except ValueError:  # msal reads every answer as JSON
+        raise TargetError(f"{settings.who}: Microsoft's sign-in service at {host} gave an "
+                          "answer that is not JSON", "check `endpoint:`; the next sync tries "
+                          "again") from None
 
 
 def _refresh(settings: MicrosoftSettings, refresh: str, resource: Resource) -> dict[str, Any]:
@@ -280,6 +297,10 @@ def _refresh(settings: MicrosoftSettings, refresh: str, resource: Resource) -> d
 
 
 # ======================================================================== errors
+def _it(resource: Resource) -> str:
+    return "the calendar (Microsoft Graph)" if resource == "graph" else "mail over IMAP"
+
+
 def aadsts(answer: dict[str, Any]) -> list[int]:
     """The AADSTS codes of an error answer (`error_codes`, else read from the text)."""
     codes = answer.get("error_codes")
@@ -308,9 +329,9 @@ def explain(settings: MicrosoftSettings, answer: dict[str, Any], resource: Resou
                            f"days ({code})", f"{again} again")
     if main in (90094, 90095, 90099) or error == "admin_consent_required":
         return TargetError(f"{who}: your organisation requires an administrator's consent "
-                           f"before followsync may use {SERVICE[resource]} ({code})", admin)
+                           f"before followsync may use {_it(resource)} ({code})", admin)
     if 65001 in codes or error == "consent_required" or answer.get("suberror") == "consent_required":
-        return TargetError(f"{who}: the app was not given consent for {SERVICE[resource]} "
+        return TargetError(f"{who}: the app was not given consent for {_it(resource)} "
                            f"({code})", f"{again} and accept the permissions; if your "
                            f"organisation does not let users consent, {admin}")
     if 53003 in codes or 53000 in codes or 53001 in codes:
@@ -445,10 +466,9 @@ def sign_in(named: MicrosoftSettings, others: Sequence[MicrosoftSettings],
         raise TargetError(f"{named.who}: Microsoft gave no refresh token",
                           "the app registration must allow the offline_access permission")
     for entry in entries:
-        store = store_for(entry)
-        where = store.keep_refresh(refresh, username=account.username)
-        for resource, got in answers.items():
-            store.keep_access(str(got["access_token"]), _lifetime(got), f"{resource}_")
+        where = store_for(entry).keep(refresh, {
+            f"{resource}_": (str(got["access_token"]), _lifetime(got))
+            for resource, got in answers.items()}, username=account.username)
         done.covered.append((entry, where))
     return done
 
@@ -474,7 +494,7 @@ def _second(app: Any, named: MicrosoftSettings, answer: dict[str, Any], resource
         return str(explain(named, got, resource))
     try:
         second = device_flow(app, named, resource, say, (
-            f"Microsoft asks for consent to {SERVICE[resource]} separately (one service per "
+            f"Microsoft asks for consent to {_it(resource)} separately (one service per "
             "sign-in code): a second code, for the same account:"))
     except TargetError as exc:
         return str(exc)

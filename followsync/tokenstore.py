@@ -66,21 +66,19 @@ class KeptTokens:
             raise TargetError(f"{self.who}: cannot write {self.path} "
                               f"({exc.strerror or type(exc).__name__})") from None
 
-    def cached_access(self, prefix: str = "") -> str | None:
-        """The access token kept under `prefix` while it has more than EARLY s to live."""
-        data = self.read()
+    def cached_access(self, prefix: str = "", data: dict[str, Any] | None = None
+                      ) -> str | None:
+        """The access token kept under `prefix` while it has more than EARLY s to live
+        (from `data`, what `read` gave, when the caller has it already)."""
+        data = self.read() if data is None else data
         token, expires = data.get(f"{prefix}access_token"), data.get(f"{prefix}expires", 0)
         if isinstance(token, str) and token and isinstance(expires, int | float) \
                 and expires - EARLY > time.time():
             return token
         return None
 
-    def keep_access(self, token: str, expires_in: float, prefix: str = "",
-                    **more: Any) -> None:
-        data = self.read()
-        data.update({f"{prefix}access_token": token,
-                     f"{prefix}expires": time.time() + expires_in, **more})
-        self.write(data)
+    def keep_access(self, token: str, expires_in: float, prefix: str = "") -> None:
+        self.keep(None, {prefix: (token, expires_in)})
 
     def refresh_token(self) -> str | None:
         ring = keyring_module()
@@ -95,18 +93,29 @@ class KeptTokens:
     def keep_refresh(self, token: str, **more: Any) -> str:
         """Store the refresh token (and `more` plain fields); returns where ("the keyring"
         or the file's path)."""
-        data = {k: v for k, v in self.read().items() if k != "refresh_token"}
-        data.update(more)
-        ring = keyring_module()
+        return self.keep(token, {}, **more)
+
+    def keep(self, refresh: str | None, access: Mapping[str, tuple[str, float]],
+             **more: Any) -> str:
+        """Keep, in one write of the file: a refresh token (when given: in the keyring, else
+        in the file), access tokens by prefix with their lifetime in seconds, and `more`
+        plain fields. Returns where the refresh token is ("the keyring" or the file)."""
+        data = self.read()
         where = str(self.path)
-        if ring is not None:
+        if refresh is not None:
+            data.pop("refresh_token", None)
+            ring = keyring_module()
             try:
-                ring.set_password(KEYRING_SERVICE, self.account, token)
+                if ring is None:
+                    raise LookupError
+                ring.set_password(KEYRING_SERVICE, self.account, refresh)
                 where = "the keyring"
             except Exception:
-                data["refresh_token"] = token
-        else:
-            data["refresh_token"] = token
+                data["refresh_token"] = refresh
+        now = time.time()
+        for prefix, (token, expires_in) in access.items():
+            data.update({f"{prefix}access_token": token, f"{prefix}expires": now + expires_in})
+        data.update(more)
         self.write(data)
         return where
 

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,7 +157,7 @@ def test_a_mailbox_signs_in_by_its_own_name_and_covers_the_target(emu: MsEmu,
     code, out, err = cli_auth(config, "outlook", emu)
     assert code == 0, out + err
     assert "mailbox outlook:" in out and "target work:" in out
-    assert "mail over IMAP" in out
+    assert "mailbox outlook: its mail, over IMAP" in out
 
 
 def test_a_mailbox_of_another_account_is_not_covered(emu: MsEmu, tmp_path: Path) -> None:
@@ -453,3 +454,176 @@ def test_settings_for_a_target_and_a_mailbox(emu: MsEmu, tmp_path: Path) -> None
     assert (box.kind, box.resource, box.username) == ("mailbox", "imap", USER)
     assert target.signin == box.signin
     assert target.authority == f"{emu.url}/common"
+
+
+def test_an_app_microsoft_does_not_know_and_a_ca_not_trusted(emu: MsEmu, tmp_path: Path) -> None:
+    wrong = MicrosoftSettings("work", "99999999-2222-3333-4444-555555555555",
+                              tmp_path / "state", endpoint=emu.url, verify=emu.ca_path)
+    with pytest.raises(TargetError) as caught:
+        sign_in(wrong, [], approving(emu))
+    assert "AADSTS700016" in str(caught.value) and "check `client_id:`" in str(caught.value)
+    untrusted = MicrosoftSettings("work", emu.client_id, tmp_path / "state", endpoint=emu.url)
+    with pytest.raises(TargetError) as caught:
+        sign_in(untrusted, [], approving(emu))
+    assert "cannot reach" in str(caught.value) and "check `verify:`" in str(caught.value)
+
+
+def test_the_mail_scan_sees_the_kept_sign_in_of_a_microsoft_mailbox(emu: MsEmu,
+                                                                    tmp_path: Path) -> None:
+    """sources.scan reads `Tokens(...).store().refresh_token()` (googleauth's shape) to
+    tell a new sign-in from the one a refused login used."""
+    from followsync.config import load_config
+    from followsync.sources.scan import kept_sign_in
+
+    config = load_config(project(tmp_path, emu))
+    assert kept_sign_in(config.mailboxes[0]) == ""
+    sign_in(settings_for(config.mailboxes[0]), [], approving(emu))
+    assert kept_sign_in(config.mailboxes[0]) == \
+        store_for(settings_for(config.mailboxes[0])).refresh_token() != ""
+
+
+# ------------------------------------------------------------------------- with the target
+SYNC_PROBE = """
+import json, sys
+from followsync.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "heavy": sorted(m for m in sys.modules
+                  if m.split(".")[0] in ("msal", "requests", "cryptography", "jwt"))}))
+"""
+
+
+def synced(config: Path, *extra: str) -> tuple[int, list[str], str]:
+    """`followsync sync` in a fresh interpreter: exit code, the heavy modules it loaded."""
+    done = subprocess.run([sys.executable, "-c", SYNC_PROBE, "--config", str(config), "--now",
+                           "2030-12-01T10:00", *extra, "sync"], capture_output=True, text=True,
+                          timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    *printed, last = done.stdout.strip().splitlines()
+    result = json.loads(last)
+    return result["code"], result["heavy"], "\n".join(printed) + done.stderr
+
+
+def test_after_auth_a_sync_then_a_no_op_sync_asks_for_no_token_and_loads_no_msal(
+        emu: MsEmu, tmp_path: Path) -> None:
+    config = project(tmp_path, emu, mailbox=False)
+    (tmp_path / "leads.yaml").write_text(
+        "version: 1\nleads:\n  dana: {name: Dana Whitfield, last_contact: 2030-11-01}\n")
+    code, out, err = cli_auth(config, "work", emu)
+    assert code == 0, out + err
+    code, heavy, out = synced(config)
+    assert code == 0 and "1 created" in out, out
+    before = len(emu.token_requests())
+    code, heavy, out = synced(config)
+    assert code == 0, out
+    assert len(emu.token_requests()) == before  # the kept access token
+    assert heavy == []  # neither msal nor requests: a no-op signs nothing
+    emu.expire_access_tokens()  # Graph answers 401: one refresh (msal), then the sync
+    code, heavy, out = synced(config, "-vv")
+    assert code == 0, out
+    assert len(emu.token_requests()) == before + 1 and "msal" in heavy
+    emu.revoke_refresh_tokens(700082)
+    emu.expire_access_tokens()
+    code, heavy, refused = synced(config, "-vv")
+    assert code == 3 and "AADSTS700082" in refused
+    assert "run `followsync auth work` again" in refused
+    assert leaked(emu, out, refused) == []
+
+
+class SlowDown(MsEmu):
+    """Answers the first poll `slow_down` (RFC 8628: 5 s more between polls from then on),
+    the second `authorization_pending`, and lets the user in at the third; `polls` records
+    how many seconds msal had waited at each poll (its sleeps are recorded, not slept)."""
+
+    slept: list[float]
+    polls: list[float]
+
+    def _device_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        code = self.codes[form.get("device_code") or ""]
+        self.polls.append(sum(self.slept))
+        code.last_poll = time.time() if len(self.polls) == 1 else 0.0  # 1: too soon
+        if len(self.polls) == 3:
+            code.state, code.user = "approved", self.user
+        return super()._device_grant(form)
+
+
+@pytest.mark.filterwarnings("ignore:Attempted too soon")  # msal's: no time passes here
+def test_polling_follows_the_servers_interval_and_slow_down(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import msal.oauth2cli.oauth2 as oauth2
+
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+    emu = SlowDown(interval=2)
+    emu.slept, emu.polls = [], []
+    monkeypatch.setattr(oauth2, "time", types.SimpleNamespace(
+        time=time.time, sleep=emu.slept.append))
+    emu.start()
+    try:
+        done = sign_in(settings(tmp_path, emu), [], lambda text: None)
+    finally:
+        emu.stop()
+    assert done.covered
+    assert emu.polls == [0, 2 + 5, 2 * (2 + 5)]  # slow_down: the interval grows by 5 s
+
+
+@pytest.mark.parametrize(("fault", "says"), [
+    ("503", "Microsoft's sign-in service failed"), ("drop", "cannot reach")])
+def test_a_refresh_that_fails_on_the_way_says_the_next_sync_retries(
+        emu: MsEmu, tmp_path: Path, fault: str, says: str) -> None:
+    target = settings(tmp_path, emu)
+    sign_in(target, [], approving(emu))
+    kept = store_for(target).refresh_token()
+    for _ in range(2):  # a dropped connection is tried once more
+        emu.inject(fault, on="token")
+    with pytest.raises(TargetError) as caught:
+        Tokens(target, "graph").refresh()
+    assert says in str(caught.value) and "the next sync tries again" in str(caught.value)
+    assert store_for(target).refresh_token() == kept
+    assert Tokens(target, "graph").refresh()  # and then it works
+
+
+@pytest.mark.parametrize(("answer", "says", "hint"), [
+    ({"error": "invalid_grant", "error_codes": [90095]}, "requires an administrator's consent",
+     "grant admin consent to the app with client id"),
+    ({"error": "invalid_grant", "error_codes": [50076], "suberror": "basic_action"},
+     "sign in again (multi-factor", "run `followsync auth work`"),
+    ({"error": "interaction_required", "error_description": "AADSTS50079: enroll"},
+     "sign in again", "run `followsync auth work`"),
+    ({"error": "invalid_grant", "error_codes": [53003]}, "Conditional Access",
+     "ask your administrator to allow the app with client id"),
+    ({"error": "invalid_client", "error_codes": [7000218]}, "refused the app registration",
+     "Allow public client flows"),
+    ({"error": "invalid_grant", "error_codes": [50173]}, "no longer accepts the sign-in",
+     "run `followsync auth work` again"),
+])
+def test_each_refusal_says_what_to_do(answer: dict[str, Any], says: str, hint: str) -> None:
+    from followsync.msauth import explain
+
+    error = explain(MicrosoftSettings("work", "11111111-2222-3333-4444-555555555555",
+                                      Path("/nonexistent")), answer, "graph")
+    assert error.exit_code == 3 and says in str(error) and hint in str(error)
+
+
+def test_a_refresh_waits_for_another_processs_refresh_and_takes_its_token(
+        emu: MsEmu, tmp_path: Path) -> None:
+    """The daemon's mail scan and a `followsync sync` may both find the token run out: the
+    second waits on the first's lock and takes the token it kept (no second request)."""
+    import fcntl
+    import threading
+
+    target = settings(tmp_path, emu)
+    sign_in(target, [], approving(emu))
+    store = store_for(target)
+    store.keep_access("run-out", -1.0, "graph_")
+    before = len(emu.token_requests())
+    got: list[str] = []
+    fd = os.open(store.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the other process, refreshing
+        waiter = threading.Thread(target=lambda: got.append(Tokens(target, "graph").access()))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()  # waiting for the lock
+        store.keep_access("kept-by-the-other", 3600.0, "graph_")
+    finally:
+        os.close(fd)  # the other process is done
+    waiter.join(10)
+    assert got == ["kept-by-the-other"] and len(emu.token_requests()) == before
