@@ -8,14 +8,20 @@ Served over HTTPS with a test CA made per emulator (`.ca_path`; the server certi
 (`.introspection_url`).
 
 Identity ({url}/{tenant}/...): the OpenID discovery document, `oauth2/v2.0/devicecode` and
-`oauth2/v2.0/token` with the device_code grant (authorization_pending until a test calls
-`approve`; polling faster than `interval` answers slow_down and adds 5 s, as RFC 8628 says;
-expired_token after `device_code_lifetime`) and the refresh_token grant (it rolls the refresh
-token; the old one keeps working, as Entra's do). The response echoes `scope`. One resource
-per token: Graph scopes and https://outlook.office.com/ scopes in one request answer
-AADSTS28000. Errors are shaped as Entra's: {"error", "error_description": "AADSTSnnn: …",
-"error_codes": [nnn], "timestamp", "trace_id", "correlation_id"} (+ "suberror" where Entra
-sends one).
+`oauth2/v2.0/token` with the device_code grant (authorization_pending until the user enters
+the code: a test calls `approve`, or a process POSTs otc=CODE to {url}/devicelogin, the
+emulation's stand-in for the verification page (the answer names Entra's,
+https://microsoft.com/devicelogin); polling faster than `interval` answers slow_down and adds 5 s, as RFC 8628
+says; expired_token after `device_code_lifetime`) and the refresh_token grant (it rolls the
+refresh token; the old one keeps working, as Entra's do; without `scope` it grants the
+original sign-in's scopes). The response echoes `scope`. One resource per token: Graph scopes
+and https://outlook.office.com/ scopes in one request answer AADSTS28000 (at the devicecode
+endpoint too: where Entra refuses a mixed device-code request is not documented). Consent:
+`consent="admin"` (default) as with tenant-wide admin consent, every scope works;
+`consent="user"`: a refresh for a scope the user did not sign in for answers AADSTS65001.
+Errors are shaped as Entra's: {"error", "error_description": "AADSTSnnn: …", "error_codes":
+[nnn], "timestamp", "trace_id", "correlation_id"} (+ "suberror" where Entra sends one).
+The emulation holds one mailbox (`.user`'s); a token for another user sees the same one.
 
 Graph ({url}/v1.0/...; the routes are in ROUTES): calendars (list with $filter/$select,
 create → 201 or 409 ErrorFolderExists), the default calendar, events (list with $filter over
@@ -53,11 +59,12 @@ GUESSES (the documentation is silent; tests/test_msemu.py cannot check them eith
 
 Test controls: `approve`, `decline`, `pending_codes`, `issue_tokens`, `expire_access_tokens`,
 `expire_device_codes`, `revoke_refresh_tokens`, `require_consent`, `secrets`,
-`token_requests`, `introspections`; "the user in Outlook": `calendar`, `add_calendar`,
-`add_event`, `edit_event`, `delete_event`, `live`; `api_requests`, `reset_log`,
-`void_delta_tokens`; faults: `inject(fault, at=N)` or `faults={n: fault}` (FAULTS), counted
-over Graph requests (a $batch and each request inside it count), or `on="token"` for the
-token endpoint.
+`token_requests`, `introspections`, `hold` and `busy` (requests in flight); "the user in
+Outlook": `calendar`, `add_calendar`, `add_event`, `edit_event`, `delete_event`, `live`;
+`api_requests`, `reset_log`, `void_delta_tokens`; faults: `inject(fault, at=N)` or
+`faults={n: fault}` (FAULTS), counted over Graph requests (a $batch and each request inside
+it count; "drop"/"drop_after" landing on a request inside a batch answers that request 503),
+or `on="token"` for the token endpoint.
 """
 
 from __future__ import annotations
@@ -280,7 +287,9 @@ class MsEmu:
                  interval: int = 1, device_code_lifetime: int = 900, max_concurrent: int = 4,
                  retry_after: str | None = "1", latency: float = 0.0,
                  faults: dict[int, str] | None = None, mailbox_zone: str = "UTC",
-                 tenant_id: str = "9188040d-6c67-4c5b-b112-36a304b66dad") -> None:
+                 tenant_id: str = "9188040d-6c67-4c5b-b112-36a304b66dad",
+                 consent: str = "admin") -> None:
+        assert consent in ("admin", "user"), consent
         self.client_id, self.user = client_id, user
         self.token_lifetime, self.interval = token_lifetime, interval
         self.device_code_lifetime = device_code_lifetime
@@ -296,6 +305,11 @@ class MsEmu:
         self.calendars[default.id] = default
         self.access: dict[str, Token] = {}
         self.refresh: dict[str, str] = {}  # refresh token → user
+        self.refresh_scopes: dict[str, list[str]] = {}  # refresh token → scopes of its grant
+        # "admin": every scope is consented (tenant-wide admin consent); "user": only the
+        # scopes a user signed in for (a refresh for another scope answers AADSTS65001)
+        self.consent = consent
+        self.consent_by_user: dict[str, set[str]] = {}  # user → consented scopes (normalised)
         self.dead_refresh: dict[str, int] = {}  # refresh token → AADSTS code
         self.revoked_code: int | None = None
         self.consent_code: int | None = None
@@ -307,6 +321,8 @@ class MsEmu:
         self.graph_number = 0
         self.token_number = 0
         self.in_flight: dict[str, int] = {}
+        self.gate = threading.Event()  # cleared by `hold()`: admitted Graph requests wait
+        self.gate.set()
         self._delta: dict[str, DeltaState] = {}
         self._dir: Path | None = None
         self.server: ThreadingHTTPServer | None = None
@@ -354,9 +370,13 @@ class MsEmu:
 
     # ---------------------------------------------------------------- identity controls
     def approve(self, user_code: str, user: str | None = None) -> None:
-        """The user entered `user_code` at the verification page and signed in."""
+        """The user entered `user_code` at the verification page and signed in (a process
+        can do the same: POST {url}/devicelogin with otc=CODE). KeyError for an unknown or
+        expired code."""
         with self.lock:
             code = self._by_user_code(user_code)
+            if code.state != "pending" or code.expires <= time.time():
+                raise KeyError(f"device code {user_code!r} is not pending")
             code.state, code.user = "approved", user or self.user
 
     def decline(self, user_code: str) -> None:
@@ -379,8 +399,9 @@ class MsEmu:
         wanted = scopes.split() if isinstance(scopes, str) else list(scopes)
         with self.lock:
             resource = _resources(wanted).pop() if _resources(wanted) else GRAPH
+            self.consent_by_user.setdefault(user or self.user, set()).update(_norm(wanted))
             return (self._new_access(resource, wanted, user or self.user),
-                    self._new_refresh(user or self.user))
+                    self._new_refresh(user or self.user, wanted))
 
     def expire_access_tokens(self) -> None:
         with self.lock:
@@ -433,6 +454,21 @@ class MsEmu:
                 self.token_faults[self.token_number + at] = fault
             else:
                 self.faults[self.graph_number + at] = fault
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Graph requests admitted meanwhile (past auth and the concurrency limit) wait until
+        the block ends: a deterministic way to have requests in flight at once."""
+        self.gate.clear()
+        try:
+            yield
+        finally:
+            self.gate.set()
+
+    def busy(self) -> int:
+        """Graph requests in flight now (all mailboxes)."""
+        with self.lock:
+            return sum(self.in_flight.values())
 
     def void_delta_tokens(self) -> None:
         with self.lock:
@@ -530,6 +566,7 @@ class MsEmu:
                                             time.time() + self.device_code_lifetime,
                                             self.interval,
                                             client_info=form.get("client_info") == "1")
+        # Entra's page; the emulation's own stand-in for it is {url}/devicelogin
         verify = "https://microsoft.com/devicelogin"
         return 200, {"user_code": user_code, "device_code": device, "verification_uri": verify,
                      "expires_in": self.device_code_lifetime, "interval": self.interval,
@@ -586,6 +623,7 @@ class MsEmu:
         if len(_resources(mixed)) > 1:
             return _entra(400, "invalid_scope", 28000, _mixed(mixed))
         code.state = "used"
+        self.consent_by_user.setdefault(code.user, set()).update(_norm(code.scopes))
         return 200, self._grant(code.scopes, code.user, code.client_info)
 
     def _refresh_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -603,11 +641,18 @@ class MsEmu:
             return _entra(400, "invalid_grant", dead, message, suberror="bad_token")
         if self.consent_code:
             return self._consent_error()
-        scopes = form.get("scope", "").split()
+        scopes = form.get("scope", "").split() or self.refresh_scopes[refresh]
         if len(_resources(scopes)) > 1:
             return _entra(400, "invalid_scope", 28000, _mixed(scopes))
-        return 200, self._grant(scopes, self.refresh[refresh], form.get("client_info") == "1",
-                             refreshing=True)
+        user = self.refresh[refresh]
+        missing = _norm(scopes) - self.consent_by_user.get(user, set())
+        if self.consent == "user" and missing:
+            return _entra(400, "invalid_grant", 65001,
+                          f"The user or administrator has not consented to use the application "
+                          f"with ID '{self.client_id}'. Send an interactive authorization "
+                          f"request for this user and resource ({' '.join(sorted(missing))}).",
+                          suberror="consent_required")
+        return 200, self._grant(scopes, user, form.get("client_info") == "1", refreshing=True)
 
     def _consent_error(self) -> tuple[int, dict[str, Any]]:
         code = self.consent_code or 65001
@@ -629,7 +674,7 @@ class MsEmu:
             "expires_in": self.token_lifetime, "ext_expires_in": self.token_lifetime,
             "access_token": self._new_access(resource, scopes, user)}
         if refreshing or "offline_access" in [s.lower() for s in scopes]:
-            answer["refresh_token"] = self._new_refresh(user)
+            answer["refresh_token"] = self._new_refresh(user, scopes)
         oid = str(uuid.uuid5(uuid.NAMESPACE_URL, user))
         if "openid" in [s.lower() for s in scopes]:
             now = int(time.time())
@@ -656,9 +701,10 @@ class MsEmu:
         self.issued.append(token)
         return token
 
-    def _new_refresh(self, user: str) -> str:
+    def _new_refresh(self, user: str, scopes: list[str]) -> str:
         token = "1.AXkA" + _secrets.token_urlsafe(180)
         self.refresh[token] = user
+        self.refresh_scopes[token] = list(scopes)
         self.issued.append(token)
         if self.revoked_code is not None:
             self.dead_refresh[token] = self.revoked_code
@@ -1460,11 +1506,11 @@ class _Parser:
             return test
         if name.endswith("/any"):
             return self.any_clause(name[:-4])
-        kind, op = self.take()
-        if op not in _COMPARE:
+        verb = self.take()[1]
+        if verb not in _COMPARE:
             raise _bad_filter(self.text)
-        literal = self.literal()
-        return lambda s: _compare(path_value(s, name), op, literal, name)
+        wanted = self.literal()
+        return lambda s: _compare(_resolve(s, name), verb, wanted, name)
 
     def any_clause(self, collection: str) -> Callable[[Scope], bool]:
         if collection != "singleValueExtendedProperties":
@@ -1494,10 +1540,6 @@ class _Parser:
         if value == "null":
             return None
         raise _bad_filter(self.text)
-
-
-def path_value(scope: Scope, path: str) -> Any:
-    return _resolve(scope, path)
 
 
 def _resolve(scope: Scope, path: str) -> Any:
@@ -1553,6 +1595,12 @@ def _resources(scopes: list[str]) -> set[str]:
         else:
             out.add(GRAPH)
     return out
+
+
+def _norm(scopes: list[str]) -> set[str]:
+    """Scopes as consent sees them: lower case, Graph's without its prefix, no OIDC ones."""
+    return {_scope_name(s).lower() if s.startswith(GRAPH + "/") else s.lower()
+            for s in scopes if s.lower() not in RESERVED_SCOPES}
 
 
 def _scope_name(scope: str) -> str:
@@ -1691,6 +1739,9 @@ class _Handler(BaseHTTPRequestHandler):
         seen = Seen(self.command, path, query, shown, raw, "identity")
         with emu.lock:
             emu.requests.append(seen)
+        if path == "/devicelogin":
+            self._devicelogin(raw)
+            return
         found = re.fullmatch(r"/([^/]+)/(v2\.0/\.well-known/openid-configuration|"
                              r"oauth2/v2\.0/devicecode|oauth2/v2\.0/token)", path)
         if found is None:
@@ -1725,6 +1776,29 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = emu.devicecode(form)
         seen.status = status
         self._json(status, answer, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
+
+    def _devicelogin(self, raw: bytes) -> None:
+        """The verification page: a person (or a process acting as one) enters the code."""
+        if self.command == "GET":
+            self._send_html(200, "<form method=post><input name=otc><input type=submit "
+                                 "value=Next></form>")
+            return
+        form = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+        try:
+            self.emu.approve(form.get("otc", "").strip().upper(), form.get("user") or None)
+        except KeyError:
+            self._send_html(400, "<p>That code didn't work. Check the code and try again.</p>")
+            return
+        self._send_html(200, "<p>You have signed in to the application on your device. You "
+                             "may now close this window.</p>")
+
+    def _send_html(self, status: int, text: str) -> None:
+        body = f"<!DOCTYPE html><html><body>{text}</body></html>".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self._headers_buffer.append(b"\r\n" + body)  # type: ignore[attr-defined]
+        self.flush_headers()
 
     def _introspect(self, query: dict[str, list[str]], raw: bytes, headers: dict[str, str],
                     shown: dict[str, str]) -> None:
@@ -1769,6 +1843,7 @@ class _Handler(BaseHTTPRequestHandler):
                 emu.in_flight[user] = busy + 1
             if emu.latency:
                 time.sleep(emu.latency)
+            emu.gate.wait(30)
             body = self._body(raw)
             if path == "/$batch" and self.command == "POST":
                 status, payload, more = self._batch(body, headers, user)
@@ -1827,9 +1902,10 @@ class _Handler(BaseHTTPRequestHandler):
                     done: dict[str, int]) -> tuple[int, Any, dict[str, str]]:
         emu = self.emu
         url = str(item.get("url", ""))
-        parts = urlsplit(url if url.startswith("/") else "/" + url)
+        absolute = "://" in url
+        parts = urlsplit(url if url.startswith("/") or absolute else "/" + url)
         sub_headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
-        seen = Seen(str(item.get("method", "")).upper(), "/v1.0" + parts.path,
+        seen = Seen(str(item.get("method", "")).upper(), url if absolute else "/v1.0" + parts.path,
                     parse_qs(parts.query, keep_blank_values=True), sub_headers,
                     json.dumps(item["body"]).encode() if "body" in item else b"", "batch-item")
         with emu.lock:
@@ -1838,6 +1914,9 @@ class _Handler(BaseHTTPRequestHandler):
             fault = emu.faults.pop(emu.graph_number, None)
         extra = {"request-id": str(uuid.uuid4()), "client-request-id": str(uuid.uuid4())}
         try:
+            if absolute:  # Graph wants relative URLs (msgraph-sdk-python issue 1015)
+                raise GraphError(400, "BadRequest", "Resource not found for the segment "
+                                 f"'{url.split('/')[0]}'.")
             depends = item.get("dependsOn") or []
             for dep in depends:
                 if dep not in done:
