@@ -21,7 +21,7 @@ from followsync import __version__
 from followsync.errors import EXIT_USAGE, ConfigError, FollowsyncError
 
 if TYPE_CHECKING:
-    from followsync.config import Config, Target
+    from followsync.config import Config, MailConfig, Target
     from followsync.leads import LeadBook
 
 log = logging.getLogger("followsync")
@@ -405,15 +405,19 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
 @cli.command()
 @click.pass_obj
 def calendars(obj: Context) -> None:
-    """List the calendars of each CalDAV or Google target's account, marking the one used."""
+    """List the calendars of each CalDAV, Google or Microsoft target's account, marking the
+    one used."""
     config = obj.config()
-    targets = [t for t in config.targets if t.type in ("caldav", "google")]
+    targets = [t for t in config.targets if t.type in ("caldav", "google", "microsoft")]
     if not targets:
-        raise click.UsageError(f"{config.path} has no caldav or google target")
+        raise click.UsageError(f"{config.path} has no caldav, google or microsoft target")
     failed = False
     for target in targets:
         if target.type == "google":
             failed = not _google_calendars(obj, config, target) or failed
+            continue
+        if target.type == "microsoft":
+            failed = not _microsoft_calendars(obj, target) or failed
             continue
         from followsync.backends.caldav import CaldavBackend
 
@@ -463,25 +467,93 @@ def _google_calendars(obj: Context, config: Config, target: Target) -> bool:
     return True
 
 
-@cli.command()
-@click.argument("target_name", metavar="TARGET")
-@click.option("--no-browser", is_flag=True, help="Only print the sign-in URL (e.g. over SSH).")
-@click.pass_obj
-def auth(obj: Context, target_name: str, no_browser: bool) -> None:
-    """Sign in to a google target's account and keep its token.
+def _microsoft_calendars(obj: Context, target: Target) -> bool:
+    """`followsync calendars` for a microsoft target; False when it could not list them."""
+    from followsync.backends.microsoft import MicrosoftBackend
+    from followsync.msauth import settings_for
 
-    See the README, section "Google Calendar"."""
+    try:
+        backend = MicrosoftBackend(settings_for(target), readonly=True)
+        try:
+            found = backend.calendars()
+        finally:
+            backend.close()
+    except FollowsyncError as exc:
+        click.echo(f"{target.name}: {exc}", err=True)
+        return False
+    obj.say(f"{target.name} (Outlook):")
+    wanted = target.calendar or "default"
+    for cal in found:
+        used = cal["name"] == wanted or (wanted == "default" and cal["default"])
+        mark = "*" if used else " "
+        access = ("owner" if cal["access"] == "owner" else "read only") + (
+            ", default" if cal["default"] else "")
+        obj.say(f" {mark} {cal['name'] or '(no name)':<28} {access:<20} {cal['id']}")
+    if wanted != "default" and not any(c["name"] == wanted for c in found):
+        obj.say(f"   {wanted!r} does not exist yet: the next sync creates it")
+    return True
+
+
+@cli.command()
+@click.argument("name", metavar="NAME")
+@click.option("--no-browser", is_flag=True,
+              help="Google: only print the sign-in URL (e.g. over SSH).")
+@click.pass_obj
+def auth(obj: Context, name: str, no_browser: bool) -> None:
+    """Sign in for a google or microsoft target, or a mailbox with `auth: microsoft` or
+    `auth: google`, and keep its token.
+
+    See the README, sections "Google Calendar" and "Microsoft 365 and Outlook.com"."""
+    config = obj.config()
+    target = next((t for t in config.targets if t.name == name), None)
+    mailbox = next((m for m in config.mailboxes if m.name == name), None)
+    if target is not None and target.type == "google":
+        _google_auth(obj, target, no_browser)
+    elif target is not None and target.type == "microsoft":
+        _microsoft_auth(obj, config, target)
+    elif mailbox is not None and mailbox.auth == "microsoft":
+        _microsoft_auth(obj, config, mailbox)
+    elif mailbox is not None and mailbox.auth == "google":
+        _google_auth(obj, mailbox, no_browser)
+    else:
+        can = [f"{t.name} ({t.type} target)" for t in config.targets
+               if t.type in ("google", "microsoft")]
+        can += [f"{m.name} (mailbox, auth: {m.auth})" for m in config.mailboxes
+                if m.auth != "password"]
+        raise click.UsageError(
+            f"nothing named {name!r} in {config.path} signs in: "
+            + (f"names that can: {', '.join(can)}" if can else
+               "only google and microsoft targets and mailboxes with `auth: microsoft` or "
+               "`auth: google` do"))
+
+
+def _google_auth(obj: Context, entry: Target | MailConfig, no_browser: bool) -> None:
+    """The Google sign-in (loopback): a target's calendar, or a mailbox's mail scope."""
     from followsync.googleauth import settings_for, sign_in
 
-    config = obj.config()
-    target = next((t for t in config.targets if t.name == target_name), None)
-    if target is None or target.type != "google":
-        names = [t.name for t in config.targets if t.type == "google"]
-        raise click.UsageError(f"no google target named {target_name!r} in {config.path}"
-                               + (f" (google targets: {', '.join(names)})" if names else ""))
-    where = sign_in(settings_for(target), open_browser=not no_browser,
+    where = sign_in(settings_for(entry), open_browser=not no_browser,
                     say=lambda text: click.echo(text, err=True))
-    obj.say(f"{target.name}: signed in; the token is kept in {where}")
+    obj.say(f"{entry.name}: signed in; the token is kept in {where}")
+
+
+def _microsoft_auth(obj: Context, config: Config, entry: Target | MailConfig) -> None:
+    """The device-code sign-in; every other entry of the same app, tenant and endpoint is
+    covered by it too (a mailbox only when its username is the account signed in)."""
+    from followsync.msauth import SERVICE, settings_for, sign_in
+
+    named = settings_for(entry)
+    entries: list[Target | MailConfig] = [t for t in config.targets if t.type == "microsoft"]
+    entries += [m for m in config.mailboxes if m.auth == "microsoft"]
+    others = [settings_for(e) for e in entries if e is not entry]
+    others = [o for o in others if o.signin == named.signin]
+    done = sign_in(named, others, say=click.echo)  # the code is shown even with -q
+    obj.say(f"signed in to Microsoft as {done.account.username or '(no name given)'}:")
+    for settings, where in done.covered:
+        obj.say(f"  {settings.who}: {SERVICE[settings.resource]}; the refresh token is "
+                f"kept in {where}")
+    for settings, why in done.left:
+        click.echo(f"  {settings.who}: not signed in: {why}\n"
+                   f"    run `followsync auth {settings.name}`", err=True)
 
 
 @cli.command()

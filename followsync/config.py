@@ -90,6 +90,7 @@ class MailConfig:
     endpoint: str | None = None
     verify: bool | str = True
     client_secret: Path | None = None  # auth: google
+    auth_port: int | None = None  # auth: google: the sign-in's loopback port (SSH forwarding)
     state_dir: Path | None = None  # an OAuth mailbox keeps its tokens there
 
     @property
@@ -315,6 +316,13 @@ class _Resolver:
     def mailbox(self, index: int, mm: MailModel, state_dir: Path) -> MailConfig:
         if mm.password:
             self.written_password(("mail", index), f"mailbox {mm.name!r}")
+        if mm.client_secret and not self.at(mm.client_secret).is_file():
+            self.problems.append(self.source.problem(
+                ("mail", index, "client_secret"),
+                f"the client_secret file of mailbox {mm.name!r} does not exist: "
+                f"{self.at(mm.client_secret)}",
+                "download your \"Desktop app\" OAuth client's JSON from the Google Cloud "
+                "console (README, \"Google Calendar\")"))
         command = mm.password_command
         return MailConfig(
             name=mm.name, host=mm.host.strip(), username=mm.username, port=mm.port, tls=mm.tls,
@@ -328,4 +336,4 @@ class _Resolver:
             tenant=(mm.tenant or "common").strip(), endpoint=mm.endpoint,
             verify=self.at(mm.verify).as_posix() if isinstance(mm.verify, str) else mm.verify,
             client_secret=self.at(mm.client_secret) if mm.client_secret else None,
-            state_dir=state_dir)
+            auth_port=mm.auth_port, state_dir=state_dir)

@@ -429,10 +429,13 @@ class Daemon:
         if self.scheduler.running:
             with contextlib.suppress(JobLookupError):  # a back-off retry of an earlier failure
                 self.scheduler.remove_job(f"retry-mail:{name}")
+        box = next((b for b in self.config.mailboxes if b.name == name), None)
+        what = "its password" if box is None or box.auth == "password" else \
+            f"its sign-in (followsync auth {name})"
         log.error("%s; not logging in to it again (repeated failed logins lock accounts) until "
-                  "its password or its entry in the config changes, the daemon is told to "
+                  "%s or its entry in the config changes, the daemon is told to "
                   "reload (SIGHUP: systemctl --user reload followsync), or in %s",
-                  why.replace("\n", " "), span(LOGIN_PAUSE))
+                  why.replace("\n", " "), what, span(LOGIN_PAUSE))
 
     # ------------------------------------------------------------------ IDLE
     def _watch_inbox(self, box: MailConfig) -> None:

@@ -17,12 +17,8 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import re
 import secrets
-import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -32,17 +28,17 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from followsync.backends.apisession import ApiSession
 from followsync.errors import TargetError
+from followsync.tokenstore import KeptTokens, slug
 
 if TYPE_CHECKING:
-    from followsync.config import Target
+    from followsync.config import MailConfig, Target
 
 log = logging.getLogger("followsync")
 SCOPE = "https://www.googleapis.com/auth/calendar"  # list and create calendars, write events
+MAIL_SCOPE = "https://mail.google.com/"  # IMAP (XOAUTH2) for an `auth: google` mailbox
 GOOGLE_AUTH = "https://accounts.google.com/o/oauth2/auth"
 GOOGLE_TOKEN = "https://oauth2.googleapis.com/token"
 GOOGLE_API = "https://www.googleapis.com"
-KEYRING_SERVICE = "followsync"
-EARLY = 60.0  # refresh an access token this many seconds before it expires
 
 
 @dataclass(frozen=True)
@@ -57,6 +53,19 @@ class GoogleSettings:
     auth_port: int | None = None
     timeout: float = 30.0
     zone: str = "UTC"  # for a calendar followsync creates
+    scope: str = SCOPE  # MAIL_SCOPE for a mailbox (a sign-in, and a token file, of its own)
+
+    @property
+    def mail(self) -> bool:
+        return self.scope == MAIL_SCOPE
+
+    @property
+    def who(self) -> str:
+        return f"{'mailbox' if self.mail else 'target'} {self.name}"
+
+    @property
+    def token_file(self) -> str:
+        return f"google-{'mail-' if self.mail else ''}{slug(self.name)}.json"
 
     @property
     def api_base(self) -> str:
@@ -66,10 +75,17 @@ class GoogleSettings:
         return f"GoogleSettings(name={self.name!r})"
 
 
-def settings_for(target: Target) -> GoogleSettings:
-    """What the google backend and `followsync auth` need from a `type: google` target."""
-    from followsync.config import default_state_dir
+def settings_for(target: Target | MailConfig) -> GoogleSettings:
+    """What the google backend and `followsync auth` need from a `type: google` target, or
+    an `auth: google` mailbox (the mail scope, its own sign-in)."""
+    from followsync.config import MailConfig, default_state_dir
 
+    if isinstance(target, MailConfig):
+        assert target.client_secret is not None
+        return GoogleSettings(target.name, "", target.client_secret,
+                              target.state_dir or default_state_dir(), endpoint=target.endpoint,
+                              auth_port=target.auth_port, timeout=target.timeout,
+                              scope=MAIL_SCOPE)
     assert target.client_secret is not None and target.calendar is not None
     return GoogleSettings(target.name, target.calendar, target.client_secret,
                           target.state_dir or default_state_dir(), endpoint=target.endpoint,
@@ -102,15 +118,15 @@ def load_client(settings: GoogleSettings) -> Client:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise TargetError(f"target {settings.name}: client_secret file not found: {path}",
+        raise TargetError(f"{settings.who}: client_secret file not found: {path}",
                           how) from None
     except (OSError, ValueError) as exc:
-        raise TargetError(f"target {settings.name}: cannot read the client_secret file {path} "
+        raise TargetError(f"{settings.who}: cannot read the client_secret file {path} "
                           f"({type(exc).__name__})", how) from None
     section = data.get("installed") or data.get("web") if isinstance(data, dict) else None
     if not isinstance(section, dict) or not section.get("client_id") \
             or not section.get("client_secret"):
-        raise TargetError(f"target {settings.name}: {path} is not an OAuth client file "
+        raise TargetError(f"{settings.who}: {path} is not an OAuth client file "
                           "(no installed.client_id / client_secret)", how)
     auth_uri = str(section.get("auth_uri") or GOOGLE_AUTH)
     token_uri = str(section.get("token_uri") or GOOGLE_TOKEN)
@@ -121,105 +137,16 @@ def load_client(settings: GoogleSettings) -> Client:
 
 
 # ======================================================================== keeping tokens
-class TokenStore:
+class TokenStore(KeptTokens):
     """The refresh token (keyring, else the file) and the cached access token (the file,
-    mode 0600, in the state folder)."""
+    `google-NAME.json`, mode 0600, in the state folder): `tokenstore.KeptTokens`."""
 
     def __init__(self, settings: GoogleSettings, client_id: str, readonly: bool = False) -> None:
-        self.settings, self.client_id, self.readonly = settings, client_id, readonly
-        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.name)
-        self.path = settings.state_dir / f"google-{slug}.json"
-        self.account = f"google:{settings.name}:{client_id}"
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("client_id") != self.client_id:
-            return {}  # another client's tokens are no use with this one
-        return data
-
-    def _write(self, data: dict[str, Any]) -> None:
-        # readonly (plan, and the no-op check before a sync): only the token file `auth`
-        # made is refreshed in place, nothing new is created — else every no-op sync after
-        # the first hour would ask for a new access token
-        if self.readonly and not self.path.exists():
-            return
-        folder = self.path.parent
-        try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as the state's
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)  # mode 0600
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump({"client_id": self.client_id, **data}, handle)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except OSError as exc:
-            raise TargetError(f"target {self.settings.name}: cannot write {self.path} "
-                              f"({exc.strerror or type(exc).__name__})") from None
-
-    def cached_access(self) -> str | None:
-        data = self._read()
-        token, expires = data.get("access_token"), data.get("expires", 0)
-        if isinstance(token, str) and isinstance(expires, int | float) \
-                and expires - EARLY > time.time():
-            return token
-        return None
-
-    def keep_access(self, token: str, expires_in: float) -> None:
-        data = self._read()
-        data.update(access_token=token, expires=time.time() + expires_in)
-        self._write(data)
-
-    def refresh_token(self) -> str | None:
-        ring = _keyring()
-        if ring is not None:
-            with contextlib.suppress(Exception):
-                value = ring.get_password(KEYRING_SERVICE, self.account)
-                if value:
-                    return str(value)
-        value = self._read().get("refresh_token")
-        return value if isinstance(value, str) and value else None
-
-    def keep_refresh(self, token: str) -> str:
-        """Store the refresh token; returns where ("the keyring" or the file's path)."""
-        data = {k: v for k, v in self._read().items() if k != "refresh_token"}
-        ring = _keyring()
-        where = str(self.path)
-        if ring is not None:
-            try:
-                ring.set_password(KEYRING_SERVICE, self.account, token)
-                where = "the keyring"
-            except Exception:
-                data["refresh_token"] = token
-        else:
-            data["refresh_token"] = token
-        self._write(data)
-        return where
-
-
-def _keyring() -> Any:
-    """The keyring module when it is installed and has a working backend, else None."""
-    if os.environ.get("FOLLOWSYNC_NO_KEYRING"):
-        return None
-    try:
-        import keyring
-        from keyring.backends import fail
-    except ImportError:
-        return None
-    try:
-        backend = keyring.get_keyring()
-        if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 0) <= 0:
-            return None
-    except Exception:
-        return None
-    return keyring
+        mail = ":mail" if settings.mail else ""
+        super().__init__(settings.state_dir / settings.token_file,
+                         {"client_id": client_id}, f"google{mail}:{settings.name}:{client_id}",
+                         settings.who, readonly)
+        self.settings, self.client_id = settings, client_id
 
 
 # ======================================================================== token requests
@@ -256,7 +183,7 @@ class Tokens:
         name = self.settings.name
         refresh = self.store().refresh_token()
         if refresh is None:
-            raise TargetError(f"target {name}: not signed in to Google",
+            raise TargetError(f"{self.settings.who}: not signed in to Google",
                               f"run `{auth_command(name)}`")
         client = self.client()
         status, answer = self._post(client.token_uri, {
@@ -270,27 +197,29 @@ class Tokens:
                 self.store().keep_refresh(answer["refresh_token"])
             self._access = token
             return str(token)
-        raise token_error(name, status, answer)
+        raise token_error(name, status, answer, self.settings.who)
 
     def _http_post(self, url: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         return post_form(url, form, self.settings.timeout)
 
 
-def token_error(name: str, status: int, answer: dict[str, Any]) -> TargetError:
+def token_error(name: str, status: int, answer: dict[str, Any], who: str | None = None
+                ) -> TargetError:
     """A token endpoint's refusal as one line and what to do (never with a token in it)."""
+    who = who or f"target {name}"
     error = str(answer.get("error") or f"HTTP {status}")[:60]
     if error == "invalid_grant":
         return TargetError(
-            f"target {name}: Google no longer accepts the sign-in (invalid_grant)",
+            f"{who}: Google no longer accepts the sign-in (invalid_grant)",
             f"run `{auth_command(name)}` again. If your OAuth app is in \"Testing\" status, "
             "Google ends its sign-ins after 7 days: publish it (Google Cloud console → Google Auth "
             "Platform → Audience → Publish app) and sign in once more")
     if error in ("invalid_client", "unauthorized_client"):
-        return TargetError(f"target {name}: Google refused the OAuth client ({error})",
+        return TargetError(f"{who}: Google refused the OAuth client ({error})",
                            "check the client_secret file; Google shows a client's secret only "
                            "once, so if it is lost create a new \"Desktop app\" client (Google "
                            "Auth Platform → Clients) and download its JSON")
-    return TargetError(f"target {name}: the token request failed ({error})",
+    return TargetError(f"{who}: the token request failed ({error})",
                        "the next sync retries")
 
 
@@ -348,20 +277,20 @@ def sign_in(settings: GoogleSettings, *, open_browser: bool, say: Callable[[str]
     try:
         server = HTTPServer(("127.0.0.1", settings.auth_port or 0), Handler)
     except OSError as exc:
-        raise TargetError(f"target {name}: cannot listen on 127.0.0.1:{settings.auth_port} "
+        raise TargetError(f"{settings.who}: cannot listen on 127.0.0.1:{settings.auth_port} "
                           f"({exc.strerror or type(exc).__name__})",
                           "free the port or choose another `auth_port:`") from None
     port = server.server_address[1]
     redirect = f"http://127.0.0.1:{port}/"
     url = client.auth_uri + "?" + urlencode({
         "client_id": client.client_id, "redirect_uri": redirect, "response_type": "code",
-        "scope": SCOPE, "state": state, "code_challenge": challenge,
+        "scope": settings.scope, "state": state, "code_challenge": challenge,
         "code_challenge_method": "S256", "access_type": "offline", "prompt": "consent"})
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                               daemon=True)
     thread.start()
     try:
-        say(f"Sign in to Google for target {name}: open this URL in a browser\n\n  {url}\n\n"
+        say(f"Sign in to Google for {settings.who}: open this URL in a browser\n\n  {url}\n\n"
             f"Waiting for Google's answer on {redirect} (over SSH: "
             f"ssh -L {port}:127.0.0.1:{port} THIS-HOST, then open the URL on your computer).")
         if open_browser:
@@ -370,26 +299,26 @@ def sign_in(settings: GoogleSettings, *, open_browser: bool, say: Callable[[str]
 
                 webbrowser.open(url)
         if not arrived.wait(wait):
-            raise TargetError(f"target {name}: no answer from the browser within "
+            raise TargetError(f"{settings.who}: no answer from the browser within "
                               f"{wait:g} s", f"run `{auth_command(name)}` again")
     finally:
         server.shutdown()
         server.server_close()
     if got.get("state") != state:
-        raise TargetError(f"target {name}: the sign-in answer did not match this sign-in",
+        raise TargetError(f"{settings.who}: the sign-in answer did not match this sign-in",
                           f"run `{auth_command(name)}` again")
     if "error" in got:
-        raise TargetError(f"target {name}: Google refused the sign-in "
+        raise TargetError(f"{settings.who}: Google refused the sign-in "
                           f"({got['error'][:60]})", f"run `{auth_command(name)}` again "
-                          "and allow access to the calendar")
+                          f"and allow access to {'mail' if settings.mail else 'the calendar'}")
     status, answer = post_form(client.token_uri, {
         "grant_type": "authorization_code", "code": got["code"], "code_verifier": verifier,
         "redirect_uri": redirect, "client_id": client.client_id,
         "client_secret": client.client_secret}, settings.timeout)
     if status != 200 or not isinstance(answer.get("access_token"), str):
-        raise token_error(name, status, answer)
+        raise token_error(name, status, answer, settings.who)
     if not isinstance(answer.get("refresh_token"), str):
-        raise TargetError(f"target {name}: Google gave no refresh token",
+        raise TargetError(f"{settings.who}: Google gave no refresh token",
                           "remove followsync's access at https://myaccount.google.com/"
                           f"permissions, then run `{auth_command(name)}` again")
     store = TokenStore(settings, client.client_id)

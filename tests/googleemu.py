@@ -8,7 +8,9 @@ exists or existed answers 409), ETags with If-Match (412), sync tokens (deleted 
 as "cancelled"; a void token answers 410), pageToken paging, `privateExtendedProperty` and
 `iCalUID` filters, at most 5 reminder overrides, `date` vs `dateTime` + `timeZone`.
 OAuth: {url}/o/oauth2/auth redirects to the loopback redirect_uri with a code; {url}/token
-takes the authorization_code (with PKCE) and refresh_token grants; access tokens expire.
+takes the authorization_code (with PKCE) and refresh_token grants; access tokens expire and
+keep the scope they were granted. {url}/introspect answers RFC 7662 for an access token (for
+Dovecot's oauth2 passdb in the XOAUTH2 tests: what Gmail's IMAP checks).
 Every API call needs a valid bearer token (401 otherwise). Faults can be injected at chosen
 requests; every request is recorded.
 """
@@ -37,6 +39,7 @@ from zoneinfo import ZoneInfo
 API = "/calendar/v3"
 ID_RE = re.compile(r"^[a-v0-9]{5,1024}$")
 MAX_REMINDERS = 5
+CALENDAR = "https://www.googleapis.com/auth/calendar"
 FAULTS = ("drop", "drop_after", "500", "503", "429", "403rate", "412", "409", "410")
 
 
@@ -79,6 +82,7 @@ class GoogleEmu:
         self.issued_access: list[str] = []
         self.refresh_tokens: set[str] = set()
         self.access_tokens: dict[str, float] = {}  # token → expiry (epoch seconds)
+        self.scopes: dict[str, str] = {}  # refresh or access token → the scope granted
         self.require_auth = True
         self.invalid_grant = False  # every refresh answers invalid_grant (a dead token)
         self.requests: list[Seen] = []
@@ -116,11 +120,12 @@ class GoogleEmu:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     # ---------------------------------------------------------------- test helpers
-    def issue_tokens(self) -> tuple[str, str]:
+    def issue_tokens(self, scope: str = CALENDAR) -> tuple[str, str]:
         """A refresh token and an access token, as after a sign-in."""
         refresh, access = "1//r-" + secrets.token_urlsafe(24), "ya29.a-" + secrets.token_urlsafe(24)
         with self.lock:
             self.refresh_tokens.add(refresh)
+            self.scopes[refresh] = self.scopes[access] = scope
             self.issued_access.append(access)
             self.access_tokens[access] = time.time() + self.token_lifetime
         return refresh, access
@@ -226,7 +231,7 @@ class GoogleEmu:
                     if made != info["challenge"]:
                         return 400, {"error": "invalid_grant",
                                      "error_description": "Invalid code verifier."}
-                refresh, access = self.issue_tokens()
+                refresh, access = self.issue_tokens(info["scope"])
                 return 200, {"access_token": access, "expires_in": self.token_lifetime,
                              "refresh_token": refresh, "scope": info["scope"],
                              "token_type": "Bearer"}
@@ -237,10 +242,19 @@ class GoogleEmu:
                 access = "ya29.a-" + secrets.token_urlsafe(24)
                 self.issued_access.append(access)
                 self.access_tokens[access] = time.time() + self.token_lifetime
+                scope = self.scopes[access] = self.scopes.get(form["refresh_token"], CALENDAR)
                 return 200, {"access_token": access, "expires_in": self.token_lifetime,
-                             "scope": "https://www.googleapis.com/auth/calendar",
-                             "token_type": "Bearer"}
+                             "scope": scope, "token_type": "Bearer"}
         return 400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662 for an access token: active while unexpired, for `primary`."""
+        with self.lock:
+            expiry = self.access_tokens.get(token)
+            if expiry is None or expiry < time.time():
+                return {"active": False}
+            return {"active": True, "username": self.primary, "scope": self.scopes.get(token, ""),
+                    "client_id": self.client_id, "token_type": "Bearer"}
 
     # ---------------------------------------------------------------- the API
     def api(self, method: str, path: str, query: dict[str, list[str]],
@@ -584,6 +598,9 @@ class _Handler(BaseHTTPRequestHandler):
                 basic = (unquote(user), unquote(secret))
             status, payload = emu.oauth_token(form, basic)
             self._json(status, payload, {"Cache-Control": "no-store"})
+        elif parts.path == "/introspect" and self.command == "POST":
+            form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
+            self._json(200, emu.introspect(form.get("token", "")), {})
         else:
             self._json(404, {"error": {"code": 404, "message": "Not Found"}}, {})
 

@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -79,7 +79,7 @@ def _mail_owner() -> tuple[int, int, str]:
 
 
 def _config(base: Path, port: int, uid: int, gid: int, owner: str, tls_port: int = 0,
-            extra: str = "") -> str:
+            extra: str = "", oauth2: bool = False) -> str:
     root = os.geteuid() == 0
     internal = "dovecot" if root and _has_user("dovecot") else owner
     login = "dovenull" if root and _has_user("dovenull") else owner
@@ -96,7 +96,7 @@ protocols = imap
 listen = {HOST}
 {_ssl(base, tls_port)}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+{_auth(base, oauth2)}
 # a refused login answers at once (tests of refusals would wait 2 s, then up to 15 s each)
 auth_failure_delay = 0
 default_internal_user = {internal}
@@ -105,10 +105,6 @@ first_valid_uid = 1
 mail_location = maildir:~/Maildir
 mail_uid = {uid}
 mail_gid = {gid}
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {base}/users/%u
-}}
 userdb {{
   driver = passwd-file
   args = username_format=%u {base}/users/%u
@@ -145,6 +141,36 @@ service stats {{
   }}
 }}
 {extra}
+"""
+
+
+def _auth(base: Path, oauth2: bool) -> str:
+    """Passwords (a passwd-file), or with `oauth2` only XOAUTH2 and OAUTHBEARER checked by
+    the introspection endpoint in `oauth2.conf.ext` (no password passdb at all)."""
+    if not oauth2:
+        return f"""auth_mechanisms = plain login
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {base}/users/%u
+}}"""
+    return f"""auth_mechanisms = xoauth2 oauthbearer
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {base}/oauth2.conf.ext
+}}"""
+
+
+def _oauth2_conf(introspection_url: str, scope: str) -> str:
+    """Dovecot's oauth2 passdb asking `introspection_url` (RFC 7662: POST token=...) whether
+    a bearer token is active, and for whom (`username`)."""
+    return f"""introspection_url = {introspection_url}
+introspection_mode = post
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+{f"scope = {scope}" if scope else ""}
 """
 
 
@@ -191,9 +217,12 @@ class Dovecot:
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def new_account(self, password: str = PASSWORD) -> Account:
+    def new_account(self, password: str = PASSWORD, *, user: str | None = None,
+                    token: Callable[[], str] | None = None) -> Account:
+        """A fresh mailbox. On an oauth2 server: `user` (the account the tokens are for) and
+        `token` (gives a bearer token the helpers below log in with)."""
         with self._lock:
-            user = f"u{next(self._names)}-{os.getpid()}"
+            user = user or f"u{next(self._names)}-{os.getpid()}"
             home = self.base / "home" / user
             home.mkdir(parents=True)
             os.chown(home, self.uid, self.gid)
@@ -202,7 +231,7 @@ class Dovecot:
             entry = self.base / "users" / user
             entry.write_text(f"{user}:{{PLAIN}}{password}::::::\n", encoding="utf-8")
             entry.chmod(0o644)
-        return Account(self, user, password)
+        return Account(self, user, password, token)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -248,12 +277,15 @@ class Dovecot:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_dovecot(timeout: float = 20.0, *, tls: bool = False, extra: str = "") -> Dovecot:
+def start_dovecot(timeout: float = 20.0, *, tls: bool = False, extra: str = "",
+                  oauth2: str | None = None, oauth2_scope: str = "") -> Dovecot:
     """Start Dovecot in the foreground (`dovecot -F -c CONF`) on a free port; ready when it
     greets. With `tls`, also implicit TLS on `tls_port` and STARTTLS on the plain port, with a
     self-signed certificate (`cafile`). `extra`: more settings (e.g. `imap_capability = ...`
-    for a server without IDLE). Raises DovecotMissing without a `dovecot` binary (or, for
-    tls, without `openssl`)."""
+    for a server without IDLE). `oauth2`: an introspection URL; logins are then XOAUTH2 or
+    OAUTHBEARER only, with tokens that endpoint says are active (and hold `oauth2_scope`),
+    for accounts made with `new_account(user=..., token=...)`. Raises DovecotMissing
+    without a `dovecot` binary (or, for tls, without `openssl`)."""
     binary = dovecot_binary()
     if binary is None:
         raise DovecotMissing("dovecot is not installed (Debian: apt-get install dovecot-imapd; "
@@ -274,7 +306,9 @@ def start_dovecot(timeout: float = 20.0, *, tls: bool = False, extra: str = "") 
         _self_signed(base)
         tls_port = free_port()
     conf = base / "dovecot.conf"
-    conf.write_text(_config(base, port, uid, gid, owner, tls_port, extra))
+    conf.write_text(_config(base, port, uid, gid, owner, tls_port, extra, oauth2 is not None))
+    if oauth2 is not None:
+        (base / "oauth2.conf.ext").write_text(_oauth2_conf(oauth2, oauth2_scope))
     process = subprocess.Popen([binary, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
                                stderr=open(base / "stderr.log", "wb"))  # noqa: SIM115
     server = Dovecot(base, port, process, uid, gid, tls_port=tls_port)
@@ -332,6 +366,7 @@ class Account:
     server: Dovecot
     username: str
     password: str
+    token: Callable[[], str] | None = None  # an oauth2 server's: logs in with XOAUTH2
 
     @property
     def host(self) -> str:
@@ -345,7 +380,11 @@ class Account:
     def client(self) -> Iterator[imaplib.IMAP4]:
         imap = imaplib.IMAP4(self.host, self.port, timeout=30)
         try:
-            imap.login(self.username, self.password)
+            if self.token is not None:
+                raw = f"user={self.username}\x01auth=Bearer {self.token()}\x01\x01".encode()
+                imap.authenticate("XOAUTH2", lambda _challenge: raw)
+            else:
+                imap.login(self.username, self.password)
             yield imap
         finally:
             with contextlib.suppress(Exception):
@@ -545,13 +584,14 @@ class CountingProxy:
         self._thread.join(2)
 
 
-def running_dovecot(tls: bool = False, extra: str = "") -> Iterator[Dovecot]:
+def running_dovecot(tls: bool = False, extra: str = "", oauth2: str | None = None,
+                    oauth2_scope: str = "") -> Iterator[Dovecot]:
     """A fixture's body: a Dovecot for the tests that use it, stopped after them (the tests
     are skipped, saying why, where Dovecot cannot run)."""
     import pytest
 
     try:
-        server = start_dovecot(tls=tls, extra=extra)
+        server = start_dovecot(tls=tls, extra=extra, oauth2=oauth2, oauth2_scope=oauth2_scope)
     except DovecotMissing as exc:
         pytest.skip(str(exc))
     try:

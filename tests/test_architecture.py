@@ -86,7 +86,12 @@ ONLY: dict[str, tuple[str, ...]] = {
     # Google sign-in: its errors, the target it is configured from, and the HTTP session it
     # posts to the token endpoint with (not the google backend, which imports it)
     "followsync.googleauth": ("followsync.errors", "followsync.config",
-                              "followsync.backends.apisession"),
+                              "followsync.backends.apisession", "followsync.tokenstore"),
+    # Microsoft sign-in: the same, without the HTTP session (msal brings its own, imported
+    # only to sign in or refresh)
+    "followsync.msauth": ("followsync.errors", "followsync.config", "followsync.tokenstore"),
+    # keeping an OAuth sign-in: a private file and the keyring
+    "followsync.tokenstore": ("followsync.errors", "followsync.atomic"),
     # the session to Google's API: davhttp's session and retry loop; tokens come in as a
     # protocol, so neither googleauth nor the backend is imported
     "followsync.backends.apisession": ("followsync.errors", "followsync.backends.davhttp"),

@@ -9,6 +9,8 @@ CalDAV params run against REAL Radicale and Xandikos processes (tests/servers.py
 calendar per test. The google param runs against the local emulation of Google's Calendar API
 (tests/googleemu.py, itself checked with Google's client libraries in tests/test_googleemu.py);
 Google takes events only, so its harness writes events where the others write to-dos.
+The microsoft param runs against the emulation of Microsoft Graph (tests/msemu.py, checked
+with msal and msgraph-sdk in tests/test_msemu.py); Outlook takes events only too.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from tests.servers import CalendarInfo
 
 # radicale-digest: Radicale behind a proxy demanding HTTP Digest (tests/digestproxy.py);
 # google: the google target against the emulation of Google's API (tests/googleemu.py)
-KINDS = ["memory", "ics", "radicale", "xandikos", "radicale-digest", "google"]
+KINDS = ["memory", "ics", "radicale", "xandikos", "radicale-digest", "google", "microsoft"]
 CRLF = "\r\n"
 
 
@@ -345,6 +347,97 @@ class GoogleHarness(Harness):
         self.emu.stop()
 
 
+class FixedBearer:
+    """An access token issued by an emulation, handed out as is (apisession.Bearer)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def access(self) -> str:
+        return self.token
+
+    def refresh(self) -> str:
+        return self.token
+
+
+class MicrosoftHarness(Harness):
+    """The other app is Outlook or another Graph client: it writes the emulation's events
+    directly. An event carries a UID only through followsync's mark, so another app's item
+    "with that UID" is an event with the mark and no followsync data (as a second tool
+    reusing the property would write); an owned one carries both, as a restore would."""
+
+    kind = "microsoft"
+    todos = False
+    TODAY = date(2030, 12, 1)  # the sync's day: 2031's items lie in the delta window
+
+    def __init__(self, tmp_path: Path) -> None:
+        from followsync.backends.microsoft import MicrosoftBackend
+        from followsync.msauth import MicrosoftSettings
+        from tests.msemu import MsEmu
+
+        self.emu = MsEmu().start()
+        self.settings = MicrosoftSettings(
+            name="t", client_id=self.emu.client_id, state_dir=tmp_path / "state",
+            endpoint=self.emu.url, verify=self.emu.ca_path, calendar="Follow-ups",
+            zone="Europe/Berlin")
+        self.tokens = FixedBearer(self.emu.issue_tokens(["Calendars.ReadWrite"])[0])
+        self.calendar = self.emu.add_calendar("Follow-ups").id
+        self._make = MicrosoftBackend
+        self.opened: list[Any] = []
+
+    def open(self) -> Backend:
+        backend = self._make(self.settings, tokens=self.tokens, today=self.TODAY)
+        self.opened.append(backend)
+        return backend  # type: ignore[no-any-return]
+
+    def _by_uid(self) -> dict[str, dict[str, Any]]:
+        from followsync.backends.microsoft import MARK
+
+        found = {}
+        for event in self.emu.live(self.calendar):
+            props = {p["id"]: p["value"] for p in event["singleValueExtendedProperties"]}
+            found[props.get(MARK) or event["iCalUId"]] = event
+        return found
+
+    def other_put(self, uid: str, text: str) -> None:
+        import json as _json
+
+        from followsync.backends.microsoft import MARK, to_event
+
+        existing = self._by_uid().get(uid)
+        if text.lstrip().startswith("{"):  # restored from other_raw's bytes
+            body = {k: v for k, v in _json.loads(text).items() if k != "@odata.etag"}
+        else:
+            if "BEGIN:VTODO" in text:  # Outlook keeps no to-dos here: the other app's event
+                text = re.sub(r"(?m)^(DUE|STATUS):.*\r?\n", "", text).replace("VTODO",
+                                                                                "VEVENT")
+            body, _ = to_event(uid, text)
+            if not is_owned(text):
+                body["singleValueExtendedProperties"] = [{"id": MARK, "value": uid}]
+        if existing:
+            self.emu.edit_event(existing["id"], body)
+        else:
+            self.emu.add_event(self.calendar, body)
+
+    def other_delete(self, uid: str) -> None:
+        self.emu.delete_event(self._by_uid()[uid]["id"])
+
+    def other_raw(self) -> dict[str, bytes]:
+        import json as _json
+
+        keys = ("subject", "body", "start", "end", "isAllDay", "isReminderOn",
+                "reminderMinutesBeforeStart", "showAs", "singleValueExtendedProperties",
+                "@odata.etag")
+        return {uid: _json.dumps({k: e[k] for k in keys if k in e}, sort_keys=True,
+                                 ensure_ascii=False).encode()
+                for uid, e in self._by_uid().items()}
+
+    def close(self) -> None:
+        for backend in self.opened:
+            backend.close()
+        self.emu.stop()
+
+
 def make_harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
                  components: tuple[str, ...] = ("VEVENT", "VTODO"),
                  url_form: str = "root") -> Harness:
@@ -354,6 +447,8 @@ def make_harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path,
         return IcsHarness(tmp_path / "calendar.ics")
     if kind == "google":
         return GoogleHarness(tmp_path)
+    if kind == "microsoft":
+        return MicrosoftHarness(tmp_path)
     pytest.importorskip("followsync.backends.caldav")
     maker = request.getfixturevalue("make_dav_calendar")
     base = kind.removesuffix("-digest")
@@ -836,7 +931,7 @@ def test_commit_makes_the_writes_durable(harness: Harness) -> None:
 
 def test_supports_says_what_the_calendar_takes(request: pytest.FixtureRequest,
                                               tmp_path: Path) -> None:
-    for kind in ("memory", "radicale", "xandikos", "google"):
+    for kind in ("memory", "radicale", "xandikos", "google", "microsoft"):
         try:
             h = make_harness(kind, request, tmp_path, components=("VEVENT",))
         except pytest.skip.Exception:

@@ -561,8 +561,8 @@ def test_global_options_after_the_command_name(proj: Proj) -> None:
     assert (code, out) == (0, "")
     assert "2026-12-03" in proj.leads.read_text()
     code, _, err = run("calendars", "--config", config)
-    assert (code, err.splitlines()[-1]) == (2, f"Error: {proj.config} has no caldav or google "
-                                                "target")
+    assert (code, err.splitlines()[-1]) == (2, f"Error: {proj.config} has no caldav, google "
+                                                "or microsoft target")
     code, _, err = run("run", "--now", NOW, "--config", config)
     assert code == 2 and "--now and $FOLLOWSYNC_NOW do not apply to `run`" in err
     code, out, _ = run("schema", "-v", "--config", config)

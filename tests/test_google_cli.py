@@ -286,3 +286,32 @@ def test_a_no_op_after_the_access_token_expired_refreshes_once(emu: GoogleEmu,
     emu.reset_log()
     assert run(config, "sync")[0] == 0
     assert len(emu.requests) == len(emu.api_requests()) == 1
+
+
+def test_auth_of_a_google_mailbox_asks_for_the_mail_scope(emu: GoogleEmu, tmp_path: Path
+                                                          ) -> None:
+    """`followsync auth NAME` for an `auth: google` mailbox (not only for targets): the
+    loopback sign-in with the mail scope, kept in the mailbox's own token file."""
+    config = project(tmp_path, emu)
+    config.write_text(config.read_text() + "mail:\n  - name: gmail\n    host: imap.gmail.com\n"
+                      "    username: me@example.com\n    auth: google\n"
+                      f"    client_secret: client.json\n    endpoint: {emu.url}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "followsync", "--config", str(config), "auth", "gmail",
+         "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        found = re.search(r"(http://127\.0\.0\.1:\d+/o/oauth2/auth\?\S+)", line)
+        if found:
+            assert "scope=https%3A%2F%2Fmail.google.com%2F" in found.group(1)
+            with urllib.request.urlopen(found.group(1), timeout=10) as page:
+                assert b"Signed in" in page.read()
+            break
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, "".join(seen) + err + out
+    assert "gmail: signed in" in out
+    assert (tmp_path / "state" / "google-mail-gmail.json").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "state" / "google-work.json").exists()

@@ -105,6 +105,113 @@ back: 365d, 6mo, 1y
         {C}:6:3: mail: mailbox names must be unique: inbox
           hint: rename one; the name keeps each mailbox's state apart
         """),
+    # OAuth mailboxes (`auth: microsoft | google`): a sign-in, never a password
+    ("oauth-with-a-password", """\
+        mail:
+          - {name: o, host: outlook.office365.com, username: me@c.example, auth: microsoft,
+             client_id: 11111111-2222-3333-4444-555555555555, password_env: P}
+        """, """\
+        {C}:6:5: mail.1: mailbox 'o' signs in with `auth: microsoft` and takes no password_env
+          hint: remove password_env; run `followsync auth o`
+        """),
+    ("microsoft-without-client-id-and-a-bad-one", """\
+        mail:
+          - {name: o, host: outlook.office365.com, username: me@c.example, auth: microsoft}
+          - name: p
+            host: outlook.office365.com
+            username: me@c.example
+            auth: microsoft
+            client_id: my-app
+        """, """\
+        {C}:6:5: mail.1: a Microsoft sign-in needs `client_id:`
+          hint: the Application (client) ID of your own app registration (see README, \
+"Microsoft 365 and Outlook.com")
+        {C}:7:5: mail.2: client_id 'my-app' is not an application id
+          hint: copy the "Application (client) ID" (like 11111111-2222-3333-4444-555555555555) \
+from the app's Overview page
+        """),
+    ("microsoft-with-a-client-secret", """\
+        mail:
+          - {name: o, host: outlook.office365.com, username: me@c.example, auth: microsoft,
+             client_id: 11111111-2222-3333-4444-555555555555, client_secret: c.json}
+        """, """\
+        {C}:6:5: mail.1: `auth: microsoft` takes no client_secret
+          hint: a Microsoft sign-in needs only `client_id:` (a public client)
+        """),
+    ("auth-port-only-for-google", """\
+        mail:
+          - {name: o, host: outlook.office365.com, username: me@c.example, auth: microsoft,
+             client_id: 11111111-2222-3333-4444-555555555555, auth_port: 8765}
+          - {name: p, host: imap.x.example, username: me, password_env: P, auth_port: 8765}
+        """, """\
+        {C}:6:5: mail.1: `auth: microsoft` takes no auth_port
+          hint: its sign-in is a device code entered in any browser: followsync listens on no \
+port
+        {C}:8:5: mail.2: mailbox 'p' logs in with a password and does not take auth_port
+          hint: add `auth: microsoft` or `auth: google` to sign in with OAuth instead
+        """),
+    ("microsoft-over-http-and-a-bad-tenant", """\
+        mail:
+          - {name: o, host: outlook.office365.com, username: me@c.example, auth: microsoft,
+             client_id: 11111111-2222-3333-4444-555555555555, endpoint: "http://127.0.0.1:9"}
+          - {name: p, host: outlook.office365.com, username: me@c.example, auth: microsoft,
+             client_id: 11111111-2222-3333-4444-555555555555, tenant: a b}
+        """, """\
+        {C}:6:5: mail.1: endpoint 'http://127.0.0.1:9' is not an https URL
+          hint: Microsoft's sign-in needs https, e.g. `endpoint: https://127.0.0.1:9443`; or \
+remove it to use Microsoft
+        {C}:8:5: mail.2: tenant 'a b' is not a tenant
+          hint: common, organizations, consumers, a tenant id or a domain like \
+contoso.onmicrosoft.com
+        """),
+    ("oauth-without-tls", """\
+        mail:
+          - {name: o, host: 127.0.0.1, tls: none, username: me@c.example, auth: microsoft,
+             client_id: 11111111-2222-3333-4444-555555555555}
+        """, """\
+        {C}:6:5: mail.1: an OAuth mailbox is reached over TLS
+          hint: use tls: implicit (port 993) or tls: starttls (port 143)
+        """),
+    ("google-with-a-client-id-or-without-a-client-secret", """\
+        mail:
+          - {name: g, host: imap.gmail.com, username: me@gmail.example, auth: google,
+             client_id: x, client_secret: c.json}
+          - {name: h, host: imap.gmail.com, username: me@gmail.example, auth: google}
+        """, """\
+        {C}:6:5: mail.1: `auth: google` takes no client_id or tenant
+          hint: it needs `client_secret:` (your "Desktop app" OAuth client's JSON), see \
+README, "Google Calendar"
+        {C}:8:5: mail.2: `auth: google` needs `client_secret:`
+          hint: the JSON file of your own "Desktop app" OAuth client (see README, "Google \
+Calendar")
+        """),
+    ("google-client-secret-missing", """\
+        mail:
+          - name: g
+            host: imap.gmail.com
+            username: me@gmail.example
+            auth: google
+            client_secret: missing.json
+        """, """\
+        {C}:10:20: the client_secret file of mailbox 'g' does not exist: {D}/missing.json
+          hint: download your "Desktop app" OAuth client's JSON from the Google Cloud console \
+(README, "Google Calendar")
+        """),
+    ("a-password-mailbox-with-oauth-keys", """\
+        mail:
+          - {name: p, host: imap.x.example, username: me, password_env: P,
+             client_id: 11111111-2222-3333-4444-555555555555, verify: ca.pem}
+        """, """\
+        {C}:6:5: mail.1: mailbox 'p' logs in with a password and does not take client_id, verify
+          hint: add `auth: microsoft` or `auth: google` to sign in with OAuth instead
+        """),
+    ("auth-misspelt", """\
+        mail:
+          - {name: p, host: imap.x.example, username: me, password_env: P, auth: microsft}
+        """, """\
+        {C}:6:74: mail.1.auth: got 'microsft'; expected 'password', 'microsoft' or 'google'
+          hint: did you mean 'microsoft'?
+        """),
     ("mail-is-a-mapping", """\
         mail: {name: inbox}
         """, """\
@@ -127,7 +234,8 @@ def test_broken_mail_section(synced: Project, text: str, expected: str) -> None:
     synced.write_config(HEAD + textwrap.dedent(text))
     before = synced.snapshot()
     state = (synced.state / "state.sqlite").read_bytes()
-    want = textwrap.dedent(expected).replace("{C}", str(synced.config))
+    want = textwrap.dedent(expected).replace("{C}", str(synced.config)) \
+        .replace("{D}", str(synced.dir))
     for command in ("validate", "plan", "sync", "mail"):
         code, out, err = synced.run(command)
         assert (code, out) == (1, ""), (command, err)

@@ -1,5 +1,5 @@
-"""Keep-alive JSON requests to Google (the Calendar API and the OAuth token endpoint) with a
-bearer token, over davhttp's session and its one retry loop.
+"""Keep-alive JSON requests to Google (the Calendar API and the OAuth token endpoint) and to
+Microsoft Graph with a bearer token, over davhttp's session and its one retry loop.
 
 Its own module so that signing in (`googleauth`, which posts to the token endpoint) and the
 google backend (which needs `googleauth`'s tokens) both use it without importing each other.
@@ -11,6 +11,11 @@ jitter, honouring Retry-After when given. `GOOGLE_BACKOFF` is that policy: waits
 all; then the request fails ("Google keeps failing: HTTP 429 …") and the next sync
 retries. A server not reached at all (connection refused, time-out) is retried as CalDAV's
 are, for seconds: minutes of waiting would not bring it back.
+
+Microsoft asks the same of Graph (429 with Retry-After when a mailbox is over its limits, 503
+and 5xx likewise; back off exponentially where no Retry-After is given): `MICROSOFT_BACKOFF`.
+One session is one connection and sends its requests one after the other, so a target never
+has more than one request in flight (Outlook allows four per mailbox).
 """
 
 from __future__ import annotations
@@ -32,6 +37,12 @@ from followsync.errors import TargetError
 RATE_REASONS = ("rateLimitExceeded", "userRateLimitExceeded")
 GOOGLE_BACKOFF = Backoff(retries=8, budget=300.0, first=2.0, cap=64.0, spread=0.5)
 QUICK_BACKOFF = Backoff(retries=2, budget=10.0, first=2.0, cap=64.0, spread=0.5)
+MICROSOFT_BACKOFF = Backoff(retries=8, budget=300.0, first=2.0, cap=64.0, spread=0.5)
+ONCE = Backoff(retries=0, budget=0.0)  # `resend=False`: a request that must not go twice
+
+
+class Unanswered(TargetError):
+    """A request sent with `resend=False` got no answer (it may have landed or not)."""
 
 
 class Bearer(Protocol):
@@ -49,12 +60,16 @@ class ApiSession:
 
     def __init__(self, base_url: str, tokens: Bearer | None, *, timeout: float = 30.0,
                  backoff: Backoff = GOOGLE_BACKOFF, sleep: Callable[[float], None] | None = None,
-                 clock: Callable[[], float] | None = None, label: str = "?") -> None:
+                 clock: Callable[[], float] | None = None, label: str = "?",
+                 verify: bool | str = True, service: str = "Google",
+                 retryable: Callable[[Response], bool] | None = None) -> None:
         self.base_url = base_url
         self.tokens = tokens
         self.label = label  # the target's name, for messages
-        self.dav = DavSession(base_url, None, None, timeout=timeout, backoff=backoff,
-                              network=DAV_BACKOFF, sleep=sleep, clock=clock)
+        self.service = service  # whose API, for messages ("Google refused the access token")
+        self.retryable = retryable or google_retryable
+        self.dav = DavSession(base_url, None, None, verify=verify, timeout=timeout,
+                              backoff=backoff, network=DAV_BACKOFF, sleep=sleep, clock=clock)
 
     @property
     def count(self) -> int:
@@ -64,7 +79,9 @@ class ApiSession:
         self.dav.close()
 
     def call(self, method: str, path: str, body: bytes | dict[str, Any] | None = None,
-             headers: Mapping[str, str] | None = None) -> Response:
+             headers: Mapping[str, str] | None = None, *, resend: bool = True) -> Response:
+        """One request; `resend=False` sends it once whatever the network does (a create
+        whose answer was lost is looked for before it is sent again): `Unanswered`."""
         dav = self.dav
         target = urlsplit(urljoin(self.base_url, path))
         if (target.hostname, target.port) != (dav.host, dav.port):
@@ -76,29 +93,47 @@ class ApiSession:
             sent["Content-Type"] = "application/json; charset=utf-8"
         tokens = self.tokens
         authorize = (lambda: f"Bearer {tokens.access()}") if tokens is not None else None
-        response = dav.send(method, where, data, sent, authorize=authorize,
-                            retryable=retryable)
+        retryable = self.retryable
+
+        def send() -> Response:
+            if resend:
+                return dav.send(method, where, data, sent, authorize=authorize,
+                                retryable=retryable)
+            try:
+                return dav.send(method, where, data, sent, authorize=authorize,
+                                retryable=retryable, network=ONCE)
+            except TargetError as exc:
+                raise Unanswered(str(exc), exc.hint) from None
+
+        response = send()
         if response.status == 401 and tokens is not None:
             tokens.refresh()  # once: a token revoked meanwhile, or a clock that is off
-            response = dav.send(method, where, data, sent, authorize=authorize,
-                                retryable=retryable)
+            response = send()
         if response.status == 401:
-            raise TargetError(f"target {self.label}: Google refused the access token "
+            raise TargetError(f"target {self.label}: {self.service} refused the access token "
                               "(HTTP 401)", f"run `followsync auth {self.label}`")
         if 300 <= response.status < 400:
             raise TargetError(f"{dav.host} redirected {target.path}; followsync does not "
                               "follow redirects", "check `endpoint:`")
         if retryable(response):
-            raise TargetError(f"Google keeps failing: HTTP {response.status} "
+            raise TargetError(f"{self.service} keeps failing: HTTP {response.status} "
                               f"({reason(response) or 'no reason given'}) for {method} "
                               f"{target.path}", "the next sync retries")
         return response
 
 
-def retryable(response: Response) -> bool:
+def google_retryable(response: Response) -> bool:
     """5xx, 429, and Google's 403 rate limits: worth sending again after a wait."""
     return response.status in RETRY_STATUSES or (
         response.status == 403 and reason(response) in RATE_REASONS)
+
+
+retryable = google_retryable  # (the name other modules knew)
+
+
+def microsoft_retryable(response: Response) -> bool:
+    """429, 503 and the other 5xx Graph answers when busy: worth sending again."""
+    return response.status in RETRY_STATUSES
 
 
 def reason(response: Response) -> str:
@@ -106,6 +141,8 @@ def reason(response: Response) -> str:
     try:
         error = json.loads(response.body or b"{}").get("error", {})
         errors = error.get("errors") or [{}]
-        return str(errors[0].get("reason") or error.get("status") or "")[:60]
+        code = error.get("code")  # Graph: {"error": {"code": "ErrorItemNotFound", ...}}
+        return str(errors[0].get("reason") or error.get("status") or
+                   (code if isinstance(code, str) else "") or "")[:60]
     except (ValueError, AttributeError, TypeError):
         return ""

@@ -280,12 +280,16 @@ class DavSession:
 
     def send(self, method: str, path: str, data: bytes, headers: Mapping[str, str], *,
              authorize: Callable[[], str | None] | None = None,
-             retryable: Callable[[Response], bool] = _failed_status) -> Response:
+             retryable: Callable[[Response], bool] = _failed_status,
+             network: Backoff | None = None) -> Response:
         """One request, sent again on network errors (not TLS ones: a certificate does not
         mend itself) and on answers `retryable` picks (5xx and 429), as the session's
         `backoff` allows: the one retry loop of every request followsync makes (CalDAV,
         Google's API and its token endpoint). `authorize` gives each attempt its
-        Authorization value (a fresh Digest nonce count, a refreshed bearer token)."""
+        Authorization value (a fresh Digest nonce count, a refreshed bearer token).
+        `network` replaces the session's policy for a server not reached (none: a request
+        that must not be sent twice blindly)."""
+        unreached = network or self.network
         started = self.clock()
         attempt = 0
         while True:
@@ -300,7 +304,7 @@ class DavSession:
                 self._drop()
                 reason = _network_reason(exc)
                 if not isinstance(exc, ssl.SSLError) and self._wait(
-                        self.network, attempt, started, None, f"{method} {path}: {reason}"):
+                        unreached, attempt, started, None, f"{method} {path}: {reason}"):
                     continue
                 raise TargetError(f"{self.host} is unreachable: {reason}",
                                   "check the URL and your connection; the next sync retries")\

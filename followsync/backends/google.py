@@ -28,15 +28,16 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
+from followsync.backends import eventtext
 from followsync.backends.apisession import GOOGLE_BACKOFF, QUICK_BACKOFF, ApiSession, reason
 from followsync.backends.base import Listing
 from followsync.backends.davhttp import Response
-from followsync.errors import ComponentRefused, Conflict, TargetError
+from followsync.errors import Conflict, TargetError
 from followsync.googleauth import GoogleSettings, Tokens
 from followsync.model import Remote
 
@@ -397,64 +398,40 @@ def _uid_in(text: str) -> str | None:
     return uid_of(text)
 
 
-_MAPPED = {"UID", "DTSTAMP", "SEQUENCE", "SUMMARY", "DESCRIPTION", "DTSTART", "DTEND",
-           "DURATION", "TRANSP", "BEGIN", "END"}
-
-
 def to_event(uid: str, text: str, zone: str = "UTC") -> tuple[dict[str, Any], bool]:
     """An event resource for iCalendar text; True when alarms beyond five were not set."""
-    from icalendar import Calendar
-
-    try:
-        cal = Calendar.from_ical(text)
-    except Exception as exc:
-        raise TargetError(f"cannot convert {uid} for Google: {exc}") from None
-    comps = [c for c in cal.walk() if c.name in ("VEVENT", "VTODO")]
-    if not comps or comps[0].name != "VEVENT":
-        raise ComponentRefused("Google Calendar takes events only, not to-dos (VTODO)")
-    comp: Any = comps[0]
+    parts = eventtext.parse(uid, text, "Google Calendar")
     private: dict[str, str] = {"followsync_uid": uid}
-    lead, rule = comp.get("X-FOLLOWSYNC-LEAD"), comp.get("X-FOLLOWSYNC-RULE")
-    if lead is not None:
-        private["followsync_lead"] = str(lead)
-    if rule is not None:
-        private["followsync_rule"] = str(rule)
-    if "SEQUENCE" in comp:
-        private["followsync_seq"] = str(int(comp["SEQUENCE"]))
-    body: dict[str, Any] = {"summary": str(comp.get("SUMMARY", ""))}
-    if "DESCRIPTION" in comp:
-        body["description"] = str(comp["DESCRIPTION"])
-    start = comp.get("DTSTART")
-    if start is None:
-        raise TargetError(f"{uid} has no DTSTART; Google needs a start")
+    if parts.lead is not None:
+        private["followsync_lead"] = parts.lead
+    if parts.rule is not None:
+        private["followsync_rule"] = parts.rule
+    if parts.sequence is not None:
+        private["followsync_seq"] = str(parts.sequence)
+    body: dict[str, Any] = {"summary": parts.summary}
+    if parts.description is not None:
+        body["description"] = parts.description
+    start = parts.start
     body["start"], utc = _when(start, zone)
     if utc:
         private["followsync_utc"] = "1"
-    end = comp.get("DTEND")
-    if end is not None:
-        body["end"], _ = _when(end, zone)
+    if parts.end_prop is not None:
+        body["end"], _ = _when(parts.end_prop, zone)
     else:
-        span = comp["DURATION"].dt if "DURATION" in comp else (
-            timedelta(days=1) if not isinstance(start.dt, datetime) else timedelta(0))
-        body["end"], _ = _when_value(start.dt + span, start, zone)
-    if "TRANSP" in comp:
+        body["end"], _ = _when_value(parts.end, start, zone)
+    if parts.transp is not None:
         private["followsync_transp"] = "1"
-        body["transparency"] = "transparent" if str(comp["TRANSP"]).upper() == "TRANSPARENT" \
-            else "opaque"
-    rest = [comp.content_line(name, value) for name, value in
-            comp.property_items(recursive=False) if name not in _MAPPED]
+        body["transparency"] = "transparent" if parts.transp == "TRANSPARENT" else "opaque"
     overrides: list[dict[str, Any]] = []
     extra: list[str] = []
-    for alarm in comp.subcomponents:
-        if alarm.name != "VALARM":
-            continue
-        minutes = _minutes_before(alarm, start.dt)
+    for alarm in parts.alarms:
+        minutes = eventtext.minutes_before(alarm, start.dt, MAX_MINUTES)
         if minutes is None or len(overrides) == MAX_REMINDERS:
             extra.append(alarm.to_ical().decode())
             continue
         method = "email" if str(alarm.get("ACTION", "")).upper() == "EMAIL" else "popup"
         overrides.append({"method": method, "minutes": minutes})
-    _chunks(private, "followsync_ical", "\n".join(rest))
+    _chunks(private, "followsync_ical", "\n".join(parts.rest))
     _chunks(private, "followsync_alarms", "".join(extra))
     body["reminders"] = {"useDefault": False, "overrides": overrides}
     body["extendedProperties"] = {"private": private}
@@ -496,40 +473,16 @@ def _when_value(value: Any, prop: Any, zone: str) -> tuple[dict[str, str], bool]
     return {"dateTime": moment, "timeZone": "UTC"}, True
 
 
-def _minutes_before(alarm: Any, start: date | datetime) -> int | None:
-    """Minutes before the start for a reminder; None when Google cannot express it."""
-    trigger = alarm.get("TRIGGER")
-    if trigger is None:
-        return None
-    value = trigger.dt
-    if isinstance(value, timedelta):
-        if str(trigger.params.get("RELATED", "START")).upper() != "START":
-            return None
-        before = -value
-    elif isinstance(value, datetime) and isinstance(start, datetime):
-        before = start - value
-    else:
-        return None
-    seconds = before.total_seconds()
-    if seconds < 0 or seconds % 60 or seconds / 60 > MAX_MINUTES:
-        return None
-    return int(seconds // 60)
-
-
 def from_event(event: dict[str, Any]) -> str:
     """The iCalendar text of an event: what Google shows, plus what only followsync keeps."""
-    from icalendar import vText
-
     private = (event.get("extendedProperties") or {}).get("private") or {}
     uid = _owner_uid(event) or str(event.get("iCalUID") or event.get("id"))
     utc = private.get("followsync_utc") == "1"
-    stamp = _stamp(event.get("updated"))
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//followsync//google//EN",
-             "BEGIN:VEVENT", "UID:" + vText(uid).to_ical().decode(), f"DTSTAMP:{stamp}",
-             f"SEQUENCE:{private.get('followsync_seq', event.get('sequence', 0))}"]
-    lines.append("SUMMARY:" + vText(event.get("summary", "")).to_ical().decode())
+    lines = eventtext.head("google", uid, eventtext.stamp(event.get("updated")),
+                           private.get("followsync_seq", event.get("sequence", 0)))
+    lines.append("SUMMARY:" + eventtext.text_value(event.get("summary", "")))
     if event.get("description") is not None:
-        lines.append("DESCRIPTION:" + vText(event["description"]).to_ical().decode())
+        lines.append("DESCRIPTION:" + eventtext.text_value(event["description"]))
     lines.append("DTSTART" + _ical_time(event.get("start") or {}, utc))
     lines.append("DTEND" + _ical_time(event.get("end") or {}, utc))
     transparency = event.get("transparency", "opaque")
@@ -542,46 +495,9 @@ def from_event(event: dict[str, Any]) -> str:
     for override in (reminders.get("overrides") or []) if not reminders.get("useDefault") \
             else []:
         action = "EMAIL" if override.get("method") == "email" else "DISPLAY"
-        minutes = int(override.get("minutes", 0))
-        trigger = "PT0S" if minutes == 0 else _duration(-minutes)
-        lines += ["BEGIN:VALARM", f"ACTION:{action}",
-                  "DESCRIPTION:" + vText(event.get("summary", "")).to_ical().decode(),
-                  f"TRIGGER:{trigger}", "END:VALARM"]
-    out = "\r\n".join(_fold(line) for line in lines) + "\r\n"
-    extra = _unchunk(private, "followsync_alarms")
-    return out + extra.replace("\r\n", "\n").replace("\n", "\r\n") + \
-        "END:VEVENT\r\nEND:VCALENDAR\r\n"
-
-
-def _fold(line: str) -> str:
-    """Fold at 75 octets without splitting a UTF-8 character."""
-    out: list[str] = []
-    current: list[str] = []
-    size = 0
-    for char in line:
-        width = len(char.encode())
-        if size + width > (75 if not out else 74):
-            out.append("".join(current))
-            current, size = [], 0
-        current.append(char)
-        size += width
-    out.append("".join(current))
-    return "\r\n ".join(out)
-
-
-def _duration(minutes: int) -> str:
-    from icalendar import vDuration
-
-    made: Any = vDuration(timedelta(minutes=minutes))
-    return str(made.to_ical().decode())
-
-
-def _stamp(updated: Any) -> str:
-    try:
-        moment = datetime.fromisoformat(str(updated).replace("Z", "+00:00"))
-        return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    except ValueError:
-        return "19700101T000000Z"
+        lines += eventtext.alarm_lines(action, event.get("summary", ""),
+                                       int(override.get("minutes", 0)))
+    return eventtext.finish(lines, _unchunk(private, "followsync_alarms"))
 
 
 def _ical_time(when: dict[str, Any], utc: bool) -> str:

@@ -47,8 +47,8 @@ from typing import NamedTuple
 from followsync.config import MailConfig
 from followsync.errors import FollowsyncError
 from followsync.schedule import backoff_delay
-from followsync.sources.mail import MailError, MailLoginRefused, connect
-from followsync.sources.scan import credentials_digest, mailbox_of
+from followsync.sources.mail import Mailbox, MailError, MailLoginRefused, connect
+from followsync.sources.scan import login_digest, mailbox_of
 
 log = logging.getLogger("followsync")
 
@@ -203,11 +203,10 @@ class InboxWatcher:
         sessions = 0
         try:
             while not self._stopping.is_set():
-                tried = ""
                 started: float | None = None
+                mailbox: Mailbox | None = None
                 try:
                     mailbox = mailbox_of(self.box, date(1970, 1, 1))
-                    tried = credentials_digest(self.box, mailbox.password)
                     with connect(mailbox, self.box.timeout, self.ssl_context) as imap:
                         if not self._prepare(imap):
                             self.on_no_idle()
@@ -222,7 +221,8 @@ class InboxWatcher:
                     self.on_no_idle()
                     return
                 except MailLoginRefused as exc:
-                    self.on_refused(tried, exc)
+                    # what was tried, read after the refusal (a refresh may roll a token)
+                    self.on_refused(login_digest(self.box, mailbox) if mailbox else "", exc)
                     return
                 except FollowsyncError as exc:
                     if self._stopping.is_set():

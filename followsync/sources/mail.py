@@ -30,18 +30,20 @@ import contextlib
 import hashlib
 import imaplib
 import itertools
+import json
 import re
 import ssl
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 from followsync.durations import MAX_YEAR, MIN_YEAR
 from followsync.errors import TargetError
 from followsync.hosts import is_loopback
-from followsync.model import Tls
+from followsync.model import MailAuth, Tls
 from followsync.sources import Bookmark, Direction, FoundTouch, ScanResult, Skipped
 
 HEADER_FIELDS = ("FROM", "TO", "CC", "DATE", "MESSAGE-ID", "SUBJECT", "LIST-ID", "AUTO-SUBMITTED",
@@ -60,12 +62,23 @@ class MailError(TargetError):
 
 
 class MailLoginRefused(MailError):
-    """The server refused the username/password."""
+    """The server refused the username/password, or the OAuth sign-in (its token, or the
+    token endpoint's answer to a refresh): not tried again until that changes."""
+
+
+class TokenSource(Protocol):
+    """An OAuth mailbox's access tokens (msauth.Tokens, googleauth.Tokens): `access` the
+    kept one (refreshed when near expiry), `refresh` a new one. Both raise TargetError."""
+
+    def access(self) -> str: ...
+
+    def refresh(self) -> str: ...
 
 
 @dataclass(frozen=True)
 class Mailbox:
-    """One `mail:` entry, credentials already resolved."""
+    """One `mail:` entry, credentials already resolved: a password, or (`auth: microsoft`,
+    `auth: google`) the tokens of its sign-in, never both."""
 
     name: str
     host: str
@@ -76,6 +89,8 @@ class Mailbox:
     me: tuple[str, ...] = ()
     folders: tuple[str, ...] | None = None  # None: INBOX, \Sent (or a known name), \All
     since: date = date(1970, 1, 1)
+    auth: MailAuth = "password"
+    tokens: TokenSource | None = field(default=None, repr=False, compare=False)
 
     @property
     def effective_port(self) -> int:
@@ -137,6 +152,9 @@ def connect(mailbox: Mailbox, timeout: float, context: ssl.SSLContext | None
     """A logged-in session (the scan's and the IDLE watcher's, sources/idle.py): every
     failure is a MailError, a refused login a MailLoginRefused; logs out on leaving."""
     where = f"mailbox {mailbox.name!r} ({mailbox.host}:{mailbox.effective_port})"
+    if mailbox.tls == "none" and mailbox.tokens is not None:
+        raise MailError(f"{where}: tls: none would send the OAuth token in clear text",
+                        "use tls: implicit (port 993) or tls: starttls (port 143)")
     if mailbox.tls == "none" and not is_loopback(mailbox.host):
         raise MailError(f"{where}: tls: none sends the password in clear text; refused for a "
                         "host that is not on this machine",
@@ -176,6 +194,9 @@ def connect(mailbox: Mailbox, timeout: float, context: ssl.SSLContext | None
 
 
 def _login(imap: imaplib.IMAP4, mailbox: Mailbox, where: str) -> None:
+    if mailbox.tokens is not None:
+        _oauth_login(imap, mailbox, mailbox.tokens, where)
+        return
     try:
         if mailbox.username.isascii() and mailbox.password.isascii():
             imap.login(mailbox.username, mailbox.password)
@@ -190,6 +211,91 @@ def _login(imap: imaplib.IMAP4, mailbox: Mailbox, where: str) -> None:
             f"{where}: login refused for {mailbox.username!r}: {reason}",
             "check the username and password (Gmail, Fastmail and iCloud need an app password)",
         ) from None
+
+
+def xoauth2(username: str, token: str) -> bytes:
+    """The XOAUTH2 initial response (Google's and Microsoft's, the same), before base64."""
+    return f"user={username}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+def _oauth_login(imap: imaplib.IMAP4, mailbox: Mailbox, tokens: TokenSource,
+                 where: str) -> None:
+    """AUTHENTICATE XOAUTH2 with the kept access token; refused, once more with a refreshed
+    one (the kept one may have been revoked or expired early); refused again:
+    MailLoginRefused. A token error that asks for a new sign-in is a refusal too."""
+    if "AUTH=XOAUTH2" not in imap.capabilities:
+        raise MailError(f"{where}: the server does not offer OAuth (AUTHENTICATE XOAUTH2)",
+                        f"check the host; auth: {mailbox.auth} is for "
+                        f"{_OAUTH_HOSTS[mailbox.auth]}")
+    reason = ""
+    for fetch in (tokens.access, tokens.refresh):
+        token = _token(fetch, mailbox, where)
+        reason = _authenticate(imap, mailbox.username, token)
+        if not reason:
+            return
+        reason = reason.replace(token, "***")
+    raise MailLoginRefused(f"{where}: the OAuth sign-in was refused for "
+                           f"{mailbox.username!r}: {reason}", _refused_hint(mailbox))
+
+
+_OAUTH_HOSTS = {"microsoft": "outlook.office365.com", "google": "imap.gmail.com",
+                "password": ""}
+
+
+def _token(fetch: Callable[[], str], mailbox: Mailbox, where: str) -> str:
+    """A token from `fetch`; its TargetError as this mailbox's: a refusal (not tried again
+    until it changes) when it asks for `followsync auth NAME`, else a failure (retried)."""
+    try:
+        return fetch()
+    except TargetError as exc:
+        kind = MailLoginRefused if f"followsync auth {mailbox.name}" in exc.hint \
+            else MailError
+        raise kind(f"{where}: {exc.message}", exc.hint) from None
+
+
+def _authenticate(imap: imaplib.IMAP4, username: str, token: str) -> str:
+    """One AUTHENTICATE XOAUTH2: "" when logged in, else the server's reason. A refusal
+    comes as a continuation holding a JSON error (Gmail, Dovecot), answered with an empty
+    line, then NO; or as a bare NO (Outlook: "AUTHENTICATE failed.")."""
+    said: list[bytes] = []
+
+    def answer(challenge: bytes) -> bytes:
+        if said:  # the error's details: an empty answer ends the exchange
+            said.append(challenge)
+            return b""
+        said.append(b"")
+        return xoauth2(username, token)
+
+    try:
+        imap.authenticate("XOAUTH2", answer)
+    except imaplib.IMAP4.abort:
+        raise
+    except imaplib.IMAP4.error as exc:
+        detail = _challenge_detail(said[1:])
+        return _reason(exc) + (f" ({detail})" if detail else "")
+    return ""
+
+
+def _challenge_detail(challenges: list[bytes]) -> str:
+    """`status 401` from the JSON a server sent with a refusal; "" when there is none."""
+    for raw in challenges:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data.get("status"):
+            return f"status {str(data['status'])[:20]}"
+    return ""
+
+
+def _refused_hint(mailbox: Mailbox) -> str:
+    hint = (f"sign in again: `followsync auth {mailbox.name}`, with the account "
+            f"{mailbox.username} (the username must be the account signed in)")
+    if mailbox.auth == "microsoft":
+        hint += ("; if it is still refused, IMAP may be disabled for this mailbox by its "
+                 "administrator (Microsoft 365 admin center → Users → the user → Mail → "
+                 "Manage email apps → IMAP)")
+    return hint
 
 
 def _tls_error(where: str, exc: ssl.SSLError) -> MailError:
@@ -857,5 +963,5 @@ class _Matcher:
         return []
 
 
-__all__ = ["MailError", "MailLoginRefused", "MailSource", "Mailbox", "connect",
+__all__ = ["MailError", "MailLoginRefused", "MailSource", "Mailbox", "TokenSource", "connect",
            "read_addresses", "scan_mailbox"]

@@ -8,10 +8,11 @@ lead finds the older mail too, and an address removed no longer counts. A mailbo
 is reported (exit 3) and the others are still scanned.
 
 A refused login is reported with a salted digest of what was tried (the mailbox's config
-entry and the password as resolved then; `credentials_digest`). The daemon hands it back as
-`held`: a mailbox whose credentials still have that digest is not logged in to again
-(repeated failed logins lock real accounts), while a changed password (its command's output,
-the keyring) or entry is tried at once. The password itself is never kept.
+entry and the password as resolved then, or for an OAuth mailbox the refresh token kept after
+the refusal; `credentials_digest`). The daemon hands it back as `held`: a mailbox whose
+credentials still have that digest is not logged in to again (repeated failed logins lock
+real accounts), while a changed password (its command's output, the keyring), a new sign-in
+(`followsync auth NAME`) or entry is tried at once. No password or token is ever kept.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from followsync.state import State, shortcuts_in
 
 if TYPE_CHECKING:
     from followsync.leads import LeadBook, Touch
-    from followsync.sources.mail import Mailbox
+    from followsync.sources.mail import Mailbox, TokenSource
 
 log = logging.getLogger("followsync")
 # Salts the credentials digests: a new one in each process, kept in memory only.
@@ -96,6 +97,7 @@ class MailReport:
     exit_code: int = EXIT_OK
     refused: str | None = None  # the login was refused: `credentials_digest` of what was tried
     held: bool = False  # not logged in to: these credentials were refused before (`held`)
+    oauth: bool = False  # an OAuth mailbox: its credentials are a sign-in, not a password
     skipped: list[Skipped] = field(default_factory=list)  # kept in the state (`mail -v`)
     new_skips: int = 0  # messages this scan skipped
 
@@ -103,8 +105,9 @@ class MailReport:
         if self.error:
             return f"mailbox {self.name}: FAILED: {self.error}"
         if self.held:
+            what = f"sign-in (followsync auth {self.name})" if self.oauth else "password"
             return (f"mailbox {self.name}: not tried: its login was refused and neither its "
-                    "password nor its config entry changed since")
+                    f"{what} nor its config entry changed since")
         count = len(self.found)
         folders = len(self.folders)
         line = (f"mailbox {self.name}: {count} new touch{'' if count == 1 else 'es'} "
@@ -168,11 +171,55 @@ def credentials_digest(box: MailConfig, password: str) -> str:
 
 
 def mailbox_of(box: MailConfig, since: date) -> Mailbox:
+    """The mailbox to scan: its password resolved, or for an OAuth mailbox the tokens of its
+    sign-in (no password is ever looked for)."""
     from followsync.sources.mail import Mailbox
 
+    oauth = box.auth != "password"
     return Mailbox(name=box.name, host=box.host, username=box.username,
-                   password=password_of(box), port=box.port, tls=box.tls, me=box.me,
-                   folders=box.folders, since=since)
+                   password="" if oauth else password_of(box), port=box.port, tls=box.tls,
+                   me=box.me, folders=box.folders, since=since, auth=box.auth,
+                   tokens=tokens_of(box) if oauth else None)
+
+
+def tokens_of(box: MailConfig) -> TokenSource:
+    """An OAuth mailbox's access tokens for IMAP: Microsoft's (the IMAP resource) or
+    Google's (the mail scope), of the sign-in `followsync auth NAME` made."""
+    if box.auth == "microsoft":
+        from followsync import msauth
+
+        return msauth.Tokens(msauth.settings_for(box), "imap")
+    from followsync import googleauth
+
+    return googleauth.Tokens(googleauth.settings_for(box))
+
+
+def kept_sign_in(box: MailConfig) -> str:
+    """What an OAuth mailbox's sign-in is now: its kept refresh token ("" when there is none
+    or it cannot be read), which a new `followsync auth NAME` changes. Only ever hashed into
+    `credentials_digest`, never kept or shown."""
+    try:
+        if box.auth == "microsoft":
+            from followsync import msauth
+
+            store = msauth.store_for(msauth.settings_for(box), readonly=True)
+            return store.refresh_token() or ""
+        from followsync import googleauth
+
+        settings = googleauth.settings_for(box)
+        client = googleauth.load_client(settings)
+        return googleauth.TokenStore(settings, client.client_id, readonly=True
+                                     ).refresh_token() or ""
+    except FollowsyncError:
+        return ""
+
+
+def login_digest(box: MailConfig, mailbox: Mailbox) -> str:
+    """`credentials_digest` of what a login of `mailbox` tries now: its password, or the
+    sign-in kept for it (read again after a refusal: a refresh may have rolled it)."""
+    if box.auth == "password":
+        return credentials_digest(box, mailbox.password)
+    return credentials_digest(box, kept_sign_in(box))
 
 
 def known_addresses(config: Config, state: State) -> dict[str, str]:
@@ -215,7 +262,7 @@ def scan_mailboxes(
     for box in config.mailboxes:
         if wanted is not None and box.name not in wanted:
             continue
-        report = MailReport(box.name)
+        report = MailReport(box.name, oauth=box.auth != "password")
         reports.append(report)
         started = time.monotonic()
         digest = looked_for(box, addresses)
@@ -224,21 +271,22 @@ def scan_mailboxes(
         # From scratch, every touch is found again (and replaces the mailbox's stored ones);
         # else a message already known (in any mailbox) is not looked at twice.
         known = set() if fresh else state.mail_keys()
-        tried: str | None = None
+        mailbox: Mailbox | None = None
         try:
             first = box.since_day(today)
             if since is not None:
                 first = min(first, since) if fresh else since
             mailbox = mailbox_of(box, first)
-            tried = credentials_digest(box, mailbox.password)
-            if held and held.get(box.name) == tried:
-                report.held = True
-                continue
+            if held and box.name in held:
+                tried = login_digest(box, mailbox)
+                if held[box.name] == tried:
+                    report.held = True
+                    continue
             result = scan_mailbox(mailbox, addresses, marks, known, config.timezone,
                                   timeout=box.timeout)
         except FollowsyncError as exc:
-            if isinstance(exc, MailLoginRefused):
-                report.refused = tried
+            if isinstance(exc, MailLoginRefused) and mailbox is not None:
+                report.refused = login_digest(box, mailbox)
             report.error, report.hint, report.exit_code = exc.message, exc.hint, EXIT_TARGET
             report.seconds = time.monotonic() - started
             continue

@@ -103,7 +103,7 @@ def _sync(
             scoped = delta.settle(config, state, found, now) if found is not None else None
             book = _book(config) if scoped is None else None  # (a ConfigError: nothing opened)
             sessions = stack.enter_context(opened(
-                config, state, options, reports, scoped.leads if scoped else None))
+                config, state, options, reports, scoped.leads if scoped else None, today))
             planned = _planned(config, state, now, options, digest, scoped, book, sessions)
         _reconcile(config, state, now, options, sessions, planned)
     if options.may_skip:  # the basis of the next sync, if this one left every target clean

@@ -36,7 +36,7 @@ def nothing_changed(
     reports = []
     newer: list[tuple[str, str]] = []
     for target in targets:
-        found = _unchanged(target, state)
+        found = _unchanged(target, state, today)
         if found is None:
             return None
         report, cursor = found
@@ -50,14 +50,16 @@ def nothing_changed(
     return Outcome(today, [], reports)
 
 
-def _unchanged(target: Target, state: State) -> tuple[TargetReport, str | None] | None:
+def _unchanged(target: Target, state: State, today: date
+               ) -> tuple[TargetReport, str | None] | None:
     """A target whose items of ours are as the state says: its report, and a newer cursor
     to keep when only others' items changed (or every no-op would fetch those changes
     again). None when anything of ours changed, or the target says anything but "as was"."""
     started = time.monotonic()
     cursor = state.cursor(target.key)
     try:
-        backend = open_backend(target, readonly=True)  # a full sync makes what is missing
+        # (readonly: a full sync makes what is missing)
+        backend = open_backend(target, readonly=True, today=today)
         try:
             if backend.cursor_only:  # (a file's digest: no need for 60,000 hrefs and ETags)
                 holds: dict[str, Remote] = {}

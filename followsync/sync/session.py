@@ -166,11 +166,12 @@ class Session:
 @contextmanager
 def opened(
     config: Config, state: State, options: SyncOptions, reports: list[TargetReport],
-    scope: frozenset[str] | None = None,
+    scope: frozenset[str] | None = None, today: date | None = None,
 ) -> Iterator[list[Session]]:
     """Open and list every target the sync concerns (a report each, in `reports`), with
     the rows of the leads in `scope` (None: all); a target that fails is reported and left
-    out. Closes the backends opened here."""
+    out. `today` is the sync's day (a Microsoft target's delta window follows it). Closes
+    the backends opened here."""
     sessions: list[Session] = []
     try:
         for target in config.targets:
@@ -181,7 +182,8 @@ def opened(
             started = time.monotonic()
             with target_errors(report):
                 injected = options.backends.get(target.name)
-                backend = injected or open_backend(target, readonly=options.dry_run)
+                backend = injected or open_backend(target, readonly=options.dry_run,
+                                                   today=today)
                 session = Session(target, backend, injected is None, report, started,
                                   scope=scope)
                 sessions.append(session)
