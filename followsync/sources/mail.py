@@ -250,7 +250,8 @@ def _token(fetch: Callable[[], str], mailbox: Mailbox, where: str) -> str:
     except TargetError as exc:
         kind = MailLoginRefused if f"followsync auth {mailbox.name}" in exc.hint \
             else MailError
-        raise kind(f"{where}: {exc.message}", exc.hint) from None
+        said = exc.message.removeprefix(f"mailbox {mailbox.name}: ")
+        raise kind(f"{where}: {said}", exc.hint) from None
 
 
 def _authenticate(imap: imaplib.IMAP4, username: str, token: str) -> str:
