@@ -32,7 +32,7 @@ from followsync import googleauth, sync
 from followsync.config import load_config
 from followsync.errors import EXIT_TARGET
 from followsync.msauth import IMAP_SCOPES
-from followsync.sources.mail import Mailbox, MailLoginRefused, connect, xoauth2
+from followsync.sources.mail import Mailbox, MailError, MailLoginRefused, connect, xoauth2
 from followsync.sources.scan import mailbox_of
 from followsync.sync import SyncOptions
 from tests.googleemu import GoogleEmu
@@ -249,7 +249,8 @@ def test_a_mailbox_never_signed_in_is_exit_3_naming_the_command_without_a_login(
     logins = google_logins(emu)
     code, out, err = p.run("sync")
     assert code == EXIT_TARGET
-    assert "mailbox gmail: not signed in to Google" in err and "followsync auth gmail" in err
+    assert "(127.0.0.1:" in err and "): not signed in to Google" in err  # said once
+    assert "followsync auth gmail" in err and "mailbox gmail: mailbox gmail" not in err
     assert google_logins(emu) == logins  # nothing was sent to the server
     assert "file: 1 created" in out  # the calendars are still synced
 
@@ -566,7 +567,8 @@ class FakeOutlook:
     """Outlook's IMAP as seen from a client on a refusal: implicit TLS, AUTH=XOAUTH2, and
     `NO AUTHENTICATE failed.` straight after the client's response, with no detail."""
 
-    def __init__(self, cert: Path, key: Path) -> None:
+    def __init__(self, cert: Path, key: Path, challenge: bytes = b"") -> None:
+        self.challenge = challenge  # sent with the refusal (Gmail's way), as given
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(cert, key)
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -591,6 +593,9 @@ class FakeOutlook:
                     elif verb == "AUTHENTICATE":
                         conn.sendall(b"+ \r\n")
                         self.responses.append(reader.readline().strip())
+                        if self.challenge:
+                            conn.sendall(b"+ " + self.challenge + b"\r\n")
+                            reader.readline()
                         conn.sendall(f"{tag} NO AUTHENTICATE failed.\r\n".encode())
                     elif verb == "LOGOUT":
                         conn.sendall(f"* BYE\r\n{tag} OK LOGOUT completed.\r\n".encode())
@@ -700,3 +705,25 @@ def test_the_idle_watcher_logs_in_with_the_sign_in_and_a_refusal_is_reported_onc
     assert "followsync auth outlook" in hint
     for secret in emu.secrets():
         assert secret not in tried + hint
+
+
+@pytest.mark.parametrize("challenge", [
+    b"%%% not base64 %%%",
+    base64.b64encode(b"[" * 100_000),  # JSON nested past the recursion limit
+    base64.b64encode(b"\xff\xfe not text"),
+    base64.b64encode(b'{"status": {"deep": [1, 2]}, "schemes": 7}'),
+], ids=["not-base64", "deep-json", "not-utf8", "odd-json"])
+def test_a_hostile_refusal_is_a_failure_never_a_traceback(
+        outlook: tuple[MsEmu, Dovecot], challenge: bytes) -> None:
+    _emu, server = outlook
+    fake = FakeOutlook(server.base / "cert.pem", server.base / "key.pem", challenge)
+    tokens = FakeTokens("eyJ.stale", "eyJ.fresh")
+    box = Mailbox("outlook", "127.0.0.1", "me@contoso.example", "", port=fake.port,
+                  auth="microsoft", tokens=tokens)
+    try:
+        with pytest.raises(MailError) as caught, connect(box, 10, None):
+            pass
+    finally:
+        fake.close()
+    text = f"{caught.value.message} {caught.value.hint}"
+    assert "eyJ." not in text and len(text) < 2000

@@ -250,7 +250,8 @@ def _token(fetch: Callable[[], str], mailbox: Mailbox, where: str) -> str:
     except TargetError as exc:
         kind = MailLoginRefused if f"followsync auth {mailbox.name}" in exc.hint \
             else MailError
-        raise kind(f"{where}: {exc.message}", exc.hint) from None
+        said = exc.message.removeprefix(f"mailbox {mailbox.name}: ")
+        raise kind(f"{where}: {said}", exc.hint) from None
 
 
 def _authenticate(imap: imaplib.IMAP4, username: str, token: str) -> str:
@@ -272,16 +273,19 @@ def _authenticate(imap: imaplib.IMAP4, username: str, token: str) -> str:
         raise
     except imaplib.IMAP4.error as exc:
         detail = _challenge_detail(said[1:])
-        return _reason(exc) + (f" ({detail})" if detail else "")
+        return _reason(exc)[:300] + (f" ({detail})" if detail else "")
+    except ValueError:  # a continuation imaplib cannot decode (not base64): the server's
+        raise imaplib.IMAP4.abort("AUTHENTICATE: an answer that is not base64") from None
     return ""
 
 
 def _challenge_detail(challenges: list[bytes]) -> str:
-    """`status 401` from the JSON a server sent with a refusal; "" when there is none."""
+    """`status 401` from the JSON a server sent with a refusal; "" when there is none (or
+    it cannot be read: the server's text is hostile like any other)."""
     for raw in challenges:
         try:
-            data = json.loads(raw)
-        except ValueError:
+            data = json.loads(raw[:2000])
+        except (ValueError, RecursionError):
             continue
         if isinstance(data, dict) and data.get("status"):
             return f"status {str(data['status'])[:20]}"
