@@ -748,3 +748,38 @@ def _seen_of(b: MicrosoftBackend, events: list[dict[str, Any]]) -> dict[str, Rem
     seen = _Seen()
     b._take(events, seen)
     return seen.items
+
+
+class Looping:
+    """A server whose every page names a next one (the same): an ApiSession's stand-in."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def call(self, method: str, path: str, body: Any = None, headers: Any = None,
+             **_: Any) -> Any:
+        from followsync.backends.davhttp import Response
+
+        self.count += 1
+        page = {"value": [{"id": "x", "name": "Follow-ups", "canEdit": True}],
+                "@odata.nextLink": "https://127.0.0.1:1/v1.0/me/calendars?$skip=1"}
+        return Response(200, {}, json.dumps(page).encode())
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("where", ["calendars", "delta"])
+def test_a_list_that_never_ends_is_a_target_error(tmp_path: Path, where: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("followsync.backends.microsoft.MAX_PAGES", 5)
+    settings = MicrosoftSettings("work", "c", tmp_path, endpoint="https://127.0.0.1:1",
+                                 calendar="Follow-ups")
+    looping = Looping()
+    b = MicrosoftBackend(settings, tokens=FixedBearer("t"), session=looping,  # type: ignore[arg-type]
+                         today=TODAY)
+    cursor = None if where == "calendars" else json.dumps(
+        {"calendar": "x", "delta": "https://127.0.0.1:1/v1.0/d", "window": "2029-01-01/2035-01-01"})
+    with pytest.raises(TargetError, match="does not end"):
+        b.listing({}, cursor)
+    assert looping.count == 5

@@ -96,6 +96,7 @@ DATA = f"String {GUID} Name followsync-data"
 PREFIX = "followsync-"  # every UID of ours starts so (render.uid_for)
 PAGE = 200  # events per page asked for (Prefer: odata.maxpagesize, $top)
 FEW = 4  # unknown ids read one by one; more: one marks query
+MAX_PAGES = 5000  # a listing longer than this (a million events) is a server going round
 MAX_MINUTES = 40320  # four weeks: a reminder further ahead stays an alarm in the data
 READ = {"Prefer": 'outlook.timezone="UTC", outlook.body-content-type="text"'}
 EXPAND = f"singleValueExtendedProperties($filter=id eq '{MARK}' or id eq '{DATA}')"
@@ -249,7 +250,9 @@ class MicrosoftBackend:
                ) -> Iterable[dict[str, Any]]:
         """Every entry of a collection, following @odata.nextLink."""
         url: str | None = path
-        while url:
+        for _page in range(MAX_PAGES):
+            if url is None:
+                return
             response = self.session.call("GET", url, None, headers)
             if response.status == 404:
                 raise _Missing(f"target {self.label}: the calendar is not there (HTTP 404)",
@@ -259,6 +262,7 @@ class MicrosoftBackend:
             yield from (e for e in data.get("value") or [] if isinstance(e, dict))
             following = data.get("@odata.nextLink")
             url = str(following) if following else None
+        raise TargetError(f"Microsoft's list of {what.removeprefix('list the ')} does not end")
 
     # ------------------------------------------------------------------ listing
     def listing(self, known: Mapping[str, Remote], cursor: str | None) -> Listing:
@@ -307,7 +311,7 @@ class MicrosoftBackend:
         """Every page of a delta round from `url`; None when the link is void (410)."""
         entries: list[dict[str, Any]] = []
         headers = {"Prefer": f"odata.maxpagesize={PAGE}, " + READ["Prefer"]}
-        while True:
+        for _page in range(MAX_PAGES):
             response = self.session.call("GET", url, None, headers)
             if _void(response):
                 return None
@@ -323,6 +327,7 @@ class MicrosoftBackend:
             if not following:
                 raise TargetError("Microsoft's delta answer has neither a next nor a delta link")
             url = str(following)
+        raise TargetError("Microsoft's list of changes does not end")
 
     def _first_delta(self, calendar: str, window: str) -> str:
         start, _, end = window.partition("/")
