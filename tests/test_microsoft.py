@@ -665,6 +665,25 @@ def test_moves_and_deletions_in_outlook_are_respected_and_max_deletes_holds(
     assert {e["id"] for e in emu.live("Follow-ups")} == set(before)
 
 
+def test_one_reminder_warning_per_sync_and_a_lost_state_adopts_without_duplicates(
+        emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
+    config = project(tmp_path, emu)
+    leads = tmp_path / "leads.yaml"
+    leads.write_text(leads.read_text().replace("leads:\n", "defaults:\n  alarms: [0m, 1d]\n"
+                                               "leads:\n", 1))
+    code, out = run(config, "sync", now="2030-11-02T08:00")
+    assert code == 0 and "3 created" in out, out
+    assert out.count("Outlook keeps one reminder per event") == 1, out
+    assert "the earliest alarm is set, not the alarm at the start" in out
+    # the earliest alarm still ahead: a day before (for one due today: at the start)
+    assert 1440 in {e["reminderMinutesBeforeStart"] for e in ours(emu).values()}
+    before = {uid: e["id"] for uid, e in ours(emu).items()}
+    (tmp_path / "state" / "state.sqlite").unlink()  # the state is lost (the sign-in is not)
+    code, out = run(config, "sync", now="2030-11-02T08:00")
+    assert code == 0 and "3 unchanged" in out, out
+    assert {uid: e["id"] for uid, e in ours(emu).items()} == before  # adopted, none twice
+
+
 def test_a_year_later_the_window_slides_without_duplicates(
         emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
     config = project(tmp_path, emu)
