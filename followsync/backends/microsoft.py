@@ -133,6 +133,14 @@ def _expect(response: Response, what: str) -> None:
     raise TargetError(f"Microsoft could not {what}: HTTP {response.status} ({detail})")
 
 
+def _id_of(response: Response) -> str:
+    """The id Graph's answer names."""
+    found = _json(response).get("id")
+    if not isinstance(found, str) or not found:
+        raise TargetError("Microsoft's answer names no calendar")
+    return found
+
+
 def _void(response: Response) -> bool:
     """A delta link Graph no longer knows (410 Gone, SyncStateNotFound)."""
     return response.status == 410 or reason(response) in ("SyncStateNotFound",
@@ -228,7 +236,7 @@ class MicrosoftBackend:
         if name == DEFAULT:
             response = self.session.call("GET", "me/calendar?$select=id,name")
             _expect(response, "read the default calendar")
-            return str(_json(response)["id"])
+            return _id_of(response)
         found = [e for e in self.calendars() if e["access"] == "owner"]
         for entry in sorted(found, key=lambda e: e["name"] != name):  # the exact name first
             if str(entry["name"]).casefold() == name.casefold():  # (Outlook refuses a second
@@ -240,7 +248,7 @@ class MicrosoftBackend:
         if response.status == 409:  # ErrorFolderExists: made meanwhile, or our lost answer
             return self._find_calendar(create=False) or self._refuse_existing(name)
         _expect(response, f"create the calendar {name!r}")
-        return str(_json(response)["id"])
+        return _id_of(response)
 
     def _refuse_existing(self, name: str) -> str:
         raise TargetError(f"Microsoft says a calendar {name!r} exists, but it is not one "
