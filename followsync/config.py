@@ -90,6 +90,7 @@ class MailConfig:
     endpoint: str | None = None
     verify: bool | str = True
     client_secret: Path | None = None  # auth: google
+    auth_port: int | None = None  # auth: google: the sign-in's loopback port (SSH forwarding)
     state_dir: Path | None = None  # an OAuth mailbox keeps its tokens there
 
     @property
@@ -335,4 +336,4 @@ class _Resolver:
             tenant=(mm.tenant or "common").strip(), endpoint=mm.endpoint,
             verify=self.at(mm.verify).as_posix() if isinstance(mm.verify, str) else mm.verify,
             client_secret=self.at(mm.client_secret) if mm.client_secret else None,
-            state_dir=state_dir)
+            auth_port=mm.auth_port, state_dir=state_dir)

@@ -242,6 +242,7 @@ class MailModel(_Model):
     endpoint: Text | None = None
     verify: bool | Text = True
     client_secret: Text | None = None
+    auth_port: Annotated[int, Field(ge=1, le=65535)] | None = None  # auth: google
 
     @field_validator("me")
     @classmethod
@@ -258,7 +259,7 @@ class MailModel(_Model):
                    if getattr(self, k)] + (["keyring"] if self.keyring else [])
         if self.auth != "password":
             return self._oauth(secrets)
-        oauth = [k for k in ("client_id", "tenant", "endpoint", "client_secret")
+        oauth = [k for k in ("client_id", "tenant", "endpoint", "client_secret", "auth_port")
                  if getattr(self, k) is not None] + (["verify"] if self.verify is not True else [])
         if oauth:
             raise Invalid(f"mailbox {self.name!r} logs in with a password and does not take "
@@ -294,6 +295,10 @@ class MailModel(_Model):
             if self.client_secret is not None:
                 raise Invalid("`auth: microsoft` takes no client_secret",
                               "a Microsoft sign-in needs only `client_id:` (a public client)")
+            if self.auth_port is not None:
+                raise Invalid("`auth: microsoft` takes no auth_port",
+                              "its sign-in is a device code entered in any browser: "
+                              "followsync listens on no port")
             _microsoft_sign_in(self.client_id, self.tenant, self.endpoint)
             return self
         if self.client_id is not None or self.tenant is not None:

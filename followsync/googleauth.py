@@ -84,7 +84,8 @@ def settings_for(target: Target | MailConfig) -> GoogleSettings:
         assert target.client_secret is not None
         return GoogleSettings(target.name, "", target.client_secret,
                               target.state_dir or default_state_dir(), endpoint=target.endpoint,
-                              timeout=target.timeout, scope=MAIL_SCOPE)
+                              auth_port=target.auth_port, timeout=target.timeout,
+                              scope=MAIL_SCOPE)
     assert target.client_secret is not None and target.calendar is not None
     return GoogleSettings(target.name, target.calendar, target.client_secret,
                           target.state_dir or default_state_dir(), endpoint=target.endpoint,

@@ -6,16 +6,20 @@ README, "Microsoft 365 and Outlook.com". The user registers their own public cli
 any device with a browser: it works over SSH and headless). Microsoft issues one resource per
 access token, so Graph and IMAP each get their own, both from the one sign-in's refresh token.
 
-What is kept (`tokenstore`): per config name, `microsoft-NAME.json` (0600, in the state
-folder) with the access tokens and their expiry, the account signed in, and the refresh token
-when no keyring works. A no-op sync reads that file and makes no token request; msal (and the
-requests and cryptography it pulls in, ~0.3 s to import) is imported only to sign in and to
-refresh. A refresh uses msal's `acquire_token_by_refresh_token` on the kept refresh token and
-keeps the rolled one Microsoft sends back: followsync's own store stays the one place tokens
-live (msal's token cache would be a second copy of the same secrets, and its
-`acquire_token_silent` makes the same two requests: the tenant's openid-configuration and the
-token POST). No token, device code or msal answer is ever logged or shown; a user code is
-shown once, to the user who must type it.
+What is kept (`tokenstore`): per config entry, `microsoft-target-NAME.json` or
+`microsoft-mailbox-NAME.json` (0600, in the state folder) with the access tokens and their
+expiry, the account signed in, and the refresh token when no keyring works. A no-op sync
+reads that file once and makes no token request; msal (with the requests and cryptography
+it pulls in: ~0.3 s to import) is imported only to sign in and to refresh. A refresh uses
+msal's `acquire_token_by_refresh_token` on the kept refresh token and keeps the rolled one
+Microsoft sends back, so followsync's own store stays the one place tokens live (msal's
+token cache would be a second copy of the same secrets; its `acquire_token_silent` makes the
+same two requests, the tenant's openid-configuration and the token POST, and measured no
+faster: about 0.5 s in a fresh process either way, once an hour per resource). One
+sign-in's entries (same app, tenant and endpoint) each keep their copy of the refresh token;
+Entra keeps an old refresh token valid when it rolls it, so their chains do not interfere.
+No token, device code or msal answer is ever logged or shown; the user code is shown once,
+to the user who must type it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from followsync.errors import TargetError
-from followsync.tokenstore import KeptTokens, slug
+from followsync.tokenstore import EARLY, KeptTokens, slug
 
 if TYPE_CHECKING:
     from followsync.config import MailConfig, Target
@@ -45,8 +49,8 @@ GRAPH_SCOPES = ["Calendars.ReadWrite"]
 IMAP_SCOPES = ["https://outlook.office.com/IMAP.AccessAsUser.All"]
 Resource = Literal["graph", "imap"]
 SCOPES: dict[Resource, list[str]] = {"graph": GRAPH_SCOPES, "imap": IMAP_SCOPES}
-SERVICE: dict[Resource, str] = {"graph": "the calendar (Microsoft Graph)",
-                                "imap": "mail over IMAP (Exchange Online)"}
+SERVICE: dict[Resource, str] = {"graph": "its calendar, through Microsoft Graph",
+                                "imap": "its mail, over IMAP"}
 INSTALL = "pip install 'followsync[microsoft]' (or pipx install 'followsync[microsoft]')"
 LOCK_WAIT = 60.0  # seconds a refresh waits for another process's refresh of the same name
 
@@ -114,9 +118,10 @@ def auth_command(name: str) -> str:
 
 def store_for(settings: MicrosoftSettings, readonly: bool = False) -> KeptTokens:
     """Where one config name's sign-in is kept (tokenstore: keyring or a 0600 file)."""
-    return KeptTokens(settings.state_dir / f"microsoft-{settings.kind}-{slug(settings.name)}.json",
+    kind, name = settings.kind, settings.name
+    return KeptTokens(settings.state_dir / f"microsoft-{kind}-{slug(name)}.json",
                       {"client_id": settings.client_id, "authority": settings.authority},
-                      f"microsoft:{settings.kind}:{settings.name}:{settings.client_id}@{settings.authority}",
+                      f"microsoft:{kind}:{name}:{settings.client_id}@{settings.authority}",
                       settings.who, readonly)
 
 
@@ -131,6 +136,7 @@ class Tokens:
         self._store = store_for(settings, readonly)
         self.prefix = f"{resource}_"
         self._access: str | None = None
+        self._expires = 0.0
         self.refreshes = 0
 
     def store(self) -> KeptTokens:
@@ -138,10 +144,16 @@ class Tokens:
         return self._store
 
     def access(self) -> str:
-        """The cached access token, else a refreshed one."""
-        if self._access is None:
-            self._check_account()
-            self._access = self._store.cached_access(self.prefix) or self._renew(True)
+        """The cached access token, else a refreshed one (also in a long-running process:
+        the token held is dropped a minute before it expires)."""
+        if self._access is None or self._expires - EARLY <= time.time():
+            kept = self._store.read()  # the one read of a no-op
+            self._check_account(kept)
+            cached = self._store.cached(self.prefix, kept)
+            if cached is None:
+                self._access = None
+                return self._renew(True)
+            self._access, self._expires = cached
         return self._access
 
     def refresh(self) -> str:
@@ -154,10 +166,10 @@ class Tokens:
         other got (one that differs from ours; `any_kept`: any valid one)."""
         stale = self._access
         with _locked(self._store.path.with_suffix(".lock")):
-            fresh = self._store.cached_access(self.prefix)
-            if fresh is not None and (any_kept or (stale is not None and fresh != stale)):
-                self._access = fresh
-                return fresh
+            cached = self._store.cached(self.prefix)
+            if cached is not None and (any_kept or (stale is not None and cached[0] != stale)):
+                self._access, self._expires = cached
+                return cached[0]
             refresh = self._store.refresh_token()
             if refresh is None:
                 raise TargetError(f"{self.settings.who}: not signed in to Microsoft",
@@ -168,12 +180,12 @@ class Tokens:
             self.refreshes += 1
             _keep(self._store, answer, self.resource)
             self._access = str(answer["access_token"])
+            self._expires = time.time() + _lifetime(answer)
             return self._access
 
-    def _check_account(self) -> None:
+    def _check_account(self, data: dict[str, Any]) -> None:
         """A mailbox whose `username` changed since the sign-in: that token is not its."""
-        wanted, data = self.settings.username, self._store.read()
-        kept = data.get("username")
+        wanted, kept = self.settings.username, data.get("username")
         if wanted and isinstance(kept, str) and kept.casefold() != wanted.casefold():
             raise TargetError(f"{self.settings.who}: signed in to Microsoft as {kept}, "
                               f"not {wanted}",
@@ -185,9 +197,8 @@ class Tokens:
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock beside a name's token file (best effort: a folder that cannot hold
     it, or a lock held for over LOCK_WAIT s, does not stop a refresh)."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:  # (no folder made: without one there is no sign-in to refresh)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError:
         yield
         return
@@ -241,6 +252,9 @@ def _application(settings: MicrosoftSettings) -> Any:
             return super().request(method, url, *args, **kwargs)
 
     session = Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=1)  # a dropped connection: once more
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     session.verify = settings.verify
     if isinstance(settings.verify, str):
         # requests lets $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE win over session.verify; a CA
@@ -261,9 +275,16 @@ def _application(settings: MicrosoftSettings) -> Any:
 @contextlib.contextmanager
 def _reaching(settings: MicrosoftSettings) -> Iterator[None]:
     """A network failure talking to the sign-in host, as one line (never the request)."""
+    from msal.exceptions import MsalError  # (msal is imported by then: `_application`)
+
     host = urlsplit(settings.authority).hostname or "?"
     try:
         yield
+    except MsalError as exc:  # e.g. a 5xx: msal raises rather than answer a dict
+        status = re.search(r"HTTP Error: (\d{3})", str(exc))
+        raise TargetError(f"{settings.who}: Microsoft's sign-in service failed "
+                          f"({'HTTP ' + status.group(1) if status else type(exc).__name__})",
+                          "the next sync tries again") from None
     except OSError as exc:  # requests' errors are OSErrors too
         kind = type(exc).__name__
         hint = "check the network connection; the next sync tries again"
@@ -271,6 +292,10 @@ def _reaching(settings: MicrosoftSettings) -> Iterator[None]:
             hint = "check `verify:` (a CA file for a private endpoint)"
         raise TargetError(f"{settings.who}: cannot reach Microsoft's sign-in service at "
                           f"{host} ({kind})", hint) from None
+    except ValueError:  # msal reads every answer as JSON
+        raise TargetError(f"{settings.who}: Microsoft's sign-in service at {host} gave an "
+                          "answer that is not JSON", "check `endpoint:`; the next sync tries "
+                          "again") from None
 
 
 def _refresh(settings: MicrosoftSettings, refresh: str, resource: Resource) -> dict[str, Any]:
@@ -283,6 +308,10 @@ def _refresh(settings: MicrosoftSettings, refresh: str, resource: Resource) -> d
 
 
 # ======================================================================== errors
+def _it(resource: Resource) -> str:
+    return "the calendar (Microsoft Graph)" if resource == "graph" else "mail over IMAP"
+
+
 def aadsts(answer: dict[str, Any]) -> list[int]:
     """The AADSTS codes of an error answer (`error_codes`, else read from the text)."""
     codes = answer.get("error_codes")
@@ -311,9 +340,9 @@ def explain(settings: MicrosoftSettings, answer: dict[str, Any], resource: Resou
                            f"days ({code})", f"{again} again")
     if main in (90094, 90095, 90099) or error == "admin_consent_required":
         return TargetError(f"{who}: your organisation requires an administrator's consent "
-                           f"before followsync may use {SERVICE[resource]} ({code})", admin)
+                           f"before followsync may use {_it(resource)} ({code})", admin)
     if 65001 in codes or error == "consent_required" or answer.get("suberror") == "consent_required":
-        return TargetError(f"{who}: the app was not given consent for {SERVICE[resource]} "
+        return TargetError(f"{who}: the app was not given consent for {_it(resource)} "
                            f"({code})", f"{again} and accept the permissions; if your "
                            f"organisation does not let users consent, {admin}")
     if 53003 in codes or 53000 in codes or 53001 in codes:
@@ -462,24 +491,27 @@ def _matches(settings: MicrosoftSettings, account: Account) -> bool:
 
 def _second(app: Any, named: MicrosoftSettings, answer: dict[str, Any], resource: Resource,
             account: Account, say: Callable[[str], None]) -> dict[str, Any] | str:
-    """The other resource's token for the same account: from the refresh token, else (no
-    consent yet) a second device code. A reason (str) when it cannot be had."""
-    with _reaching(named):
-        got = app.acquire_token_by_refresh_token(str(answer.get("refresh_token") or ""),
-                                                 scopes=SCOPES[resource])
-    if isinstance(got, dict) and isinstance(got.get("access_token"), str):
-        return got
-    got = got if isinstance(got, dict) else {}
-    codes = aadsts(got)
-    if not (65001 in codes or got.get("error") in ("interaction_required", "consent_required")
-            or got.get("suberror") == "consent_required"):
-        return str(explain(named, got, resource))
+    """The other resource's token for the same account: from the refresh token, else (the
+    user has not consented to it yet) a second device code. A reason (str) when it cannot
+    be had: the entries that need it are then left out, the others still signed in."""
     try:
+        with _reaching(named):
+            got = app.acquire_token_by_refresh_token(str(answer.get("refresh_token") or ""),
+                                                     scopes=SCOPES[resource])
+        if isinstance(got, dict) and isinstance(got.get("access_token"), str):
+            return got
+        got = got if isinstance(got, dict) else {}
+        codes = aadsts(got)
+        admin = bool(set(codes) & {90094, 90095, 90099})  # a user's consent will not do
+        if admin or not (65001 in codes or got.get("suberror") == "consent_required"
+                         or got.get("error") in ("interaction_required", "consent_required")):
+            raise explain(named, got, resource)
         second = device_flow(app, named, resource, say, (
-            f"Microsoft asks for consent to {SERVICE[resource]} separately (one service per "
+            f"Microsoft asks for consent to {_it(resource)} separately (one service per "
             "sign-in code): a second code, for the same account:"))
     except TargetError as exc:
-        return str(exc)
+        text = str(exc)
+        return text[len(named.who) + 2:] if text.startswith(f"{named.who}: ") else text
     if not _account(second).same(account):
         return (f"the second sign-in was {_account(second).username or '?'}, not "
                 f"{account.username}")

@@ -66,13 +66,21 @@ class KeptTokens:
             raise TargetError(f"{self.who}: cannot write {self.path} "
                               f"({exc.strerror or type(exc).__name__})") from None
 
-    def cached_access(self, prefix: str = "") -> str | None:
-        """The access token kept under `prefix` while it has more than EARLY s to live."""
-        data = self.read()
+    def cached_access(self, prefix: str = "", data: dict[str, Any] | None = None
+                      ) -> str | None:
+        """The access token kept under `prefix` while it has more than EARLY s to live
+        (from `data`, what `read` gave, when the caller has it already)."""
+        kept = self.cached(prefix, data)
+        return kept[0] if kept else None
+
+    def cached(self, prefix: str = "", data: dict[str, Any] | None = None
+               ) -> tuple[str, float] | None:
+        """(access token, when it expires) as `cached_access`."""
+        data = self.read() if data is None else data
         token, expires = data.get(f"{prefix}access_token"), data.get(f"{prefix}expires", 0)
         if isinstance(token, str) and token and isinstance(expires, int | float) \
                 and expires - EARLY > time.time():
-            return token
+            return token, float(expires)
         return None
 
     def keep_access(self, token: str, expires_in: float, prefix: str = "") -> None:

@@ -138,6 +138,18 @@ from the app's Overview page
         {C}:6:5: mail.1: `auth: microsoft` takes no client_secret
           hint: a Microsoft sign-in needs only `client_id:` (a public client)
         """),
+    ("auth-port-only-for-google", """\
+        mail:
+          - {name: o, host: outlook.office365.com, username: me@c.example, auth: microsoft,
+             client_id: 11111111-2222-3333-4444-555555555555, auth_port: 8765}
+          - {name: p, host: imap.x.example, username: me, password_env: P, auth_port: 8765}
+        """, """\
+        {C}:6:5: mail.1: `auth: microsoft` takes no auth_port
+          hint: its sign-in is a device code entered in any browser: followsync listens on no \
+port
+        {C}:8:5: mail.2: mailbox 'p' logs in with a password and does not take auth_port
+          hint: add `auth: microsoft` or `auth: google` to sign in with OAuth instead
+        """),
     ("microsoft-over-http-and-a-bad-tenant", """\
         mail:
           - {name: o, host: outlook.office365.com, username: me@c.example, auth: microsoft,

@@ -157,7 +157,7 @@ def test_a_mailbox_signs_in_by_its_own_name_and_covers_the_target(emu: MsEmu,
     code, out, err = cli_auth(config, "outlook", emu)
     assert code == 0, out + err
     assert "mailbox outlook:" in out and "target work:" in out
-    assert "mail over IMAP" in out
+    assert "mailbox outlook: its mail, over IMAP" in out
 
 
 def test_a_mailbox_of_another_account_is_not_covered(emu: MsEmu, tmp_path: Path) -> None:
@@ -385,39 +385,14 @@ def test_a_mailbox_whose_username_changed_after_the_sign_in_says_so(emu: MsEmu,
 
 
 # ------------------------------------------------------------------------- the second code
-class ConsentPerResource(MsEmu):
-    """Entra's incremental consent: the user consented to the scopes of the codes they
-    entered; a refresh for another resource answers AADSTS65001 until a code for it is
-    entered too."""
-
-    consented: set[str]
-
-    def _device_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        code = self.codes.get(form.get("device_code") or "")
-        status, answer = super()._device_grant(form)
-        if status == 200 and code is not None:
-            self.consented |= {"imap" if "outlook.office.com" in s else "graph"
-                               for s in code.scopes}
-        return status, answer
-
-    def _refresh_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        wants = "imap" if "outlook.office.com" in form.get("scope", "") else "graph"
-        if wants not in self.consented:
-            self.consent_code = 65001
-            try:
-                return self._consent_error()
-            finally:
-                self.consent_code = None
-        return super()._refresh_grant(form)
-
-
 def test_without_consent_to_imap_yet_a_second_code_is_asked_for(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch
                                                                 ) -> None:
+    """Entra's incremental consent (the emulation's consent="user"): the user consented to
+    the scopes of the codes they entered; a refresh for IMAP answers AADSTS65001 until a
+    code for it is entered too."""
     monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
-    emu = ConsentPerResource()
-    emu.consented = set()
-    emu.start()
+    emu = MsEmu(consent="user").start()
     try:
         shown: list[str] = []
         done: SignIn = sign_in(settings(tmp_path, emu), [mailbox(tmp_path, emu)],
@@ -427,7 +402,7 @@ def test_without_consent_to_imap_yet_a_second_code_is_asked_for(tmp_path: Path,
         assert Tokens(mailbox(tmp_path, emu), "imap").access()
         # the second code entered by another account: the mailbox is left out, said why
         tmp = tmp_path / "again"
-        emu.consented = set()
+        emu.consent_by_user.clear()
         users = iter([USER, "other@contoso.example"])
 
         def say(text: str) -> None:
@@ -492,10 +467,10 @@ print(json.dumps({"code": code, "heavy": sorted(m for m in sys.modules
 """
 
 
-def synced(config: Path) -> tuple[int, list[str], str]:
+def synced(config: Path, *extra: str) -> tuple[int, list[str], str]:
     """`followsync sync` in a fresh interpreter: exit code, the heavy modules it loaded."""
     done = subprocess.run([sys.executable, "-c", SYNC_PROBE, "--config", str(config), "--now",
-                           "2030-12-01T10:00", "sync"], capture_output=True, text=True,
+                           "2030-12-01T10:00", *extra, "sync"], capture_output=True, text=True,
                           timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
     *printed, last = done.stdout.strip().splitlines()
     result = json.loads(last)
@@ -517,14 +492,15 @@ def test_after_auth_a_sync_then_a_no_op_sync_asks_for_no_token_and_loads_no_msal
     assert len(emu.token_requests()) == before  # the kept access token
     assert heavy == []  # neither msal nor requests: a no-op signs nothing
     emu.expire_access_tokens()  # Graph answers 401: one refresh (msal), then the sync
-    code, heavy, out = synced(config)
+    code, heavy, out = synced(config, "-vv")
     assert code == 0, out
     assert len(emu.token_requests()) == before + 1 and "msal" in heavy
     emu.revoke_refresh_tokens(700082)
     emu.expire_access_tokens()
-    code, heavy, out = synced(config)
-    assert code == 3 and "AADSTS700082" in out and "run `followsync auth work` again" in out
-    assert leaked(emu, out) == []
+    code, heavy, refused = synced(config, "-vv")
+    assert code == 3 and "AADSTS700082" in refused
+    assert "run `followsync auth work` again" in refused
+    assert leaked(emu, out, refused) == []
 
 
 class SlowDown(MsEmu):
@@ -561,3 +537,131 @@ def test_polling_follows_the_servers_interval_and_slow_down(
         emu.stop()
     assert done.covered
     assert emu.polls == [0, 2 + 5, 2 * (2 + 5)]  # slow_down: the interval grows by 5 s
+
+
+@pytest.mark.parametrize(("fault", "says"), [
+    ("503", "Microsoft's sign-in service failed"), ("drop", "cannot reach")])
+def test_a_refresh_that_fails_on_the_way_says_the_next_sync_retries(
+        emu: MsEmu, tmp_path: Path, fault: str, says: str) -> None:
+    target = settings(tmp_path, emu)
+    sign_in(target, [], approving(emu))
+    kept = store_for(target).refresh_token()
+    for _ in range(2):  # a dropped connection is tried once more
+        emu.inject(fault, on="token")
+    with pytest.raises(TargetError) as caught:
+        Tokens(target, "graph").refresh()
+    assert says in str(caught.value) and "the next sync tries again" in str(caught.value)
+    assert store_for(target).refresh_token() == kept
+    assert Tokens(target, "graph").refresh()  # and then it works
+
+
+@pytest.mark.parametrize(("answer", "says", "hint"), [
+    ({"error": "invalid_grant", "error_codes": [90095]}, "requires an administrator's consent",
+     "grant admin consent to the app with client id"),
+    ({"error": "invalid_grant", "error_codes": [50076], "suberror": "basic_action"},
+     "sign in again (multi-factor", "run `followsync auth work`"),
+    ({"error": "interaction_required", "error_description": "AADSTS50079: enroll"},
+     "sign in again", "run `followsync auth work`"),
+    ({"error": "invalid_grant", "error_codes": [53003]}, "Conditional Access",
+     "ask your administrator to allow the app with client id"),
+    ({"error": "invalid_client", "error_codes": [7000218]}, "refused the app registration",
+     "Allow public client flows"),
+    ({"error": "invalid_grant", "error_codes": [50173]}, "no longer accepts the sign-in",
+     "run `followsync auth work` again"),
+])
+def test_each_refusal_says_what_to_do(answer: dict[str, Any], says: str, hint: str) -> None:
+    from followsync.msauth import explain
+
+    error = explain(MicrosoftSettings("work", "11111111-2222-3333-4444-555555555555",
+                                      Path("/nonexistent")), answer, "graph")
+    assert error.exit_code == 3 and says in str(error) and hint in str(error)
+
+
+def test_a_refresh_waits_for_another_processs_refresh_and_takes_its_token(
+        emu: MsEmu, tmp_path: Path) -> None:
+    """The daemon's mail scan and a `followsync sync` may both find the token run out: the
+    second waits on the first's lock and takes the token it kept (no second request)."""
+    import fcntl
+    import threading
+
+    target = settings(tmp_path, emu)
+    sign_in(target, [], approving(emu))
+    store = store_for(target)
+    store.keep_access("run-out", -1.0, "graph_")
+    before = len(emu.token_requests())
+    got: list[str] = []
+    fd = os.open(store.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the other process, refreshing
+        waiter = threading.Thread(target=lambda: got.append(Tokens(target, "graph").access()))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()  # waiting for the lock
+        store.keep_access("kept-by-the-other", 3600.0, "graph_")
+    finally:
+        os.close(fd)  # the other process is done
+    waiter.join(10)
+    assert got == ["kept-by-the-other"] and len(emu.token_requests()) == before
+
+
+def test_a_long_running_process_drops_the_token_it_holds_before_it_expires(
+        emu: MsEmu, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon keeps its Tokens: an hour on, `access` refreshes rather than send a token
+    Microsoft would refuse (a 401, then the refresh)."""
+    import followsync.msauth
+    import followsync.tokenstore
+
+    target = settings(tmp_path, emu)
+    sign_in(target, [], approving(emu))
+    tokens = Tokens(target, "graph")
+    first = tokens.access()
+    before = len(emu.token_requests())
+    assert tokens.access() == first and len(emu.token_requests()) == before
+    later = types.SimpleNamespace(time=lambda: time.time() + 3600, monotonic=time.monotonic,
+                                  sleep=time.sleep)
+    monkeypatch.setattr(followsync.msauth, "time", later)
+    monkeypatch.setattr(followsync.tokenstore, "time", later)
+    assert tokens.access() != first
+    assert len(emu.token_requests()) == before + 1
+
+
+def test_imap_needing_an_administrator_leaves_the_mailbox_out_and_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The calendar is signed in; IMAP needs an administrator's consent (no second code:
+    the user cannot give it): the mailbox is left out with what to ask for."""
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+
+    class AdminForImap(MsEmu):
+        def _refresh_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+            if "outlook.office.com" in form.get("scope", ""):
+                self.consent_code = 90094
+                try:
+                    return self._consent_error()
+                finally:
+                    self.consent_code = None
+            return super()._refresh_grant(form)
+
+    emu = AdminForImap().start()
+    try:
+        shown: list[str] = []
+        done = sign_in(settings(tmp_path, emu), [mailbox(tmp_path, emu)],
+                       approving(emu, shown=shown))
+    finally:
+        emu.stop()
+    assert len(shown) == 1  # no second code
+    assert [s.who for s, _ in done.covered] == ["target work"]
+    (box, why), = done.left
+    assert box.who == "mailbox outlook" and not why.startswith("target work")
+    assert "administrator" in why and "IMAP.AccessAsUser.All" in why
+
+
+def test_auth_asks_for_a_second_code_through_the_command_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOLLOWSYNC_NO_KEYRING", "1")
+    with running(consent="user") as emu:
+        config = project(tmp_path, emu)
+        code, out, err = cli_auth(config, "work", emu, "-vv")
+        assert code == 0, out + err
+        assert len(re.findall(r"enter the code", out)) == 2 and "a second code" in out
+        assert "target work:" in out and "mailbox outlook:" in out
+        assert leaked(emu, out, err) == []

@@ -196,15 +196,22 @@ def tokens_of(box: MailConfig) -> TokenSource:
 
 def kept_sign_in(box: MailConfig) -> str:
     """What an OAuth mailbox's sign-in is now: its kept refresh token ("" when there is none
-    or it cannot be read), which a new `followsync auth NAME` changes. Read through the
-    tokens' store (`store().refresh_token()`, googleauth's and msauth's); only ever hashed
-    into `credentials_digest`, never kept or shown."""
+    or it cannot be read), which a new `followsync auth NAME` changes. Only ever hashed into
+    `credentials_digest`, never kept or shown."""
     try:
-        store = getattr(tokens_of(box), "store", None)
-        kept = store().refresh_token() if callable(store) else None
+        if box.auth == "microsoft":
+            from followsync import msauth
+
+            store = msauth.store_for(msauth.settings_for(box), readonly=True)
+            return store.refresh_token() or ""
+        from followsync import googleauth
+
+        settings = googleauth.settings_for(box)
+        client = googleauth.load_client(settings)
+        return googleauth.TokenStore(settings, client.client_id, readonly=True
+                                     ).refresh_token() or ""
     except FollowsyncError:
         return ""
-    return kept if isinstance(kept, str) else ""
 
 
 def login_digest(box: MailConfig, mailbox: Mailbox) -> str:
