@@ -6,7 +6,9 @@
 The goal (issue 19): a no-op sync to Outlook within 1.2x the no-op to Radicale, import cost
 included. Radicale is started as the tests start it (tests/servers.py); the Microsoft side
 is the local emulation of Graph (tests/msemu.py, HTTPS with its test CA) in its own process,
-so neither server shares the bench's CPU. The sign-in is kept as `followsync auth` keeps it
+so neither server shares the bench's CPU. The emulation runs with Nagle's algorithm off: as
+http.server writes an answer in pieces, each answer otherwise waits ~40 ms for a delayed ACK
+(`--as-is` measures it that way). The sign-in is kept as `followsync auth` keeps it
 (msauth's token file, an access token valid for a day). Each side gets N leads, a first sync
 and a second one (which sees the first's own writes); then `python -m followsync sync` runs
 RUNS times per side, alternating, and the median wall times are compared. Also measured:
@@ -34,7 +36,11 @@ NOW = "2026-03-02T10:00"
 
 EMU_CHILD = """
 import json, sys
+import tests.msemu
 from tests.msemu import MsEmu
+# http.server answers in several small writes; with Nagle on, each answer waits ~40 ms for
+# the client's delayed ACK: the emulation's own cost, not Graph's (--as-is keeps it)
+tests.msemu._Handler.disable_nagle_algorithm = sys.argv[1] != "as-is"
 emu = MsEmu(token_lifetime=86400).start()
 access, refresh = emu.issue_tokens(["Calendars.ReadWrite"])
 print(json.dumps({"url": emu.url, "ca": emu.ca_path, "id": emu.client_id,
@@ -128,6 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--as-is", action="store_true",
+                        help="keep the emulation's ~40 ms Nagle stall on every answer")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FOLLOWSYNC_NO_KEYRING": "1",
            "NO_PROXY": "127.0.0.1,localhost"}
@@ -137,7 +145,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         server = start_server("radicale", base / "radicale")
-        emu = subprocess.Popen([sys.executable, "-c", EMU_CHILD], stdin=subprocess.PIPE,
+        emu = subprocess.Popen([sys.executable, "-c", EMU_CHILD,
+                                "as-is" if args.as_is else "fast"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         try:
             assert emu.stdout is not None and emu.stdin is not None
@@ -176,7 +185,8 @@ def main() -> None:
     ratio = med["microsoft"] / med["radicale"]
     load = os.getloadavg()
     print(f"N = {args.n} leads, {args.runs} no-op runs per side (median / min, seconds); "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; the emulation "
+          f"{'as is (a ~40 ms Nagle stall per answer)' if args.as_is else 'without Nagle'}\n")
     print("| step | Radicale | Microsoft (emulation) |")
     print("| --- | --- | --- |")
     print(f"| first sync (calendar made, N items) | {first['radicale']:.3f} | "

@@ -665,6 +665,25 @@ def test_moves_and_deletions_in_outlook_are_respected_and_max_deletes_holds(
     assert {e["id"] for e in emu.live("Follow-ups")} == set(before)
 
 
+def test_one_reminder_warning_per_sync_and_a_lost_state_adopts_without_duplicates(
+        emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
+    config = project(tmp_path, emu)
+    leads = tmp_path / "leads.yaml"
+    leads.write_text(leads.read_text().replace("leads:\n", "defaults:\n  alarms: [0m, 1d]\n"
+                                               "leads:\n", 1))
+    code, out = run(config, "sync", now="2030-11-02T08:00")
+    assert code == 0 and "3 created" in out, out
+    assert out.count("Outlook keeps one reminder per event") == 1, out
+    assert "the earliest alarm is set, not the alarm at the start" in out
+    # the earliest alarm still ahead: a day before (for one due today: at the start)
+    assert 1440 in {e["reminderMinutesBeforeStart"] for e in ours(emu).values()}
+    before = {uid: e["id"] for uid, e in ours(emu).items()}
+    (tmp_path / "state" / "state.sqlite").unlink()  # the state is lost (the sign-in is not)
+    code, out = run(config, "sync", now="2030-11-02T08:00")
+    assert code == 0 and "3 unchanged" in out, out
+    assert {uid: e["id"] for uid, e in ours(emu).items()} == before  # adopted, none twice
+
+
 def test_a_year_later_the_window_slides_without_duplicates(
         emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
     config = project(tmp_path, emu)
@@ -748,3 +767,38 @@ def _seen_of(b: MicrosoftBackend, events: list[dict[str, Any]]) -> dict[str, Rem
     seen = _Seen()
     b._take(events, seen)
     return seen.items
+
+
+class Looping:
+    """A server whose every page names a next one (the same): an ApiSession's stand-in."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def call(self, method: str, path: str, body: Any = None, headers: Any = None,
+             **_: Any) -> Any:
+        from followsync.backends.davhttp import Response
+
+        self.count += 1
+        page = {"value": [{"id": "x", "name": "Follow-ups", "canEdit": True}],
+                "@odata.nextLink": "https://127.0.0.1:1/v1.0/me/calendars?$skip=1"}
+        return Response(200, {}, json.dumps(page).encode())
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("where", ["calendars", "delta"])
+def test_a_list_that_never_ends_is_a_target_error(tmp_path: Path, where: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("followsync.backends.microsoft.MAX_PAGES", 5)
+    settings = MicrosoftSettings("work", "c", tmp_path, endpoint="https://127.0.0.1:1",
+                                 calendar="Follow-ups")
+    looping = Looping()
+    b = MicrosoftBackend(settings, tokens=FixedBearer("t"), session=looping,  # type: ignore[arg-type]
+                         today=TODAY)
+    cursor = None if where == "calendars" else json.dumps(
+        {"calendar": "x", "delta": "https://127.0.0.1:1/v1.0/d", "window": "2029-01-01/2035-01-01"})
+    with pytest.raises(TargetError, match="does not end"):
+        b.listing({}, cursor)
+    assert looping.count == 5

@@ -96,6 +96,7 @@ DATA = f"String {GUID} Name followsync-data"
 PREFIX = "followsync-"  # every UID of ours starts so (render.uid_for)
 PAGE = 200  # events per page asked for (Prefer: odata.maxpagesize, $top)
 FEW = 4  # unknown ids read one by one; more: one marks query
+MAX_PAGES = 5000  # a listing longer than this (a million events) is a server going round
 MAX_MINUTES = 40320  # four weeks: a reminder further ahead stays an alarm in the data
 READ = {"Prefer": 'outlook.timezone="UTC", outlook.body-content-type="text"'}
 EXPAND = f"singleValueExtendedProperties($filter=id eq '{MARK}' or id eq '{DATA}')"
@@ -130,6 +131,14 @@ def _expect(response: Response, what: str) -> None:
                           "check that the calendar is yours and that the sign-in granted "
                           "Calendars.ReadWrite")
     raise TargetError(f"Microsoft could not {what}: HTTP {response.status} ({detail})")
+
+
+def _id_of(response: Response) -> str:
+    """The id Graph's answer names."""
+    found = _json(response).get("id")
+    if not isinstance(found, str) or not found:
+        raise TargetError("Microsoft's answer names no calendar")
+    return found
 
 
 def _void(response: Response) -> bool:
@@ -227,7 +236,7 @@ class MicrosoftBackend:
         if name == DEFAULT:
             response = self.session.call("GET", "me/calendar?$select=id,name")
             _expect(response, "read the default calendar")
-            return str(_json(response)["id"])
+            return _id_of(response)
         found = [e for e in self.calendars() if e["access"] == "owner"]
         for entry in sorted(found, key=lambda e: e["name"] != name):  # the exact name first
             if str(entry["name"]).casefold() == name.casefold():  # (Outlook refuses a second
@@ -239,7 +248,7 @@ class MicrosoftBackend:
         if response.status == 409:  # ErrorFolderExists: made meanwhile, or our lost answer
             return self._find_calendar(create=False) or self._refuse_existing(name)
         _expect(response, f"create the calendar {name!r}")
-        return str(_json(response)["id"])
+        return _id_of(response)
 
     def _refuse_existing(self, name: str) -> str:
         raise TargetError(f"Microsoft says a calendar {name!r} exists, but it is not one "
@@ -249,7 +258,9 @@ class MicrosoftBackend:
                ) -> Iterable[dict[str, Any]]:
         """Every entry of a collection, following @odata.nextLink."""
         url: str | None = path
-        while url:
+        for _page in range(MAX_PAGES):
+            if url is None:
+                return
             response = self.session.call("GET", url, None, headers)
             if response.status == 404:
                 raise _Missing(f"target {self.label}: the calendar is not there (HTTP 404)",
@@ -259,6 +270,7 @@ class MicrosoftBackend:
             yield from (e for e in data.get("value") or [] if isinstance(e, dict))
             following = data.get("@odata.nextLink")
             url = str(following) if following else None
+        raise TargetError(f"Microsoft's list of {what.removeprefix('list the ')} does not end")
 
     # ------------------------------------------------------------------ listing
     def listing(self, known: Mapping[str, Remote], cursor: str | None) -> Listing:
@@ -307,7 +319,7 @@ class MicrosoftBackend:
         """Every page of a delta round from `url`; None when the link is void (410)."""
         entries: list[dict[str, Any]] = []
         headers = {"Prefer": f"odata.maxpagesize={PAGE}, " + READ["Prefer"]}
-        while True:
+        for _page in range(MAX_PAGES):
             response = self.session.call("GET", url, None, headers)
             if _void(response):
                 return None
@@ -323,6 +335,7 @@ class MicrosoftBackend:
             if not following:
                 raise TargetError("Microsoft's delta answer has neither a next nor a delta link")
             url = str(following)
+        raise TargetError("Microsoft's list of changes does not end")
 
     def _first_delta(self, calendar: str, window: str) -> str:
         start, _, end = window.partition("/")
