@@ -405,8 +405,7 @@ def mail(obj: Context, since_text: str | None, show_all: bool) -> None:
 @cli.command()
 @click.pass_obj
 def calendars(obj: Context) -> None:
-    """List the calendars of each CalDAV, Google or Microsoft target's account, marking the
-    one used."""
+    """List each CalDAV, Google or Microsoft target's calendars, marking the one used."""
     config = obj.config()
     targets = [t for t in config.targets if t.type in ("caldav", "google", "microsoft")]
     if not targets:
