@@ -499,10 +499,10 @@ def _microsoft_calendars(obj: Context, target: Target) -> bool:
               help="Google: only print the sign-in URL (e.g. over SSH).")
 @click.pass_obj
 def auth(obj: Context, name: str, no_browser: bool) -> None:
-    """Sign in for a google or microsoft target, or a mailbox with `auth: microsoft` or
-    `auth: google`, and keep its token.
+    """Sign in for a Google or Microsoft target or OAuth mailbox, and keep its token.
 
-    See the README, sections "Google Calendar" and "Microsoft 365 and Outlook.com"."""
+    NAME is a `type: google` or `type: microsoft` target, or a mailbox with `auth:
+    microsoft` or `auth: google`. See the README, sections "Google Calendar" and "Microsoft 365 and Outlook.com"."""
     config = obj.config()
     target = next((t for t in config.targets if t.name == name), None)
     mailbox = next((m for m in config.mailboxes if m.name == name), None)
