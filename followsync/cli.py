@@ -502,7 +502,8 @@ def auth(obj: Context, name: str, no_browser: bool) -> None:
     """Sign in for a Google or Microsoft target or OAuth mailbox, and keep its token.
 
     NAME is a `type: google` or `type: microsoft` target, or a mailbox with `auth:
-    microsoft` or `auth: google`. See the README, sections "Google Calendar" and "Microsoft 365 and Outlook.com"."""
+    microsoft` or `auth: google`. See the README, sections "Google Calendar" and
+    "Microsoft 365 and Outlook.com"."""
     config = obj.config()
     target = next((t for t in config.targets if t.name == name), None)
     mailbox = next((m for m in config.mailboxes if m.name == name), None)
