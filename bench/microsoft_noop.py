@@ -32,7 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-NOW = "2026-03-02T10:00"
+
+from bench.google_noop import project, sync, timed_python  # noqa: E402  the same runs
 
 EMU_CHILD = """
 import json, sys
@@ -49,41 +50,6 @@ sys.stdin.read()
 print(json.dumps({"api": len(emu.api_requests()), "token": len(emu.token_requests())}),
       flush=True)
 """
-
-
-def leads(n: int) -> str:
-    lines = ["version: 1", "leads:"]
-    for i in range(n):
-        lines.append(f"  lead{i}: {{name: Person {i}, last_contact: 2026-0{1 + i % 2}-"
-                     f"{1 + i % 27:02d}}}")
-    return "\n".join(lines) + "\n"
-
-
-def project(folder: Path, n: int, target: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "leads.yaml").write_text(leads(n))
-    config = folder / "config.yaml"
-    config.write_text("leads: leads.yaml\ntimezone: Europe/Berlin\nstate_dir: state\n"
-                      f"targets:\n{target}")
-    config.chmod(0o600)
-    return config
-
-
-def sync(config: Path, env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "followsync", "--config", str(config),
-                           "--now", NOW, "sync"], capture_output=True, text=True, env=env,
-                          check=False)
-    took = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"sync failed ({done.returncode}): {done.stderr}{done.stdout}")
-    return took
-
-
-def timed_python(code: str, env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
-    return time.perf_counter() - started
 
 
 class Bearer:
