@@ -459,9 +459,15 @@ def sign_in(named: MicrosoftSettings, others: Sequence[MicrosoftSettings],
     done = SignIn(account)
     entries = [named]
     for other in others:
+        kept = store_for(other).read().get("username")
         if other.kind == "mailbox" and not _matches(other, account):
             done.left.append((other, f"its username is {other.username}, not "
                                      f"{account.username or 'the account signed in'}"))
+        elif isinstance(kept, str) and kept and account.username \
+                and kept.casefold() != account.username.casefold():
+            # signed in before as another account: this sign-in is not its to replace
+            done.left.append((other, f"it stays signed in as {kept}, not "
+                                     f"{account.username}"))
         else:
             entries.append(other)
     answers: dict[Resource, dict[str, Any]] = {first: answer}
