@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from followsync.errors import TargetError
+from followsync.errors import SignInRefused, TargetError
 from followsync.tokenstore import EARLY, KeptTokens, slug
 
 if TYPE_CHECKING:
@@ -336,46 +336,46 @@ def explain(settings: MicrosoftSettings, answer: dict[str, Any], resource: Resou
              "center → Enterprise applications → the app → Permissions → Grant admin "
              f"consent), then {again}")
     if 700082 in codes:
-        return TargetError(f"{who}: Microsoft no longer accepts the sign-in: unused for 90 "
+        return SignInRefused(f"{who}: Microsoft no longer accepts the sign-in: unused for 90 "
                            f"days ({code})", f"{again} again")
     if main in (90094, 90095, 90099) or error == "admin_consent_required":
-        return TargetError(f"{who}: your organisation requires an administrator's consent "
+        return SignInRefused(f"{who}: your organisation requires an administrator's consent "
                            f"before followsync may use {_it(resource)} ({code})", admin)
     if 65001 in codes or error == "consent_required" or answer.get("suberror") == "consent_required":
-        return TargetError(f"{who}: the app was not given consent for {_it(resource)} "
+        return SignInRefused(f"{who}: the app was not given consent for {_it(resource)} "
                            f"({code})", f"{again} and accept the permissions; if your "
                            f"organisation does not let users consent, {admin}")
     if 53003 in codes or 53000 in codes or 53001 in codes:
-        return TargetError(f"{who}: blocked by your organisation's Conditional Access "
+        return SignInRefused(f"{who}: blocked by your organisation's Conditional Access "
                            f"policy ({code})", "ask your administrator to allow the app with "
                            f"client id {settings.client_id} from this device or network")
     if main in (50076, 50079, 50158) or error == "interaction_required":
-        return TargetError(f"{who}: Microsoft wants you to sign in again (multi-factor "
+        return SignInRefused(f"{who}: Microsoft wants you to sign in again (multi-factor "
                            f"authentication or a changed policy: {code})", again)
     if error == "authorization_declined":
-        return TargetError(f"{who}: the sign-in was declined in the browser", f"{again} and "
+        return SignInRefused(f"{who}: the sign-in was declined in the browser", f"{again} and "
                            "accept the permissions")
     if error in ("expired_token", "authorization_pending", "bad_verification_code") \
             or 70019 in codes or 70016 in codes:
         within = f" within {minutes:g} minutes" if minutes else " in time"
-        return TargetError(f"{who}: the code was not entered{within}", f"{again} again "
+        return SignInRefused(f"{who}: the code was not entered{within}", f"{again} again "
                            "and enter the code before it expires")
     if main in (7000218, 700025) or error in ("invalid_client", "unauthorized_client"):
-        return TargetError(f"{who}: Microsoft refused the app registration ({code})",
+        return SignInRefused(f"{who}: Microsoft refused the app registration ({code})",
                            "in the Entra admin center, App registrations → the app → "
                            "Authentication: set \"Allow public client flows\" to Yes; check "
                            "`client_id:`")
     if main in (700016, 90002, 50020, 50034, 900144):
-        return TargetError(f"{who}: Microsoft does not know this app, tenant or account "
+        return SignInRefused(f"{who}: Microsoft does not know this app, tenant or account "
                            f"({code})", "check `client_id:` and `tenant:` (the app must be "
                            "registered for the kind of account you sign in with)")
     if error == "invalid_grant" or main in (50173, 70008, 70043, 50132):
-        return TargetError(f"{who}: Microsoft no longer accepts the sign-in (revoked, "
+        return SignInRefused(f"{who}: Microsoft no longer accepts the sign-in (revoked, "
                            f"expired or the password changed: {code})", f"{again} again")
     if error in ("temporarily_unavailable", "server_error"):
         return TargetError(f"{who}: Microsoft's sign-in service failed ({code})",
                            "the next sync tries again")
-    return TargetError(f"{who}: Microsoft refused the token request ({code})", again)
+    return SignInRefused(f"{who}: Microsoft refused the token request ({code})", again)
 
 
 # ======================================================================== signing in
