@@ -375,4 +375,11 @@ class ConfigModel(_Model):
         if both:
             raise Invalid(f"a mailbox and a target are both named {', '.join(both)}",
                           "rename one: `followsync auth NAME` signs in one of them by its name")
+        google = {t.name for t in self.targets or [] if t.type == "google"}
+        clash = sorted(m.name for m in self.mail if m.auth == "google"
+                       and f"mail-{m.name}" in google)
+        if clash:
+            raise Invalid(f"mailbox {clash[0]!r} and google target 'mail-{clash[0]}' would keep "
+                          f"their tokens in the same file (google-mail-{clash[0]}.json)",
+                          "rename one of them")
         return self
