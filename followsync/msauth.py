@@ -51,7 +51,8 @@ Resource = Literal["graph", "imap"]
 SCOPES: dict[Resource, list[str]] = {"graph": GRAPH_SCOPES, "imap": IMAP_SCOPES}
 SERVICE: dict[Resource, str] = {"graph": "its calendar, through Microsoft Graph",
                                 "imap": "its mail, over IMAP"}
-INSTALL = "pip install 'followsync[microsoft]' (or pipx install 'followsync[microsoft]')"
+INSTALL = ("install the microsoft extra from your followsync checkout: pipx install --force "
+           "'.[microsoft]' (or pip install --user '.[microsoft]'; or pipx inject followsync msal)")
 LOCK_WAIT = 60.0  # seconds a refresh waits for another process's refresh of the same name
 
 
