@@ -460,13 +460,14 @@ def sign_in(named: MicrosoftSettings, others: Sequence[MicrosoftSettings],
     done = SignIn(account)
     entries = [named]
     for other in others:
-        kept = store_for(other).read().get("username")
+        kept = store_for(other).read().get("username") if other.kind == "target" else None
         if other.kind == "mailbox" and not _matches(other, account):
             done.left.append((other, f"its username is {other.username}, not "
                                      f"{account.username or 'the account signed in'}"))
         elif isinstance(kept, str) and kept and account.username \
                 and kept.casefold() != account.username.casefold():
-            # signed in before as another account: this sign-in is not its to replace
+            # a target signed in before as another account (a mailbox's own `username`
+            # says which account is its): this sign-in is not its to replace
             done.left.append((other, f"it stays signed in as {kept}, not "
                                      f"{account.username}"))
         else:

@@ -136,3 +136,16 @@ def test_without_msal_the_hint_installs_from_the_checkout(tmp_path: Path,
     with pytest.raises(TargetError) as caught:
         _application(MicrosoftSettings("work", "11111111-2222-3333-4444-555555555555", tmp_path))
     assert "'followsync[" not in caught.value.hint and "'.[microsoft]'" in INSTALL
+
+
+def test_a_mailbox_whose_username_changed_is_covered_by_a_sign_in_as_its_new_account(
+        emu: MsEmu, tmp_path: Path) -> None:  # noqa: F811
+    """(Guards the fix above: a mailbox's `username` says which account is its.)"""
+    target = settings(tmp_path, emu)
+    old = MicrosoftSettings("outlook", emu.client_id, tmp_path / "state", endpoint=emu.url,
+                            verify=emu.ca_path, timeout=5, kind="mailbox", username=ALICE)
+    sign_in(old, [], approving(emu, ALICE))
+    new = MicrosoftSettings("outlook", emu.client_id, tmp_path / "state", endpoint=emu.url,
+                            verify=emu.ca_path, timeout=5, kind="mailbox", username=BOB)
+    sign_in(target, [new], approving(emu, BOB))
+    assert store_for(new).read()["username"] == BOB
