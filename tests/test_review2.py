@@ -149,3 +149,16 @@ def test_a_mailbox_whose_username_changed_is_covered_by_a_sign_in_as_its_new_acc
                             verify=emu.ca_path, timeout=5, kind="mailbox", username=BOB)
     sign_in(target, [new], approving(emu, BOB))
     assert store_for(new).read()["username"] == BOB
+
+
+def test_plan_of_a_target_not_signed_in_leaves_nothing_in_the_state_folder(
+        tmp_path: Path) -> None:
+    """SPEC §4: `plan` writes nothing anywhere; a readonly token look-up made a .lock file."""
+    from followsync.msauth import Tokens
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    target = MicrosoftSettings("work", "11111111-2222-3333-4444-555555555555", state)
+    with pytest.raises(TargetError):
+        Tokens(target, "graph", readonly=True).access()
+    assert list(state.iterdir()) == []
