@@ -167,7 +167,9 @@ class Tokens:
         """One process refreshes a name at a time; one that waited takes the token the
         other got (one that differs from ours; `any_kept`: any valid one)."""
         stale = self._access
-        with _locked(self._store.path.with_suffix(".lock")):
+        # readonly (plan) with no token file: nothing to refresh in place, nothing created
+        create = not self.readonly or self._store.path.exists()
+        with _locked(self._store.path.with_suffix(".lock"), create):
             cached = self._store.cached(self.prefix)
             if cached is not None and (any_kept or (stale is not None and cached[0] != stale)):
                 self._access, self._expires = cached
@@ -196,11 +198,13 @@ class Tokens:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, create: bool = True) -> Iterator[None]:
     """An exclusive lock beside a name's token file (best effort: a folder that cannot hold
-    it, or a lock held for over LOCK_WAIT s, does not stop a refresh)."""
+    it, a lock file not there and not to be `create`d, or a lock held for over LOCK_WAIT s,
+    does not stop a refresh)."""
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
     try:  # (no folder made: without one there is no sign-in to refresh)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, flags, 0o600)
     except OSError:
         yield
         return
