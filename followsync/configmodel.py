@@ -366,3 +366,20 @@ class ConfigModel(_Model):
             raise Invalid(f"mailbox names must be unique: {', '.join(dupes)}",
                           "rename one; the name keeps each mailbox's state apart")
         return value
+
+    @model_validator(mode="after")
+    def _sign_in_names(self) -> ConfigModel:
+        """`followsync auth NAME` must tell an OAuth mailbox from a target that signs in."""
+        signing = {t.name for t in self.targets or [] if t.type in ("google", "microsoft")}
+        both = sorted(m.name for m in self.mail if m.auth != "password" and m.name in signing)
+        if both:
+            raise Invalid(f"a mailbox and a target are both named {', '.join(both)}",
+                          "rename one: `followsync auth NAME` signs in one of them by its name")
+        google = {t.name for t in self.targets or [] if t.type == "google"}
+        clash = sorted(m.name for m in self.mail if m.auth == "google"
+                       and f"mail-{m.name}" in google)
+        if clash:
+            raise Invalid(f"mailbox {clash[0]!r} and google target 'mail-{clash[0]}' would keep "
+                          f"their tokens in the same file (google-mail-{clash[0]}.json)",
+                          "rename one of them")
+        return self

@@ -69,6 +69,12 @@ class TargetError(FollowsyncError):
     exit_code = EXIT_TARGET
 
 
+class SignInRefused(TargetError):
+    """The sign-in service refused a token request for what it is (a policy, the app
+    registration, the grant): asking again will not change it, so an OAuth mailbox is not
+    tried again until the sign-in or the config changes (as for a refused password)."""
+
+
 class ComponentRefused(TargetError):
     """The calendar refused an item's component type (a VTODO); events will be written instead."""
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from followsync.errors import TargetError
+from followsync.errors import SignInRefused, TargetError
 from followsync.tokenstore import EARLY, KeptTokens, slug
 
 if TYPE_CHECKING:
@@ -51,7 +51,9 @@ Resource = Literal["graph", "imap"]
 SCOPES: dict[Resource, list[str]] = {"graph": GRAPH_SCOPES, "imap": IMAP_SCOPES}
 SERVICE: dict[Resource, str] = {"graph": "its calendar, through Microsoft Graph",
                                 "imap": "its mail, over IMAP"}
-INSTALL = "pip install 'followsync[microsoft]' (or pipx install 'followsync[microsoft]')"
+INSTALL = ("install the microsoft extra from your followsync checkout: pipx install --force "
+           "'.[microsoft]' (with every extra you use, e.g. '.[caldav,microsoft]'; or pip install "
+           "--user '.[microsoft]'; or pipx inject followsync msal)")
 LOCK_WAIT = 60.0  # seconds a refresh waits for another process's refresh of the same name
 
 
@@ -165,7 +167,9 @@ class Tokens:
         """One process refreshes a name at a time; one that waited takes the token the
         other got (one that differs from ours; `any_kept`: any valid one)."""
         stale = self._access
-        with _locked(self._store.path.with_suffix(".lock")):
+        # readonly (plan) with no token file: nothing to refresh in place, nothing created
+        create = not self.readonly or self._store.path.exists()
+        with _locked(self._store.path.with_suffix(".lock"), create):
             cached = self._store.cached(self.prefix)
             if cached is not None and (any_kept or (stale is not None and cached[0] != stale)):
                 self._access, self._expires = cached
@@ -194,11 +198,13 @@ class Tokens:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, create: bool = True) -> Iterator[None]:
     """An exclusive lock beside a name's token file (best effort: a folder that cannot hold
-    it, or a lock held for over LOCK_WAIT s, does not stop a refresh)."""
+    it, a lock file not there and not to be `create`d, or a lock held for over LOCK_WAIT s,
+    does not stop a refresh)."""
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
     try:  # (no folder made: without one there is no sign-in to refresh)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, flags, 0o600)
     except OSError:
         yield
         return
@@ -336,46 +342,46 @@ def explain(settings: MicrosoftSettings, answer: dict[str, Any], resource: Resou
              "center → Enterprise applications → the app → Permissions → Grant admin "
              f"consent), then {again}")
     if 700082 in codes:
-        return TargetError(f"{who}: Microsoft no longer accepts the sign-in: unused for 90 "
+        return SignInRefused(f"{who}: Microsoft no longer accepts the sign-in: unused for 90 "
                            f"days ({code})", f"{again} again")
     if main in (90094, 90095, 90099) or error == "admin_consent_required":
-        return TargetError(f"{who}: your organisation requires an administrator's consent "
+        return SignInRefused(f"{who}: your organisation requires an administrator's consent "
                            f"before followsync may use {_it(resource)} ({code})", admin)
     if 65001 in codes or error == "consent_required" or answer.get("suberror") == "consent_required":
-        return TargetError(f"{who}: the app was not given consent for {_it(resource)} "
+        return SignInRefused(f"{who}: the app was not given consent for {_it(resource)} "
                            f"({code})", f"{again} and accept the permissions; if your "
                            f"organisation does not let users consent, {admin}")
     if 53003 in codes or 53000 in codes or 53001 in codes:
-        return TargetError(f"{who}: blocked by your organisation's Conditional Access "
+        return SignInRefused(f"{who}: blocked by your organisation's Conditional Access "
                            f"policy ({code})", "ask your administrator to allow the app with "
                            f"client id {settings.client_id} from this device or network")
     if main in (50076, 50079, 50158) or error == "interaction_required":
-        return TargetError(f"{who}: Microsoft wants you to sign in again (multi-factor "
+        return SignInRefused(f"{who}: Microsoft wants you to sign in again (multi-factor "
                            f"authentication or a changed policy: {code})", again)
     if error == "authorization_declined":
-        return TargetError(f"{who}: the sign-in was declined in the browser", f"{again} and "
+        return SignInRefused(f"{who}: the sign-in was declined in the browser", f"{again} and "
                            "accept the permissions")
     if error in ("expired_token", "authorization_pending", "bad_verification_code") \
             or 70019 in codes or 70016 in codes:
         within = f" within {minutes:g} minutes" if minutes else " in time"
-        return TargetError(f"{who}: the code was not entered{within}", f"{again} again "
+        return SignInRefused(f"{who}: the code was not entered{within}", f"{again} again "
                            "and enter the code before it expires")
     if main in (7000218, 700025) or error in ("invalid_client", "unauthorized_client"):
-        return TargetError(f"{who}: Microsoft refused the app registration ({code})",
+        return SignInRefused(f"{who}: Microsoft refused the app registration ({code})",
                            "in the Entra admin center, App registrations → the app → "
                            "Authentication: set \"Allow public client flows\" to Yes; check "
                            "`client_id:`")
     if main in (700016, 90002, 50020, 50034, 900144):
-        return TargetError(f"{who}: Microsoft does not know this app, tenant or account "
+        return SignInRefused(f"{who}: Microsoft does not know this app, tenant or account "
                            f"({code})", "check `client_id:` and `tenant:` (the app must be "
                            "registered for the kind of account you sign in with)")
     if error == "invalid_grant" or main in (50173, 70008, 70043, 50132):
-        return TargetError(f"{who}: Microsoft no longer accepts the sign-in (revoked, "
+        return SignInRefused(f"{who}: Microsoft no longer accepts the sign-in (revoked, "
                            f"expired or the password changed: {code})", f"{again} again")
     if error in ("temporarily_unavailable", "server_error"):
         return TargetError(f"{who}: Microsoft's sign-in service failed ({code})",
                            "the next sync tries again")
-    return TargetError(f"{who}: Microsoft refused the token request ({code})", again)
+    return SignInRefused(f"{who}: Microsoft refused the token request ({code})", again)
 
 
 # ======================================================================== signing in
@@ -459,9 +465,16 @@ def sign_in(named: MicrosoftSettings, others: Sequence[MicrosoftSettings],
     done = SignIn(account)
     entries = [named]
     for other in others:
+        kept = store_for(other).read().get("username") if other.kind == "target" else None
         if other.kind == "mailbox" and not _matches(other, account):
             done.left.append((other, f"its username is {other.username}, not "
                                      f"{account.username or 'the account signed in'}"))
+        elif isinstance(kept, str) and kept and account.username \
+                and kept.casefold() != account.username.casefold():
+            # a target signed in before as another account (a mailbox's own `username`
+            # says which account is its): this sign-in is not its to replace
+            done.left.append((other, f"it stays signed in as {kept}, not "
+                                     f"{account.username}"))
         else:
             entries.append(other)
     answers: dict[Resource, dict[str, Any]] = {first: answer}

@@ -316,7 +316,7 @@ def test_without_msal_the_sign_in_says_what_to_install(emu: MsEmu, tmp_path: Pat
     monkeypatch.setitem(sys.modules, "msal", None)  # import msal → ImportError
     with pytest.raises(TargetError) as caught:
         sign_in(settings(tmp_path, emu), [], approving(emu))
-    assert "pip install 'followsync[microsoft]'" in str(caught.value)
+    assert "pipx install --force '.[microsoft]'" in str(caught.value)
 
 
 # ------------------------------------------------------------------------- keeping

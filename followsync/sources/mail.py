@@ -41,7 +41,7 @@ from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 from followsync.durations import MAX_YEAR, MIN_YEAR
-from followsync.errors import TargetError
+from followsync.errors import SignInRefused, TargetError
 from followsync.hosts import is_loopback
 from followsync.model import MailAuth, Tls
 from followsync.sources import Bookmark, Direction, FoundTouch, ScanResult, Skipped
@@ -248,8 +248,8 @@ def _token(fetch: Callable[[], str], mailbox: Mailbox, where: str) -> str:
     try:
         return fetch()
     except TargetError as exc:
-        kind = MailLoginRefused if f"followsync auth {mailbox.name}" in exc.hint \
-            else MailError
+        kind = MailLoginRefused if isinstance(exc, SignInRefused) \
+            or f"followsync auth {mailbox.name}" in exc.hint else MailError
         said = exc.message.removeprefix(f"mailbox {mailbox.name}: ")
         raise kind(f"{where}: {said}", exc.hint) from None
 
