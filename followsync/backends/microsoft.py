@@ -416,6 +416,7 @@ class MicrosoftBackend:
             uid = by_id[event_id]
             if event is None or _owner_uid(event) != uid:
                 del seen.items[uid]
+                self._taken.discard(uid)  # gone: a create of it is no conflict
                 seen.changed = True
             else:
                 self._take([event], seen)
