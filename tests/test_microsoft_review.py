@@ -49,3 +49,71 @@ def test_a_follow_up_deleted_in_outlook_comes_back_when_the_lead_file_changes_it
         code, out = run(config, "sync")
         assert code == 0, out
     assert any(e["subject"].startswith("Dana") for e in ours(emu).values()), out
+
+
+# ---------------------------------------------------------------- hostile answers
+import json  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+from followsync.backends.microsoft import MicrosoftBackend  # noqa: E402
+from followsync.errors import TargetError  # noqa: E402
+from followsync.msauth import MicrosoftSettings  # noqa: E402
+from tests.test_backend_contract import FixedBearer  # noqa: E402
+from tests.test_microsoft import TODAY  # noqa: E402
+
+LINK = "https://127.0.0.1:1/v1.0/me/calendars/c/calendarView/delta?$deltatoken=1"
+CURSOR = json.dumps({"calendar": "c", "delta": LINK, "window": "2029-01-01/2035-01-01"})
+
+
+class Answers:
+    """A server answering each request with the next of `pages` (an ApiSession's stand-in)."""
+
+    def __init__(self, *pages: Any) -> None:
+        self.pages = list(pages)
+
+    def call(self, method: str, path: str, body: Any = None, headers: Any = None,
+             **_: Any) -> Any:
+        from followsync.backends.davhttp import Response
+
+        return Response(200 if method != "POST" else 201, {},
+                        json.dumps(self.pages.pop(0)).encode())
+
+    def close(self) -> None:
+        pass
+
+
+def stub(tmp_path: Path, *pages: Any) -> MicrosoftBackend:
+    settings = MicrosoftSettings("work", "c", tmp_path, endpoint="https://127.0.0.1:1",
+                                 calendar="Follow-ups")
+    return MicrosoftBackend(settings, tokens=FixedBearer("t"), session=Answers(*pages),  # type: ignore[arg-type]
+                            today=TODAY)
+
+
+@pytest.mark.parametrize("value", [7, True, 1.5])
+def test_a_delta_page_whose_value_is_no_list_is_a_target_error(tmp_path: Path,
+                                                               value: Any) -> None:
+    b = stub(tmp_path, {"value": value, "@odata.deltaLink": LINK})
+    with pytest.raises(TargetError):
+        b.listing({}, CURSOR)
+
+
+def test_a_marked_event_whose_properties_are_no_list_is_no_traceback(tmp_path: Path) -> None:
+    b = stub(tmp_path, {"value": [], "@odata.deltaLink": LINK},
+             {"value": [{"id": "e1", "singleValueExtendedProperties": 3}]})
+    try:
+        b.listing({}, json.dumps({"calendar": "c"}))
+    except TargetError:
+        pass
+
+
+def test_a_write_answer_with_odd_times_or_body_is_no_traceback(tmp_path: Path) -> None:
+    uid = new_uid()
+    b = stub(tmp_path, {"value": [], "@odata.deltaLink": LINK}, {"value": []},
+             {"id": "e1", "@odata.etag": 'W/"1"', "start": "soon", "body": ["x"]})
+    b.listing({}, json.dumps({"calendar": "c"}))
+    try:
+        b.create(uid, item(uid))
+    except TargetError:
+        pass
