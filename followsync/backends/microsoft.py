@@ -114,6 +114,15 @@ def _json(response: Response) -> dict[str, Any]:
     return data
 
 
+def _entries(data: Mapping[str, Any]) -> list[Any]:
+    value = data.get("value")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TargetError("Microsoft's answer holds no list of entries")
+    return value
+
+
 def _message(response: Response) -> str:
     try:
         return str(json.loads(response.body or b"{}")["error"]["message"])[:200]
@@ -267,7 +276,7 @@ class MicrosoftBackend:
                                "use `followsync calendars` to list them")
             _expect(response, what)
             data = _json(response)
-            yield from (e for e in data.get("value") or [] if isinstance(e, dict))
+            yield from (e for e in _entries(data) if isinstance(e, dict))
             following = data.get("@odata.nextLink")
             url = str(following) if following else None
         raise TargetError(f"Microsoft's list of {what.removeprefix('list the ')} does not end")
@@ -328,7 +337,7 @@ class MicrosoftBackend:
                                "use `followsync calendars` to list them")
             _expect(response, "list the events")
             data = _json(response)
-            entries += [e for e in data.get("value") or [] if isinstance(e, dict) and e.get("id")]
+            entries += [e for e in _entries(data) if isinstance(e, dict) and e.get("id")]
             following, done = data.get("@odata.nextLink"), data.get("@odata.deltaLink")
             if done:
                 return entries, str(done)
@@ -561,8 +570,9 @@ def transaction_id(uid: str, text: str) -> str:
 
 
 def _properties(event: Mapping[str, Any]) -> dict[str, str]:
-    found = {}
-    for prop in event.get("singleValueExtendedProperties") or []:
+    found: dict[str, str] = {}
+    props = event.get("singleValueExtendedProperties")
+    for prop in props if isinstance(props, list) else []:
         if isinstance(prop, dict) and isinstance(prop.get("value"), str):
             found[str(prop.get("id", "")).lower()] = prop["value"]
     return found
@@ -590,9 +600,11 @@ def _owner_uid(event: Mapping[str, Any]) -> str | None:
 
 def _readable(event: Mapping[str, Any]) -> bool:
     """Whether a write's answer reads back as a GET would (text body, UTC times)."""
-    body = event.get("body") or {}
+    body, start, end = (event.get(name) or {} for name in ("body", "start", "end"))
+    if not all(isinstance(part, dict) for part in (body, start, end)):
+        return False  # (a hostile answer: read again, where it is a target error)
     return str(body.get("contentType", "text")).lower() == "text" and all(
-        str((event.get(end) or {}).get("timeZone", "UTC")) == "UTC" for end in ("start", "end"))
+        str(when.get("timeZone", "UTC")) == "UTC" for when in (start, end))
 
 
 def _uid_in(text: str) -> str | None:
