@@ -117,3 +117,14 @@ def test_a_write_answer_with_odd_times_or_body_is_no_traceback(tmp_path: Path) -
         b.create(uid, item(uid))
     except TargetError:
         pass
+
+
+# ---------------------------------------------------------------- the shared conversion
+@pytest.mark.parametrize("updated", ["2031-01-06T09:15:00.000Z",  # Google's `updated`
+                                     "2031-01-06T09:15:00.1234567Z"])  # Graph's
+def test_a_stamp_with_a_fraction_and_a_z_is_read(updated: str) -> None:
+    """Before the refactor google._stamp read Google's `updated` (fraction and Z); the shared
+    eventtext.stamp counts the offset's digits as the fraction's and gives the epoch."""
+    from followsync.backends import eventtext
+
+    assert eventtext.stamp(updated) == "20310106T091500Z"
