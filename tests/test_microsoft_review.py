@@ -128,3 +128,40 @@ def test_a_stamp_with_a_fraction_and_a_z_is_read(updated: str) -> None:
     from followsync.backends import eventtext
 
     assert eventtext.stamp(updated) == "20310106T091500Z"
+
+
+# ---------------------------------------------------------------- a copy made in Outlook
+def copy_of(emu: MsEmu, event: dict[str, Any], day: str) -> str:
+    """What Outlook's copy of an event does: a new event with its extended properties
+    (MAPI named properties travel with a copy), here on another day."""
+    keys = ("subject", "body", "isAllDay", "isReminderOn", "showAs",
+            "singleValueExtendedProperties")
+    body = {k: event[k] for k in keys}
+    body["start"] = {"dateTime": f"{day}T09:00:00", "timeZone": "UTC"}
+    body["end"] = {"dateTime": f"{day}T09:15:00", "timeZone": "UTC"}
+    while True:  # (the copy's id sorts first, as one in two do)
+        made = emu.add_event("Follow-ups", body)
+        if made < event["id"]:
+            return made
+        emu.delete_event(made)
+
+
+def test_a_full_listing_keeps_the_event_the_state_knows_not_a_copy_made_in_outlook(
+        emu: MsEmu, tmp_path: Path) -> None:
+    """The user copied a follow-up in Outlook (to another day, as a note to self). The
+    incremental listing ignores the copy; a full one (delta link void, the window sliding
+    on 1 January) must do the same, not switch to the copy (then the original, ours, is
+    never updated nor deleted again: a stale follow-up left in the calendar for good)."""
+    settings = settings_for(emu, tmp_path)
+    uid = new_uid()
+    known, cursor = sync(emu, settings, {}, None, create(uid))
+    known, cursor = sync(emu, settings, known, cursor)
+    original = next(e for e in emu.live("Follow-ups"))
+    copy_of(emu, original, "2031-03-03")
+    known, cursor = sync(emu, settings, known, cursor)
+    assert known[uid].href == original["id"]  # incremental: the copy is not ours
+    emu.void_delta_tokens()
+    b = backend(emu, settings)
+    listing = b.listing(known, cursor)
+    b.close()
+    assert listing.items[uid].href == original["id"]
