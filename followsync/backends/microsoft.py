@@ -302,7 +302,7 @@ class MicrosoftBackend:
             elif remembered.delta:
                 log.info("%s: the delta window moved to %s; listing everything", self.label,
                          window)
-            return self._full(remembered.calendar, window)
+            return self._full(remembered.calendar, window, known)
         except _Missing:
             if cursor is None or (self.settings.calendar or DEFAULT) == DEFAULT:
                 raise
@@ -367,22 +367,27 @@ class MicrosoftBackend:
     def _ours(self, calendar: str) -> list[dict[str, Any]]:
         return self._marked(calendar, f"startswith(ep/value,'{PREFIX}')")
 
-    def _full(self, calendar: str, window: str) -> Listing:
+    def _full(self, calendar: str, window: str,
+              known: Mapping[str, Remote] | None = None) -> Listing:
         delta = self._delta(self._first_delta(calendar, window))
         if delta is None:
             raise TargetError("Microsoft refused a new delta round (HTTP 410)",
                               "the next sync retries")
         entries, link = delta
         seen = _Seen()
-        ids = self._take(self._ours(calendar), seen)
+        prefer = {remote.href for remote in (known or {}).values()}  # not a copy of one
+        ids = self._take(self._ours(calendar), seen, prefer)
         seen.foreign = len({e["id"] for e in entries if "@removed" not in e} - ids)
         self.cursor = Cursor(calendar, link, window)
         return Listing(seen.items, cursor=self.cursor.dump(), foreign=seen.foreign)
 
-    def _take(self, events: Iterable[dict[str, Any]], seen: _Seen) -> set[str]:
-        """Record events read whole: ours go into `seen.items`; the ids of ours."""
+    def _take(self, events: Iterable[dict[str, Any]], seen: _Seen,
+              prefer: set[str] | frozenset[str] = frozenset()) -> set[str]:
+        """Record events read whole: ours go into `seen.items`; the ids of ours. Of two
+        events with one mark (a copy made in Outlook), one in `prefer` is ours."""
         ids = set()
-        for event in sorted(events, key=lambda e: str(e.get("id"))):
+        for event in sorted(events, key=lambda e: (str(e.get("id")) not in prefer,
+                                                   str(e.get("id")))):
             mark = _mark(event)
             if mark is None or not isinstance(event.get("id"), str):
                 continue
