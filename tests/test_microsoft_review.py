@@ -165,3 +165,15 @@ def test_a_full_listing_keeps_the_event_the_state_knows_not_a_copy_made_in_outlo
     listing = b.listing(known, cursor)
     b.close()
     assert listing.items[uid].href == original["id"]
+
+
+def test_calendars_marks_the_calendar_a_sync_uses_whatever_its_case(
+        emu: MsEmu, signed_in: MsEmu, tmp_path: Path) -> None:
+    """The backend finds `follow-ups` as Outlook's `Follow-ups` (names ignore case); the
+    listing must not say it does not exist and will be made."""
+    emu.add_calendar("Follow-ups")
+    config = project(tmp_path, emu, calendar="follow-ups")
+    code, out = run(config, "calendars")
+    assert code == 0, out
+    assert "does not exist yet" not in out, out
+    assert "* Follow-ups" in out, out
