@@ -177,3 +177,25 @@ def test_calendars_marks_the_calendar_a_sync_uses_whatever_its_case(
     assert code == 0, out
     assert "does not exist yet" not in out, out
     assert "* Follow-ups" in out, out
+
+
+@pytest.mark.parametrize("edits", [1, 3, 6])
+def test_a_sync_where_only_the_users_own_events_changed_is_one_request(
+        emu: MsEmu, tmp_path: Path, edits: int) -> None:
+    """`calendar: default` shares the calendar with the user's meetings: they change all the
+    time. Nothing of ours changed, so the sync is a no-op (SPEC §8: one request). Today each
+    changed foreign event costs a GET (up to four), more cost a paged marks query."""
+    settings = settings_for(emu, tmp_path)
+    uids = [new_uid(str(n)) for n in range(3)]
+    known, cursor = sync(emu, settings, {}, None, create(*uids))
+    known, cursor = sync(emu, settings, known, cursor)
+    for n in range(edits):
+        emu.add_event("Follow-ups", {"subject": f"Meeting {n}", "start": {
+            "dateTime": "2031-01-07T10:00:00", "timeZone": "UTC"}, "end": {
+            "dateTime": "2031-01-07T11:00:00", "timeZone": "UTC"}})
+    emu.reset_log()
+    b = backend(emu, settings)
+    listing = b.listing(known, cursor)
+    b.close()
+    assert listing.unchanged and listing.items == known
+    assert len(emu.api_requests()) == 1, [(s.method, s.path) for s in emu.api_requests()]
