@@ -199,3 +199,23 @@ def test_a_sync_where_only_the_users_own_events_changed_is_one_request(
     b.close()
     assert listing.unchanged and listing.items == known
     assert len(emu.api_requests()) == 1, [(s.method, s.path) for s in emu.api_requests()]
+
+
+def test_a_foreign_event_deleted_in_outlook_costs_no_request(emu: MsEmu,
+                                                              tmp_path: Path) -> None:
+    """An unknown id reported removed cannot be an event of ours to list: no GET for it."""
+    settings = settings_for(emu, tmp_path)
+    emu.add_calendar("Follow-ups")
+    foreign = emu.add_event("Follow-ups", {"subject": "Meeting", "start": {
+        "dateTime": "2031-01-07T10:00:00", "timeZone": "UTC"}, "end": {
+        "dateTime": "2031-01-07T11:00:00", "timeZone": "UTC"}})
+    uid = new_uid()
+    known, cursor = sync(emu, settings, {}, None, create(uid))
+    known, cursor = sync(emu, settings, known, cursor)
+    emu.delete_event(foreign)
+    emu.reset_log()
+    b = backend(emu, settings)
+    listing = b.listing(known, cursor)
+    b.close()
+    assert listing.unchanged and listing.items == known
+    assert len(emu.api_requests()) == 1, [(s.method, s.path) for s in emu.api_requests()]
