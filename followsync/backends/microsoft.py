@@ -417,8 +417,8 @@ class MicrosoftBackend:
         mine = set(found.deleted)
         for event_id, entry in latest.items():
             uid = by_id.get(event_id)
-            if uid is None:
-                if event_id not in mine:
+            if uid is None:  # (removed and unknown: nothing of ours to list)
+                if event_id not in mine and "@removed" not in entry:
                     unknown.append(event_id)
             elif "@removed" in entry:
                 ours_removed.append(event_id)
