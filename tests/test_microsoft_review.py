@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (fixtures imported from test_microsoft)
 """Review findings on the microsoft target (each test fails on the code it was written
 against)."""
 
