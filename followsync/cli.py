@@ -482,13 +482,16 @@ def _microsoft_calendars(obj: Context, target: Target) -> bool:
         return False
     obj.say(f"{target.name} (Outlook):")
     wanted = target.calendar or "default"
+    usable = [c for c in found if c["access"] == "owner" and  # (as the backend finds it)
+              str(c["name"]).casefold() == wanted.casefold()]
+    chosen = next((c for c in usable if c["name"] == wanted), usable[0] if usable else None)
     for cal in found:
-        used = cal["name"] == wanted or (wanted == "default" and cal["default"])
+        used = cal is chosen or (wanted == "default" and cal["default"])
         mark = "*" if used else " "
         access = ("owner" if cal["access"] == "owner" else "read only") + (
             ", default" if cal["default"] else "")
         obj.say(f" {mark} {cal['name'] or '(no name)':<28} {access:<20} {cal['id']}")
-    if wanted != "default" and not any(c["name"] == wanted for c in found):
+    if wanted != "default" and chosen is None:
         obj.say(f"   {wanted!r} does not exist yet: the next sync creates it")
     return True
 

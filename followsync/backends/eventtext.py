@@ -153,8 +153,8 @@ def stamp(updated: Any) -> str:
         text = str(updated).replace("Z", "+00:00")
         if "." in text:  # Graph: seven digits of fraction; fromisoformat takes six at most
             whole, _, rest = text.partition(".")
-            digits = "".join(c for c in rest if c.isdigit())
-            text = whole + rest[len(digits):]
+            digits = len(rest) - len(rest.lstrip("0123456789"))  # the fraction's only
+            text = whole + rest[digits:]
         moment = datetime.fromisoformat(text)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)

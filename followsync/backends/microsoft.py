@@ -114,6 +114,15 @@ def _json(response: Response) -> dict[str, Any]:
     return data
 
 
+def _entries(data: Mapping[str, Any]) -> list[Any]:
+    value = data.get("value")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TargetError("Microsoft's answer holds no list of entries")
+    return value
+
+
 def _message(response: Response) -> str:
     try:
         return str(json.loads(response.body or b"{}")["error"]["message"])[:200]
@@ -267,7 +276,7 @@ class MicrosoftBackend:
                                "use `followsync calendars` to list them")
             _expect(response, what)
             data = _json(response)
-            yield from (e for e in data.get("value") or [] if isinstance(e, dict))
+            yield from (e for e in _entries(data) if isinstance(e, dict))
             following = data.get("@odata.nextLink")
             url = str(following) if following else None
         raise TargetError(f"Microsoft's list of {what.removeprefix('list the ')} does not end")
@@ -293,7 +302,7 @@ class MicrosoftBackend:
             elif remembered.delta:
                 log.info("%s: the delta window moved to %s; listing everything", self.label,
                          window)
-            return self._full(remembered.calendar, window)
+            return self._full(remembered.calendar, window, known)
         except _Missing:
             if cursor is None or (self.settings.calendar or DEFAULT) == DEFAULT:
                 raise
@@ -328,7 +337,7 @@ class MicrosoftBackend:
                                "use `followsync calendars` to list them")
             _expect(response, "list the events")
             data = _json(response)
-            entries += [e for e in data.get("value") or [] if isinstance(e, dict) and e.get("id")]
+            entries += [e for e in _entries(data) if isinstance(e, dict) and e.get("id")]
             following, done = data.get("@odata.nextLink"), data.get("@odata.deltaLink")
             if done:
                 return entries, str(done)
@@ -358,22 +367,27 @@ class MicrosoftBackend:
     def _ours(self, calendar: str) -> list[dict[str, Any]]:
         return self._marked(calendar, f"startswith(ep/value,'{PREFIX}')")
 
-    def _full(self, calendar: str, window: str) -> Listing:
+    def _full(self, calendar: str, window: str,
+              known: Mapping[str, Remote] | None = None) -> Listing:
         delta = self._delta(self._first_delta(calendar, window))
         if delta is None:
             raise TargetError("Microsoft refused a new delta round (HTTP 410)",
                               "the next sync retries")
         entries, link = delta
         seen = _Seen()
-        ids = self._take(self._ours(calendar), seen)
+        prefer = {remote.href for remote in (known or {}).values()}  # not a copy of one
+        ids = self._take(self._ours(calendar), seen, prefer)
         seen.foreign = len({e["id"] for e in entries if "@removed" not in e} - ids)
         self.cursor = Cursor(calendar, link, window)
         return Listing(seen.items, cursor=self.cursor.dump(), foreign=seen.foreign)
 
-    def _take(self, events: Iterable[dict[str, Any]], seen: _Seen) -> set[str]:
-        """Record events read whole: ours go into `seen.items`; the ids of ours."""
+    def _take(self, events: Iterable[dict[str, Any]], seen: _Seen,
+              prefer: set[str] | frozenset[str] = frozenset()) -> set[str]:
+        """Record events read whole: ours go into `seen.items`; the ids of ours. Of two
+        events with one mark (a copy made in Outlook), one in `prefer` is ours."""
         ids = set()
-        for event in sorted(events, key=lambda e: str(e.get("id"))):
+        for event in sorted(events, key=lambda e: (str(e.get("id")) not in prefer,
+                                                   str(e.get("id")))):
             mark = _mark(event)
             if mark is None or not isinstance(event.get("id"), str):
                 continue
@@ -403,8 +417,8 @@ class MicrosoftBackend:
         mine = set(found.deleted)
         for event_id, entry in latest.items():
             uid = by_id.get(event_id)
-            if uid is None:
-                if event_id not in mine:
+            if uid is None:  # (removed and unknown: nothing of ours to list)
+                if event_id not in mine and "@removed" not in entry:
                     unknown.append(event_id)
             elif "@removed" in entry:
                 ours_removed.append(event_id)
@@ -416,6 +430,7 @@ class MicrosoftBackend:
             uid = by_id[event_id]
             if event is None or _owner_uid(event) != uid:
                 del seen.items[uid]
+                self._taken.discard(uid)  # gone: a create of it is no conflict
                 seen.changed = True
             else:
                 self._take([event], seen)
@@ -560,8 +575,9 @@ def transaction_id(uid: str, text: str) -> str:
 
 
 def _properties(event: Mapping[str, Any]) -> dict[str, str]:
-    found = {}
-    for prop in event.get("singleValueExtendedProperties") or []:
+    found: dict[str, str] = {}
+    props = event.get("singleValueExtendedProperties")
+    for prop in props if isinstance(props, list) else []:
         if isinstance(prop, dict) and isinstance(prop.get("value"), str):
             found[str(prop.get("id", "")).lower()] = prop["value"]
     return found
@@ -589,9 +605,11 @@ def _owner_uid(event: Mapping[str, Any]) -> str | None:
 
 def _readable(event: Mapping[str, Any]) -> bool:
     """Whether a write's answer reads back as a GET would (text body, UTC times)."""
-    body = event.get("body") or {}
+    body, start, end = (event.get(name) or {} for name in ("body", "start", "end"))
+    if not all(isinstance(part, dict) for part in (body, start, end)):
+        return False  # (a hostile answer: read again, where it is a target error)
     return str(body.get("contentType", "text")).lower() == "text" and all(
-        str((event.get(end) or {}).get("timeZone", "UTC")) == "UTC" for end in ("start", "end"))
+        str(when.get("timeZone", "UTC")) == "UTC" for when in (start, end))
 
 
 def _uid_in(text: str) -> str | None:
