@@ -426,8 +426,8 @@ class MicrosoftHarness(Harness):
         import json as _json
 
         keys = ("subject", "body", "start", "end", "isAllDay", "isReminderOn",
-                "reminderMinutesBeforeStart", "showAs", "singleValueExtendedProperties",
-                "@odata.etag")
+                "reminderMinutesBeforeStart", "showAs", "categories",
+                "singleValueExtendedProperties", "@odata.etag")
         return {uid: _json.dumps({k: e[k] for k in keys if k in e}, sort_keys=True,
                                  ensure_ascii=False).encode()
                 for uid, e in self._by_uid().items()}

@@ -32,9 +32,11 @@ imports none of them).
   page, $expand of both properties), which finds ours in and outside the window. The
   incremental listing GETs the deltaLink: a known id with a new ETag is changed; an
   `@removed` known id is read (404: deleted in Outlook; still there: moved out of the window,
-  kept with its ETag); an unknown id is someone else's unless its mark says ours (a few are
-  read one by one, more by one marks query), so an event of ours restored in Outlook is seen.
-  A no-op sync is that one request. 410 / SyncStateNotFound lists in full again.
+  kept with its ETag); an unknown id is someone else's unless it carries the `followsync`
+  category (set on every event of ours when it is created: delta pages hold no extended
+  properties) and its mark says ours (a few are read one by one, more by one marks query),
+  so an event of ours restored in Outlook is seen, and a meeting changed in a shared
+  calendar costs nothing. A no-op sync is that one request. 410 / SyncStateNotFound lists in full again.
 - The window: from the 1st of January of last year to the 1st of January five years on,
   from the sync's day (`today`, which tests set with --now). Follow-ups are never further
   back (overdue ones move to today) and seldom further ahead. It slides on the 1st of
@@ -96,6 +98,7 @@ DATA = f"String {GUID} Name followsync-data"
 PREFIX = "followsync-"  # every UID of ours starts so (render.uid_for)
 PAGE = 200  # events per page asked for (Prefer: odata.maxpagesize, $top)
 FEW = 4  # unknown ids read one by one; more: one marks query
+CATEGORY = "followsync"  # Outlook's category on every event of ours (README)
 MAX_PAGES = 5000  # a listing longer than this (a million events) is a server going round
 MAX_MINUTES = 40320  # four weeks: a reminder further ahead stays an alarm in the data
 READ = {"Prefer": 'outlook.timezone="UTC", outlook.body-content-type="text"'}
@@ -413,13 +416,14 @@ class MicrosoftBackend:
         self._taken.update(known)
         by_id = {remote.href: uid for uid, remote in known.items()}
         ours_removed: list[str] = []
-        unknown: list[str] = []
+        unknown: list[str] = []  # others' events, or ours restored or copied in Outlook
+        others: list[str] = []  # events without the `followsync` category: not ours
         mine = set(found.deleted)
         for event_id, entry in latest.items():
             uid = by_id.get(event_id)
             if uid is None:  # (removed and unknown: nothing of ours to list)
                 if event_id not in mine and "@removed" not in entry:
-                    unknown.append(event_id)
+                    (unknown if _may_be_ours(entry) else others).append(event_id)
             elif "@removed" in entry:
                 ours_removed.append(event_id)
             elif seen.items[uid].etag != entry.get("@odata.etag"):
@@ -435,7 +439,7 @@ class MicrosoftBackend:
             else:
                 self._take([event], seen)
         adopted = self._take(self._look_at(found.calendar, unknown), seen)
-        seen.foreign = sum(1 for i in unknown if i not in adopted and "@removed" not in latest[i])
+        seen.foreign = len(others) + sum(1 for i in unknown if i not in adopted)
         self.cursor = Cursor(found.calendar, link, found.window)
         return Listing(seen.items, cursor=self.cursor.dump(), unchanged=not seen.changed,
                        foreign=seen.foreign)
@@ -512,6 +516,13 @@ class MicrosoftBackend:
     def update(self, remote: Remote, text: str) -> Remote:
         uid = _uid_in(text) or remote.href
         body = self._body(uid, text)
+        # the categories the user gave our event in Outlook (a colour) stay; unseen: untouched
+        there = (self._events.get(remote.href) or {}).get("categories")
+        if isinstance(there, list):
+            body["categories"] = [CATEGORY] + [c for c in there if isinstance(c, str)
+                                               and c.strip().lower() != CATEGORY]
+        else:
+            del body["categories"]
         response = self.session.call("PATCH", self._event_path(remote.href), body,
                                      {**READ, "If-Match": remote.etag})
         if response.status in (404, 409, 410, 412):
@@ -569,6 +580,16 @@ class MicrosoftBackend:
 
 
 # ============================================================================ conversion
+def _may_be_ours(entry: Mapping[str, Any]) -> bool:
+    """An unknown id in a delta worth reading: it carries the `followsync` category (every
+    event of ours gets it when created, a copy or a restored one keeps it). Delta pages hold
+    no extended properties, so without this every meeting changed in a shared calendar
+    would cost a request."""
+    categories = entry.get("categories")
+    return isinstance(categories, list) and any(
+        isinstance(c, str) and c.strip().lower() == CATEGORY for c in categories)
+
+
 def transaction_id(uid: str, text: str) -> str:
     """The same write retried carries the same id; another write (a later DTSTAMP) not."""
     return "followsync-" + hashlib.sha256(f"{uid}\0{text}".encode()).hexdigest()[:40]
@@ -629,7 +650,8 @@ def to_event(uid: str, text: str, zone: str = "UTC") -> tuple[dict[str, Any], li
                             "rest": parts.rest}
     start = parts.start.dt
     body: dict[str, Any] = {"subject": parts.summary,
-                            "body": {"contentType": "text", "content": parts.description or ""}}
+                            "body": {"contentType": "text", "content": parts.description or ""},
+                            "categories": [CATEGORY]}
     if isinstance(start, datetime):
         tzid = parts.start.params.get("TZID")
         data["tzid"] = str(tzid) if tzid and start.tzinfo is not None else None
