@@ -103,7 +103,7 @@ RESERVED_SCOPES = {"openid", "profile", "offline_access", "email"}
 CALENDAR_SCOPES = {"calendars.readwrite", "calendars.read", "calendars.readwrite.shared",
                    "calendars.read.shared", ".default"}
 IMAP_SCOPE = "imap.accessasuser.all"
-FAULTS = ("drop", "drop_after", "500", "503", "429", "412", "410")
+FAULTS = ("drop", "drop_after", "500", "504_after", "503", "429", "412", "410")
 MAX_BATCH = 20
 EVENT_PAGE = 10       # events' default $top
 DELTA_PAGE = 10       # delta's default page size (a guess)
@@ -296,6 +296,9 @@ class MsEmu:
         self.max_concurrent, self.retry_after, self.latency = max_concurrent, retry_after, latency
         self.mailbox_zone = ZoneInfo(WINDOWS_ZONES.get(mailbox_zone, mailbox_zone))
         self.tenant_id = tenant_id
+        # transactionId's de-duplication is undocumented (window, answer): tests can turn it
+        # off to check that a retried create never relies on it
+        self.dedupe = True
         self.lock = threading.RLock()
         self._seq = itertools.count(1)
         self.seq = 0
@@ -896,7 +899,7 @@ class MsEmu:
 
     def _create(self, cal: Calendar, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         txid = body.get("transactionId")
-        if isinstance(txid, str) and cal.tx.get(txid) in self.events:
+        if isinstance(txid, str) and self.dedupe and cal.tx.get(txid) in self.events:
             return 201, self.events[cal.tx[txid]]
         event = _validated(body, None, self.mailbox_zone)
         now = _stamp()
@@ -1833,7 +1836,7 @@ class _Handler(BaseHTTPRequestHandler):
                  "OData-Version": "4.0"}
         user = None
         try:
-            if fault not in (None, "drop_after"):
+            if fault not in (None, "drop_after", "504_after"):
                 raise _fault_error(fault, emu.retry_after)
             user = emu.authorize(headers, self.command)
             with emu.lock:
@@ -1861,6 +1864,9 @@ class _Handler(BaseHTTPRequestHandler):
             if user is not None:
                 with emu.lock:
                     emu.in_flight[user] -= 1
+        if fault == "504_after":  # done, but the gateway gave up waiting for it
+            error = GraphError(504, "UnknownError", "Gateway Timeout.")
+            status, payload, more = 504, _graph_error(error, extra), {}
         seen.status = status
         if fault == "drop_after":
             self._drop()

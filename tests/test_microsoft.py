@@ -825,3 +825,23 @@ def test_every_event_carries_the_followsync_category_and_a_colour_given_in_outlo
     event = ours(emu)[uid]
     assert event["subject"].startswith("New ")
     assert event["categories"] == ["followsync", "Red category"]
+
+
+@pytest.mark.parametrize("fault", ["504_after", "drop_after"])
+def test_a_create_that_landed_without_an_answer_is_not_sent_again(
+        emu: MsEmu, tmp_path: Path, fault: str) -> None:
+    """A 504 (or a lost answer) may come after the event was made: the create is not sent
+    again before followsync looked for its mark (even where Graph would not drop a repeated
+    transactionId: its de-duplication is undocumented)."""
+    emu.dedupe = False
+    settings = settings_for(emu, tmp_path)
+    uid = new_uid()
+    known, cursor = sync(emu, settings, {}, None)
+    b = backend(emu, settings)
+    b.listing(known, cursor)
+    emu.inject(fault, at=1)
+    with pytest.raises(Conflict):  # it landed: the sync re-reads it (find, get)
+        b.create(uid, item(uid))
+    assert b.find(uid) is not None
+    b.close()
+    assert len(ours(emu)) == 1

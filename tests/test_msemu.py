@@ -600,6 +600,10 @@ def test_each_fault_answers_as_graph_would(fault: str) -> None:
             with pytest.raises(requests.ConnectionError):
                 web.post(create, json=timed(), headers=auth)
             assert len(emu.live("Calendar")) == (1 if fault == "drop_after" else 0)
+        elif fault == "504_after":  # done, but the gateway gave up waiting
+            answer = web.post(create, json=timed(), headers=auth)
+            assert answer.status_code == 504
+            assert len(emu.live("Calendar")) == 1
         else:
             answer = web.post(create, json=timed(), headers=auth)
             assert answer.status_code == int(fault)

@@ -80,8 +80,9 @@ class ApiSession:
 
     def call(self, method: str, path: str, body: bytes | dict[str, Any] | None = None,
              headers: Mapping[str, str] | None = None, *, resend: bool = True) -> Response:
-        """One request; `resend=False` sends it once whatever the network does (a create
-        whose answer was lost is looked for before it is sent again): `Unanswered`."""
+        """One request; `resend=False` sends it again only after a 429 or 503, never after
+        a lost answer or another 5xx (a create that may have landed is looked for before it
+        is sent again): `Unanswered`."""
         dav = self.dav
         target = urlsplit(urljoin(self.base_url, path))
         if (target.hostname, target.port) != (dav.host, dav.port):
@@ -99,11 +100,15 @@ class ApiSession:
             if resend:
                 return dav.send(method, where, data, sent, authorize=authorize,
                                 retryable=retryable)
-            try:
-                return dav.send(method, where, data, sent, authorize=authorize,
-                                retryable=retryable, network=ONCE)
+            try:  # only answers that say it was not done are worth waiting for
+                answer = dav.send(method, where, data, sent, authorize=authorize,
+                                  retryable=not_done, network=ONCE)
             except TargetError as exc:
                 raise Unanswered(str(exc), exc.hint) from None
+            if answer.status >= 500 and not not_done(answer):  # 500, 502, 504: done or not?
+                raise Unanswered(f"{self.service} answered HTTP {answer.status} to {method} "
+                                 f"{target.path}", "the next sync retries")
+            return answer
 
         response = send()
         if response.status == 401 and tokens is not None:
@@ -120,6 +125,12 @@ class ApiSession:
                               f"({reason(response) or 'no reason given'}) for {method} "
                               f"{target.path}", "the next sync retries")
         return response
+
+
+def not_done(response: Response) -> bool:
+    """429 and 503: the request was refused before it was carried out (throttled, busy), so
+    even a create is safe to send again; a 500, 502 or 504 may come after it was done."""
+    return response.status in (429, 503)
 
 
 def google_retryable(response: Response) -> bool:
