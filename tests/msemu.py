@@ -103,7 +103,7 @@ RESERVED_SCOPES = {"openid", "profile", "offline_access", "email"}
 CALENDAR_SCOPES = {"calendars.readwrite", "calendars.read", "calendars.readwrite.shared",
                    "calendars.read.shared", ".default"}
 IMAP_SCOPE = "imap.accessasuser.all"
-FAULTS = ("drop", "drop_after", "500", "504_after", "503", "429", "412", "410")
+FAULTS = ("drop", "drop_after", "500", "504_after", "503", "429", "412", "410", "404")
 MAX_BATCH = 20
 EVENT_PAGE = 10       # events' default $top
 DELTA_PAGE = 10       # delta's default page size (a guess)
@@ -1982,6 +1982,9 @@ def _fault_error(fault: str, retry_after: str | None) -> GraphError:
         return GraphError(503, "ServiceUnavailable", "Service Unavailable.", wait)
     if fault == "500":
         return GraphError(500, "generalException", "An unexpected error occurred.")
+    if fault == "404":  # a passing one (replication lag), whatever was asked
+        return GraphError(404, "ErrorItemNotFound", "The specified object was not found in "
+                          "the store.")
     if fault == "412":
         return GraphError(412, "ErrorIrresolvableConflict",
                           "The send or update operation could not be performed because the "

@@ -684,6 +684,9 @@ def test_one_reminder_warning_per_sync_and_a_lost_state_adopts_without_duplicate
     code, out = run(config, "sync", now="2030-11-02T08:00")
     assert code == 0 and "3 unchanged" in out, out
     assert {uid: e["id"] for uid, e in ours(emu).items()} == before  # adopted, none twice
+    code, out = run(config, "sync", now="2030-11-20T08:00")  # overdue ones are rewritten
+    assert code == 0 and " 0 updated" not in out, out
+    assert "Outlook keeps one reminder" not in out, out  # named once: when made
 
 
 def test_a_year_later_the_window_slides_without_duplicates(
@@ -845,3 +848,57 @@ def test_a_create_that_landed_without_an_answer_is_not_sent_again(
     assert b.find(uid) is not None
     b.close()
     assert len(ours(emu)) == 1
+
+
+def test_a_passing_404_on_the_delta_link_keeps_the_state_and_a_deletion_in_outlook(
+        emu: MsEmu, tmp_path: Path) -> None:
+    """A 404 on the delta link while the calendar is still there is no deleted calendar: the
+    state's rows stay (no reset), so an event the user deleted is not made again."""
+    settings = settings_for(emu, tmp_path)
+    uids = [new_uid("a"), new_uid("b")]
+    known, cursor = sync(emu, settings, {}, None, create(*uids))
+    emu.delete_event(ours(emu)[uids[0]]["id"])
+    emu.inject("404", at=1)
+    b = backend(emu, settings)
+    listing = b.listing(known, cursor)
+    b.close()
+    assert not listing.reset and not listing.fresh
+    assert set(listing.items) == {uids[1]}
+
+
+def test_a_kept_delta_link_graph_no_longer_reads_lists_again(emu: MsEmu,
+                                                              tmp_path: Path) -> None:
+    """A 400 on the kept delta link (a token Graph cannot read) is a void link: everything is
+    listed again, not an error every sync until the state is deleted."""
+    settings = settings_for(emu, tmp_path)
+    uid = new_uid()
+    known, cursor = sync(emu, settings, {}, None, create(uid))
+    kept = json.loads(cursor or "")
+    kept["delta"] = re.sub(r"(\$deltatoken=)[^&]+", r"\1garbled", kept["delta"], flags=re.I)
+    assert "garbled" in kept["delta"]
+    b = backend(emu, settings)
+    listing = b.listing(known, json.dumps(kept))
+    b.close()
+    assert set(listing.items) == {uid}
+
+
+def test_an_empty_etag_is_never_sent_as_if_match(emu: MsEmu, tmp_path: Path) -> None:
+    """A delta entry may be partial (no @odata.etag): its changeKey stands in, and a Remote
+    without an ETag is a Conflict (re-read), never an unconditional write."""
+    from followsync.backends.microsoft import _etag_of
+
+    assert _etag_of({"changeKey": "CK1"}) == 'W/"CK1"'
+    assert _etag_of({"@odata.etag": 'W/"A"', "changeKey": "B"}) == 'W/"A"'
+    assert _etag_of({}) == ""
+    settings = settings_for(emu, tmp_path)
+    uid = new_uid()
+    known, cursor = sync(emu, settings, {}, None, create(uid))
+    b = backend(emu, settings)
+    b.listing(known, cursor)
+    emu.reset_log()
+    with pytest.raises(Conflict):
+        b.update(Remote(known[uid].href, ""), item(uid))
+    with pytest.raises(Conflict):
+        b.delete(Remote(known[uid].href, ""))
+    b.close()
+    assert not [r for r in requests(emu) if r[0] in ("PATCH", "DELETE")]

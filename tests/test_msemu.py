@@ -610,7 +610,7 @@ def test_each_fault_answers_as_graph_would(fault: str) -> None:
             assert answer.json()["error"]["code"] == {
                 "500": "generalException", "503": "ServiceUnavailable",
                 "429": "TooManyRequests", "412": "ErrorIrresolvableConflict",
-                "410": "SyncStateNotFound"}[fault]
+                "410": "SyncStateNotFound", "404": "ErrorItemNotFound"}[fault]
             if fault in ("429", "503"):
                 assert answer.headers["Retry-After"] == "1"
             assert emu.live("Calendar") == []

@@ -309,9 +309,9 @@ class MicrosoftBackend:
         except _Missing:
             if cursor is None or (self.settings.calendar or DEFAULT) == DEFAULT:
                 raise
-            return self._relocate(window)
+            return self._relocate(window, remembered.calendar, known)
 
-    def _relocate(self, window: str) -> Listing:
+    def _relocate(self, window: str, gone: str, known: Mapping[str, Remote]) -> Listing:
         """The calendar synced last time was deleted in Outlook: find it again by name or
         make it again; every item is then written anew."""
         what = f"calendar {self.settings.calendar!r}"
@@ -319,6 +319,8 @@ class MicrosoftBackend:
         if found is None and self.readonly:
             return Listing({}, fresh=True, reset=True, note=f"{what} was deleted in Outlook; "
                            "a sync creates it again")
+        if found is not None and found == gone:  # a passing 404: the same calendar is there
+            return self._full(found, window, known)
         note = f"{what} was deleted in Outlook; " + ("found it again" if found else
                                                       "created it again")
         found = found or self._find_calendar(create=True)
@@ -331,10 +333,12 @@ class MicrosoftBackend:
         """Every page of a delta round from `url`; None when the link is void (410)."""
         entries: list[dict[str, Any]] = []
         headers = {"Prefer": f"odata.maxpagesize={PAGE}, " + READ["Prefer"]}
+        stored = url
         for _page in range(MAX_PAGES):
             response = self.session.call("GET", url, None, headers)
-            if _void(response):
-                return None
+            if _void(response) or (response.status == 400 and url == stored and
+                                   "$deltatoken=" in url.lower()):
+                return None  # (a 400 on a kept link: a token Graph no longer reads)
             if response.status == 404:
                 raise _Missing(f"target {self.label}: the calendar is not there (HTTP 404)",
                                "use `followsync calendars` to list them")
@@ -400,7 +404,7 @@ class MicrosoftBackend:
             if uid is None or (uid in seen.items and seen.items[uid].href != event["id"]):
                 continue  # marked without data, or a second event with our UID: not touched
             ids.add(str(event["id"]))
-            remote = Remote(str(event["id"]), str(event.get("@odata.etag", "")))
+            remote = Remote(str(event["id"]), _etag_of(event))
             if seen.items.get(uid) != remote:
                 seen.items[uid], seen.changed = remote, True
         return ids
@@ -424,12 +428,12 @@ class MicrosoftBackend:
             if uid is None:  # (removed and unknown: nothing of ours to list)
                 if event_id not in mine and "@removed" not in entry:
                     (unknown if _may_be_ours(entry) else others).append(event_id)
-            elif "@removed" in entry:
+            elif "@removed" in entry or not _etag_of(entry):  # (partial: read its ETag)
                 ours_removed.append(event_id)
-            elif seen.items[uid].etag != entry.get("@odata.etag"):
-                seen.items[uid] = Remote(event_id, str(entry.get("@odata.etag", "")))
+            elif seen.items[uid].etag != _etag_of(entry):
+                seen.items[uid] = Remote(event_id, _etag_of(entry))
                 seen.changed = True
-        for event_id in ours_removed:  # deleted in Outlook, or moved out of the window
+        for event_id in ours_removed:  # deleted in Outlook, moved out of the window, partial
             event = self._fetch(event_id)
             uid = by_id[event_id]
             if event is None or _owner_uid(event) != uid:
@@ -460,7 +464,7 @@ class MicrosoftBackend:
     # ------------------------------------------------------------------ reading
     def get(self, remote: Remote) -> str:
         event = self._events.get(remote.href)
-        if event is None or event.get("@odata.etag") != remote.etag:
+        if event is None or _etag_of(event) != remote.etag:
             event = self._fetch(remote.href)
         if event is None:
             raise Conflict(remote.href)
@@ -492,7 +496,7 @@ class MicrosoftBackend:
             if _mark(event) == uid:  # (Graph compares values ignoring case)
                 self._events[str(event["id"])] = event
                 self._taken.add(uid)
-                return Remote(str(event["id"]), str(event.get("@odata.etag", "")))
+                return Remote(str(event["id"]), _etag_of(event))
         return None
 
     # ------------------------------------------------------------------ writing
@@ -514,8 +518,10 @@ class MicrosoftBackend:
         return self._wrote(uid, _json(response), body)
 
     def update(self, remote: Remote, text: str) -> Remote:
+        if not remote.etag:  # an If-Match must never be empty (an unchecked overwrite)
+            raise Conflict(remote.href)
         uid = _uid_in(text) or remote.href
-        body = self._body(uid, text)
+        body = self._body(uid, text, warn=False)
         # the categories the user gave our event in Outlook (a colour) stay; unseen: untouched
         there = (self._events.get(remote.href) or {}).get("categories")
         if isinstance(there, list):
@@ -531,6 +537,8 @@ class MicrosoftBackend:
         return self._wrote(uid, _json(response), body)
 
     def delete(self, remote: Remote) -> None:
+        if not remote.etag:
+            raise Conflict(remote.href)
         response = self.session.call("DELETE", self._event_path(remote.href), None,
                                      {"If-Match": remote.etag})
         if response.status == 412:
@@ -543,9 +551,11 @@ class MicrosoftBackend:
         if uid:
             self._taken.discard(uid)
 
-    def _body(self, uid: str, text: str) -> dict[str, Any]:
+    def _body(self, uid: str, text: str, warn: bool = True) -> dict[str, Any]:
+        """The event for `text`; the alarms Outlook cannot keep are named once: when the
+        event is made (not each day an overdue one is rewritten), once a sync."""
         body, unset = to_event(uid, text, self.settings.zone)
-        fresh = [name for name in unset if name not in self._warned]
+        fresh = [name for name in unset if name not in self._warned] if warn else []
         if fresh:
             self._warned.update(fresh)
             log.warning("%s: Outlook keeps one reminder per event: the earliest alarm is "
@@ -563,7 +573,7 @@ class MicrosoftBackend:
         else:
             self._events.pop(str(event["id"]), None)
         self._taken.add(uid)
-        return Remote(str(event["id"]), str(event.get("@odata.etag", "")))
+        return Remote(str(event["id"]), _etag_of(event))
 
     def commit(self) -> str | None:
         if self.cursor is None:
@@ -580,6 +590,15 @@ class MicrosoftBackend:
 
 
 # ============================================================================ conversion
+def _etag_of(event: Mapping[str, Any]) -> str:
+    """An event's ETag: `@odata.etag`, else its changeKey (what the ETag is made of); "" when
+    a partial entry has neither (then the event is read: an If-Match must never be empty)."""
+    etag, key = event.get("@odata.etag"), event.get("changeKey")
+    if isinstance(etag, str) and etag:
+        return etag
+    return f'W/"{key}"' if isinstance(key, str) and key else ""
+
+
 def _may_be_ours(entry: Mapping[str, Any]) -> bool:
     """An unknown id in a delta worth reading: it carries the `followsync` category (every
     event of ours gets it when created, a copy or a restored one keeps it). Delta pages hold
