@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
@@ -255,7 +256,11 @@ def _application(settings: MicrosoftSettings) -> Any:
         def request(self, method: str, url: str,  # type: ignore[override]
                     *args: Any, **kwargs: Any) -> Any:
             kwargs.setdefault("timeout", timeout)
-            return super().request(method, url, *args, **kwargs)
+            answer = super().request(method, url, *args, **kwargs)
+            if (settings.endpoint and answer.status_code == 404 and method.upper() == "GET"
+                    and url.endswith("/v2.0/.well-known/openid-configuration")):
+                return _fixed_paths(settings, answer)
+            return answer
 
     session = Session()
     adapter = requests.adapters.HTTPAdapter(max_retries=1)  # a dropped connection: once more
@@ -276,6 +281,20 @@ def _application(settings: MicrosoftSettings) -> Any:
                               f"{settings.tenant!r} ({urlsplit(settings.authority).hostname})",
                               "check `tenant:` (common, organizations, consumers, or your "
                               "organisation's tenant id or domain)") from None
+
+
+def _fixed_paths(settings: MicrosoftSettings, answer: Any) -> Any:
+    """An `endpoint:` (a proxy, a test server) that serves the sign-in at the documented
+    paths but no openid-configuration (which msal reads first): the document those paths
+    make, as README "Microsoft 365 and Outlook.com" names them."""
+    base = settings.authority
+    answer.status_code = 200
+    answer._content = json.dumps({
+        "issuer": f"{base}/v2.0", "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        "token_endpoint": f"{base}/oauth2/v2.0/token",
+        "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode"}).encode()
+    answer.headers["Content-Type"] = "application/json"
+    return answer
 
 
 @contextlib.contextmanager

@@ -299,6 +299,7 @@ class MsEmu:
         # transactionId's de-duplication is undocumented (window, answer): tests can turn it
         # off to check that a retried create never relies on it
         self.dedupe = True
+        self.discovery = True  # serve the tenant's openid-configuration
         self.lock = threading.RLock()
         self._seq = itertools.count(1)
         self.seq = 0
@@ -1755,6 +1756,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         tenant, what = found.groups()
         if what.startswith("v2.0") and self.command == "GET":
+            if not emu.discovery:  # a stand-in that serves only the documented paths
+                self._json(404, {"error": "not_found"}, {})
+                return
             self._json(200, emu.openid_configuration(tenant), {})
             return
         if self.command != "POST":

@@ -210,6 +210,17 @@ def test_refresh_when_the_access_token_expired_keeps_the_rolled_refresh_token(
     assert len(emu.token_requests()) == before + 1
 
 
+def test_an_endpoint_without_openid_configuration_signs_in_at_the_documented_paths(
+        emu: MsEmu, tmp_path: Path) -> None:
+    """msal reads the tenant's openid-configuration first; a proxy or test server that
+    serves only {endpoint}/{tenant}/oauth2/v2.0/devicecode and .../token still works."""
+    emu.discovery = False
+    target = settings(tmp_path, emu)
+    sign_in(target, [], approving(emu))
+    emu.expire_access_tokens()
+    assert Tokens(target, "graph").refresh()
+
+
 def test_an_access_token_near_its_expiry_is_refreshed_before_use(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch
                                                                  ) -> None:
