@@ -6,7 +6,7 @@ A backend only moves items; every decision is made before, in `diff`. Writes are
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,3 +90,18 @@ class Backend(Protocol):
 
     def close(self) -> None:
         ...
+
+
+def relocated(what: str, where: str, found: str | None, readonly: bool,
+              make: Callable[[], str], full: Callable[[str], Listing]) -> Listing:
+    """The calendar synced last time was deleted (in Google, in Outlook): `found` again by
+    name, else made again (never when `readonly`: `plan` says so); every item is then written
+    anew (`reset`: the state's rows no longer apply)."""
+    if found is None and readonly:
+        return Listing({}, fresh=True, reset=True,
+                       note=f"{what} was deleted in {where}; a sync creates it again")
+    note = f"{what} was deleted in {where}; " + ("found it again" if found else
+                                                 "created it again")
+    listing = full(found or make())
+    return Listing(listing.items, cursor=listing.cursor, fresh=True, foreign=listing.foreign,
+                   reset=True, note=note)

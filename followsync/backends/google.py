@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from followsync.backends import eventtext
 from followsync.backends.apisession import GOOGLE_BACKOFF, QUICK_BACKOFF, ApiSession, reason
-from followsync.backends.base import Listing
+from followsync.backends.base import Listing, relocated
 from followsync.backends.davhttp import Response
 from followsync.errors import Conflict, TargetError
 from followsync.googleauth import GoogleSettings, Tokens
@@ -174,18 +174,14 @@ class GoogleBackend:
     def _relocate(self) -> Listing:
         """The calendar synced last time was deleted in Google: find it again by name or
         make it again; every item is then written anew."""
-        what = f"calendar {self.settings.calendar!r}"
-        found = self._find_calendar(create=False)
-        if found is None and self.readonly:
-            return Listing({}, fresh=True, reset=True, note=f"{what} was deleted in Google; "
-                           "a sync creates it again")
-        note = f"{what} was deleted in Google; " + ("found it again" if found else
-                                                     "created it again")
-        found = found or self._find_calendar(create=True)
-        assert found is not None
-        listing = self._full(found)
-        return Listing(listing.items, cursor=listing.cursor, fresh=True,
-                       foreign=listing.foreign, reset=True, note=note)
+        return relocated(f"calendar {self.settings.calendar!r}", "Google",
+                         self._find_calendar(create=False), self.readonly, self._made,
+                         self._full)
+
+    def _made(self) -> str:
+        made = self._find_calendar(create=True)
+        assert made is not None  # (create=True finds or makes it)
+        return made
 
     def _events_path(self, calendar: str, event_id: str | None = None) -> str:
         path = f"calendars/{quote(calendar, safe='')}/events"

@@ -82,7 +82,7 @@ from followsync.backends.apisession import (
     microsoft_retryable,
     reason,
 )
-from followsync.backends.base import Listing
+from followsync.backends.base import Listing, relocated
 from followsync.backends.davhttp import Response
 from followsync.errors import Conflict, TargetError
 from followsync.model import Remote
@@ -314,20 +314,17 @@ class MicrosoftBackend:
     def _relocate(self, window: str, gone: str, known: Mapping[str, Remote]) -> Listing:
         """The calendar synced last time was deleted in Outlook: find it again by name or
         make it again; every item is then written anew."""
-        what = f"calendar {self.settings.calendar!r}"
         found = self._find_calendar(create=False)
-        if found is None and self.readonly:
-            return Listing({}, fresh=True, reset=True, note=f"{what} was deleted in Outlook; "
-                           "a sync creates it again")
         if found is not None and found == gone:  # a passing 404: the same calendar is there
             return self._full(found, window, known)
-        note = f"{what} was deleted in Outlook; " + ("found it again" if found else
-                                                      "created it again")
-        found = found or self._find_calendar(create=True)
-        assert found is not None
-        listing = self._full(found, window)
-        return Listing(listing.items, cursor=listing.cursor, fresh=True,
-                       foreign=listing.foreign, reset=True, note=note)
+        return relocated(f"calendar {self.settings.calendar!r}", "Outlook", found,
+                         self.readonly, self._made, lambda calendar: self._full(calendar,
+                                                                                window))
+
+    def _made(self) -> str:
+        made = self._find_calendar(create=True)
+        assert made is not None  # (create=True finds or makes it)
+        return made
 
     def _delta(self, url: str) -> tuple[list[dict[str, Any]], str] | None:
         """Every page of a delta round from `url`; None when the link is void (410)."""
