@@ -278,6 +278,15 @@ class _Resolver:
             self.warnings.append(f"{what}: the password is written in the config; "
                                  "password_command or password_env keep it out of the file")
 
+    def client_secret(self, where: tuple[str, int], what: str, value: str | None) -> None:
+        """A Google OAuth client's JSON file named in the config must be there."""
+        if value and not self.at(value).is_file():
+            self.problems.append(self.source.problem(
+                (*where, "client_secret"),
+                f"the client_secret file of {what} does not exist: {self.at(value)}",
+                "download your \"Desktop app\" OAuth client's JSON from the Google Cloud "
+                "console (README, \"Google Calendar\")"))
+
     def target(self, index: int, tm: TargetModel, state_dir: Path, zone: ZoneInfo,
                explicit: bool) -> Target:
         if tm.password:
@@ -291,13 +300,7 @@ class _Resolver:
                 f"{'is a file' if folder.exists() else 'does not exist'}: {folder}",
                 "check `path:` for a typo, or create the folder first (followsync does not "
                 "create it)"))
-        if tm.client_secret and not self.at(tm.client_secret).is_file():
-            self.problems.append(self.source.problem(
-                ("targets", index, "client_secret"),
-                f"the client_secret file of target {tm.name!r} does not exist: "
-                f"{self.at(tm.client_secret)}",
-                "download your \"Desktop app\" OAuth client's JSON from the Google Cloud "
-                "console (README, \"Google Calendar\")"))
+        self.client_secret(("targets", index), f"target {tm.name!r}", tm.client_secret)
         command = tm.password_command
         return Target(
             name=tm.name, type=tm.type, kind=tm.as_,
@@ -316,13 +319,7 @@ class _Resolver:
     def mailbox(self, index: int, mm: MailModel, state_dir: Path) -> MailConfig:
         if mm.password:
             self.written_password(("mail", index), f"mailbox {mm.name!r}")
-        if mm.client_secret and not self.at(mm.client_secret).is_file():
-            self.problems.append(self.source.problem(
-                ("mail", index, "client_secret"),
-                f"the client_secret file of mailbox {mm.name!r} does not exist: "
-                f"{self.at(mm.client_secret)}",
-                "download your \"Desktop app\" OAuth client's JSON from the Google Cloud "
-                "console (README, \"Google Calendar\")"))
+        self.client_secret(("mail", index), f"mailbox {mm.name!r}", mm.client_secret)
         command = mm.password_command
         return MailConfig(
             name=mm.name, host=mm.host.strip(), username=mm.username, port=mm.port, tls=mm.tls,

@@ -127,6 +127,17 @@ class ApiSession:
         return response
 
 
+def json_object(response: Response, service: str) -> dict[str, Any]:
+    """An answer's JSON object; anything else is the service's TargetError."""
+    try:
+        data = json.loads(response.body or b"{}")
+    except ValueError:
+        raise TargetError(f"{service}'s answer is not JSON (HTTP {response.status})") from None
+    if not isinstance(data, dict):
+        raise TargetError(f"{service}'s answer is not a JSON object")
+    return data
+
+
 def not_done(response: Response) -> bool:
     """429 and 503: the request was refused before it was carried out (throttled, busy), so
     even a create is safe to send again; a 500, 502 or 504 may come after it was done."""

@@ -34,7 +34,7 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from followsync.backends import eventtext
-from followsync.backends.apisession import GOOGLE_BACKOFF, QUICK_BACKOFF, ApiSession, reason
+from followsync.backends.apisession import GOOGLE_BACKOFF, QUICK_BACKOFF, ApiSession, json_object, reason
 from followsync.backends.base import Listing, relocated
 from followsync.backends.davhttp import Response
 from followsync.errors import Conflict, TargetError
@@ -59,13 +59,7 @@ def _message(response: Response) -> str:
 
 
 def _json(response: Response) -> dict[str, Any]:
-    try:
-        data = json.loads(response.body or b"{}")
-    except ValueError:
-        raise TargetError(f"Google's answer is not JSON (HTTP {response.status})") from None
-    if not isinstance(data, dict):
-        raise TargetError("Google's answer is not a JSON object")
-    return data
+    return json_object(response, "Google")
 
 
 # ============================================================================ the target

@@ -79,6 +79,7 @@ from followsync.backends.apisession import (
     ApiSession,
     Bearer,
     Unanswered,
+    json_object,
     microsoft_retryable,
     reason,
 )
@@ -108,13 +109,7 @@ DEFAULT = "default"
 
 # ============================================================================ HTTP
 def _json(response: Response) -> dict[str, Any]:
-    try:
-        data = json.loads(response.body or b"{}")
-    except ValueError:
-        raise TargetError(f"Microsoft's answer is not JSON (HTTP {response.status})") from None
-    if not isinstance(data, dict):
-        raise TargetError("Microsoft's answer is not a JSON object")
-    return data
+    return json_object(response, "Microsoft")
 
 
 def _entries(data: Mapping[str, Any]) -> list[Any]:
