@@ -385,15 +385,16 @@ def explain(settings: MicrosoftSettings, answer: dict[str, Any], resource: Resou
         within = f" within {minutes:g} minutes" if minutes else " in time"
         return SignInRefused(f"{who}: the code was not entered{within}", f"{again} again "
                            "and enter the code before it expires")
+    # the specific codes first: Entra sends 700016 as unauthorized_client
+    if main in (700016, 90002, 50020, 50034, 900144):
+        return SignInRefused(f"{who}: Microsoft does not know this app, tenant or account "
+                           f"({code})", "check `client_id:` and `tenant:` (the app must be "
+                           "registered for the kind of account you sign in with)")
     if main in (7000218, 700025) or error in ("invalid_client", "unauthorized_client"):
         return SignInRefused(f"{who}: Microsoft refused the app registration ({code})",
                            "in the Entra admin center, App registrations → the app → "
                            "Authentication: set \"Allow public client flows\" to Yes; check "
                            "`client_id:`")
-    if main in (700016, 90002, 50020, 50034, 900144):
-        return SignInRefused(f"{who}: Microsoft does not know this app, tenant or account "
-                           f"({code})", "check `client_id:` and `tenant:` (the app must be "
-                           "registered for the kind of account you sign in with)")
     if error == "invalid_grant" or main in (50173, 70008, 70043, 50132):
         return SignInRefused(f"{who}: Microsoft no longer accepts the sign-in (revoked, "
                            f"expired or the password changed: {code})", f"{again} again")

@@ -904,11 +904,12 @@ def test_an_empty_etag_is_never_sent_as_if_match(emu: MsEmu, tmp_path: Path) -> 
     assert not [r for r in requests(emu) if r[0] in ("PATCH", "DELETE")]
 
 
-def test_calendars_names_a_target_once_in_its_error(emu: MsEmu, signed_in: MsEmu,
+def test_an_error_names_its_target_once(emu: MsEmu, signed_in: MsEmu,
                                                     tmp_path: Path) -> None:
     config = project(tmp_path, emu)
     emu.revoke_refresh_tokens()
     emu.expire_access_tokens()
-    code, out = run(config, "calendars")
-    assert code == 3, out
-    assert "work: target work" not in out and "target work" in out, out
+    for command in ("calendars", "sync", "plan"):
+        code, out = run(config, command)
+        assert code == 3, out
+        assert "work: target work" not in out and "target work" in out, (command, out)

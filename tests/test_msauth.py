@@ -448,6 +448,7 @@ def test_an_app_microsoft_does_not_know_and_a_ca_not_trusted(emu: MsEmu, tmp_pat
     with pytest.raises(TargetError) as caught:
         sign_in(wrong, [], approving(emu))
     assert "AADSTS700016" in str(caught.value) and "check `client_id:`" in str(caught.value)
+    assert "does not know this app" in str(caught.value)  # (not "allow public client flows")
     untrusted = MicrosoftSettings("work", emu.client_id, tmp_path / "state", endpoint=emu.url)
     with pytest.raises(TargetError) as caught:
         sign_in(untrusted, [], approving(emu))

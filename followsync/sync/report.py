@@ -77,7 +77,8 @@ class TargetReport:
 
     def problem(self) -> str:
         """The failure as the user reads it: the message, then the hint."""
-        text = f"{self.name}: {self.error}"
+        named = self.error.startswith((f"target {self.name}:", f"target {self.name} "))
+        text = self.error if named else f"{self.name}: {self.error}"  # the name once
         return f"{text}\n  hint: {self.hint}" if self.hint else text
 
     def fail(self, exc: FollowsyncError) -> None:
