@@ -177,8 +177,12 @@ class Tokens:
                 return cached[0]
             refresh = self._store.refresh_token()
             if refresh is None:
+                other = " and ".join(f"`{k}`" if k == "client_id" else "tenant or endpoint"
+                                     for k in self._store.differs())
+                again = f"run `{auth_command(self.settings.name)}`"
                 raise TargetError(f"{self.settings.who}: not signed in to Microsoft",
-                                  f"run `{auth_command(self.settings.name)}`")
+                                  f"the sign-in kept is for another {other}: check it in the "
+                                  f"config, or {again}" if other else again)
             log.debug("%s: asking Microsoft for a new %s token", self.settings.who,
                       self.resource)
             answer = _refresh(self.settings, refresh, self.resource)

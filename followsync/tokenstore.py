@@ -53,6 +53,19 @@ class KeptTokens:
             return {}  # another client's (or authority's) tokens are no use with this one
         return data
 
+    def differs(self) -> list[str]:
+        """The owner fields (client_id, authority) of a kept file made for other settings:
+        a sign-in that is there but no use with these (a typo in the config, or a changed
+        client_id)."""
+        raw = read_private(self.path, LIMIT)
+        try:
+            data = json.loads(raw) if raw is not None else {}
+        except ValueError:
+            return []
+        if not isinstance(data, dict):
+            return []
+        return [k for k, v in self.owner.items() if data.get(k) not in (None, v)]
+
     def write(self, data: dict[str, Any]) -> None:
         # readonly (plan, and the no-op check before a sync): only the token file `auth`
         # made is refreshed in place, nothing new is created — else every no-op sync after

@@ -677,3 +677,17 @@ def test_auth_asks_for_a_second_code_through_the_command_line(
         assert len(re.findall(r"enter the code", out)) == 2 and "a second code" in out
         assert "target work:" in out and "mailbox outlook:" in out
         assert leaked(emu, out, err) == []
+
+
+def test_a_sign_in_kept_for_another_client_id_is_named_in_the_hint(emu: MsEmu,
+                                                                   tmp_path: Path) -> None:
+    """A typo in `client_id:` after signing in: "not signed in" alone would puzzle; the
+    hint says the kept sign-in is for another client_id."""
+    target = settings(tmp_path, emu)
+    sign_in(target, [], approving(emu))
+    typo = MicrosoftSettings("work", "11111111-2222-3333-4444-555555555556", tmp_path / "state",
+                             endpoint=emu.url, verify=emu.ca_path)
+    with pytest.raises(TargetError) as caught:
+        Tokens(typo, "graph").access()
+    assert "not signed in" in str(caught.value)
+    assert "another `client_id`" in (caught.value.hint or ""), caught.value.hint

@@ -77,8 +77,9 @@ class TargetReport:
 
     def problem(self) -> str:
         """The failure as the user reads it: the message, then the hint."""
-        named = self.error.startswith((f"target {self.name}:", f"target {self.name} "))
-        text = self.error if named else f"{self.name}: {self.error}"  # the name once
+        error = self.error or ""
+        named = error.startswith((f"target {self.name}:", f"target {self.name} "))
+        text = error if named else f"{self.name}: {error}"  # the name once
         return f"{text}\n  hint: {self.hint}" if self.hint else text
 
     def fail(self, exc: FollowsyncError) -> None:
