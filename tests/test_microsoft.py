@@ -913,3 +913,15 @@ def test_an_error_names_its_target_once(emu: MsEmu, signed_in: MsEmu,
         code, out = run(config, command)
         assert code == 3, out
         assert "work: target work" not in out and "target work" in out, (command, out)
+
+
+def test_a_certificate_not_trusted_says_to_give_the_ca_as_verify(emu: MsEmu, signed_in: MsEmu,
+                                                                   tmp_path: Path) -> None:
+    """The server was reached; only its certificate is unknown: no "unreachable", no "the
+    next sync retries" (it would not help)."""
+    config = project(tmp_path, emu)
+    config.write_text(re.sub(r"(?m)^    verify: .*\n", "", config.read_text()))
+    code, out = run(config, "sync")
+    assert code == 3, out
+    assert "certificate of 127.0.0.1 is not trusted" in out and "`verify:`" in out, out
+    assert "unreachable" not in out, out

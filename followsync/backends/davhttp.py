@@ -306,6 +306,10 @@ class DavSession:
                 if not isinstance(exc, ssl.SSLError) and self._wait(
                         unreached, attempt, started, None, f"{method} {path}: {reason}"):
                     continue
+                if isinstance(exc, ssl.SSLCertVerificationError):  # reached, not trusted
+                    raise TargetError(f"the certificate of {self.host} is not trusted: "
+                                      f"{exc.verify_message}", "for a private server or "
+                                      "proxy, give its CA file as `verify:`") from None
                 raise TargetError(f"{self.host} is unreachable: {reason}",
                                   "check the URL and your connection; the next sync retries")\
                     from None
