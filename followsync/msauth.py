@@ -53,8 +53,8 @@ SCOPES: dict[Resource, list[str]] = {"graph": GRAPH_SCOPES, "imap": IMAP_SCOPES}
 SERVICE: dict[Resource, str] = {"graph": "its calendar, through Microsoft Graph",
                                 "imap": "its mail, over IMAP"}
 INSTALL = ("install the microsoft extra from your followsync checkout: pipx install --force "
-           "'.[microsoft]' (with every extra you use, e.g. '.[caldav,microsoft]'; or pip install "
-           "--user '.[microsoft]'; or pipx inject followsync msal)")
+           "'.[microsoft]' (with every extra you use, e.g. '.[caldav,microsoft]'; or pipx "
+           "inject followsync msal); in a virtualenv: pip install '.[microsoft]'")
 LOCK_WAIT = 60.0  # seconds a refresh waits for another process's refresh of the same name
 
 

@@ -354,3 +354,13 @@ def test_a_message_with_no_usable_date_at_all_is_skipped() -> None:
         for n in range(3)]
     assert matcher.touches(from_ann("dated", "Date: Tue, 03 Nov 2026 10:00:00 +0000"), b"",
                            "INBOX", set(), 4)[0].when == datetime(2026, 11, 3, 10, tzinfo=UTC)
+
+
+def test_a_host_that_is_not_found_is_said_in_words_not_a_number() -> None:
+    """socket.gaierror's first argument is a number (-2): the reason names what happened."""
+    import socket
+
+    from followsync.sources.mail import _reason
+
+    text = _reason(socket.gaierror(-2, "Name or service not known"))
+    assert text.startswith("host name not found") and "-2" not in text

@@ -32,6 +32,7 @@ import imaplib
 import itertools
 import json
 import re
+import socket
 import ssl
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -313,6 +314,8 @@ def _tls_error(where: str, exc: ssl.SSLError) -> MailError:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, socket.gaierror):  # (its first argument is a number: -2, -3)
+        return f"host name not found ({exc.strerror or 'no answer from DNS'})"
     text = exc.args[0] if exc.args else exc
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
