@@ -485,7 +485,8 @@ def sign_in(named: MicrosoftSettings, others: Sequence[MicrosoftSettings],
         raise TargetError(f"{named.who}: you signed in as {account.username or '?'}, but the "
                           f"mailbox's username is {named.username}",
                           f"run `{auth_command(named.name)}` again and sign in as "
-                          f"{named.username}")
+                          f"{named.username}; or, if `username:` is mistyped (or is your mail "
+                          "address while you sign in with another name), correct it")
     done = SignIn(account)
     entries = [named]
     for other in others:
