@@ -134,7 +134,8 @@ def cli(ctx: click.Context, config_path: str | None, now_text: str | None, verbo
     """Keep the next follow-up with everyone you are chasing in your calendar.
 
     Edit one YAML file of leads; followsync writes each lead's next follow-up, with alarms,
-    into a CalDAV calendar or an .ics file and keeps it right.
+    into a CalDAV calendar, Google Calendar, Outlook (Microsoft 365, Outlook.com) or an .ics
+    file, and keeps it right.
     """
     _setup_logging(verbose, quiet)
     ctx.obj = Context(config_path, now_text, verbose, quiet)
