@@ -1,4 +1,6 @@
-"""Review of issue 19 (Microsoft sign-in, OAuth mailboxes): failing tests for bugs found."""
+"""Edges of the Microsoft and Google sign-ins and OAuth mailboxes: whose account a sign-in
+covers, refusals the daemon holds, names shared by a target and a mailbox, plan writing
+nothing, the install hint."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 # ruff: noqa: F811  (fixtures imported from test_microsoft)
-"""Review findings on the microsoft target (each test fails on the code it was written
-against)."""
+"""Edges of the microsoft target: a follow-up deleted in Outlook made again, hostile JSON, a
+copy made in Outlook, stamps, others' events changing, calendars whatever the case."""
 
 from __future__ import annotations
 
