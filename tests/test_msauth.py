@@ -88,10 +88,25 @@ def approving(emu: MsEmu, user: str | None = None, shown: list[str] | None = Non
     return say
 
 
+# the user, as a process of its own: opens the verification page and enters the code there
+# (what a browser on the user's phone does), while `followsync auth` polls
+USER_ENTERS_CODE = """
+import ssl, sys, urllib.parse, urllib.request
+url, ca, code, user = sys.argv[1:5]
+form = {"otc": code, **({"user": user} if user else {})}
+context = ssl.create_default_context(cafile=ca)
+urllib.request.urlopen(url + "/devicelogin", context=context, timeout=30).read()
+answer = urllib.request.urlopen(urllib.request.Request(
+    url + "/devicelogin", data=urllib.parse.urlencode(form).encode()), context=context,
+    timeout=30)
+assert b"You have signed in" in answer.read()
+"""
+
+
 def cli_auth(config: Path, name: str, emu: MsEmu, *args: str,
              user: str | None = None) -> tuple[int, str, str]:
-    """`followsync auth NAME` as a process; this test is the user: it reads the code from
-    the process's output and enters it (emu.approve) while the process polls."""
+    """`followsync auth NAME` as a process, and the user as another: it reads the code from
+    the first's output and enters it on the verification page while the first polls."""
     process = subprocess.Popen(
         [sys.executable, "-m", "followsync", "--config", str(config), "auth", name, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -102,7 +117,9 @@ def cli_auth(config: Path, name: str, emu: MsEmu, *args: str,
         seen.append(line)
         found = re.search(r"enter the code (\S+)", line)
         if found:
-            emu.approve(found.group(1), user)
+            subprocess.run([sys.executable, "-c", USER_ENTERS_CODE, emu.url, str(emu.ca_path),
+                            found.group(1), user or ""], check=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": ""})
     out, err = process.communicate(timeout=60)
     return process.returncode, "".join(seen) + out, err
 
