@@ -301,6 +301,9 @@ class MailModel(_Model):
                               "followsync listens on no port")
             _microsoft_sign_in(self.client_id, self.tenant, self.endpoint)
             return self
+        if self.verify is not True:
+            raise Invalid("`auth: google` takes no verify",
+                          "Google's sign-in uses the system's certificates; remove `verify:`")
         if self.client_id is not None or self.tenant is not None:
             raise Invalid("`auth: google` takes no client_id or tenant",
                           "it needs `client_secret:` (your \"Desktop app\" OAuth client's "

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from followsync.backends.apisession import ApiSession
-from followsync.errors import TargetError
+from followsync.errors import SignInRefused, TargetError
 from followsync.tokenstore import KeptTokens, slug
 
 if TYPE_CHECKING:
@@ -209,13 +209,13 @@ def token_error(name: str, status: int, answer: dict[str, Any], who: str | None 
     who = who or f"target {name}"
     error = str(answer.get("error") or f"HTTP {status}")[:60]
     if error == "invalid_grant":
-        return TargetError(
+        return SignInRefused(
             f"{who}: Google no longer accepts the sign-in (invalid_grant)",
             f"run `{auth_command(name)}` again. If your OAuth app is in \"Testing\" status, "
             "Google ends its sign-ins after 7 days: publish it (Google Cloud console → Google Auth "
             "Platform → Audience → Publish app) and sign in once more")
-    if error in ("invalid_client", "unauthorized_client"):
-        return TargetError(f"{who}: Google refused the OAuth client ({error})",
+    if error in ("invalid_client", "unauthorized_client"):  # (asking again will not help)
+        return SignInRefused(f"{who}: Google refused the OAuth client ({error})",
                            "check the client_secret file; Google shows a client's secret only "
                            "once, so if it is lost create a new \"Desktop app\" client (Google "
                            "Auth Platform → Clients) and download its JSON")

@@ -185,6 +185,14 @@ README, "Google Calendar"
           hint: the JSON file of your own "Desktop app" OAuth client (see README, "Google \
 Calendar")
         """),
+    ("google-with-verify", """\
+        mail:
+          - {name: g, host: imap.gmail.com, username: me@gmail.example, auth: google,
+             client_secret: c.json, verify: ca.pem}
+        """, """\
+        {C}:6:5: mail.1: `auth: google` takes no verify
+          hint: Google's sign-in uses the system's certificates; remove `verify:`
+        """),
     ("google-client-secret-missing", """\
         mail:
           - name: g

@@ -727,3 +727,16 @@ def test_a_hostile_refusal_is_a_failure_never_a_traceback(
         fake.close()
     text = f"{caught.value.message} {caught.value.hint}"
     assert "eyJ." not in text and len(text) < 2000
+
+
+@pytest.mark.parametrize("error", ["invalid_client", "unauthorized_client", "invalid_grant"])
+def test_googles_refusal_of_the_client_or_the_grant_is_held_as_a_refused_login(
+        error: str) -> None:
+    """Asking Google again will not change these: the daemon holds the mailbox as for a
+    refused password, until the sign-in or the config changes."""
+    from followsync.errors import SignInRefused
+    from followsync.googleauth import token_error
+
+    refused = token_error("gmail", 401, {"error": error}, who="mailbox gmail")
+    assert isinstance(refused, SignInRefused), refused
+    assert not isinstance(token_error("gmail", 500, {"error": "server_error"}), SignInRefused)
