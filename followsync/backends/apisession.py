@@ -127,6 +127,14 @@ class ApiSession:
         return response
 
 
+def error_message(response: Response) -> str:
+    """The `error.message` of a JSON error answer (Google's and Graph's shape), or ""."""
+    try:
+        return str(json.loads(response.body or b"{}")["error"]["message"])[:200]
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
 def json_object(response: Response, service: str) -> dict[str, Any]:
     """An answer's JSON object; anything else is the service's TargetError."""
     try:

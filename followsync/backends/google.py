@@ -34,11 +34,19 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from followsync.backends import eventtext
-from followsync.backends.apisession import GOOGLE_BACKOFF, QUICK_BACKOFF, ApiSession, json_object, reason
+from followsync.backends.apisession import (
+    GOOGLE_BACKOFF,
+    QUICK_BACKOFF,
+    ApiSession,
+    error_message,
+    json_object,
+    reason,
+)
 from followsync.backends.base import Listing, relocated
 from followsync.backends.davhttp import Response
 from followsync.errors import Conflict, TargetError
 from followsync.googleauth import GoogleSettings, Tokens
+from followsync.marks import uid_of
 from followsync.model import Remote
 
 log = logging.getLogger("followsync")
@@ -51,13 +59,6 @@ OWN = ("followsync_uid", "followsync_lead")
 
 
 # ============================================================================ HTTP
-def _message(response: Response) -> str:
-    try:
-        return str(json.loads(response.body or b"{}")["error"]["message"])[:200]
-    except (ValueError, KeyError, TypeError):
-        return ""
-
-
 def _json(response: Response) -> dict[str, Any]:
     return json_object(response, "Google")
 
@@ -312,7 +313,7 @@ class GoogleBackend:
 
     def update(self, remote: Remote, text: str) -> Remote:
         assert self.cursor is not None
-        uid = _uid_in(text) or remote.href
+        uid = uid_of(text) or remote.href
         response = self.session.call("PUT", self._events_path(self.cursor.calendar, remote.href),
                                      self._body(uid, text), {"If-Match": remote.etag})
         if response.status in (404, 409, 410, 412):
@@ -360,7 +361,7 @@ class GoogleBackend:
 def _expect(response: Response, what: str) -> None:
     if 200 <= response.status < 300:
         return
-    detail = _message(response) or reason(response) or "no reason given"
+    detail = error_message(response) or reason(response) or "no reason given"
     if response.status == 403:
         raise TargetError(f"Google refused to {what} (HTTP 403: {detail})",
                           "check that the Calendar API is enabled in your Cloud project and "
@@ -380,12 +381,6 @@ def _owner_uid(event: dict[str, Any]) -> str | None:
     if all(private.get(key) for key in OWN):
         return str(private["followsync_uid"])
     return None
-
-
-def _uid_in(text: str) -> str | None:
-    from followsync.marks import uid_of
-
-    return uid_of(text)
 
 
 def to_event(uid: str, text: str, zone: str = "UTC") -> tuple[dict[str, Any], bool]:

@@ -79,6 +79,7 @@ from followsync.backends.apisession import (
     ApiSession,
     Bearer,
     Unanswered,
+    error_message,
     json_object,
     microsoft_retryable,
     reason,
@@ -86,6 +87,7 @@ from followsync.backends.apisession import (
 from followsync.backends.base import Listing, relocated
 from followsync.backends.davhttp import Response
 from followsync.errors import Conflict, TargetError
+from followsync.marks import uid_of
 from followsync.model import Remote
 from followsync.msauth import MicrosoftSettings
 
@@ -121,17 +123,10 @@ def _entries(data: Mapping[str, Any]) -> list[Any]:
     return value
 
 
-def _message(response: Response) -> str:
-    try:
-        return str(json.loads(response.body or b"{}")["error"]["message"])[:200]
-    except (ValueError, KeyError, TypeError):
-        return ""
-
-
 def _expect(response: Response, what: str) -> None:
     if 200 <= response.status < 300:
         return
-    detail = ": ".join(x for x in (reason(response), _message(response)) if x) or \
+    detail = ": ".join(x for x in (reason(response), error_message(response)) if x) or \
         "no reason given"
     if response.status == 403:
         raise TargetError(f"Microsoft refused to {what} (HTTP 403: {detail})",
@@ -512,7 +507,7 @@ class MicrosoftBackend:
     def update(self, remote: Remote, text: str) -> Remote:
         if not remote.etag:  # an If-Match must never be empty (an unchecked overwrite)
             raise Conflict(remote.href)
-        uid = _uid_in(text) or remote.href
+        uid = uid_of(text) or remote.href
         body = self._body(uid, text, warn=False)
         # the categories the user gave our event in Outlook (a colour) stay; unseen: untouched
         there = (self._events.get(remote.href) or {}).get("categories")
@@ -642,12 +637,6 @@ def _readable(event: Mapping[str, Any]) -> bool:
         return False  # (a hostile answer: read again, where it is a target error)
     return str(body.get("contentType", "text")).lower() == "text" and all(
         str(when.get("timeZone", "UTC")) == "UTC" for when in (start, end))
-
-
-def _uid_in(text: str) -> str | None:
-    from followsync.marks import uid_of
-
-    return uid_of(text)
 
 
 def to_event(uid: str, text: str, zone: str = "UTC") -> tuple[dict[str, Any], list[str]]:
