@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -70,6 +71,19 @@ def sync(config: Path, env: dict[str, str]) -> float:
     return took
 
 
+def radicale_project(server: Any, folder: Path, n: int, env: dict[str, str]) -> Path:
+    """A project of N leads syncing to a fresh calendar of the Radicale `server` (its
+    password in `env`): the side each no-op is compared with."""
+    from tests.servers import fresh_calendar
+
+    cal = fresh_calendar(server)
+    env["BENCH_DAV_PASSWORD"] = cal.password or ""
+    return project(folder, n, (
+        f"  - name: dav\n    type: caldav\n    url: {cal.url}\n"
+        f"    calendar: {cal.calendar_name}\n    username: {cal.username}\n"
+        "    password_env: BENCH_DAV_PASSWORD\n"))
+
+
 def timed_python(code: str, env: dict[str, str]) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
@@ -84,7 +98,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FOLLOWSYNC_NO_KEYRING": "1",
            "NO_PROXY": "127.0.0.1,localhost"}
     from followsync.googleauth import GoogleSettings, TokenStore
-    from tests.servers import fresh_calendar, start_server
+    from tests.servers import start_server
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -94,12 +108,7 @@ def main() -> None:
         try:
             assert emu.stdout is not None and emu.stdin is not None
             info = json.loads(emu.stdout.readline())
-            cal = fresh_calendar(server)
-            env["BENCH_DAV_PASSWORD"] = cal.password or ""
-            dav = project(base / "dav", args.n, (
-                f"  - name: dav\n    type: caldav\n    url: {cal.url}\n"
-                f"    calendar: {cal.calendar_name}\n    username: {cal.username}\n"
-                "    password_env: BENCH_DAV_PASSWORD\n"))
+            dav = radicale_project(server, base / "dav", args.n, env)
             gfolder = base / "google"
             gfolder.mkdir()
             (gfolder / "client.json").write_text(json.dumps({"installed": {

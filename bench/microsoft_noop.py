@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.google_noop import project, sync, timed_python  # noqa: E402  the same runs
+from bench.google_noop import project, radicale_project, sync, timed_python  # noqa: E402  the same runs
 
 EMU_CHILD = """
 import json, sys
@@ -106,7 +106,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FOLLOWSYNC_NO_KEYRING": "1",
            "NO_PROXY": "127.0.0.1,localhost"}
     from followsync.msauth import MicrosoftSettings, store_for
-    from tests.servers import fresh_calendar, start_server
+    from tests.servers import start_server
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -117,12 +117,7 @@ def main() -> None:
         try:
             assert emu.stdout is not None and emu.stdin is not None
             info = json.loads(emu.stdout.readline())
-            cal = fresh_calendar(server)
-            env["BENCH_DAV_PASSWORD"] = cal.password or ""
-            dav = project(base / "dav", args.n, (
-                f"  - name: dav\n    type: caldav\n    url: {cal.url}\n"
-                f"    calendar: {cal.calendar_name}\n    username: {cal.username}\n"
-                "    password_env: BENCH_DAV_PASSWORD\n"))
+            dav = radicale_project(server, base / "dav", args.n, env)
             folder = base / "microsoft"
             outlook = project(folder, args.n, (
                 "  - name: work\n    type: microsoft\n    calendar: Follow-ups\n"
