@@ -248,3 +248,34 @@ def validations(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     monkeypatch.setattr(cc, "load_config", counting)
     monkeypatch.setattr(config_module, "load_config", counting)
     return seen
+
+
+@pytest.fixture
+def keyring_stand_in(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], str]:
+    """A working keyring module in place of the real one (which would write to the
+    desktop's keyring): what is set there, by (service, account)."""
+    import types
+
+    kept: dict[tuple[str, str], str] = {}
+
+    class Working:
+        priority = 5
+
+    fail = types.ModuleType("keyring.backends.fail")
+
+    class Fail:
+        priority = 0
+
+    fail.Keyring = Fail  # type: ignore[attr-defined]
+    backends = types.ModuleType("keyring.backends")
+    backends.fail = fail  # type: ignore[attr-defined]
+    ring = types.ModuleType("keyring")
+    ring.backends = backends  # type: ignore[attr-defined]
+    ring.get_keyring = Working  # type: ignore[attr-defined]
+    ring.set_password = lambda s, a, v: kept.__setitem__((s, a), v)  # type: ignore[attr-defined]
+    ring.get_password = lambda s, a: kept.get((s, a))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "keyring", ring)
+    monkeypatch.setitem(sys.modules, "keyring.backends", backends)
+    monkeypatch.setitem(sys.modules, "keyring.backends.fail", fail)
+    monkeypatch.delenv("FOLLOWSYNC_NO_KEYRING", raising=False)
+    return kept

@@ -8,6 +8,7 @@ import email.utils
 import json
 import logging
 import random
+import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -381,36 +382,12 @@ def test_foreign_events_read_as_foreign_text(emu: GoogleEmu, tmp_path: Path) -> 
     assert date(2031, 1, 6).isoformat() in json.dumps(event)
 
 
-def test_the_refresh_token_goes_to_a_working_keyring(emu: GoogleEmu, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_refresh_token_goes_to_a_working_keyring(
+        emu: GoogleEmu, tmp_path: Path, keyring_stand_in: dict[tuple[str, str], str]) -> None:
     """With a keyring backend that works, the refresh token is kept there and not in the
     file; the file keeps only the short-lived access token. (A stand-in keyring module: the
     real one would write to the desktop's keyring.)"""
-    import sys
-    import types
-
-    kept: dict[tuple[str, str], str] = {}
-
-    class Working:
-        priority = 5
-
-    fail = types.ModuleType("keyring.backends.fail")
-
-    class Fail:
-        priority = 0
-
-    fail.Keyring = Fail  # type: ignore[attr-defined]
-    backends = types.ModuleType("keyring.backends")
-    backends.fail = fail  # type: ignore[attr-defined]
-    ring = types.ModuleType("keyring")
-    ring.backends = backends  # type: ignore[attr-defined]
-    ring.get_keyring = Working  # type: ignore[attr-defined]
-    ring.set_password = lambda s, a, v: kept.__setitem__((s, a), v)  # type: ignore[attr-defined]
-    ring.get_password = lambda s, a: kept.get((s, a))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "keyring", ring)
-    monkeypatch.setitem(sys.modules, "keyring.backends", backends)
-    monkeypatch.setitem(sys.modules, "keyring.backends.fail", fail)
-    monkeypatch.delenv("FOLLOWSYNC_NO_KEYRING")
+    kept = keyring_stand_in
     settings = settings_for(emu, tmp_path, signed_in=False)
     refresh, _ = emu.issue_tokens()
     store = TokenStore(settings, emu.client_id)
@@ -419,7 +396,8 @@ def test_the_refresh_token_goes_to_a_working_keyring(emu: GoogleEmu, tmp_path: P
     sync(settings, {}, None)
     assert refresh not in store.path.read_text()
     assert store.path.stat().st_mode & 0o777 == 0o600
-    ring.get_keyring = Fail  # type: ignore[attr-defined]  # no working backend: the file
+    ring = sys.modules["keyring"]  # (the stand-in) with no working backend: the file
+    ring.get_keyring = sys.modules["keyring.backends.fail"].Keyring  # type: ignore[attr-defined]
     assert store.keep_refresh(refresh) == str(store.path)
     assert refresh in store.path.read_text()
 

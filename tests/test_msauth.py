@@ -348,33 +348,12 @@ def test_without_msal_the_sign_in_says_what_to_install(emu: MsEmu, tmp_path: Pat
 
 
 # ------------------------------------------------------------------------- keeping
-def test_the_refresh_token_goes_to_a_working_keyring(emu: MsEmu, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_refresh_token_goes_to_a_working_keyring(
+        emu: MsEmu, tmp_path: Path, keyring_stand_in: dict[tuple[str, str], str]) -> None:
     """A stand-in keyring module (the real one would write to the desktop's keyring): the
     refresh token is kept there, the file keeps only access tokens, and a refresh rolls the
     keyring's copy."""
-    kept: dict[tuple[str, str], str] = {}
-
-    class Working:
-        priority = 1
-
-    fail = types.ModuleType("keyring.backends.fail")
-
-    class Fail:
-        priority = 0
-
-    fail.Keyring = Fail  # type: ignore[attr-defined]
-    backends = types.ModuleType("keyring.backends")
-    backends.fail = fail  # type: ignore[attr-defined]
-    ring = types.ModuleType("keyring")
-    ring.backends = backends  # type: ignore[attr-defined]
-    ring.get_keyring = Working  # type: ignore[attr-defined]
-    ring.set_password = lambda s, a, v: kept.__setitem__((s, a), v)  # type: ignore[attr-defined]
-    ring.get_password = lambda s, a: kept.get((s, a))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "keyring", ring)
-    monkeypatch.setitem(sys.modules, "keyring.backends", backends)
-    monkeypatch.setitem(sys.modules, "keyring.backends.fail", fail)
-    monkeypatch.delenv("FOLLOWSYNC_NO_KEYRING")
+    kept = keyring_stand_in
     target, box = settings(tmp_path, emu), mailbox(tmp_path, emu)
     done = sign_in(target, [box], approving(emu))
     assert [where for _, where in done.covered] == ["the keyring", "the keyring"]
