@@ -425,7 +425,9 @@ def calendars(obj: Context) -> None:
         try:
             found = backend.calendars()
         except FollowsyncError as exc:
-            click.echo(_named(target, exc), err=True)
+            from followsync.sync.report import named_once
+
+            click.echo(named_once(target.name, str(exc)), err=True)
             failed = True
             continue
         finally:
@@ -452,7 +454,9 @@ def _google_calendars(obj: Context, config: Config, target: Target) -> bool:
     try:
         found = backend.calendars()
     except FollowsyncError as exc:
-        click.echo(_named(target, exc), err=True)
+        from followsync.sync.report import named_once
+
+        click.echo(named_once(target.name, str(exc)), err=True)
         return False
     finally:
         backend.close()
@@ -467,12 +471,6 @@ def _google_calendars(obj: Context, config: Config, target: Target) -> bool:
     return True
 
 
-def _named(target: Target, exc: Exception) -> str:
-    """An error about one target, naming it once ("target work: ..." or "work: ...")."""
-    text = str(exc)
-    return text if text.startswith(target.who) else f"{target.name}: {text}"
-
-
 def _microsoft_calendars(obj: Context, target: Target) -> bool:
     """`followsync calendars` for a microsoft target; False when it could not list them."""
     from followsync.backends.microsoft import MicrosoftBackend
@@ -485,7 +483,9 @@ def _microsoft_calendars(obj: Context, target: Target) -> bool:
         finally:
             backend.close()
     except FollowsyncError as exc:
-        click.echo(_named(target, exc), err=True)
+        from followsync.sync.report import named_once
+
+        click.echo(named_once(target.name, str(exc)), err=True)
         return False
     obj.say(f"{target.name} (Outlook):")
     wanted = target.calendar or "default"

@@ -77,9 +77,7 @@ class TargetReport:
 
     def problem(self) -> str:
         """The failure as the user reads it: the message, then the hint."""
-        error = self.error or ""
-        named = error.startswith((f"target {self.name}:", f"target {self.name} "))
-        text = error if named else f"{self.name}: {error}"  # the name once
+        text = named_once(self.name, self.error or "")
         return f"{text}\n  hint: {self.hint}" if self.hint else text
 
     def fail(self, exc: FollowsyncError) -> None:
@@ -114,3 +112,10 @@ class Outcome:
     def exit_code(self) -> int:
         return max([EXIT_OK, *(t.exit_code for t in self.targets),
                     *(m.exit_code for m in self.mailboxes)])
+
+
+def named_once(name: str, message: str) -> str:
+    """An error about target `name` as one line naming it once: "target work: ..." stays,
+    anything else gets "work: " before it (`sync`, `plan` and `calendars` alike)."""
+    named = message.startswith((f"target {name}:", f"target {name} "))
+    return message if named else f"{name}: {message}"
